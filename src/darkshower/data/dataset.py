@@ -1,0 +1,330 @@
+"""Chunked Parquet datasets with a JSON manifest: writing (atomic, resumable) and reading (lazy).
+
+Layout of a dataset directory::
+
+    DIR/manifest.json          schema version, process, parameters, provenance, chunk list
+    DIR/chunk-00000.parquet    events of chunk 0 (awkward records, see darkshower.data.schema)
+    DIR/chunk-00000.json       sidecar written after the chunk: its checksum and metadata
+
+A chunk counts as complete only when its sidecar exists and the Parquet checksum matches;
+files are written to a temporary name and renamed, so a killed run never leaves half files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+
+from darkshower.data.schema import FORMAT_NAME, SCHEMA_VERSION, validate_events
+from darkshower.errors import DatasetError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+def chunk_name(index: int) -> str:
+    return f"chunk-{index:05d}.parquet"
+
+
+def sidecar_name(index: int) -> str:
+    return f"chunk-{index:05d}.json"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    tmp = _tmp_path(path)
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o)}")
+
+
+def write_chunk(directory: str | os.PathLike, index: int, events: ak.Array, meta: dict | None = None) -> dict:
+    """Write one chunk atomically (Parquet, then its sidecar) and return its manifest entry."""
+    directory = Path(directory)
+    target = directory / chunk_name(index)
+    tmp = _tmp_path(target)
+    try:
+        ak.to_parquet(events, tmp, compression="zstd", row_group_size=None)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    entry = {
+        "index": index,
+        "file": target.name,
+        "n_events": len(events),
+        "bytes": target.stat().st_size,
+        "sha256": sha256_file(target),
+        **(meta or {}),
+    }
+    atomic_write_json(directory / sidecar_name(index), entry)
+    return entry
+
+
+def _cleanup_temp_files(directory: Path) -> None:
+    for p in directory.glob(".*.tmp"):
+        try:
+            p.unlink()
+        except OSError:  # pragma: no cover
+            pass
+
+
+class DatasetWriter:
+    """Create or resume a dataset directory.
+
+    ``identity`` is the full resolved configuration: resuming with a different one is an error,
+    so two different runs can never mix chunks.
+    """
+
+    def __init__(self, path: str | os.PathLike, identity: dict, header: dict):
+        self.path = Path(path)
+        self.identity = json.loads(json.dumps(identity, default=_json_default))
+        self.header = header
+        self._entries: dict[int, dict] = {}
+
+    # -- setup ---------------------------------------------------------------------------
+    def open(self) -> dict[int, dict]:
+        """Prepare the directory; return the already complete chunks {index: entry}."""
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise DatasetError(f"--out {p}: exists and is a file, not a dataset directory; choose another path")
+        manifest_path = p / MANIFEST
+        if p.is_dir() and not manifest_path.exists():
+            stray = [x.name for x in p.iterdir() if not x.name.startswith(".")]
+            if stray:
+                raise DatasetError(
+                    f"--out {p}: directory exists, is not empty and is not a darkshower dataset "
+                    f"(no {MANIFEST}; found e.g. {stray[:3]}); choose a new or empty directory"
+                )
+        p.mkdir(parents=True, exist_ok=True)
+        _cleanup_temp_files(p)
+        if manifest_path.exists():
+            old = _load_manifest(p)
+            if old.get("config") != self.identity:
+                raise DatasetError(
+                    f"--out {p}: holds a dataset made with different settings; resuming would mix them. "
+                    "Use a new --out directory (or delete this one)"
+                )
+            self._entries = self._scan_complete()
+        self._write_manifest(status="incomplete")
+        return dict(self._entries)
+
+    def _scan_complete(self) -> dict[int, dict]:
+        entries: dict[int, dict] = {}
+        for side in sorted(self.path.glob("chunk-*.json")):
+            try:
+                entry = json.loads(side.read_text())
+            except (json.JSONDecodeError, OSError) as exc:
+                raise DatasetError(f"{side}: unreadable chunk sidecar ({exc}); delete it to regenerate the chunk")
+            target = self.path / entry["file"]
+            if not target.exists():
+                raise DatasetError(
+                    f"{target}: chunk file listed in {side.name} is missing; delete {side.name} to regenerate it"
+                )
+            if target.stat().st_size != entry["bytes"] or sha256_file(target) != entry["sha256"]:
+                raise DatasetError(
+                    f"{target}: chunk is truncated or corrupt (checksum mismatch with {side.name}); "
+                    f"delete {target.name} and {side.name} and rerun the same command to regenerate it"
+                )
+            entries[int(entry["index"])] = entry
+        return entries
+
+    # -- writing -------------------------------------------------------------------------
+    def record(self, entry: dict) -> None:
+        """Register a chunk written (by this or another process) with :func:`write_chunk`."""
+        self._entries[int(entry["index"])] = entry
+        self._write_manifest(status="incomplete")
+
+    def write(self, index: int, events: ak.Array, meta: dict | None = None) -> dict:
+        entry = write_chunk(self.path, index, events, meta)
+        self.record(entry)
+        return entry
+
+    def finalize(self, summary: dict | None = None) -> dict:
+        return self._write_manifest(status="complete", summary=summary)
+
+    def _write_manifest(self, status: str, summary: dict | None = None) -> dict:
+        chunks = [self._entries[i] for i in sorted(self._entries)]
+        manifest = {
+            "format": FORMAT_NAME,
+            "schema_version": SCHEMA_VERSION,
+            "status": status,
+            **self.header,
+            "config": self.identity,
+            "n_events": int(sum(c["n_events"] for c in chunks)),
+            "n_chunks": len(chunks),
+            "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            **(summary or {}),
+            "chunks": chunks,
+        }
+        atomic_write_json(self.path / MANIFEST, manifest)
+        return manifest
+
+
+def _load_manifest(path: Path) -> dict:
+    mp = path / MANIFEST
+    try:
+        manifest = json.loads(mp.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: not a darkshower dataset (no {MANIFEST}); pass a dataset directory") from None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{mp}: manifest is not valid JSON ({exc}); the dataset is damaged, regenerate it") from None
+    if manifest.get("format") != FORMAT_NAME:
+        raise DatasetError(f"{mp}: field 'format' is {manifest.get('format')!r}, expected {FORMAT_NAME!r}")
+    major = str(manifest.get("schema_version", "0")).split(".")[0]
+    if major != SCHEMA_VERSION.split(".")[0]:
+        raise DatasetError(
+            f"{mp}: schema_version {manifest.get('schema_version')} is not readable by this darkshower "
+            f"(reads {SCHEMA_VERSION}); upgrade darkshower or regenerate the dataset"
+        )
+    return manifest
+
+
+class Dataset:
+    """A dataset directory opened for reading; chunks are read on demand."""
+
+    def __init__(self, path: str | os.PathLike, manifest: dict):
+        self.path = Path(path)
+        self.manifest = manifest
+
+    # -- metadata ------------------------------------------------------------------------
+    @property
+    def chunks(self) -> list[dict]:
+        return self.manifest["chunks"]
+
+    @property
+    def n_events(self) -> int:
+        return int(self.manifest["n_events"])
+
+    @property
+    def process(self) -> str:
+        return self.manifest.get("process", "unknown")
+
+    @property
+    def parameters(self) -> dict:
+        return self.manifest.get("parameters", {})
+
+    def __len__(self) -> int:
+        return self.n_events
+
+    def __repr__(self) -> str:
+        return f"Dataset({str(self.path)!r}, process={self.process!r}, n_events={self.n_events}, chunks={len(self.chunks)})"
+
+    # -- reading -------------------------------------------------------------------------
+    def read_chunk(self, i: int, columns: list[str] | None = None) -> ak.Array:
+        entry = self.chunks[i]
+        f = self.path / entry["file"]
+        try:
+            arr = ak.from_parquet(f, columns=columns)
+        except Exception as exc:  # pyarrow raises several types for damaged files
+            raise DatasetError(
+                f"{f}: cannot read chunk ({type(exc).__name__}: {exc}); the file is damaged, regenerate it"
+            ) from None
+        if len(arr) != entry["n_events"]:
+            raise DatasetError(f"{f}: has {len(arr)} events, manifest says {entry['n_events']}; regenerate it")
+        return arr
+
+    def iter_chunks(self, columns: list[str] | None = None) -> Iterator[ak.Array]:
+        for i in range(len(self.chunks)):
+            yield self.read_chunk(i, columns)
+
+    __iter__ = iter_chunks
+
+    def arrays(self, columns: list[str] | None = None, max_events: int | None = None) -> ak.Array:
+        """All events (or the first ``max_events``) as one awkward array."""
+        parts, n = [], 0
+        for arr in self.iter_chunks(columns):
+            parts.append(arr)
+            n += len(arr)
+            if max_events is not None and n >= max_events:
+                break
+        if not parts:
+            return ak.Array([])
+        out = ak.concatenate(parts) if len(parts) > 1 else parts[0]
+        return out[:max_events] if max_events is not None else out
+
+    def verify(self) -> None:
+        """Check every chunk's size and SHA-256 against the manifest; raise DatasetError on mismatch."""
+        for entry in self.chunks:
+            f = self.path / entry["file"]
+            if not f.exists():
+                raise DatasetError(f"{f}: chunk listed in the manifest is missing")
+            if f.stat().st_size != entry["bytes"] or sha256_file(f) != entry["sha256"]:
+                raise DatasetError(
+                    f"{f}: chunk is truncated or corrupt (checksum mismatch with manifest); "
+                    "rerun the command that made the dataset after deleting this chunk and its .json sidecar"
+                )
+        if self.chunks:
+            validate_events(self.read_chunk(0)[:1], str(self.path / self.chunks[0]["file"]))
+
+
+def open_dataset(path: str | os.PathLike, verify: bool = False, allow_incomplete: bool = False) -> Dataset:
+    """Open a dataset directory written by ``darkshower generate`` or ``darkshower import``.
+
+    Chunks are read lazily (``ds.read_chunk(i)``, ``for chunk in ds``, ``ds.arrays()``);
+    ``verify=True`` checks all checksums first.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise DatasetError(f"{path}: no such dataset directory")
+    manifest = _load_manifest(path)
+    if manifest.get("status") != "complete" and not allow_incomplete:
+        raise DatasetError(
+            f"{path}: dataset is incomplete (status {manifest.get('status')!r}); rerun the command that "
+            "created it to finish the missing chunks"
+        )
+    for entry in manifest.get("chunks", []):
+        f = path / entry["file"]
+        if not f.exists():
+            raise DatasetError(f"{f}: chunk listed in the manifest is missing; regenerate the dataset")
+        if f.stat().st_size != entry["bytes"]:
+            raise DatasetError(
+                f"{f}: chunk is truncated ({f.stat().st_size} bytes, manifest says {entry['bytes']}); "
+                "delete it and its .json sidecar and rerun the command that made the dataset"
+            )
+    ds = Dataset(path, manifest)
+    if verify:
+        ds.verify()
+    return ds

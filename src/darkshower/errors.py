@@ -1,0 +1,25 @@
+"""One exceptions module for darkshower: every error a user can cause has a name and a fix."""
+
+from __future__ import annotations
+
+
+class DarkshowerError(Exception):
+    """Base class; the CLI prints the message and exits with a non-zero code."""
+
+    exit_code = 2
+
+
+class ConfigError(DarkshowerError):
+    """A configuration key or value is invalid (unknown key, out of range, wrong type)."""
+
+
+class PythiaSettingError(DarkshowerError):
+    """Pythia rejected a setting or failed to initialize."""
+
+
+class DatasetError(DarkshowerError):
+    """A dataset directory is missing, not a dataset, inconsistent, or corrupt."""
+
+
+class InputFormatError(DarkshowerError):
+    """An input file to an importer is of the wrong format or misses fields."""
