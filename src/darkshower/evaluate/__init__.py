@@ -1,0 +1,1 @@
+"""Evaluation: quick-look comparisons, metrics, searches and reports."""

@@ -1,0 +1,1 @@
+"""Event simulation: Pythia 8 processes, a parametric detector, FastJet jets, chunked runs."""

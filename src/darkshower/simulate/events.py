@@ -1,0 +1,180 @@
+"""From a batch of Pythia events (``Pythia.nextBatch`` awkward output) to darkshower event records.
+
+All steps are vectorized over the whole batch: final-state selection, truth summaries, the
+detector (numpy, flat arrays), jet clustering (FastJet, multi-event), jet truth matching.
+"""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+
+from darkshower.simulate import detector as det
+from darkshower.simulate.config import GenerateConfig
+from darkshower.simulate.jets import cluster_jets, kinematics_from_p4
+
+INVISIBLE_IDS = np.array([12, 14, 16, 51, 52, 53])
+DARK_QUARK = 4900101
+
+
+class ChargeTable:
+    """PDG id → electric charge, from Pythia's particle data, cached."""
+
+    def __init__(self, pythia):
+        self._pd = pythia.particleData
+        self._cache: dict[int, int] = {}
+
+    def __call__(self, pid: np.ndarray) -> np.ndarray:
+        uniq, inv = np.unique(pid, return_inverse=True)
+        vals = np.empty(len(uniq), dtype=np.int8)
+        for k, u in enumerate(uniq.tolist()):  # a few dozen distinct ids per batch
+            c = self._cache.get(u)
+            if c is None:
+                c = int(round(self._pd.charge(u)))
+                self._cache[u] = c
+            vals[k] = c
+        return vals[inv]
+
+
+def _is_invisible(absid: np.ndarray) -> np.ndarray:
+    return np.isin(absid, INVISIBLE_IDS) | ((absid >= 4900000) & (absid < 5000000))
+
+
+def _delta_phi(a, b):
+    return (a - b + np.pi) % (2 * np.pi) - np.pi
+
+
+def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng: np.random.Generator,
+                 chunk: int, first_event: int) -> tuple[ak.Array, np.ndarray]:
+    """Turn one generated batch into event records; return (records of selected events, selected mask)."""
+    prt = batch.prt
+    n_ev = len(prt)
+    counts_all = ak.to_numpy(ak.num(prt, axis=1))
+    ev_all = np.repeat(np.arange(n_ev), counts_all)
+    pid_all = ak.to_numpy(ak.flatten(prt.id)).astype(np.int32)
+    status = ak.to_numpy(ak.flatten(prt.status))
+    mom = ak.flatten(prt.p)
+    px, py, pz, e = (ak.to_numpy(mom[c]) for c in ("px", "py", "pz", "e"))
+    absid = np.abs(pid_all)
+
+    # ---- truth ------------------------------------------------------------------------------
+    dark_hadron = (absid >= 4900110) & (absid < 4901000)
+    n_dark_hadrons = np.bincount(ev_all[dark_hadron], minlength=n_ev)
+    final = status > 0
+    inv = final & _is_invisible(absid)
+    n_invisible = np.bincount(ev_all[inv & np.isin(absid, (51, 52, 53))], minlength=n_ev)
+    inv_pt = np.hypot(px[inv], py[inv])
+    invisible_pt = np.bincount(ev_all[inv], weights=inv_pt, minlength=n_ev)
+    tmx = np.bincount(ev_all[inv], weights=px[inv], minlength=n_ev)
+    tmy = np.bincount(ev_all[inv], weights=py[inv], minlength=n_ev)
+    dq = (absid == DARK_QUARK) & (np.abs(status) == 23)
+    dq_pt, dq_eta, dq_phi, _ = kinematics_from_p4(px[dq], py[dq], pz[dq], e[dq])
+    dq_counts = np.bincount(ev_all[dq], minlength=n_ev)
+
+    # ---- visible final state ----------------------------------------------------------------
+    vis = final & ~inv
+    vi = np.flatnonzero(vis)
+    v_pt, v_eta, v_phi, _ = kinematics_from_p4(px[vi], py[vi], pz[vi], e[vi])
+    v_pid = pid_all[vi]
+    vprod = ak.flatten(prt.vProd)
+    has_vtx = ak.to_numpy(ak.is_none(vprod)) == False  # noqa: E712
+    if has_vtx.any():
+        vx = ak.to_numpy(ak.fill_none(vprod.px, 0.0))[vi]
+        vy = ak.to_numpy(ak.fill_none(vprod.py, 0.0))[vi]
+    else:
+        vx = vy = np.zeros(len(vi))
+    r_prod = np.hypot(vx, vy)
+    d0 = vx * np.sin(v_phi) - vy * np.cos(v_phi)  # straight-line transverse impact parameter
+    parts = dict(ev=ev_all[vi], pt=v_pt, eta=v_eta, phi=v_phi, e=e[vi], pid=v_pid, charge=charges(v_pid),
+                 d0=d0, r_prod=r_prod)
+
+    if cfg.detector.name == "cms":
+        cands = det.cms_detector(parts, rng, cfg.detector.track_r_max_mm, cfg.detector.d0_resolution_mm)
+    else:
+        cands = det.particle_level(parts)
+
+    # ---- missing pT from what the detector sees ---------------------------------------------
+    cpx = cands["pt"] * np.cos(cands["phi"])
+    cpy = cands["pt"] * np.sin(cands["phi"])
+    mex = -np.bincount(cands["ev"], weights=cpx, minlength=n_ev)
+    mey = -np.bincount(cands["ev"], weights=cpy, minlength=n_ev)
+
+    # ---- jets ---------------------------------------------------------------------------------
+    ccount = np.bincount(cands["ev"], minlength=n_ev)
+    pz_c = cands["pt"] * np.sinh(cands["eta"])
+    flat = ak.zip(
+        {
+            "px": cpx, "py": cpy, "pz": pz_c, "e": cands["e"],
+            "pt": cands["pt"].astype(np.float32), "eta": cands["eta"].astype(np.float32),
+            "phi": cands["phi"].astype(np.float32), "charge": cands["charge"].astype(np.int8),
+            "pid": cands["pid"].astype(np.int32), "type": cands["type"].astype(np.int8),
+            "d0": cands["d0"].astype(np.float32), "r_prod": cands["r_prod"].astype(np.float32),
+        }
+    )
+    particles = ak.unflatten(flat, ccount)
+    jc = cfg.jets
+    jets = cluster_jets(particles, jc.radius, jc.pt_min, jc.eta_max)
+    # keep only the stored constituent fields (E as float32)
+    cons = jets.constituents
+    cons = ak.zip(
+        {
+            "pt": cons.pt, "eta": cons.eta, "phi": cons.phi, "e": ak.values_astype(cons.e, np.float32),
+            "charge": cons.charge, "pid": cons.pid, "type": cons["type"], "d0": cons.d0, "r_prod": cons.r_prod,
+        }
+    )
+    # dark-parton matching
+    jet_counts = ak.to_numpy(ak.num(jets, axis=1))
+    jeta = ak.to_numpy(ak.flatten(jets.eta)).astype(np.float64)
+    jphi = ak.to_numpy(ak.flatten(jets.phi)).astype(np.float64)
+    jev = np.repeat(np.arange(n_ev), jet_counts)
+    dark_dr = np.full(len(jeta), 99.0)
+    if dq.any() and len(jeta):
+        dq_off = np.concatenate([[0], np.cumsum(dq_counts)[:-1]])
+        for k in range(int(dq_counts.max())):  # at most a handful of dark partons per event
+            has = dq_counts[jev] > k
+            idx = dq_off[jev[has]] + k
+            dr = np.hypot(jeta[has] - dq_eta[idx], _delta_phi(jphi[has], dq_phi[idx]))
+            dark_dr[has] = np.minimum(dark_dr[has], dr)
+    jets = ak.zip(
+        {
+            "pt": jets.pt, "eta": jets.eta, "phi": jets.phi, "mass": jets.mass,
+            "n_constituents": jets.n_constituents, "constituents": cons,
+            "dark_dr": ak.unflatten(dark_dr.astype(np.float32), jet_counts),
+            "is_dark": ak.unflatten(dark_dr < jc.radius, jet_counts),
+        },
+        depth_limit=2,
+    )
+
+    selected = jet_counts >= jc.min_jets
+    event_number = first_event + np.arange(n_ev)
+    weights = ak.to_numpy(ak.firsts(batch.info.weights)) if "weights" in ak.fields(batch.info) else np.ones(n_ev)
+    weights = np.nan_to_num(np.asarray(weights, dtype=np.float64), nan=1.0)
+    pt_hat = np.sqrt(np.clip(ak.to_numpy(batch.info.pT2Hat), 0, None))
+    rec = {
+        "event_id": (np.int64(chunk) << 32) | event_number.astype(np.int64),
+        "chunk": np.full(n_ev, chunk, np.int32),
+        "event": event_number.astype(np.int32),
+        "weight": weights,
+        "met_pt": np.hypot(mex, mey).astype(np.float32),
+        "met_phi": np.arctan2(mey, mex).astype(np.float32),
+        "jets": jets,
+    }
+    if jc.store_r04:
+        j4 = cluster_jets(particles, 0.4, jc.pt_min * 0 + 20.0, jc.eta_max, with_constituents=False)
+        rec["jets_r04"] = j4
+    rec.update(
+        {
+            "n_dark_hadrons": n_dark_hadrons.astype(np.int32),
+            "n_invisible": n_invisible.astype(np.int32),
+            "invisible_pt": invisible_pt.astype(np.float32),
+            "truth_met_pt": np.hypot(tmx, tmy).astype(np.float32),
+            "pt_hat": pt_hat.astype(np.float32),
+            "dark_partons": ak.unflatten(
+                ak.zip({"pt": dq_pt.astype(np.float32), "eta": dq_eta.astype(np.float32),
+                        "phi": dq_phi.astype(np.float32)}),
+                dq_counts,
+            ),
+        }
+    )
+    records = ak.zip(rec, depth_limit=1)
+    return records[selected], selected

@@ -1,0 +1,90 @@
+"""Pythia 8 sessions (PyPI ``pythia8mc``): settings, seeding, quiet output, provenance."""
+
+from __future__ import annotations
+
+import logging
+
+from darkshower.errors import PythiaSettingError
+
+log = logging.getLogger(__name__)
+
+#: always applied first; user settings may override them
+BASE_SETTINGS = [
+    "Print:quiet = on",
+    "Next:numberCount = 0",
+    "Next:numberShowEvent = 0",
+    "Next:numberShowInfo = 0",
+    "Next:numberShowProcess = 0",
+    "Check:event = on",
+    # long-lived SM particles (ctau > 10 mm) are left stable: the detector sees K0L, n, ...; K0S and
+    # Lambda decay as in a detector (ParticleDecays:tau0Max default is 10 mm)
+    "ParticleDecays:limitTau0 = on",
+]
+
+
+def pythia_module():
+    try:
+        import pythia8mc as pythia8
+    except ImportError:  # conda-forge / source builds call it pythia8
+        try:
+            import pythia8  # type: ignore[no-redef]
+        except ImportError:
+            raise PythiaSettingError(
+                "Pythia 8 Python bindings not found: install the PyPI package 'pythia8mc==8.317.2'"
+            ) from None
+    return pythia8
+
+
+def pythia_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("pythia8mc")
+    except Exception:  # pragma: no cover
+        return "unknown"
+
+
+def seed_settings(seed: int) -> list[str]:
+    if not 1 <= seed <= 900_000_000:
+        raise PythiaSettingError(f"Pythia seed must be in 1..900000000, got {seed}")
+    return ["Random:setSeed = on", f"Random:seed = {seed}"]
+
+
+def make_pythia(settings: list[str], seed: int):
+    """Create and initialize a Pythia instance; any rejected setting is one clear error."""
+    pythia8 = pythia_module()
+    py = pythia8.Pythia("", False)
+    for line in BASE_SETTINGS + list(settings) + seed_settings(seed):
+        if not py.readString(line):
+            raise PythiaSettingError(
+                f"Pythia rejected the setting {line!r} (unknown key or malformed value); "
+                "check it against the Pythia 8 manual"
+            )
+    if not py.init():
+        raise PythiaSettingError(
+            "Pythia failed to initialize with these settings (e.g. zero cross-section or inconsistent "
+            "masses); rerun with `--pythia 'Print:quiet = off'` to see Pythia's own message"
+        )
+    return py
+
+
+def effective_values(py, settings: list[str]) -> dict[str, object]:
+    """The values Pythia actually holds after init for the global keys that were set."""
+    out: dict[str, object] = {}
+    s = py.settings
+    for line in settings:
+        key = line.split("=", 1)[0].strip()
+        if ":" not in key or key.split(":", 1)[0].isdigit():
+            continue  # particle data entries are recorded as given
+        try:
+            if s.isFlag(key):
+                out[key] = bool(s.flag(key))
+            elif s.isMode(key):
+                out[key] = int(s.mode(key))
+            elif s.isParm(key):
+                out[key] = float(s.parm(key))
+            elif s.isWord(key):
+                out[key] = str(s.word(key))
+        except Exception:  # pragma: no cover - exotic setting types (vectors)
+            continue
+    return out

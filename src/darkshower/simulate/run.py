@@ -1,0 +1,240 @@
+"""``darkshower generate``: chunked, parallel, deterministic and resumable event generation.
+
+Each chunk is an independent task with its own seed derived from the run seed and the chunk
+index, so the data do not depend on the number of processes. A chunk generates events until
+it holds its target number of *selected* events, then writes one Parquet file atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from darkshower import __version__
+from darkshower.data.dataset import Dataset, DatasetWriter, open_dataset, write_chunk
+from darkshower.errors import DarkshowerError
+from darkshower.execute import make_executor
+from darkshower.simulate.config import GenerateConfig, resolve_config
+from darkshower.simulate.processes import PROCESSES
+
+log = logging.getLogger(__name__)
+
+MB_TO_PB = 1e9
+
+
+def derive_seed(run_seed: int, index: int, stream: int = 0) -> int:
+    """A Pythia seed (1..900000000) for chunk ``index`` of run ``run_seed``."""
+    state = np.random.SeedSequence([run_seed, index, stream]).generate_state(1, dtype=np.uint32)[0]
+    return int(state % 900_000_000) + 1
+
+
+def process_settings(cfg: GenerateConfig) -> list[str]:
+    proc = PROCESSES[cfg.process]
+    params = proc.Params.model_validate(cfg.params)
+    return [f"Beams:eCM = {cfg.ecm:g}"] + proc.settings(params) + list(cfg.pythia)
+
+
+@dataclass
+class ChunkTask:
+    out: str
+    index: int
+    n_target: int
+    seed: int
+    config: dict
+
+
+def plan_chunks(cfg: GenerateConfig, out: str | Path) -> list[ChunkTask]:
+    n_chunks = math.ceil(cfg.events / cfg.chunk_size)
+    cfg_dict = cfg.model_dump(mode="json")
+    return [
+        ChunkTask(str(out), i, min(cfg.chunk_size, cfg.events - i * cfg.chunk_size), derive_seed(cfg.seed, i), cfg_dict)
+        for i in range(n_chunks)
+    ]
+
+
+def generate_chunk_events(cfg: GenerateConfig, index: int, n_target: int, seed: int):
+    """Generate one chunk in this process; return (events, metadata)."""
+    import awkward as ak
+
+    from darkshower.simulate.events import ChargeTable, build_events
+    from darkshower.simulate.pythia import make_pythia
+
+    py = make_pythia(process_settings(cfg), seed)
+    charges = ChargeTable(py)
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, index, 1]))
+    parts, n_sel, n_gen = [], 0, 0
+    w_gen = w_sel = 0.0
+    max_gen = max(int(cfg.max_generated_factor * n_target), 1000)
+    eff = 0.5
+    while n_sel < n_target:
+        want = n_target - n_sel
+        bs = int(min(max(math.ceil(1.2 * want / max(eff, 1e-3)), 10), cfg.batch_size))
+        batch = py.nextBatch(bs)
+        if len(batch) == 0:
+            raise DarkshowerError(
+                f"chunk {index}: Pythia produced no events in a batch of {bs} (all failed); check the settings"
+            )
+        recs, selected = build_events(batch, charges, cfg, rng, index, n_gen)
+        w = ak.to_numpy(ak.firsts(batch.info.weights)).astype(np.float64) if "weights" in ak.fields(batch.info) else np.ones(len(batch))
+        w = np.nan_to_num(w, nan=1.0)
+        if n_sel + len(recs) > n_target:  # keep exactly n_target; later events count as not generated
+            cut = n_target - n_sel
+            last = np.flatnonzero(selected)[cut - 1]
+            recs = recs[:cut]
+            selected = selected[: last + 1]
+            w = w[: last + 1]
+        n_gen += len(selected)
+        w_gen += float(w.sum())
+        w_sel += float(w[selected].sum())
+        n_sel += len(recs)
+        parts.append(recs)
+        eff = max(n_sel / n_gen, 1e-3)
+        if n_sel < n_target and n_gen >= max_gen:
+            raise DarkshowerError(
+                f"chunk {index}: only {n_sel} of {n_gen} generated events passed the jet selection "
+                f"(jets.pt_min={cfg.jets.pt_min}, jets.eta_max={cfg.jets.eta_max}, jets.min_jets={cfg.jets.min_jets}); "
+                "loosen the selection or raise the process's pT scale (e.g. --set pthat_min=...)"
+            )
+    info = py.infoPython()
+    events = ak.concatenate(parts) if len(parts) > 1 else parts[0]
+    meta = {
+        "seed": seed,
+        "n_generated": n_gen,
+        "sum_weights_generated": w_gen,
+        "sum_weights_selected": w_sel,
+        "sigma_gen_pb": float(info.sigmaGen()) * MB_TO_PB,
+        "sigma_err_pb": float(info.sigmaErr()) * MB_TO_PB,
+    }
+    return events, meta
+
+
+def run_chunk(task: ChunkTask) -> dict:
+    """Worker entry point: generate and atomically write one chunk; return its manifest entry."""
+    cfg = GenerateConfig.model_validate(task.config)
+    t0 = time.perf_counter()
+    events, meta = generate_chunk_events(cfg, task.index, task.n_target, task.seed)
+    meta["cpu_seconds"] = round(time.perf_counter() - t0, 3)
+    return write_chunk(task.out, task.index, events, meta)
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"darkshower": __version__, "python": platform.python_version()}
+    for pkg in ("pythia8mc", "fastjet", "awkward", "numpy", "pyarrow"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _precheck(cfg: GenerateConfig) -> dict:
+    """Initialize Pythia once in the main process: settings errors surface at once, and the
+    effective values (after Pythia's own resets) are recorded."""
+    from darkshower.simulate.pythia import effective_values, make_pythia
+
+    settings = process_settings(cfg)
+    py = make_pythia(settings, derive_seed(cfg.seed, 0))
+    return effective_values(py, settings)
+
+
+def _cross_section(entries: list[dict]) -> dict:
+    n_gen = sum(e["n_generated"] for e in entries)
+    n_sel = sum(e["n_events"] for e in entries)
+    if not n_gen:
+        return {}
+    sigma = sum(e["sigma_gen_pb"] * e["n_generated"] for e in entries) / n_gen
+    err = math.sqrt(sum((e["sigma_err_pb"] * e["n_generated"]) ** 2 for e in entries)) / n_gen
+    w_gen = sum(e["sum_weights_generated"] for e in entries)
+    w_sel = sum(e["sum_weights_selected"] for e in entries)
+    eff = w_sel / w_gen if w_gen else 0.0
+    return {
+        "sigma_gen_pb": sigma,
+        "sigma_err_pb": err,
+        "n_generated": n_gen,
+        "n_selected": n_sel,
+        "selection_efficiency": eff,
+        "sigma_selected_pb": sigma * eff,
+    }
+
+
+def generate(config: dict | GenerateConfig, out: str | Path, jobs: int | None = None, progress: bool | None = None,
+             command: list[str] | None = None) -> Dataset:
+    """Generate a dataset (library entry point of ``darkshower generate``).
+
+    ``config`` is a dict (validated) or a GenerateConfig. Rerunning with the same config and
+    ``out`` completes missing chunks only.
+    """
+    if isinstance(config, GenerateConfig):
+        config = config.model_dump(mode="json")
+    cfg, params = resolve_config(dict(config))
+    proc = PROCESSES[cfg.process]
+    out = Path(out)
+    tasks = plan_chunks(cfg, out)
+    identity = cfg.model_dump(mode="json")
+    header = {
+        "kind": "generated",
+        "process": cfg.process,
+        "description": proc.DESCRIPTION,
+        "parameters": {**params.model_dump(mode="json"), **(proc.derived(params) if hasattr(proc, "derived") else {})},
+        "jets": cfg.jets.model_dump(mode="json"),
+        "detector": cfg.detector.model_dump(mode="json"),
+    }
+    writer = DatasetWriter(out, identity, header)
+    done = writer.open()  # validates --out, resumes, checks existing chunks
+    effective = _precheck(cfg)
+    header["provenance"] = {
+        "versions": versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command if command is not None else sys.argv,
+        "host": platform.node(),
+        "run_seed": cfg.seed,
+        "chunk_seeds": [t.seed for t in tasks],
+        "pythia_settings": process_settings(cfg),
+        "pythia_effective": effective,
+    }
+    todo = [t for t in tasks if t.index not in done]
+    if done:
+        log.info("resuming %s: %d of %d chunks already complete", out, len(done), len(tasks))
+    n_todo = sum(t.n_target for t in todo)
+    bar = _progress(n_todo, progress, f"generate {cfg.process}")
+    t0 = time.perf_counter()
+    generated = [0]
+
+    def on_result(entry: dict) -> None:
+        writer.record(entry)
+        generated[0] += entry["n_generated"]
+        if bar is not None:
+            bar.update(entry["n_events"])
+            dt = max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix_str(f"{generated[0] / dt:.0f} generated ev/s")
+
+    try:
+        make_executor(jobs).run(run_chunk, todo, on_result)
+    finally:
+        if bar is not None:
+            bar.close()
+    entries = [writer._entries[i] for i in sorted(writer._entries)]
+    writer.finalize({"cross_section": _cross_section(entries)})
+    return open_dataset(out)
+
+
+def _progress(total: int, enabled: bool | None, desc: str):
+    if enabled is False or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    disable = None if enabled is None else not enabled  # None: only on a terminal
+    return tqdm(total=total, unit="ev", desc=desc, disable=disable, dynamic_ncols=True)
+
+
+__all__ = ["generate", "derive_seed", "plan_chunks", "run_chunk", "ChunkTask", "asdict"]
