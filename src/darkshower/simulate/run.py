@@ -67,8 +67,10 @@ def generate_chunk_events(cfg: GenerateConfig, index: int, n_target: int, seed: 
     from darkshower.simulate.events import ChargeTable, build_events
     from darkshower.simulate.pythia import make_pythia
 
+    t_init = time.perf_counter()
     py = make_pythia(process_settings(cfg), seed)
     charges = ChargeTable(py)
+    t_loop = time.perf_counter()
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, index, 1]))
     parts, n_sel, n_gen = [], 0, 0
     w_gen = w_sel = 0.0
@@ -112,6 +114,8 @@ def generate_chunk_events(cfg: GenerateConfig, index: int, n_target: int, seed: 
         "sum_weights_selected": w_sel,
         "sigma_gen_pb": float(info.sigmaGen()) * MB_TO_PB,
         "sigma_err_pb": float(info.sigmaErr()) * MB_TO_PB,
+        "init_seconds": round(t_loop - t_init, 3),
+        "event_seconds": round(time.perf_counter() - t_loop, 3),
     }
     return events, meta
 
