@@ -1,0 +1,344 @@
+"""The import driver: inputs → checked readers → chunks written atomically → manifest.
+
+Failure policy (documented in docs/importers.md): every input is opened and checked before
+anything is written. If reading fails later (NaN/inf, truncated data, ...), the chunks written
+*by this run* are deleted and the manifest is left ``incomplete`` (a directory this run created
+is removed entirely), so a failed import never looks like a dataset; with
+``skip_bad_files=True`` only the bad file's chunks of this run are dropped and the import goes
+on. Reruns with the same inputs and options resume: complete chunks are kept, a complete
+dataset is returned as is.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from darkshower.data.dataset import (
+    MANIFEST,
+    Dataset,
+    DatasetWriter,
+    chunk_name,
+    open_dataset,
+    sha256_file,
+    sidecar_name,
+)
+from darkshower.errors import ConfigError, InputFormatError
+from darkshower.io.common import Reader, finish_chunk
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_SIZE = 5000
+
+
+def _formats() -> dict[str, type[Reader]]:
+    from darkshower.io.delphes import DelphesReader
+    from darkshower.io.h5_4vec import H54VecReader
+    from darkshower.io.h5_constituents import H5ConstituentsReader
+    from darkshower.io.lhco import LHCOReader
+    from darkshower.io.pfnano import PFNanoReader
+    from darkshower.io.treemaker import TreeMakerReader
+
+    return {
+        r.format_name: r
+        for r in (PFNanoReader, TreeMakerReader, DelphesReader, H54VecReader, LHCOReader, H5ConstituentsReader)
+    }
+
+
+FORMAT_NAMES = ("pfnano", "treemaker", "delphes", "h5-4vec", "lhco", "h5-constituents")
+
+
+def get_format(fmt: str) -> type[Reader]:
+    formats = _formats()
+    key = str(fmt).strip().lower().replace("_", "-")
+    if key not in formats:
+        raise InputFormatError(f"unknown import format {fmt!r}; valid formats: {', '.join(formats)}")
+    return formats[key]
+
+
+def resolve_options(cls: type[Reader], options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(k for k, v in options.items() if k not in cls.options and v is not None)
+    if unknown:
+        raise ConfigError(
+            f"option(s) {', '.join('--' + k.replace('_', '-') for k in unknown)} do not apply to format "
+            f"'{cls.format_name}'; its options: {', '.join('--' + k.replace('_', '-') for k in cls.options) or '(none)'}"
+        )
+    out = dict(cls.options)
+    for k, v in options.items():
+        if v is None:
+            continue
+        default = cls.options[k]
+        try:
+            if isinstance(default, bool):
+                v = bool(v)
+            elif isinstance(default, float):
+                v = float(v)
+            elif isinstance(default, str) and isinstance(v, (list, tuple)):
+                v = ",".join(str(x) for x in v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"--{k.replace('_', '-')}: {v!r} is not a valid value") from None
+        out[k] = v
+    for k in ("radius", "jet_pt_min", "eta_max"):
+        if k in out and not (np.isfinite(out[k]) and out[k] >= 0 and (k != "radius" or out[k] > 0)):
+            raise ConfigError(f"--{k.replace('_', '-')} must be a positive number, not {out[k]}")
+    return out
+
+
+class _Writer(DatasetWriter):
+    """DatasetWriter that can also drop chunks it wrote (failure clean-up)."""
+
+    def forget(self, index: int) -> None:
+        self._entries.pop(int(index), None)
+        for name in (chunk_name(index), sidecar_name(index)):
+            p = self.path / name
+            if p.exists():
+                p.unlink()
+
+    def abort(self, reason: str) -> None:
+        self._write_manifest(status="incomplete", summary={"last_error": reason})
+
+    @property
+    def entries(self) -> dict[int, dict]:
+        return dict(self._entries)
+
+
+def _open_reader(cls: type[Reader], path: Path, opts: dict[str, Any]) -> Reader:
+    if not path.exists():
+        raise InputFormatError(f"{path}: no such input file")
+    if path.is_dir():
+        raise InputFormatError(f"{path}: is a directory; pass the input files themselves")
+    if path.stat().st_size == 0:
+        raise InputFormatError(f"{path}: file is empty (0 bytes)")
+    reader = cls(path, opts)
+    try:
+        reader.open()
+    except InputFormatError:
+        reader.close()
+        raise
+    except Exception as exc:  # library errors on damaged files
+        reader.close()
+        raise InputFormatError(
+            f"{path}: cannot read it as '{cls.format_name}' ({type(exc).__name__}: {exc}); truncated or corrupt?"
+        ) from None
+    return reader
+
+
+def _versions() -> dict[str, str]:
+    import awkward
+    import h5py
+    import uproot
+
+    import darkshower
+
+    out = {
+        "darkshower": darkshower.__version__,
+        "awkward": awkward.__version__,
+        "uproot": uproot.__version__,
+        "h5py": h5py.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+    try:
+        import fastjet
+
+        out["fastjet"] = getattr(fastjet, "__version__", "?")
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+def import_dataset(
+    fmt: str,
+    inputs,
+    out: str | os.PathLike,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    skip_bad_files: bool = False,
+    progress: bool | None = None,
+    **options: Any,
+) -> Dataset:
+    """Import ``inputs`` (files of format ``fmt``) into the dataset directory ``out``.
+
+    ``options`` are the format's options (see docs/importers.md), e.g. ``jets="a,b"``,
+    ``extra="ae_loss1"``, ``radius=1.0``. Returns the opened :class:`Dataset`. The result's
+    manifest lists skipped files under ``skipped_files`` (only with ``skip_bad_files``).
+    """
+    cls = get_format(fmt)
+    opts = resolve_options(cls, options)
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    inputs = [Path(p) for p in inputs]
+    if not inputs:
+        raise InputFormatError("no input files given")
+    try:
+        chunk_size = int(chunk_size)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--chunk-size must be a positive integer, not {chunk_size!r}") from None
+    if chunk_size <= 0:
+        raise ConfigError(f"--chunk-size must be a positive integer, not {chunk_size}")
+    out = Path(out)
+
+    # 1. check every input before writing anything
+    good: list[tuple[Path, int, dict]] = []
+    skipped: list[dict] = []
+    extra_ev: list[str] = []
+    extra_jet: list[str] = []
+    extra_con: list[str] = []
+    for path in inputs:
+        try:
+            reader = _open_reader(cls, path, opts)
+        except InputFormatError as exc:
+            if not skip_bad_files:
+                raise
+            log.warning("skipping %s", exc)
+            skipped.append({"path": str(path), "reason": str(exc)})
+            continue
+        try:
+            for lst, new in ((extra_ev, reader.extra_event_fields), (extra_jet, reader.extra_jet_fields), (extra_con, reader.extra_constituent_fields)):
+                lst.extend(x for x in new if x not in lst)
+            good.append((path, reader.n_events, dict(reader.file_meta)))
+        finally:
+            reader.close()
+    if not good:
+        reasons = "; ".join(s["reason"] for s in skipped)
+        raise InputFormatError(f"no usable input file among {len(inputs)}: {reasons}")
+
+    # 2. identity: format, options, chunking and the exact input files
+    input_info = []
+    for path, n, meta in good:
+        input_info.append(
+            {
+                "path": str(path.resolve()),
+                "bytes": path.stat().st_size,
+                "sha256": sha256_file(path),
+                "n_events": n,
+                **({"meta": meta} if meta else {}),
+            }
+        )
+    identity = {
+        "importer": cls.format_name,
+        "options": opts,
+        "chunk_size": chunk_size,
+        "inputs": [{k: v for k, v in i.items() if k in ("path", "bytes", "sha256")} for i in input_info],
+    }
+    header = {
+        "kind": "imported",
+        "process": cls.format_name,
+        "parameters": {
+            **opts,
+            "extra_event_fields": extra_ev,
+            "extra_jet_fields": extra_jet,
+            "extra_constituent_fields": extra_con,
+        },
+        "provenance": {
+            "versions": _versions(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "command_line": list(sys.argv),
+            "importer": cls.format_name,
+            "options": {**opts, "chunk_size": chunk_size, "skip_bad_files": bool(skip_bad_files)},
+            "inputs": input_info,
+            "skipped_files": skipped,
+        },
+        "jets": cls.jet_definition(opts),
+        "notes": cls.notes(opts),
+    }
+
+    # 3. plan: chunk indices are fixed by (file order, rows), so reruns resume exactly
+    plan: list[tuple[int, Path, int, int, int]] = []  # (chunk, path, file_index, start, stop)
+    index = 0
+    for fi, (path, n, _) in enumerate(good):
+        for s in range(0, n, chunk_size):
+            plan.append((index, path, fi, s, min(s + chunk_size, n)))
+            index += 1
+
+    created_dir = not out.exists()
+    writer = _Writer(out, identity, header)
+    done = writer.open()
+    written_now: list[int] = []
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    from tqdm import tqdm
+
+    todo = [p for p in plan if p[0] not in done]
+    bar = tqdm(total=sum(p[4] - p[3] for p in todo), unit="ev", desc=f"import {cls.format_name}", disable=not show)
+    try:
+        by_file: dict[Path, list] = {}
+        for item in todo:
+            by_file.setdefault(item[1], []).append(item)
+        for path, items in by_file.items():
+            file_chunks: list[int] = []
+            try:
+                reader = _open_reader(cls, path, opts)
+                try:
+                    for ci, _, fi, s, e in items:
+                        fields = reader.read(s, e)
+                        events = finish_chunk(fields, ci, s)
+                        n_jets = int(np.sum(np.asarray(_num(events["jets"]))))
+                        writer.write(
+                            ci,
+                            events,
+                            {"input_file": str(path), "input_index": fi, "row_start": s, "row_stop": e, "n_jets": n_jets},
+                        )
+                        file_chunks.append(ci)
+                        written_now.append(ci)
+                        bar.update(e - s)
+                finally:
+                    reader.close()
+            except InputFormatError as exc:
+                if not skip_bad_files:
+                    raise
+                log.warning("skipping %s", exc)
+                for ci in file_chunks:
+                    writer.forget(ci)
+                    written_now.remove(ci)
+                # chunks of this file from earlier runs are dropped too: the file is bad
+                for ci, p, *_ in plan:
+                    if p == path and ci in writer.entries:
+                        writer.forget(ci)
+                skipped.append({"path": str(path), "reason": str(exc)})
+        if skipped and len(skipped) == len(inputs):
+            raise InputFormatError("every input file was bad: " + "; ".join(s["reason"] for s in skipped))
+    except BaseException as exc:
+        bar.close()
+        if isinstance(exc, InputFormatError):
+            for ci in written_now:
+                writer.forget(ci)
+            if created_dir and not writer.entries:
+                _remove_dataset_dir(out)
+            else:
+                writer.abort(str(exc))
+        raise
+    bar.close()
+    entries = writer.entries
+    summary = {
+        "n_jets": int(sum(int(e.get("n_jets", 0)) for e in entries.values())),
+        "skipped_files": skipped,
+    }
+    header["provenance"]["skipped_files"] = skipped
+    writer.finalize(summary)
+    return open_dataset(out)
+
+
+def _num(jets):
+    import awkward as ak
+
+    return ak.num(jets, axis=1)
+
+
+def _remove_dataset_dir(out: Path) -> None:
+    """Remove a dataset directory this run created (only darkshower's own files)."""
+    for p in list(out.iterdir()):
+        if p.name == MANIFEST or p.name.startswith("chunk-") or p.name.endswith(".tmp"):
+            p.unlink()
+    try:
+        out.rmdir()
+    except OSError:  # someone put other files there: leave it
+        log.warning("left %s in place (it holds files darkshower did not write)", out)
+
+
+__all__ = ["import_dataset", "get_format", "FORMAT_NAMES", "DEFAULT_CHUNK_SIZE"]
