@@ -18,22 +18,31 @@ DARK_QUARK = 4900101
 
 
 class ChargeTable:
-    """PDG id → electric charge, from Pythia's particle data, cached."""
+    """PDG id → electric charge, from Pythia's particle data (dense table for |id| < 10000)."""
+
+    DENSE = 10000
 
     def __init__(self, pythia):
         self._pd = pythia.particleData
+        ids = np.arange(self.DENSE)
+        self._table = np.array([int(round(self._pd.charge(int(i)))) if self._pd.isParticle(int(i)) else 0
+                                for i in ids], dtype=np.int8)
         self._cache: dict[int, int] = {}
 
     def __call__(self, pid: np.ndarray) -> np.ndarray:
-        uniq, inv = np.unique(pid, return_inverse=True)
-        vals = np.empty(len(uniq), dtype=np.int8)
-        for k, u in enumerate(uniq.tolist()):  # a few dozen distinct ids per batch
-            c = self._cache.get(u)
-            if c is None:
-                c = int(round(self._pd.charge(u)))
-                self._cache[u] = c
-            vals[k] = c
-        return vals[inv]
+        absid = np.abs(pid)
+        dense = absid < self.DENSE
+        out = np.empty(len(pid), dtype=np.int8)
+        out[dense] = self._table[absid[dense]] * np.sign(pid[dense]).astype(np.int8)
+        if not dense.all():  # nuclei and other rare states
+            rare = np.flatnonzero(~dense)
+            for k in rare.tolist():
+                u = int(pid[k])
+                c = self._cache.get(u)
+                if c is None:
+                    c = self._cache[u] = int(round(self._pd.charge(u)))
+                out[k] = c
+        return out
 
 
 def _is_invisible(absid: np.ndarray) -> np.ndarray:
@@ -76,11 +85,10 @@ def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng
     vi = np.flatnonzero(vis)
     v_pt, v_eta, v_phi, _ = kinematics_from_p4(px[vi], py[vi], pz[vi], e[vi])
     v_pid = pid_all[vi]
-    vprod = ak.flatten(prt.vProd)
-    has_vtx = ak.to_numpy(ak.is_none(vprod)) == False  # noqa: E712
-    if has_vtx.any():
-        vx = ak.to_numpy(ak.fill_none(vprod.px, 0.0))[vi]
-        vy = ak.to_numpy(ak.fill_none(vprod.py, 0.0))[vi]
+    vprod = ak.flatten(prt.vProd)[vi]
+    if ak.any(~ak.is_none(vprod)):
+        vx = ak.to_numpy(ak.fill_none(vprod.px, 0.0))
+        vy = ak.to_numpy(ak.fill_none(vprod.py, 0.0))
     else:
         vx = vy = np.zeros(len(vi))
     r_prod = np.hypot(vx, vy)
@@ -100,6 +108,11 @@ def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng
     mey = -np.bincount(cands["ev"], weights=cpy, minlength=n_ev)
 
     # ---- jets ---------------------------------------------------------------------------------
+    # jets with |eta| < eta_max cannot hold particles beyond eta_max + 2R: skip those in clustering
+    jc = cfg.jets
+    central = np.abs(cands["eta"]) < jc.eta_max + 2 * jc.radius
+    cands = {k: v[central] for k, v in cands.items()}
+    cpx, cpy = cpx[central], cpy[central]
     ccount = np.bincount(cands["ev"], minlength=n_ev)
     pz_c = cands["pt"] * np.sinh(cands["eta"])
     flat = ak.zip(
@@ -112,7 +125,6 @@ def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng
         }
     )
     particles = ak.unflatten(flat, ccount)
-    jc = cfg.jets
     jets = cluster_jets(particles, jc.radius, jc.pt_min, jc.eta_max)
     # keep only the stored constituent fields (E as float32)
     cons = jets.constituents
