@@ -174,11 +174,11 @@ JET_DTYPES = {"pt": np.float32, "eta": np.float32, "phi": np.float32, "mass": np
 def _cast(name: str, arr, table: dict) -> np.ndarray:
     arr = np.asarray(arr)
     dt = table.get(name)
+    if dt is None and arr.dtype.kind == "f":
+        dt = np.float32
     if dt is not None:
-        return arr.astype(dt, copy=False)
-    if arr.dtype.kind == "f":
-        return arr.astype(np.float32, copy=False)
-    return arr
+        arr = arr.astype(dt, copy=False)
+    return np.ascontiguousarray(arr)  # Arrow needs contiguous buffers
 
 
 def build_jets(

@@ -119,7 +119,8 @@ class H54VecReader(Reader):
             live = np.arange(P) < ncon[..., None]
             flat_idx = (order + rowbase[..., None])[live]
         cpt = pt.reshape(-1)[flat_idx]
-        cpx, cpy, cpz, ce = (a.reshape(-1)[flat_idx] for a in (px, py, pz, e))
+        v4 = v.reshape(-1, 4)[flat_idx]  # one row gather instead of four strided ones
+        cpx, cpy, cpz, ce = v4[:, 0], v4[:, 1], v4[:, 2], v4[:, 3]
         with np.errstate(divide="ignore", invalid="ignore"):
             ceta = np.arcsinh(cpz / cpt)
         m = len(cpt)
