@@ -1,0 +1,172 @@
+"""High-level jet and event observables (one row per jet; per-event columns repeated).
+
+Definitions (all distances in rapidity-azimuth, E-scheme recombination; see
+docs/representations.md):
+
+- ``mass``: invariant mass of the (weighted) constituents; ``pt, eta, phi`` of their sum.
+- ``msoftdrop``: soft drop (C/A reclustering, z > z_cut (dR/R0)^beta, following the harder
+  branch), default z_cut=0.1, beta=0, R0=0.8.
+- ``tau1..tau3``: N-subjettiness, normalised measure, beta=1, R0=0.8, one-pass-optimised
+  exclusive-kt axes (kt with R=pi/2, E-scheme; the CMS definition). ``tau21``, ``tau32``.
+- ``c2, d2, n2``: ratios of normalised energy correlation functions with beta=1 (pT, dR):
+  C2 = e3/e2^2, D2 = e3/e2^3, N2 = 2e3/(1e2)^2 (generalised ECFs; CMS ``n2b1``), computed on the
+  soft-drop groomed constituents by default (as CMS does).
+- ``girth`` = sum pT_i dR_i / sum pT_i, ``ptd`` = sqrt(sum pT^2)/sum pT, ``axis_major/minor``:
+  square roots of the eigenvalues of the pT^2-weighted covariance of (dy, dphi).
+- ``lund_*``: primary Lund plane of the C/A tree (number of declusterings, number with
+  ln kT > 0 [kT in GeV], max ln kT).
+- per event: ``met_pt, met_phi, mt`` (dijet + MET transverse mass), ``dphi_min`` (min over the
+  two leading jets of |dphi(jet, MET)|), ``sphericity`` (eigenvalues of the momentum tensor of
+  all jet constituents), ``n_event_constituents``, ``n_jets``, ``ht``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from darkshower.represent import _kernels as K
+from darkshower.represent.common import JetBatch, jet_batch, wrap_phi
+
+JET_COLUMNS = K.OBS_COLUMNS
+EVENT_COLUMNS = (
+    "met_pt", "met_phi", "mt", "mjj", "dphi_min", "ht", "n_jets", "n_event_constituents",
+    "sphericity", "aplanarity",
+)
+
+
+def jet_observables_array(
+    batch: JetBatch,
+    zcut: float = 0.1,
+    sd_beta: float = 0.0,
+    r0: float = 0.8,
+    tau_beta: float = 1.0,
+    ecf_groomed: bool = True,
+) -> np.ndarray:
+    """(n_jets, len(JET_COLUMNS)) float64 array of jet observables."""
+    out = np.zeros((batch.n_jets, K.N_OBS), np.float64)
+    if batch.n_jets:
+        K.observables_kernel(
+            batch.offsets, batch.pt, batch.eta, batch.phi, batch.e, batch.charge,
+            float(zcut), float(sd_beta), float(r0), float(tau_beta), bool(ecf_groomed), out,
+        )
+    return out
+
+
+def jet_observables(
+    data,
+    max_jets: int | None = None,
+    use_weights: bool = True,
+    zcut: float = 0.1,
+    sd_beta: float = 0.0,
+    r0: float = 0.8,
+    tau_beta: float = 1.0,
+    ecf_groomed: bool = True,
+) -> pd.DataFrame:
+    """Per-jet observables as a DataFrame with ``event_id``, ``jet_idx`` and JET_COLUMNS."""
+    batch = jet_batch(data, max_jets=max_jets, use_weights=use_weights)
+    arr = jet_observables_array(batch, zcut, sd_beta, r0, tau_beta, ecf_groomed)
+    df = pd.DataFrame(arr, columns=list(JET_COLUMNS))
+    for c in ("n_constituents", "n_charged", "n_softdrop", "lund_n_primary", "lund_n_primary_lnkt_gt0"):
+        df[c] = df[c].astype(np.int32)
+    df.insert(0, "jet_idx", batch.jet_idx.astype(np.int32))
+    df.insert(0, "event_id", batch.event_id)
+    return df
+
+
+def sphericity_tensor_eigenvalues(batch: JetBatch, r: float = 2.0) -> np.ndarray:
+    """Eigenvalues (descending) of S^ab = sum |p|^(r-2) p^a p^b / sum |p|^r per event."""
+    ev = np.repeat(batch.event_index, batch.counts)
+    px = batch.pt * np.cos(batch.phi)
+    py = batch.pt * np.sin(batch.phi)
+    pz = batch.pt * np.sinh(batch.eta)
+    p2 = px * px + py * py + pz * pz
+    w = np.ones_like(p2) if r == 2.0 else np.power(np.maximum(p2, 1e-30), 0.5 * r - 1.0)
+    n = batch.n_events
+    comps = (px, py, pz)
+    t = np.zeros((n, 3, 3))
+    for a in range(3):
+        for b in range(a, 3):
+            v = np.bincount(ev, weights=w * comps[a] * comps[b], minlength=n)
+            t[:, a, b] = v
+            t[:, b, a] = v
+    norm = np.bincount(ev, weights=w * p2, minlength=n)
+    good = norm > 0
+    t[good] /= norm[good, None, None]
+    lam = np.linalg.eigvalsh(t)[:, ::-1]
+    return lam
+
+
+def event_observables(events, max_jets_mt: int = 2, use_weights: bool = True, sphericity_r: float = 2.0) -> pd.DataFrame:
+    """One row per event: MET, MT(jj+MET), m_jj, dphi_min, HT, multiplicities, event shapes.
+
+    Uses all jets of the event (their constituents for the event shapes); MT and dphi_min
+    use the ``max_jets_mt`` leading jets (dataset jet records, which are pT-ordered).
+    """
+    batch = jet_batch(events, use_weights=use_weights)
+    n = batch.n_events
+    import awkward as ak
+
+    met = ak.to_numpy(events.met_pt).astype(np.float64) if "met_pt" in ak.fields(events) else np.zeros(n)
+    metphi = ak.to_numpy(events.met_phi).astype(np.float64) if "met_phi" in ak.fields(events) else np.zeros(n)
+    ev_ids = ak.to_numpy(events.event_id).astype(np.int64) if "event_id" in ak.fields(events) else np.arange(n)
+    ev = batch.event_index
+    lead = batch.jet_idx < max_jets_mt
+    jpx = batch.jet_pt * np.cos(batch.jet_phi)
+    jpy = batch.jet_pt * np.sin(batch.jet_phi)
+    jpz = batch.jet_pt * np.sinh(batch.jet_eta)
+    je = np.sqrt((batch.jet_pt * np.cosh(batch.jet_eta)) ** 2 + batch.jet_mass**2)
+    sx = np.bincount(ev[lead], jpx[lead], n)
+    sy = np.bincount(ev[lead], jpy[lead], n)
+    sz = np.bincount(ev[lead], jpz[lead], n)
+    se = np.bincount(ev[lead], je[lead], n)
+    mjj2 = np.clip(se**2 - sx**2 - sy**2 - sz**2, 0, None)
+    ptjj2 = sx**2 + sy**2
+    etjj = np.sqrt(mjj2 + ptjj2)
+    mx = met * np.cos(metphi)
+    my = met * np.sin(metphi)
+    mt2 = (etjj + met) ** 2 - (sx + mx) ** 2 - (sy + my) ** 2
+    mt = np.sqrt(np.clip(mt2, 0, None))
+    dphi = np.abs(wrap_phi(batch.jet_phi - metphi[ev]))
+    dmin = np.full(n, np.nan)
+    np.fmin.at(dmin, ev[lead], dphi[lead])
+    ht = np.bincount(ev, batch.jet_pt, n)
+    njets = np.bincount(ev, minlength=n)
+    ncons = np.bincount(ev, weights=batch.counts, minlength=n).astype(np.int64)
+    lam = sphericity_tensor_eigenvalues(batch, sphericity_r)
+    return pd.DataFrame(
+        {
+            "event_id": ev_ids,
+            "met_pt": met,
+            "met_phi": metphi,
+            "mt": mt,
+            "mjj": np.sqrt(mjj2),
+            "dphi_min": dmin,
+            "ht": ht,
+            "n_jets": njets.astype(np.int32),
+            "n_event_constituents": ncons,
+            "sphericity": 1.5 * (lam[:, 1] + lam[:, 2]),
+            "aplanarity": 1.5 * lam[:, 2],
+        }
+    )
+
+
+def observables_table(
+    events,
+    max_jets: int | None = 2,
+    use_weights: bool = True,
+    zcut: float = 0.1,
+    sd_beta: float = 0.0,
+    r0: float = 0.8,
+    tau_beta: float = 1.0,
+    ecf_groomed: bool = True,
+    sphericity_r: float = 2.0,
+) -> pd.DataFrame:
+    """The flat table: one row per (event_id, jet_idx) with the per-event columns repeated.
+
+    Events without jets do not appear here; use :func:`event_observables` for the
+    event-level table (one row per event).
+    """
+    jets = jet_observables(events, max_jets, use_weights, zcut, sd_beta, r0, tau_beta, ecf_groomed)
+    evs = event_observables(events, use_weights=use_weights, sphericity_r=sphericity_r)
+    return jets.merge(evs, on="event_id", how="left", validate="many_to_one")
