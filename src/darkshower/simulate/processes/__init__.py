@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from darkshower.simulate.processes import qcd, svj
+from darkshower.simulate.processes import emj, qcd, svj, ttbar
 
 PROCESSES: dict[str, ModuleType] = {
     "qcd": qcd,
     "svj": svj,
+    "ttbar": ttbar,
+    "emj": emj,
 }

@@ -42,7 +42,10 @@ class Params(StrictModel):
         description="visible decays: pseudoscalars ∝ m_q² (mass insertion) with democratic vectors, "
         "all democratic, or all to d dbar",
     )
-    channel: Literal["s"] = Field("s", description="production channel")
+    channel: Literal["s", "t"] = Field(
+        "s", description="s: Z' -> dark quarks; t: Pythia-only pair production of bifundamental mediators "
+        "(mass m_med) each decaying to an SM quark and a dark quark"
+    )
 
     @model_validator(mode="after")
     def _physics(self):
@@ -109,14 +112,23 @@ def _decay_block(p: Params) -> list[str]:
     return out
 
 
-def settings(p: Params) -> list[str]:
-    lam = p.lambda_value()
-    mz = p.m_med
-    out = [
+def _production(p: Params) -> list[str]:
+    m = p.m_med
+    if p.channel == "t":
+        flavours = "DUSCBT"
+        return [
+            *[line for i in range(1, 7) for line in (f"{4900000 + i}:m0 = {m:g}", f"{4900000 + i}:mMin = {m - 1:g}",
+                                                   f"{4900000 + i}:mMax = {m + 1:g}", f"{4900000 + i}:mWidth = 0.01")],
+            *[f"{4900010 + i}:m0 = 50000" for i in range(1, 7)],
+            "4900023:m0 = 50000",
+            *[f"HiddenValley:gg2{f}v{f}vbar = on" for f in flavours],
+            *[f"HiddenValley:qqbar2{f}v{f}vbar = on" for f in flavours],
+        ]
+    return [
         "HiddenValley:ffbar2Zv = on",
-        f"4900023:m0 = {mz:g}",
-        f"4900023:mMin = {mz - 1:g}",
-        f"4900023:mMax = {mz + 1:g}",
+        f"4900023:m0 = {m:g}",
+        f"4900023:mMin = {m - 1:g}",
+        f"4900023:mMax = {m + 1:g}",
         "4900023:mWidth = 0.01",
         "4900023:oneChannel = 1 0.982 102 4900101 -4900101",
         # small Z' -> q qbar channels: needed for q qbar -> Z' production (zero cross-section otherwise)
@@ -124,6 +136,13 @@ def settings(p: Params) -> list[str]:
         # decouple bifundamentals and HV leptons
         *[f"{4900000 + i}:m0 = 50000" for i in range(1, 7)],
         *[f"{4900010 + i}:m0 = 50000" for i in range(1, 7)],
+    ]
+
+
+def settings(p: Params) -> list[str]:
+    lam = p.lambda_value()
+    out = [
+        *_production(p),
         f"4900101:m0 = {p.quark_mass():g}",
         *[f"{m}:m0 = {p.m_dark:g}" for m in DARK_PSEUDOSCALARS + DARK_VECTORS],
         "51:m0 = 0.0",
