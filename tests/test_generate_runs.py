@@ -171,3 +171,23 @@ def test_cli_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and "darkshower" in capsys.readouterr().out
+
+
+def test_yaml_config_and_extras(tmp_path, capsys):
+    cfg = tmp_path / "gen.yaml"
+    cfg.write_text(
+        "process: qcd\nevents: 20\nseed: 5\nparams: {pthat_min: 300, bias_pow: 4.0}\n"
+        "jets: {store_r04: true, min_jets: 1}\n"
+    )
+    assert main(["generate", "qcd", "--config", str(cfg), "--out", str(tmp_path / "d"), "--jobs", "1",
+                 "--no-progress"]) == 0
+    ds = open_dataset(tmp_path / "d")
+    a = ds.arrays()
+    w = ak.to_numpy(a.weight)
+    assert len(w) == 20 and w.std() > 0  # biased generation carries weights
+    assert "PhaseSpace:bias2Selection = on" in ds.manifest["provenance"]["pythia_settings"]
+    assert ak.all(ak.num(a.jets_r04) >= 1) and ak.all(a.jets_r04.pt > 20)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("process: qcd\nevents: 20\njets: {radiuss: 0.4}\n")
+    code, err = run_cli(capsys, "generate", "qcd", "--config", str(bad), "--out", str(tmp_path / "e"))
+    assert code != 0 and "jets.radiuss" in err and "unknown key" in err

@@ -17,6 +17,7 @@ class JetConfig(StrictModel):
     eta_max: float = Field(2.4, gt=0.0, le=5.0, description="maximum jet |eta|")
     min_jets: int = Field(2, ge=0, le=20, description="events need at least this many selected jets")
     store_r04: bool = Field(False, description="also store anti-kt R=0.4 jet kinematics (jets_r04)")
+    r04_pt_min: float = Field(20.0, ge=0.0, description="minimum pT of the R=0.4 jets [GeV]")
 
 
 class DetectorConfig(StrictModel):

@@ -172,7 +172,7 @@ def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng
         "jets": jets,
     }
     if jc.store_r04:
-        j4 = cluster_jets(particles, 0.4, jc.pt_min * 0 + 20.0, jc.eta_max, with_constituents=False)
+        j4 = cluster_jets(particles, 0.4, jc.r04_pt_min, jc.eta_max, with_constituents=False)
         rec["jets_r04"] = j4
     rec.update(
         {
