@@ -42,3 +42,54 @@ def test_svj_t_channel(tmp_path):
     assert "HiddenValley:gg2DvDvbar = on" in ds.manifest["provenance"]["pythia_settings"]
     assert ak.all(ak.num(a.dark_partons) == 2)
     assert ak.mean(a.n_invisible) > 2
+
+
+def sphericity(particles) -> np.ndarray:
+    """Per-event linearized (r = 1, as in the CMS SUEP search) sphericity 3/2 (λ2 + λ3) of the
+    tracks with pT > 0.7 GeV and |η| < 2.5, in the lab frame."""
+    out = []
+    for ev in particles:  # test helper on a few dozen events
+        pt, eta, phi = (np.asarray(ev[k], float) for k in ("pt", "eta", "phi"))
+        sel = (np.asarray(ev["charge"]) != 0) & (np.abs(eta) < 2.5) & (pt > 0.7)
+        p = np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)], axis=1)[sel]
+        a = np.linalg.norm(p, axis=1)
+        q = p / np.sqrt(a)[:, None]
+        t = q.T @ q / a.sum()
+        lam = np.sort(np.linalg.eigvalsh(t))
+        out.append(1.5 * (lam[0] + lam[1]))
+    return np.array(out)
+
+
+def test_suep_is_soft_spherical_and_busy(tmp_path):
+    common = {"events": 25, "seed": 6, "store_particles": True, "jets": {"min_jets": 0}}
+    suep = generate({**common, "process": "suep", "params": {"m_med": 400, "m_dark": 2, "temperature": 2}},
+                    tmp_path / "suep", jobs=1, progress=False).arrays()
+    qcd = generate({**common, "process": "qcd", "params": {"pthat_min": 150}}, tmp_path / "qcd", jobs=1,
+                   progress=False).arrays()
+    assert ak.mean(ak.num(suep.particles)) > 1.4 * ak.mean(ak.num(qcd.particles))
+    assert ak.mean(ak.flatten(suep.particles.pt)) < 0.7 * ak.mean(ak.flatten(qcd.particles.pt))
+    s_suep, s_qcd = sphericity(suep.particles), sphericity(qcd.particles)
+    # lab frame, with the underlying event and the mediator's recoil: SUEP clearly more isotropic
+    assert np.median(s_suep) > 0.45 and np.median(s_suep) > np.median(s_qcd) + 0.1
+    assert ak.mean(suep.n_dark_hadrons) > 20
+
+
+def test_suep_meson_kinematics_conserve_energy():
+    from darkshower.simulate.processes.suep import boost, suep_mesons
+
+    rng = np.random.default_rng(0)
+    p4 = suep_mesons(400.0, 2.0, 2.0, rng)
+    assert len(p4) >= 3
+    np.testing.assert_allclose(p4[:, 3].sum(), 400.0, rtol=1e-9)
+    np.testing.assert_allclose(p4[:, :3].sum(axis=0), 0.0, atol=1e-8)
+    np.testing.assert_allclose(p4[:, 3] ** 2 - (p4[:, :3] ** 2).sum(axis=1), 4.0, rtol=1e-6)
+    parent = np.array([50.0, -20.0, 300.0, np.sqrt(400.0**2 + 50**2 + 20**2 + 300**2)])
+    lab = boost(p4, parent)
+    np.testing.assert_allclose(lab.sum(axis=0), parent, rtol=1e-9)
+    # the momenta follow f(p) ∝ p² exp(-(E - m)/T): compare <E - m> with the integral
+    p = np.linspace(0, 200, 200001)
+    e = np.sqrt(p * p + 4.0)
+    f = p * p * np.exp(-(e - 2.0) / 2.0)
+    expected = (f * (e - 2.0)).sum() / f.sum()  # ≈ 4.74 GeV for m = T = 2
+    ke = np.concatenate([suep_mesons(1000.0, 2.0, 2.0, rng)[:, 3] - 2.0 for _ in range(30)])
+    assert ke.mean() == pytest.approx(expected, rel=0.05)

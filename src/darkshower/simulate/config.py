@@ -38,6 +38,9 @@ class GenerateConfig(StrictModel):
     jets: JetConfig = JetConfig()
     params: dict[str, Any] = Field(default_factory=dict, description="process parameters (see each process)")
     pythia: list[str] = Field(default_factory=list, description="extra Pythia settings 'Key = value'")
+    store_particles: bool = Field(
+        False, description="also store every reconstructed candidate of the event (`particles`), e.g. for SUEP"
+    )
     batch_size: int = Field(100, gt=0, le=10_000, description="events per Pythia nextBatch call")
     max_generated_factor: float = Field(
         200.0, gt=1, description="give up when a chunk generated this many times its target without filling it"

@@ -46,7 +46,7 @@ class ChargeTable:
 
 
 def _is_invisible(absid: np.ndarray) -> np.ndarray:
-    return np.isin(absid, INVISIBLE_IDS) | ((absid >= 4900000) & (absid < 5000000))
+    return np.isin(absid, INVISIBLE_IDS) | ((absid >= 4900000) & (absid < 5000000)) | (absid >= 999990)
 
 
 def _delta_phi(a, b):
@@ -67,7 +67,7 @@ def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng
     absid = np.abs(pid_all)
 
     # ---- truth ------------------------------------------------------------------------------
-    dark_hadron = (absid >= 4900110) & (absid < 4901000)
+    dark_hadron = ((absid >= 4900110) & (absid < 4901000)) | (absid == 999999)
     n_dark_hadrons = np.bincount(ev_all[dark_hadron], minlength=n_ev)
     final = status > 0
     inv = final & _is_invisible(absid)
@@ -108,6 +108,7 @@ def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng
     mey = -np.bincount(cands["ev"], weights=cpy, minlength=n_ev)
 
     # ---- jets ---------------------------------------------------------------------------------
+    all_cands = cands
     # jets with |eta| < eta_max cannot hold particles beyond eta_max + 2R: skip those in clustering
     jc = cfg.jets
     central = np.abs(cands["eta"]) < jc.eta_max + 2 * jc.radius
@@ -171,6 +172,15 @@ def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng
         "met_phi": np.arctan2(mey, mex).astype(np.float32),
         "jets": jets,
     }
+    if cfg.store_particles:
+        ac = all_cands
+        pcount = np.bincount(ac["ev"], minlength=n_ev)
+        rec["particles"] = ak.unflatten(ak.zip({
+            "pt": ac["pt"].astype(np.float32), "eta": ac["eta"].astype(np.float32),
+            "phi": ac["phi"].astype(np.float32), "e": ac["e"].astype(np.float32),
+            "charge": ac["charge"].astype(np.int8), "pid": ac["pid"].astype(np.int32),
+            "type": ac["type"].astype(np.int8), "d0": ac["d0"].astype(np.float32),
+            "r_prod": ac["r_prod"].astype(np.float32)}), pcount)
     if jc.store_r04:
         j4 = cluster_jets(particles, 0.4, jc.r04_pt_min, jc.eta_max, with_constituents=False)
         rec["jets_r04"] = j4

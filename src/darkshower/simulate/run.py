@@ -60,16 +60,41 @@ def plan_chunks(cfg: GenerateConfig, out: str | Path) -> list[ChunkTask]:
     ]
 
 
+class PythiaSource:
+    """Events straight from one Pythia instance (``nextBatch``)."""
+
+    def __init__(self, cfg: GenerateConfig, seed: int):
+        from darkshower.simulate.events import ChargeTable
+        from darkshower.simulate.pythia import make_pythia
+
+        self.pythia = make_pythia(process_settings(cfg), seed)
+        self.charges = ChargeTable(self.pythia)
+
+    def next_batch(self, n: int):
+        return self.pythia.nextBatch(n)
+
+    def sigma(self) -> tuple[float, float]:
+        info = self.pythia.infoPython()
+        return float(info.sigmaGen()), float(info.sigmaErr())
+
+
+def open_source(cfg: GenerateConfig, seed: int):
+    """The event source of a process: plain Pythia, or the process's own (e.g. SUEP)."""
+    proc = PROCESSES[cfg.process]
+    if hasattr(proc, "Source"):
+        return proc.Source(cfg, proc.Params.model_validate(cfg.params), seed, process_settings(cfg))
+    return PythiaSource(cfg, seed)
+
+
 def generate_chunk_events(cfg: GenerateConfig, index: int, n_target: int, seed: int):
     """Generate one chunk in this process; return (events, metadata)."""
     import awkward as ak
 
-    from darkshower.simulate.events import ChargeTable, build_events
-    from darkshower.simulate.pythia import make_pythia
+    from darkshower.simulate.events import build_events
 
     t_init = time.perf_counter()
-    py = make_pythia(process_settings(cfg), seed)
-    charges = ChargeTable(py)
+    source = open_source(cfg, seed)
+    charges = source.charges
     t_loop = time.perf_counter()
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, index, 1]))
     parts, n_sel, n_gen = [], 0, 0
@@ -79,7 +104,7 @@ def generate_chunk_events(cfg: GenerateConfig, index: int, n_target: int, seed: 
     while n_sel < n_target:
         want = n_target - n_sel
         bs = int(min(max(math.ceil(1.2 * want / max(eff, 1e-3)), 10), cfg.batch_size))
-        batch = py.nextBatch(bs)
+        batch = source.next_batch(bs)
         if len(batch) == 0:
             raise DarkshowerError(
                 f"chunk {index}: Pythia produced no events in a batch of {bs} (all failed); check the settings"
@@ -105,15 +130,15 @@ def generate_chunk_events(cfg: GenerateConfig, index: int, n_target: int, seed: 
                 f"(jets.pt_min={cfg.jets.pt_min}, jets.eta_max={cfg.jets.eta_max}, jets.min_jets={cfg.jets.min_jets}); "
                 "loosen the selection or raise the process's pT scale (e.g. --set pthat_min=...)"
             )
-    info = py.infoPython()
+    sigma_mb, sigma_err_mb = source.sigma()
     events = ak.concatenate(parts) if len(parts) > 1 else parts[0]
     meta = {
         "seed": seed,
         "n_generated": n_gen,
         "sum_weights_generated": w_gen,
         "sum_weights_selected": w_sel,
-        "sigma_gen_pb": float(info.sigmaGen()) * MB_TO_PB,
-        "sigma_err_pb": float(info.sigmaErr()) * MB_TO_PB,
+        "sigma_gen_pb": sigma_mb * MB_TO_PB,
+        "sigma_err_pb": sigma_err_mb * MB_TO_PB,
         "init_seconds": round(t_loop - t_init, 3),
         "event_seconds": round(time.perf_counter() - t_loop, 3),
     }
@@ -147,6 +172,10 @@ def _precheck(cfg: GenerateConfig) -> dict:
     from darkshower.simulate.pythia import effective_values, make_pythia
 
     settings = process_settings(cfg)
+    proc = PROCESSES[cfg.process]
+    if hasattr(proc, "Source"):
+        src = open_source(cfg, derive_seed(cfg.seed, 0))
+        return effective_values(src.pythia, settings)
     py = make_pythia(settings, derive_seed(cfg.seed, 0))
     return effective_values(py, settings)
 

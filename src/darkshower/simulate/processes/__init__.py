@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from darkshower.simulate.processes import emj, qcd, svj, ttbar
+from darkshower.simulate.processes import emj, qcd, suep, svj, ttbar
 
 PROCESSES: dict[str, ModuleType] = {
     "qcd": qcd,
     "svj": svj,
     "ttbar": ttbar,
     "emj": emj,
+    "suep": suep,
 }
