@@ -93,3 +93,37 @@ def test_suep_meson_kinematics_conserve_energy():
     expected = (f * (e - 2.0)).sum() / f.sum()  # ≈ 4.74 GeV for m = T = 2
     ke = np.concatenate([suep_mesons(1000.0, 2.0, 2.0, rng)[:, 3] - 2.0 for _ in range(30)])
     assert ke.mean() == pytest.approx(expected, rel=0.05)
+
+
+def pair_mass(partons) -> float:
+    pt, eta, phi = (np.asarray(partons[k], float) for k in ("pt", "eta", "phi"))
+    m_q = 10.0  # dark quark mass for m_dark = 20
+    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+    e = np.sqrt(px**2 + py**2 + pz**2 + m_q**2)
+    return float(np.sqrt(e.sum() ** 2 - px.sum() ** 2 - py.sum() ** 2 - pz.sum() ** 2))
+
+
+def test_resimulation_shares_hard_process_and_differs_downstream(tmp_path):
+    from darkshower.data.resim import positive_pairs
+
+    ds = generate({"process": "svj", "events": 24, "seed": 9, "resimulate": 3, "jets": {"min_jets": 1}},
+                  tmp_path / "rs", jobs=1, progress=False)
+    a = ds.arrays()
+    rid, ridx = ak.to_numpy(a.resim_id), ak.to_numpy(a.resim_index)
+    assert set(ridx.tolist()) <= {0, 1, 2}
+    pairs = positive_pairs(rid)
+    assert len(pairs) > 0 and (rid[pairs[:, 0]] == rid[pairs[:, 1]]).all()
+    same_hard = differ = 0
+    for i, j in pairs:
+        # the hard process is shared: identical pT-hat, and the same dark-quark pair (its invariant
+        # mass; the pair as a whole recoils against the realization's own initial-state radiation)
+        assert a.pt_hat[i] == a.pt_hat[j] and a.x1[i] == a.x1[j] and a.x2[i] == a.x2[j]
+        if len(a.dark_partons[i]) == 2:
+            assert pair_mass(a.dark_partons[i]) == pytest.approx(pair_mass(a.dark_partons[j]), rel=1e-3)
+        same_hard += 1
+        differ += ak.to_list(a.jets[i].constituents.pt) != ak.to_list(a.jets[j].constituents.pt)
+    assert differ == same_hard  # every realization has its own shower and hadronization
+    # different hard processes across groups
+    assert len(set(ak.to_list(a.x1))) == len(set(rid.tolist()))
+    rng_pairs = positive_pairs(rid, np.random.default_rng(0))
+    assert (rid[rng_pairs[:, 0]] == rid[rng_pairs[:, 1]]).all() and (rng_pairs[:, 0] != rng_pairs[:, 1]).all()

@@ -36,6 +36,8 @@ def register(sub) -> None:
     p.add_argument("--config", help="YAML config file (same keys as the library config)")
     p.add_argument("--chunk-size", type=int, help="events per chunk file")
     p.add_argument("--ecm", type=float, help="centre-of-mass energy in GeV (default 13000)")
+    p.add_argument("--resimulate", type=int, metavar="K",
+                   help="K shower+hadronization realizations of each hard process (shared resim_id)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -64,6 +66,8 @@ def build_config(args) -> dict:
         data["chunk_size"] = args.chunk_size
     if args.ecm is not None:
         data["ecm"] = args.ecm
+    if args.resimulate is not None:
+        data["resimulate"] = args.resimulate
     if args.pythia:
         data["pythia"] = list(data.get("pythia", [])) + list(args.pythia)
     if "events" not in data:

@@ -38,6 +38,9 @@ class GenerateConfig(StrictModel):
     jets: JetConfig = JetConfig()
     params: dict[str, Any] = Field(default_factory=dict, description="process parameters (see each process)")
     pythia: list[str] = Field(default_factory=list, description="extra Pythia settings 'Key = value'")
+    resimulate: int = Field(
+        0, ge=0, le=1000, description="K > 1: K shower/hadronization realizations of each hard process (RS3L)"
+    )
     store_particles: bool = Field(
         False, description="also store every reconstructed candidate of the event (`particles`), e.g. for SUEP"
     )

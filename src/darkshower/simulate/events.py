@@ -172,6 +172,10 @@ def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng
         "met_phi": np.arctan2(mey, mex).astype(np.float32),
         "jets": jets,
     }
+    if cfg.resimulate > 1:
+        group = event_number // cfg.resimulate
+        rec["resim_id"] = (np.int64(chunk) << 32) | group.astype(np.int64)
+        rec["resim_index"] = (event_number % cfg.resimulate).astype(np.int32)
     if cfg.store_particles:
         ac = all_cands
         pcount = np.bincount(ac["ev"], minlength=n_ev)
@@ -191,6 +195,8 @@ def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng
             "invisible_pt": invisible_pt.astype(np.float32),
             "truth_met_pt": np.hypot(tmx, tmy).astype(np.float32),
             "pt_hat": pt_hat.astype(np.float32),
+            "x1": ak.to_numpy(batch.info.x1).astype(np.float32),
+            "x2": ak.to_numpy(batch.info.x2).astype(np.float32),
             "dark_partons": ak.unflatten(
                 ak.zip({"pt": dq_pt.astype(np.float32), "eta": dq_eta.astype(np.float32),
                         "phi": dq_phi.astype(np.float32)}),

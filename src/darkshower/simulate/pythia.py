@@ -50,8 +50,10 @@ def seed_settings(seed: int) -> list[str]:
     return ["Random:setSeed = on", f"Random:seed = {seed}"]
 
 
-def make_pythia(settings: list[str], seed: int):
-    """Create and initialize a Pythia instance; any rejected setting is one clear error."""
+def make_pythia(settings: list[str], seed: int, before_init=None):
+    """Create and initialize a Pythia instance; any rejected setting is one clear error.
+
+    ``before_init(pythia)`` may attach user hooks before initialization."""
     pythia8 = pythia_module()
     py = pythia8.Pythia("", False)
     for line in BASE_SETTINGS + list(settings) + seed_settings(seed):
@@ -60,6 +62,8 @@ def make_pythia(settings: list[str], seed: int):
                 f"Pythia rejected the setting {line!r} (unknown key or malformed value); "
                 "check it against the Pythia 8 manual"
             )
+    if before_init is not None:
+        before_init(py)
     if not py.init():
         raise PythiaSettingError(
             "Pythia failed to initialize with these settings (e.g. zero cross-section or inconsistent "
@@ -88,3 +92,23 @@ def effective_values(py, settings: list[str]) -> dict[str, object]:
         except Exception:  # pragma: no cover - exotic setting types (vectors)
             continue
     return out
+
+
+def make_reseed_hook(py):
+    """A user hook that reseeds Pythia's generator right after the process level (re-simulation)."""
+    pythia8 = pythia_module()
+
+    class ReseedAfterProcessLevel(pythia8.UserHooks):
+        def __init__(self, rndm):
+            pythia8.UserHooks.__init__(self)
+            self.rndm = rndm
+            self.seed = 1
+
+        def canVetoProcessLevel(self):
+            return True
+
+        def doVetoProcessLevel(self, process):
+            self.rndm.init(int(self.seed))
+            return False
+
+    return ReseedAfterProcessLevel(py.rndm)

@@ -78,9 +78,59 @@ class PythiaSource:
         return float(info.sigmaGen()), float(info.sigmaErr())
 
 
+class ResimulationSource(PythiaSource):
+    """K parton-shower + hadronization realizations of each hard process (RS3L positive pairs).
+
+    Before event n the generator is reseeded with the seed of hard process n // K, and a
+    user hook reseeds it again right after the process level with a seed unique to event n:
+    the K realizations share the hard scattering and differ downstream (shower, MPI,
+    hadronization, decays; the detector's randomness differs too).
+    """
+
+    def __init__(self, cfg: GenerateConfig, seed: int):
+        from darkshower.simulate.events import ChargeTable
+        from darkshower.simulate.pythia import make_pythia, make_reseed_hook
+
+        self.k = cfg.resimulate
+        self.seed = seed
+        self.hook = None
+
+        def attach(py):
+            self.hook = make_reseed_hook(py)
+            py.setUserHooksPtr(self.hook)
+
+        self.pythia = make_pythia(process_settings(cfg), seed, before_init=attach)
+        self.charges = ChargeTable(self.pythia)
+        self.n = 0
+
+    def _seed(self, index: int, stream: int) -> int:
+        return derive_seed(self.seed, index, stream)
+
+    def next_batch(self, n: int):
+        import awkward as ak
+
+        parts = []
+        for _ in range(n):
+            for attempt in range(10):  # a failed shower is retried with another downstream seed
+                self.pythia.rndm.init(self._seed(self.n // self.k, 3))
+                self.hook.seed = self._seed(self.n, 4 + attempt)
+                one = self.pythia.nextBatch(1)
+                if len(one):
+                    break
+            else:
+                raise DarkshowerError(f"re-simulation: event {self.n} failed 10 times; check the settings")
+            parts.append(one)
+            self.n += 1
+        return ak.concatenate(parts)
+
+
 def open_source(cfg: GenerateConfig, seed: int):
     """The event source of a process: plain Pythia, or the process's own (e.g. SUEP)."""
     proc = PROCESSES[cfg.process]
+    if cfg.resimulate > 1:
+        if hasattr(proc, "Source"):
+            raise DarkshowerError(f"--resimulate is not available for process {cfg.process!r}")
+        return ResimulationSource(cfg, seed)
     if hasattr(proc, "Source"):
         return proc.Source(cfg, proc.Params.model_validate(cfg.params), seed, process_settings(cfg))
     return PythiaSource(cfg, seed)
