@@ -251,6 +251,171 @@ def _cluster(n, npx, npy, npz, ne, ny, nphi, npt, ch1, ch2, act, nn, nnd, flag, 
     return nnode
 
 
+@nb.njit(**_JIT)
+def _init_nn(n, ny, nphi, nn0, nnd0, row):
+    """Nearest geometric neighbour (dR^2) of every leaf; shared by the kt and C/A passes.
+
+    Row by row: a branch-free (vectorised) distance pass, then the first index of the row
+    minimum -- the same neighbour (ties: lowest index) and distance as the pairwise scan.
+    """
+    for s in range(n):
+        ys = ny[s]
+        ps = nphi[s]
+        for t in range(n):
+            dy = ys - ny[t]
+            dp = ps - nphi[t]
+            row[t] = dy * dy + dp * dp
+        row[s] = INF
+        best = _row_min(row, n)
+        bi = -1
+        if best < INF:
+            for t in range(n):
+                if row[t] == best:
+                    bi = t
+                    break
+        nn0[s] = bi
+        nnd0[s] = best
+
+
+@nb.njit(fastmath={"nnan", "ninf", "nsz", "reassoc"}, **_JIT)
+def _row_min(row, n):
+    best = INF
+    for t in range(n):
+        best = min(best, row[t])
+    return best
+
+
+@nb.njit(inline="always", **_JIT)
+def _dij(x, nn, nnd, sk2, ktmode, inv_r2):
+    nx = nn[x]
+    if nx < 0:
+        return INF
+    if ktmode == 1:
+        ka = sk2[x]
+        kb = sk2[nx]
+        return nnd[x] * (ka if ka < kb else kb) * inv_r2
+    return nnd[x] * inv_r2
+
+
+@nb.njit(**_JIT)
+def _cluster_nobeam(n, npx, npy, npz, ne, ny, nphi, npt, ch1, ch2, act, nn, nnd, sy, sp, sk2,
+                    nn0, nnd0, ktmode, inv_r2, rec, rec_n):
+    """Same clustering (and identical results, ties included) as :func:`_cluster` without beam.
+
+    The leaves' nearest neighbours come precomputed (``nn0, nnd0`` from :func:`_init_nn`), and
+    the search for the smallest d_ij is fused into the neighbour-update pass after each merge
+    (one O(n) pass per step instead of two). Ties go to the lowest slot, as in ``_cluster``.
+    """
+    for i in range(n):
+        ch1[i] = -1
+        ch2[i] = -1
+        act[i] = i
+        nn[i] = nn0[i]
+        nnd[i] = nnd0[i]
+        sy[i] = ny[i]
+        sp[i] = nphi[i]
+        sk2[i] = npt[i] * npt[i]
+    nact = n
+    nnode = n
+    recording = rec.shape[0] > 0
+    gbest = INF
+    bs = -1
+    for s in range(nact):
+        d = _dij(s, nn, nnd, sk2, ktmode, inv_r2)
+        if d < gbest:
+            gbest = d
+            bs = s
+    while nact > 1:
+        if recording and nact <= 3 and rec_n[nact - 1] < 0:
+            rec_n[nact - 1] = nact
+            for q in range(nact):
+                a = act[q]
+                rec[nact - 1, q, 0] = npx[a]
+                rec[nact - 1, q, 1] = npy[a]
+                rec[nact - 1, q, 2] = npz[a]
+                rec[nact - 1, q, 3] = ne[a]
+        if bs < 0:
+            break
+        t = nn[bs]
+        sa = bs if bs < t else t
+        sb = t if bs < t else bs
+        a = act[sa]
+        b = act[sb]
+        k = nnode
+        nnode += 1
+        px = npx[a] + npx[b]
+        py = npy[a] + npy[b]
+        pz = npz[a] + npz[b]
+        en = ne[a] + ne[b]
+        npx[k] = px
+        npy[k] = py
+        npz[k] = pz
+        ne[k] = en
+        ptk = math.sqrt(px * px + py * py)
+        npt[k] = ptk
+        yk = _rap(px, py, pz, en)
+        pk = math.atan2(py, px)
+        ny[k] = yk
+        nphi[k] = pk
+        ch1[k] = a
+        ch2[k] = b
+        act[sa] = k
+        sy[sa] = yk
+        sp[sa] = pk
+        sk2[sa] = ptk * ptk
+        last = nact - 1
+        if sb != last:
+            act[sb] = act[last]
+            nn[sb] = nn[last]
+            nnd[sb] = nnd[last]
+            sy[sb] = sy[last]
+            sp[sb] = sp[last]
+            sk2[sb] = sk2[last]
+        nact -= 1
+        # one pass: distances to the new node, stale neighbours, renamed slot, next minimum
+        best = INF
+        bi = -1
+        gbest = INF
+        bs = -1
+        for x in range(nact):
+            if x == sa:
+                continue
+            dy = yk - sy[x]
+            dp = pk - sp[x]
+            d = dy * dy + dp * dp
+            if d < best:
+                best = d
+                bi = x
+            nx = nn[x]
+            if nx == sa or nx == sb:
+                _rescan(x, nact, nn, nnd, sy, sp)
+            else:
+                if nx == last:
+                    nn[x] = sb
+                if d < nnd[x]:
+                    nnd[x] = d
+                    nn[x] = sa
+            dx = _dij(x, nn, nnd, sk2, ktmode, inv_r2)
+            if dx < gbest:
+                gbest = dx
+                bs = x
+        nn[sa] = bi
+        nnd[sa] = best
+        dx = _dij(sa, nn, nnd, sk2, ktmode, inv_r2)
+        if dx < gbest or (dx == gbest and sa < bs):
+            gbest = dx
+            bs = sa
+    if recording and nact >= 1 and rec_n[nact - 1] < 0:
+        rec_n[nact - 1] = nact
+        for q in range(nact):
+            a = act[q]
+            rec[nact - 1, q, 0] = npx[a]
+            rec[nact - 1, q, 1] = npy[a]
+            rec[nact - 1, q, 2] = npz[a]
+            rec[nact - 1, q, 3] = ne[a]
+    return nnode
+
+
 @nb.njit(inline="always", **_JIT)
 def _mass(px, py, pz, e):
     m2 = e * e - px * px - py * py - pz * pz
@@ -321,52 +486,61 @@ def _one_pass(n, ny, nphi, npt, ax_y, ax_phi, nax, beta, precision, halt, assign
             break
 
 
-@nb.njit(fastmath=True, **_JIT)
+@nb.njit(fastmath=True, boundscheck=False, **_JIT)
 def _ecf(idx, m, ny, nphi, npt, dmat, z):
-    """Normalised ECFs with beta=1 on the nodes idx[:m]: (e2, e3, 2e3) (pt_R measure)."""
+    """Normalised ECFs with beta=1 on the nodes idx[:m]: (e2, e3, 2e3) (pt_R measure).
+
+    The triple sum over i<j<k is evaluated as (1/3) sum_{i<j} sum_{all k}: the k = i, j terms
+    vanish exactly (zero diagonal), and the full-length inner loop over k (zero-padded to a
+    multiple of 32) is SIMD-vectorised. ``dmat`` needs (m+32)^2 and ``z`` m+32 entries.
+    """
     tot = 0.0
     for a in range(m):
         tot += npt[idx[a]]
     if tot <= 0:
         return 0.0, 0.0, 0.0
+    mp = (m + 31) & ~31
     for a in range(m):
         z[a] = npt[idx[a]] / tot
+    for a in range(m, mp):
+        z[a] = 0.0
+    D = dmat[: mp * mp].reshape((mp, mp))
     for a in range(m):
         ia = idx[a]
-        dmat[a * m + a] = 0.0
+        D[a, a] = 0.0
         for b in range(a + 1, m):
             ib = idx[b]
             dy = ny[ia] - ny[ib]
             dp = nphi[ia] - nphi[ib]
             d = math.sqrt(dy * dy + dp * dp)
-            dmat[a * m + b] = d
-            dmat[b * m + a] = d
+            D[a, b] = d
+            D[b, a] = d
+        for b in range(m, mp):
+            D[a, b] = 0.0
     e2 = 0.0
     e3 = 0.0
     g3 = 0.0
     for i in range(m):
         zi = z[i]
-        ri = i * m
+        Di = D[i]
         for j in range(i + 1, m):
-            rj = j * m
-            dij = dmat[ri + j]
+            Dj = D[j]
+            dij = Di[j]
             zij = zi * z[j]
             e2 += zij * dij
             s3 = 0.0
             sg = 0.0
-            for k in range(j + 1, m):
-                dik = dmat[ri + k]
-                djk = dmat[rj + k]
-                p1 = dij * dik
-                p2 = dij * djk
-                p3 = dik * djk
-                s3 += z[k] * p1 * djk
-                mn = p1 if p1 < p2 else p2
-                mn = mn if mn < p3 else p3
-                sg += z[k] * mn
-            e3 += zij * s3
+            for k in range(mp):
+                dik = Di[k]
+                djk = Dj[k]
+                zk = z[k]
+                pk = dik * djk
+                s3 += zk * pk
+                q = dij * min(dik, djk)  # min of the three pair products = product of the two smallest
+                sg += zk * min(q, pk)
+            e3 += zij * dij * s3
             g3 += zij * sg
-    return e2, e3, g3
+    return e2, e3 / 3.0, g3 / 3.0
 
 
 N_OBS = 24
@@ -423,8 +597,11 @@ def observables_kernel(offsets, pt, eta, phi, e, charge, zcut, sd_beta, r0, tau_
     sp = np.empty(size)
     stack = np.empty(size + 2, np.int64)
     leaves = np.empty(size, np.int64)
-    dmat = np.empty(maxn * maxn)
-    zbuf = np.empty(maxn)
+    dmat = np.empty((maxn + 32) * (maxn + 32))
+    zbuf = np.empty(maxn + 32)
+    sk2 = np.empty(size)
+    nn0 = np.empty(size, np.int64)
+    nnd0 = np.empty(size)
     rec = np.empty((3, 3, 4))
     rec_n = np.empty(3, np.int64)
     norec = np.empty((0, 3, 4))
@@ -505,8 +682,9 @@ def observables_kernel(offsets, pt, eta, phi, e, charge, zcut, sd_beta, r0, tau_
             out[j, 17] = math.sqrt(max(tr - det, 0.0))
         # --- N-subjettiness with one-pass optimised exclusive-kt axes -----------------------
         rec_n[:] = -1
-        _cluster(n, npx, npy, npz, ne, ny, nphi, npt, ch1, ch2, act, nn, nnd, flag, tmp, sy, sp,
-                 1, 1e-6, False, rec, rec_n)  # exclusive kt, R = 1000 (no beam)
+        _init_nn(n, ny, nphi, nn0, nnd0, tmp)  # leaf nearest neighbours, shared by both passes
+        _cluster_nobeam(n, npx, npy, npz, ne, ny, nphi, npt, ch1, ch2, act, nn, nnd, sy, sp, sk2,
+                        nn0, nnd0, 1, 1e-6, rec, rec_n)  # exclusive kt, R = 1000 (no beam)
         norm = spt * r0 ** tau_beta
         for nax in range(1, 4):
             if n <= nax or rec_n[nax - 1] < 0:
@@ -522,8 +700,8 @@ def observables_kernel(offsets, pt, eta, phi, e, charge, zcut, sd_beta, r0, tau_
         out[j, 10] = out[j, 8] / out[j, 7] if out[j, 7] > 0 else 0.0
         # --- C/A reclustering: soft drop and the primary Lund plane ------------------------
         # (the kt pass only appended nodes; leaves 0..n-1 are untouched)
-        nnode = _cluster(n, npx, npy, npz, ne, ny, nphi, npt, ch1, ch2, act, nn, nnd, flag, tmp, sy, sp,
-                         0, 1.0, False, norec, rec_n)
+        nnode = _cluster_nobeam(n, npx, npy, npz, ne, ny, nphi, npt, ch1, ch2, act, nn, nnd, sy, sp, sk2,
+                                nn0, nnd0, 0, 1.0, norec, rec_n)
         root = nnode - 1
         node = root
         nprim = 0
