@@ -214,3 +214,37 @@ def jet_batch(data, max_jets: int | None = None, use_weights: bool = True) -> Je
 def jet_energy(pt, eta, mass):
     pt = np.asarray(pt, np.float64)
     return np.sqrt((pt * np.cosh(eta)) ** 2 + np.asarray(mass, np.float64) ** 2)
+
+
+#: name of the optional per-event collection of all reconstructed candidates (docs/data-format.md)
+PARTICLES = "particles"
+
+
+def event_collection(events, collection: str = "auto") -> str:
+    """Which collection the whole-event quantities use: ``"particles"`` or ``"jets"``.
+
+    ``"auto"`` picks ``particles`` (all reconstructed candidates of the event, written with
+    ``store_particles: true``) when the events have that field, else the jet constituents.
+    """
+    if collection == "auto":
+        return PARTICLES if PARTICLES in ak.fields(events) else "jets"
+    return collection
+
+
+def event_particles(events, collection: str = PARTICLES, use_weights: bool = True):
+    """Flat arrays of an (events x var) particle collection: (event_row, pt, eta, phi, type).
+
+    With ``use_weights`` and a ``weight`` field, pT is scaled by it and weight <= 0 dropped
+    (as for jet constituents). ``type`` is -1 when the collection has no such field.
+    """
+    parts = events[collection]
+    fields = ak.fields(parts)
+    cnt = _np(ak.num(parts, axis=1), np.int64)
+    ev = np.repeat(np.arange(len(cnt)), cnt)
+    pt, eta, phi = (_np(ak.flatten(parts[f]), np.float64) for f in ("pt", "eta", "phi"))
+    typ = _np(ak.flatten(parts["type"]), np.int8) if "type" in fields else np.full(len(pt), -1, np.int8)
+    if use_weights and "weight" in fields:
+        w = _np(ak.flatten(parts["weight"]), np.float64)
+        keep = w > 0
+        ev, pt, eta, phi, typ = ev[keep], (pt * w)[keep], eta[keep], phi[keep], typ[keep]
+    return ev, pt, eta, phi, typ

@@ -48,7 +48,7 @@ class EventImageConfig(BaseModel):
     n_phi: int = Field(64, ge=1, le=4096)
     eta_max: float = Field(2.5, gt=0)
     channels: str | list[list[int]] | dict[str, list[int]] = "detector"
-    collection: str = "jets"
+    collection: str = "auto"  # "particles" when the dataset has them, else "jets"
     use_weights: bool = True
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from darkshower.errors import ConfigError
 from darkshower.represent import _kernels as K
-from darkshower.represent.common import N_TYPES, JetBatch, jet_batch
+from darkshower.represent.common import N_TYPES, JetBatch, event_collection, event_particles, jet_batch
 
 #: channel presets: name -> list of (channel name, candidate types)
 CHANNEL_PRESETS = {
@@ -105,6 +105,7 @@ class SparseEventImages:
     channels: list[str]
     eta_max: float
     event_id: np.ndarray
+    collection: str = "jets"  # what filled the images: "particles", "jets" or another collection
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -135,7 +136,7 @@ class SparseEventImages:
         np.cumsum(counts, out=offs[1:])
         pos = np.repeat(starts - offs[:-1], counts) + np.arange(offs[-1])
         return SparseEventImages(self.index[pos], self.value[pos], offs, self.shape, self.channels,
-                                 self.eta_max, self.event_id[sel])
+                                 self.eta_max, self.event_id[sel], self.collection)
 
     def to_arrays(self) -> dict:
         return {"index": self.index, "value": self.value, "offsets": self.offsets,
@@ -148,16 +149,19 @@ def event_images(
     n_phi: int = 64,
     eta_max: float = 2.5,
     channels="detector",
-    collection: str = "jets",
+    collection: str = "auto",
     use_weights: bool = True,
 ) -> SparseEventImages:
     """Full-detector images (|eta| < eta_max x [-pi, pi)), one per event, stored sparse.
 
-    ``collection="jets"`` uses the constituents of all jets of the event; any other name is
-    read as an (events x var) particle collection with pt, eta, phi, type fields.
+    ``collection="auto"`` (default) uses the per-event ``particles`` collection (all
+    reconstructed candidates) when the events have it, else the constituents of all jets;
+    ``"jets"`` forces the jet constituents; any other name is read as an (events x var)
+    particle collection with pt, eta, phi, type fields. ``.collection`` records which was used.
     Default channels: tracks (types 0,1,2), ECAL (3), HCAL (4). Duplicate pixels are summed.
     """
     chans = resolve_channels(channels)
+    collection = event_collection(events, collection)
     if collection == "jets":
         b = jet_batch(events, use_weights=use_weights)
         ev = np.repeat(b.event_index, b.counts)
@@ -166,12 +170,11 @@ def event_images(
     else:
         if collection not in ak.fields(events):
             raise ConfigError(f"event image collection {collection!r} is not a field of the events ({ak.fields(events)})")
-        parts = events[collection]
+        if collection not in ak.fields(events):
+            raise ConfigError(f"event image collection {collection!r} is not a field of the events ({ak.fields(events)})")
         n_events = len(events)
-        cnt = ak.to_numpy(ak.num(parts, axis=1))
-        ev = np.repeat(np.arange(n_events), cnt)
-        pt, eta, phi = (ak.to_numpy(ak.flatten(parts[f])).astype(np.float64) for f in ("pt", "eta", "phi"))
-        typ = ak.to_numpy(ak.flatten(parts["type"])).astype(np.int8) if "type" in ak.fields(parts) else np.zeros(len(pt), np.int8)
+        ev, pt, eta, phi, typ = event_particles(events, collection, use_weights)
+        typ = np.where(typ < 0, 0, typ).astype(np.int8)  # no type field: all in channel of type 0
     ev_ids = ak.to_numpy(events.event_id).astype(np.int64) if "event_id" in ak.fields(events) else np.arange(n_events)
     memb = _membership(chans)
     ie = np.floor((eta + eta_max) / (2 * eta_max) * n_eta).astype(np.int64)
@@ -200,4 +203,5 @@ def event_images(
         channels=[c[0] for c in chans],
         eta_max=eta_max,
         event_id=ev_ids,
+        collection=collection,
     )

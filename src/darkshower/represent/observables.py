@@ -16,8 +16,11 @@ docs/representations.md):
 - ``lund_*``: primary Lund plane of the C/A tree (number of declusterings, number with
   ln kT > 0 [kT in GeV], max ln kT).
 - per event: ``met_pt, met_phi, mt`` (dijet + MET transverse mass), ``dphi_min`` (min over the
-  two leading jets of |dphi(jet, MET)|), ``sphericity`` (eigenvalues of the momentum tensor of
-  all jet constituents), ``n_event_constituents``, ``n_jets``, ``ht``.
+  two leading jets of |dphi(jet, MET)|), ``sphericity``/``aplanarity`` (eigenvalues of the
+  momentum tensor of the whole event), ``n_event_particles`` (event multiplicity),
+  ``n_event_constituents`` (constituents of all jets), ``n_jets``, ``ht``. "Whole event" is the
+  ``particles`` collection when the dataset has it (``store_particles: true``), else all jet
+  constituents (``event_collection``; recorded in ``DataFrame.attrs["event_collection"]``).
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ import numpy as np
 import pandas as pd
 
 from darkshower.represent import _kernels as K
-from darkshower.represent.common import JetBatch, jet_batch, wrap_phi
+from darkshower.represent.common import event_collection as _event_collection
+from darkshower.represent.common import JetBatch, event_particles, jet_batch, wrap_phi
 
 JET_COLUMNS = K.OBS_COLUMNS
 EVENT_COLUMNS = (
     "met_pt", "met_phi", "mt", "mjj", "dphi_min", "ht", "n_jets", "n_event_constituents",
-    "sphericity", "aplanarity",
+    "n_event_particles", "sphericity", "aplanarity",
 )
 
 
@@ -75,14 +79,17 @@ def jet_observables(
 
 
 def sphericity_tensor_eigenvalues(batch: JetBatch, r: float = 2.0) -> np.ndarray:
-    """Eigenvalues (descending) of S^ab = sum |p|^(r-2) p^a p^b / sum |p|^r per event."""
+    """Eigenvalues (descending) of S^ab = sum |p|^(r-2) p^a p^b / sum |p|^r per event (jet constituents)."""
     ev = np.repeat(batch.event_index, batch.counts)
-    px = batch.pt * np.cos(batch.phi)
-    py = batch.pt * np.sin(batch.phi)
-    pz = batch.pt * np.sinh(batch.eta)
+    return _sphericity_eigenvalues(ev, batch.pt, batch.eta, batch.phi, batch.n_events, r)
+
+
+def _sphericity_eigenvalues(ev, pt, eta, phi, n, r: float = 2.0) -> np.ndarray:
+    px = pt * np.cos(phi)
+    py = pt * np.sin(phi)
+    pz = pt * np.sinh(eta)
     p2 = px * px + py * py + pz * pz
     w = np.ones_like(p2) if r == 2.0 else np.power(np.maximum(p2, 1e-30), 0.5 * r - 1.0)
-    n = batch.n_events
     comps = (px, py, pz)
     t = np.zeros((n, 3, 3))
     for a in range(3):
@@ -97,11 +104,15 @@ def sphericity_tensor_eigenvalues(batch: JetBatch, r: float = 2.0) -> np.ndarray
     return lam
 
 
-def event_observables(events, max_jets_mt: int = 2, use_weights: bool = True, sphericity_r: float = 2.0) -> pd.DataFrame:
+def event_observables(events, max_jets_mt: int = 2, use_weights: bool = True, sphericity_r: float = 2.0,
+                      event_collection: str = "auto") -> pd.DataFrame:
     """One row per event: MET, MT(jj+MET), m_jj, dphi_min, HT, multiplicities, event shapes.
 
-    Uses all jets of the event (their constituents for the event shapes); MT and dphi_min
-    use the ``max_jets_mt`` leading jets (dataset jet records, which are pT-ordered).
+    MT, m_jj and dphi_min use the ``max_jets_mt`` leading jets (dataset jet records, which are
+    pT-ordered), HT and n_jets all jets. The whole-event quantities (sphericity, aplanarity,
+    ``n_event_particles``) use ``event_collection``: ``"auto"`` = the ``particles`` collection
+    when the events have it, else all jet constituents; ``"jets"`` forces the constituents. The
+    choice is recorded in ``df.attrs["event_collection"]``.
     """
     batch = jet_batch(events, use_weights=use_weights)
     n = batch.n_events
@@ -133,8 +144,15 @@ def event_observables(events, max_jets_mt: int = 2, use_weights: bool = True, sp
     ht = np.bincount(ev, batch.jet_pt, n)
     njets = np.bincount(ev, minlength=n)
     ncons = np.bincount(ev, weights=batch.counts, minlength=n).astype(np.int64)
-    lam = sphericity_tensor_eigenvalues(batch, sphericity_r)
-    return pd.DataFrame(
+    source = _event_collection(events, event_collection)
+    if source == "jets":
+        lam = sphericity_tensor_eigenvalues(batch, sphericity_r)
+        npart = ncons
+    else:
+        pev, ppt, peta, pphi, _ = event_particles(events, source, use_weights)
+        lam = _sphericity_eigenvalues(pev, ppt, peta, pphi, n, sphericity_r)
+        npart = np.bincount(pev, minlength=n).astype(np.int64)
+    df = pd.DataFrame(
         {
             "event_id": ev_ids,
             "met_pt": met,
@@ -145,10 +163,13 @@ def event_observables(events, max_jets_mt: int = 2, use_weights: bool = True, sp
             "ht": ht,
             "n_jets": njets.astype(np.int32),
             "n_event_constituents": ncons,
+            "n_event_particles": npart,
             "sphericity": 1.5 * (lam[:, 1] + lam[:, 2]),
             "aplanarity": 1.5 * lam[:, 2],
         }
     )
+    df.attrs["event_collection"] = source
+    return df
 
 
 def observables_table(
@@ -161,6 +182,7 @@ def observables_table(
     tau_beta: float = 1.0,
     ecf_groomed: bool = True,
     sphericity_r: float = 2.0,
+    event_collection: str = "auto",
 ) -> pd.DataFrame:
     """The flat table: one row per (event_id, jet_idx) with the per-event columns repeated.
 
@@ -168,5 +190,8 @@ def observables_table(
     event-level table (one row per event).
     """
     jets = jet_observables(events, max_jets, use_weights, zcut, sd_beta, r0, tau_beta, ecf_groomed)
-    evs = event_observables(events, use_weights=use_weights, sphericity_r=sphericity_r)
-    return jets.merge(evs, on="event_id", how="left", validate="many_to_one")
+    evs = event_observables(events, use_weights=use_weights, sphericity_r=sphericity_r,
+                            event_collection=event_collection)
+    out = jets.merge(evs, on="event_id", how="left", validate="many_to_one")
+    out.attrs["event_collection"] = evs.attrs["event_collection"]
+    return out
