@@ -39,7 +39,7 @@ def all_datasets(h) -> list[str]:
 
     def visit(name, obj):
         if isinstance(obj, h5py.Dataset):
-            out.append(f"{name}{list(obj.shape)}")
+            out.append(f"{name}{[int(x) for x in obj.shape]}")
 
     try:
         h.visititems(visit)

@@ -38,7 +38,7 @@ class LHCOReader(Reader):
         try:
             g = self.h.get_node(key)
         except tables.NoSuchNodeError:
-            have = [f"{n._v_pathname}{list(n.shape)}" for n in self.h.walk_nodes("/", classname="Leaf")]
+            have = [f"{n._v_pathname}{[int(x) for x in n.shape]}" for n in self.h.walk_nodes("/", classname="Leaf")]
             raise self.fail(
                 f"no pandas table '{key[1:]}' (format 'lhco' expects the LHCO pandas HDF5 layout); "
                 f"the file has: {list_some(have)}"
