@@ -191,3 +191,20 @@ def test_yaml_config_and_extras(tmp_path, capsys):
     bad.write_text("process: qcd\nevents: 20\njets: {radiuss: 0.4}\n")
     code, err = run_cli(capsys, "generate", "qcd", "--config", str(bad), "--out", str(tmp_path / "e"))
     assert code != 0 and "jets.radiuss" in err and "unknown key" in err
+
+
+def test_second_writer_is_refused_while_first_runs(tmp_path, capsys):
+    out = tmp_path / "d"
+    out.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (out / ".lock").write_text(str(sleeper.pid))
+        code, err = run_cli(capsys, "generate", "qcd", "--events", "20", "--out", str(out))
+        assert code != 0 and f"pid {sleeper.pid}" in err
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # the holder is gone: its stale lock is taken over and released at the end
+    assert main(["generate", "qcd", "--events", "20", "--chunk-size", "20", "--set", "pthat_min=300",
+                 "--out", str(out), "--jobs", "1", "--no-progress"]) == 0
+    assert not (out / ".lock").exists()

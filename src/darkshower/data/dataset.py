@@ -29,6 +29,17 @@ from darkshower.errors import DatasetError
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+LOCK = ".lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - someone else's process
+        return True
+    return True
 
 
 def chunk_name(index: int) -> str:
@@ -139,6 +150,7 @@ class DatasetWriter:
                     f"(no {MANIFEST}; found e.g. {stray[:3]}); choose a new or empty directory"
                 )
         p.mkdir(parents=True, exist_ok=True)
+        self._acquire_lock()
         _cleanup_temp_files(p)
         if manifest_path.exists():
             old = _load_manifest(p)
@@ -150,6 +162,36 @@ class DatasetWriter:
             self._entries = self._scan_complete()
         self._write_manifest(status="incomplete")
         return dict(self._entries)
+
+    def _acquire_lock(self) -> None:
+        """One writer per dataset: a lock file with the writer's pid (stale locks are taken over)."""
+        lock = self.path / LOCK
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(lock.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and pid != os.getpid() and _pid_alive(pid):
+                    raise DatasetError(
+                        f"{self.path}: another darkshower process (pid {pid}) is writing this dataset; "
+                        f"wait for it to finish (or delete {lock} if that process is gone)"
+                    ) from None
+                lock.unlink(missing_ok=True)  # stale: its writer is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            self._lock = lock
+            return
+        raise DatasetError(f"{lock}: could not take the dataset lock; delete it and rerun")
+
+    def release(self) -> None:
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.unlink(missing_ok=True)
+            self._lock = None
 
     def _scan_complete(self) -> dict[int, dict]:
         entries: dict[int, dict] = {}
@@ -183,7 +225,9 @@ class DatasetWriter:
         return entry
 
     def finalize(self, summary: dict | None = None) -> dict:
-        return self._write_manifest(status="complete", summary=summary)
+        manifest = self._write_manifest(status="complete", summary=summary)
+        self.release()
+        return manifest
 
     def _write_manifest(self, status: str, summary: dict | None = None) -> dict:
         chunks = [self._entries[i] for i in sorted(self._entries)]

@@ -273,8 +273,12 @@ def generate(config: dict | GenerateConfig, out: str | Path, jobs: int | None = 
         "detector": cfg.detector.model_dump(mode="json"),
     }
     writer = DatasetWriter(out, identity, header)
-    done = writer.open()  # validates --out, resumes, checks existing chunks
-    effective = _precheck(cfg)
+    done = writer.open()  # validates --out, takes the lock, resumes, checks existing chunks
+    try:
+        effective = _precheck(cfg)
+    except BaseException:
+        writer.release()
+        raise
     header["provenance"] = {
         "versions": versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -306,6 +310,7 @@ def generate(config: dict | GenerateConfig, out: str | Path, jobs: int | None = 
     finally:
         if bar is not None:
             bar.close()
+        writer.release()
     entries = [writer._entries[i] for i in sorted(writer._entries)]
     writer.finalize({"cross_section": _cross_section(entries)})
     return open_dataset(out)
