@@ -312,6 +312,7 @@ def import_dataset(
                 _remove_dataset_dir(out)
             else:
                 writer.abort(str(exc))
+        writer.release()
         raise
     bar.close()
     entries = writer.entries
@@ -333,7 +334,7 @@ def _num(jets):
 def _remove_dataset_dir(out: Path) -> None:
     """Remove a dataset directory this run created (only darkshower's own files)."""
     for p in list(out.iterdir()):
-        if p.name == MANIFEST or p.name.startswith("chunk-") or p.name.endswith(".tmp"):
+        if p.name in (MANIFEST, ".lock") or p.name.startswith("chunk-") or p.name.endswith(".tmp"):
             p.unlink()
     try:
         out.rmdir()
