@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -55,4 +54,4 @@ def run_demo(out: str | Path, events: int = 1000, seed: int = 1, jobs: int | Non
     return result
 
 
-__all__ = ["run_demo", "DEMO_SAMPLES", "json"]
+__all__ = ["run_demo", "DEMO_SAMPLES"]

@@ -213,6 +213,11 @@ class DatasetWriter:
             entries[int(entry["index"])] = entry
         return entries
 
+    @property
+    def entries(self) -> dict[int, dict]:
+        """The complete chunks registered so far, {index: manifest entry}."""
+        return dict(self._entries)
+
     # -- writing -------------------------------------------------------------------------
     def record(self, entry: dict) -> None:
         """Register a chunk written (by this or another process) with :func:`write_chunk`."""

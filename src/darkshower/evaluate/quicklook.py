@@ -7,13 +7,13 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
-QUANTITIES = {
-    "lead_jet_pt": ("leading jet $p_T$ [GeV]", None),
-    "lead_jet_mass": ("leading jet mass [GeV]", None),
-    "lead_jet_n_constituents": ("leading jet constituents", None),
-    "met_pt": ("missing $p_T$ [GeV]", None),
-    "mt_dijet_met": ("$M_T$(jj, MET) [GeV]", None),
-    "n_jets": ("number of jets", None),
+QUANTITIES = {  # key -> axis label
+    "lead_jet_pt": "leading jet $p_T$ [GeV]",
+    "lead_jet_mass": "leading jet mass [GeV]",
+    "lead_jet_n_constituents": "leading jet constituents",
+    "met_pt": "missing $p_T$ [GeV]",
+    "mt_dijet_met": "$M_T$(jj, MET) [GeV]",
+    "n_jets": "number of jets",
 }
 
 
@@ -60,7 +60,7 @@ def compare_plots(samples: dict[str, dict[str, np.ndarray]], out_dir: str | Path
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for key, (label, _) in QUANTITIES.items():
+    for key, label in QUANTITIES.items():
         fig, ax = plt.subplots(figsize=(5, 4))
         allv = np.concatenate([s[key] for s in samples.values() if len(s[key])])
         if not len(allv):

@@ -21,7 +21,7 @@ import numpy as np
 
 from darkshower.data.schema import NEUTRAL_HADRON, PHOTON
 from darkshower.io.common import Reader, check_finite, energy, event_fields, list_some, pdg_to_type
-from darkshower.io.particles import cluster_particles
+from darkshower.io.particles import cluster_particles, reclustered_jet_definition
 from darkshower.io.rootutil import open_tree, read_tree
 
 TRACK = ("PT", "Eta", "Phi", "Charge", "PID")
@@ -151,13 +151,9 @@ class DelphesReader(Reader):
 
     @classmethod
     def jet_definition(cls, options):
-        return {
-            "algorithm": "antikt",
-            "radius": float(options["radius"]),
-            "pt_min": float(options["jet_pt_min"]),
-            "eta_max": float(options["eta_max"]),
-            "source": "reclustered from EFlowTrack + EFlowPhoton + EFlowNeutralHadron with cluster_jets (FastJet)",
-        }
+        return reclustered_jet_definition(
+            options, "reclustered from EFlowTrack + EFlowPhoton + EFlowNeutralHadron with cluster_jets (FastJet)"
+        )
 
     @classmethod
     def notes(cls, options):

@@ -104,10 +104,6 @@ class _Writer(DatasetWriter):
     def abort(self, reason: str) -> None:
         self._write_manifest(status="incomplete", summary={"last_error": reason})
 
-    @property
-    def entries(self) -> dict[int, dict]:
-        return dict(self._entries)
-
 
 def _open_reader(cls: type[Reader], path: Path, opts: dict[str, Any]) -> Reader:
     if not path.exists():

@@ -18,7 +18,7 @@ import numpy as np
 from darkshower.io.common import UNKNOWN_TYPE, Reader, check_finite, event_fields
 from darkshower.io.common import list_some
 from darkshower.io.h5util import check_magic
-from darkshower.io.particles import cluster_particles
+from darkshower.io.particles import cluster_particles, reclustered_jet_definition
 
 
 class LHCOReader(Reader):
@@ -135,13 +135,9 @@ class LHCOReader(Reader):
 
     @classmethod
     def jet_definition(cls, options):
-        return {
-            "algorithm": "antikt",
-            "radius": float(options["radius"]),
-            "pt_min": float(options["jet_pt_min"]),
-            "eta_max": float(options["eta_max"]),
-            "source": "clustered from the event's particles (massless) with cluster_jets (FastJet)",
-        }
+        return reclustered_jet_definition(
+            options, "clustered from the event's particles (massless) with cluster_jets (FastJet)"
+        )
 
     @classmethod
     def notes(cls, options):

@@ -40,3 +40,14 @@ def cluster_particles(flat: dict[str, np.ndarray], per_event: np.ndarray, opts: 
     jfields = {k: ak.values_astype(jets[k], JET_DTYPES[k]) for k in ("pt", "eta", "phi", "mass", "n_constituents")}
     jfields["constituents"] = ak.zip(cfields, depth_limit=3)
     return ak.zip(jfields, depth_limit=2)
+
+
+def reclustered_jet_definition(options: dict[str, Any], source: str) -> dict[str, Any]:
+    """Manifest jet definition of formats whose jets darkshower clusters itself (cluster_particles)."""
+    return {
+        "algorithm": "antikt",
+        "radius": float(options["radius"]),
+        "pt_min": float(options["jet_pt_min"]),
+        "eta_max": float(options["eta_max"]),
+        "source": source,
+    }

@@ -54,8 +54,10 @@ def _delta_phi(a, b):
 
 
 def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng: np.random.Generator,
-                 chunk: int, first_event: int) -> tuple[ak.Array, np.ndarray]:
-    """Turn one generated batch into event records; return (records of selected events, selected mask)."""
+                 chunk: int, first_event: int) -> tuple[ak.Array, np.ndarray, np.ndarray]:
+    """Turn one generated batch into event records.
+
+    Returns (records of the selected events, selection mask, weights of all events of the batch)."""
     prt = batch.prt
     n_ev = len(prt)
     counts_all = ak.to_numpy(ak.num(prt, axis=1))
@@ -205,4 +207,4 @@ def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng
         }
     )
     records = ak.zip(rec, depth_limit=1)
-    return records[selected], selected
+    return records[selected], selected, weights

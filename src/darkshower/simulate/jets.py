@@ -118,9 +118,10 @@ def cluster_jets(
         "phi": phi[keep].astype(np.float32),
         "mass": mass[keep].astype(np.float32),
     }
+    ci = cs.constituent_index(float(pt_min))  # events × jets × var (index inside event)
+    ncon = ak.to_numpy(ak.num(ak.flatten(ci, axis=1), axis=1))
+    fields["n_constituents"] = ncon[keep].astype(np.int32)
     if with_constituents:
-        ci = cs.constituent_index(float(pt_min))  # events × jets × var (index inside event)
-        ncon = ak.to_numpy(ak.num(ak.flatten(ci, axis=1), axis=1))
         offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
         glob = ak.to_numpy(ak.flatten(ci, axis=None)).astype(np.int64) + np.repeat(
             np.repeat(offsets, njet), ncon
@@ -136,18 +137,9 @@ def cluster_jets(
         )
         jet_of_con = np.repeat(np.arange(len(sel_n)), sel_n)
         corder = np.lexsort((-cpt, jet_of_con))
-        cons = ak.unflatten(cons_flat[corder], sel_n)
-        fields["n_constituents"] = sel_n.astype(np.int32)
-        fields["constituents"] = cons
-    else:
-        fields["n_constituents"] = ncon_from(cs, pt_min, keep)
+        fields["constituents"] = ak.unflatten(cons_flat[corder], sel_n)
     jets_flat = ak.zip(fields, depth_limit=1)
     return ak.unflatten(jets_flat, nkeep)
-
-
-def ncon_from(cs, pt_min, keep):
-    ci = cs.constituent_index(float(pt_min))
-    return ak.to_numpy(ak.num(ak.flatten(ci, axis=1), axis=1))[keep].astype(np.int32)
 
 
 def _empty_jets(n_events: int, flat: ak.Array, with_constituents: bool) -> ak.Array:

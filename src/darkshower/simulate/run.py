@@ -13,7 +13,7 @@ import math
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -159,9 +159,7 @@ def generate_chunk_events(cfg: GenerateConfig, index: int, n_target: int, seed: 
             raise DarkshowerError(
                 f"chunk {index}: Pythia produced no events in a batch of {bs} (all failed); check the settings"
             )
-        recs, selected = build_events(batch, charges, cfg, rng, index, n_gen)
-        w = ak.to_numpy(ak.firsts(batch.info.weights)).astype(np.float64) if "weights" in ak.fields(batch.info) else np.ones(len(batch))
-        w = np.nan_to_num(w, nan=1.0)
+        recs, selected, w = build_events(batch, charges, cfg, rng, index, n_gen)
         if n_sel + len(recs) > n_target:  # keep exactly n_target; later events count as not generated
             cut = n_target - n_sel
             last = np.flatnonzero(selected)[cut - 1]
@@ -311,7 +309,7 @@ def generate(config: dict | GenerateConfig, out: str | Path, jobs: int | None = 
         if bar is not None:
             bar.close()
         writer.release()
-    entries = [writer._entries[i] for i in sorted(writer._entries)]
+    entries = [e for _, e in sorted(writer.entries.items())]
     writer.finalize({"cross_section": _cross_section(entries)})
     return open_dataset(out)
 
@@ -325,4 +323,4 @@ def _progress(total: int, enabled: bool | None, desc: str):
     return tqdm(total=total, unit="ev", desc=desc, disable=disable, dynamic_ncols=True)
 
 
-__all__ = ["generate", "derive_seed", "plan_chunks", "run_chunk", "ChunkTask", "asdict"]
+__all__ = ["generate", "derive_seed", "plan_chunks", "run_chunk", "ChunkTask"]
