@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "import_cmd",
     "info",
     "observables",
+    "train",
+    "score",
     "demo",
 ]
 

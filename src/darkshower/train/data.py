@@ -1,0 +1,167 @@
+"""Training data: dataset chunks -> representation (cached) -> in-memory sample store -> batches.
+
+A *store* is a dict of numpy arrays (or LundGraphs / SparseEventImages) with one leading sample
+axis (see :mod:`darkshower.represent.loader`). The train/validation split is by event (all jets
+of an event on the same side), from a hash of the event id and the run seed, so it does not
+depend on chunking or on the order of the data. Batches come from a permutation seeded by
+(seed, epoch): a resumed run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+
+from darkshower.data.dataset import open_dataset
+from darkshower.errors import ConfigError, DatasetError
+from darkshower.represent.build import build
+from darkshower.represent.config import config_json
+from darkshower.represent.loader import _concat, _len, _store_from_rep, _take, load_npz, save_npz_atomic, to_torch
+
+log = logging.getLogger(__name__)
+
+
+def event_fraction(event_id: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per event id (splitmix64 hash of id and seed)."""
+    z = np.asarray(event_id, np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def select_jets(events, data_cfg) -> ak.Array:
+    """Apply the jet pT / mass window of the data config (jets outside are removed)."""
+    sel = None
+    jets = events["jets"]
+    for field, lo, hi in (("pt", data_cfg.jet_pt_min, data_cfg.jet_pt_max),
+                          ("mass", data_cfg.jet_mass_min, data_cfg.jet_mass_max)):
+        if lo is not None:
+            m = jets[field] > lo
+            sel = m if sel is None else sel & m
+        if hi is not None:
+            m = jets[field] < hi
+            sel = m if sel is None else sel & m
+    if sel is None:
+        return events
+    return ak.with_field(events, jets[sel], "jets")
+
+
+def _cache_key(rep, ds, entry, data_cfg) -> str:
+    h = hashlib.sha256()
+    h.update(config_json(rep).encode())
+    h.update(str(ds.path.resolve()).encode())
+    h.update(str(entry.get("sha256", entry.get("file"))).encode())
+    h.update(repr((data_cfg.jet_pt_min, data_cfg.jet_pt_max, data_cfg.jet_mass_min, data_cfg.jet_mass_max)).encode())
+    return h.hexdigest()[:24]
+
+
+def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None = None, method: tuple | None = None,
+               progress: bool = False, max_samples: int | None = None) -> tuple[dict, float]:
+    """Representation of a whole dataset as one store; returns (store, seconds spent building).
+    ``method``: (method class, model config) whose ``extra_columns`` are added."""
+    t0 = time.perf_counter()
+    ds = open_dataset(path)
+    if not ds.chunks:
+        raise DatasetError(f"{ds.path}: dataset has no chunks (generate/import it first)")
+    parts, n = [], 0
+    chunks = range(len(ds.chunks))
+    if progress:
+        from tqdm import tqdm
+
+        chunks = tqdm(chunks, desc=f"representation {ds.path.name}", unit="chunk", leave=False)
+    for i in chunks:
+        extra_needed = method is not None and method[0].extra_columns.__func__ is not _base_extra()
+        f = cache_dir / f"{_cache_key(rep, ds, ds.chunks[i], data_cfg)}.npz" if cache_dir is not None else None
+        events = None
+        if f is not None and f.exists():
+            store = load_npz(f)
+            store["label"] = np.full(_len(store), label, np.float32)
+        else:
+            events = select_jets(ds.read_chunk(i), data_cfg)
+            try:
+                store = _store_from_rep(build(rep, events), label)
+            except (KeyError, ValueError, ak.errors.FieldNotFoundError) as exc:
+                raise DatasetError(f"{ds.path}: cannot build representation '{rep.kind}' from chunk {i}: {exc}. "
+                                   "The dataset lacks an input this representation needs (e.g. constituents "
+                                   "for point clouds, particles or jets for event images).") from None
+            if f is not None:
+                save_npz_atomic(f, store, rep)
+        if extra_needed:
+            if events is None:
+                events = select_jets(ds.read_chunk(i), data_cfg)
+            rep_ids = {k: store[k] for k in ("event_id", "jet_idx") if k in store}
+            for k, v in method[0].extra_columns(method[1], events, rep_ids).items():
+                store[k] = np.asarray(v)
+        parts.append(store)
+        n += _len(store)
+        if max_samples is not None and n >= max_samples:
+            break
+    store = _concat(parts)
+    if max_samples is not None and _len(store) > max_samples:
+        store = _take(store, np.arange(max_samples))
+    return store, time.perf_counter() - t0
+
+
+def _base_extra():
+    from darkshower.models.base import Method
+
+    return Method.extra_columns.__func__
+
+
+def split_store(store: dict, val_fraction: float, seed: int) -> tuple[dict, dict]:
+    u = event_fraction(store["event_id"], seed)
+    val = u < val_fraction
+    return _take(store, np.flatnonzero(~val)), _take(store, np.flatnonzero(val))
+
+
+def batches(store: dict, batch_size: int, seed: int | None = None, epoch: int = 0, drop_last: bool = False):
+    """Yield torch batches; shuffled with a permutation seeded by (seed, epoch) unless seed is None."""
+    n = _len(store)
+    order = np.arange(n) if seed is None else np.random.default_rng([seed, epoch]).permutation(n)
+    stop = (n // batch_size) * batch_size if (drop_last and n >= batch_size) else n
+    for a in range(0, stop, batch_size):
+        yield to_torch(_take(store, order[a:a + batch_size]))
+
+
+def store_len(store: dict) -> int:
+    return _len(store)
+
+
+def check_nonempty(store: dict, what: str, path) -> None:
+    if _len(store) == 0:
+        raise DatasetError(f"{path}: no {what} samples after the selection (check data.jet_pt_min/max, "
+                           "data.jet_mass_min/max and the representation's max_jets)")
+
+
+def resolve_representation(method_cls, user: dict, train_paths: list, data_cfg, seed: int):
+    """Method default + user keys -> validated representation config; fits the point-cloud
+    standardization on the training data when asked for and not given."""
+    from darkshower.represent.config import ConstituentsConfig, parse_representation
+
+    merged = dict(method_cls.default_representation)
+    if user.get("kind") not in (None, merged.get("kind")):
+        merged = {}
+    merged.update(user)
+    if "kind" not in merged:
+        raise ConfigError(f"method {method_cls.name!r} needs 'representation.kind' in the config")
+    rep = parse_representation(merged)
+    method_cls.check_representation(rep)
+    if isinstance(rep, ConstituentsConfig) and rep.standardize and rep.standardizer is None:
+        from darkshower.represent.constituents import Standardizer, point_clouds
+
+        ds = open_dataset(train_paths[0])
+        ev = select_jets(ds.read_chunk(0), data_cfg)
+        for i in range(1, min(len(ds.chunks), 4)):
+            ev = ak.concatenate([ev, select_jets(ds.read_chunk(i), data_cfg)])
+        keep = event_fraction(np.asarray(ev["event_id"]), seed) >= data_cfg.val_fraction
+        pc = point_clouds(ev[keep], rep.n_constituents, rep.centre, rep.rotate, rep.flip, rep.displacement,
+                          None, rep.max_jets, rep.use_weights)
+        rep = rep.model_copy(update={"standardizer": Standardizer.fit(pc).to_dict()})
+    return rep
