@@ -70,7 +70,8 @@ def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None =
     ds = open_dataset(path)
     if not ds.chunks:
         raise DatasetError(f"{ds.path}: dataset has no chunks (generate/import it first)")
-    parts, n = [], 0
+    parts, n, n_constituents = [], 0, 0
+    needs_constituents = rep.kind in ("constituents", "image", "lund", "observables")
     chunks = range(len(ds.chunks))
     if progress:
         from tqdm import tqdm
@@ -81,10 +82,13 @@ def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None =
         f = cache_dir / f"{_cache_key(rep, ds, ds.chunks[i], data_cfg)}.npz" if cache_dir is not None else None
         events = None
         if f is not None and f.exists():
+            n_constituents = max(n_constituents, 1)  # cached: was checked when built
             store = load_npz(f)
             store["label"] = np.full(_len(store), label, np.float32)
         else:
             events = select_jets(ds.read_chunk(i), data_cfg)
+            if needs_constituents:
+                n_constituents += _count_constituents(events, ds.path)
             try:
                 store = _store_from_rep(build(rep, events), label)
             except (KeyError, ValueError, ak.errors.FieldNotFoundError) as exc:
@@ -103,10 +107,20 @@ def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None =
         n += _len(store)
         if max_samples is not None and n >= max_samples:
             break
+    if needs_constituents and n_constituents == 0 and n > 0:
+        raise DatasetError(f"{ds.path}: the jets have no constituents (jets.constituents is empty everywhere; "
+                           f"process {ds.manifest.get('process')!r}), so representation '{rep.kind}' cannot be "
+                           "built. Import a format with jet constituents (pfnano, delphes, h5-4vec, ...) or generate.")
     store = _concat(parts)
     if max_samples is not None and _len(store) > max_samples:
         store = _take(store, np.arange(max_samples))
     return store, time.perf_counter() - t0
+
+
+def _count_constituents(events, path) -> int:
+    if "jets" not in events.fields or "constituents" not in events["jets"].fields:
+        raise DatasetError(f"{path}: events have no jets.constituents field; this representation needs constituents")
+    return int(ak.sum(ak.num(events["jets"]["constituents"], axis=2)))
 
 
 def _base_extra():

@@ -91,13 +91,13 @@ def score(run, datasets, out, which: str = "best", batch_size: int = 4096, progr
     if threads:
         torch.set_num_threads(threads)
     method, rep, cfg, info = load_run(run, which)
-    if isinstance(datasets, (str, os.PathLike)):
+    if isinstance(datasets, (str, os.PathLike)) or hasattr(datasets, "read_chunk"):
         datasets = [datasets]
     frames = []
     t0 = time.perf_counter()
     n_jets = 0
     for path in datasets:
-        ds = open_dataset(path)
+        ds = path if hasattr(path, "read_chunk") else open_dataset(path)
         if not ds.chunks:
             raise DatasetError(f"{ds.path}: dataset has no chunks")
         it = range(len(ds.chunks))

@@ -116,8 +116,8 @@ def train(method: str, data, out, val=None, config=None, epochs: int | None = No
     from darkshower.models import get_method
 
     run = Path(out)
-    data_paths = [str(Path(p)) for p in ([data] if isinstance(data, (str, os.PathLike)) else list(data))]
-    val_paths = None if val is None else [str(Path(p)) for p in ([val] if isinstance(val, (str, os.PathLike)) else list(val))]
+    data_paths = _paths(data)
+    val_paths = None if val is None else _paths(val)
     ckpt_file = run / "checkpoint.pt"
 
     if resume:
@@ -334,6 +334,12 @@ def train(method: str, data, out, val=None, config=None, epochs: int | None = No
     info["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     atomic_write_json(run / "run.json", info)
     return run
+
+
+def _paths(x) -> list[str]:
+    """Dataset path(s): str / PathLike / Dataset objects, or a list of them."""
+    items = [x] if isinstance(x, (str, os.PathLike)) or hasattr(x, "read_chunk") else list(x)
+    return [str(Path(getattr(p, "path", p))) for p in items]
 
 
 def _emd_batches(val_store, cfg):
