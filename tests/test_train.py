@@ -146,21 +146,21 @@ def test_dataset_without_inputs(tmp_path):
 
 def test_cli_train_score(qcd_ds, svj_ds, tmp_path, capsys):
     run = tmp_path / "run"
-    rc = main(["train", "ae-hlf", "--data", str(qcd_ds), "--out", str(run), "--epochs", "2", "--seed", "3",
+    rc = main(["train", "ae-hlf", "--data", str(qcd_ds.path), "--out", str(run), "--epochs", "2", "--seed", "3",
                "--set", "batch_size=32", "--set", "model.latent=4", "--threads", "1", "--no-progress"])
     assert rc == 0 and "trained ae-hlf" in capsys.readouterr().out
-    rc = main(["train", "ae-hlf", "--data", str(qcd_ds), "--out", str(run), "--epochs", "3", "--resume", "--no-progress"])
+    rc = main(["train", "ae-hlf", "--data", str(qcd_ds.path), "--out", str(run), "--epochs", "3", "--resume", "--no-progress"])
     assert rc == 0
     assert len(json.loads((run / "metrics.json").read_text())) == 3
     out = tmp_path / "scores.parquet"
-    assert main(["score", str(run), str(qcd_ds), str(svj_ds), "--out", str(out), "--no-progress"]) == 0
+    assert main(["score", str(run), str(qcd_ds.path), str(svj_ds.path), "--out", str(out), "--no-progress"]) == 0
     df = pd.read_parquet(out)
     assert df.dataset.nunique() == 2
     import pyarrow.parquet as pq
 
     meta = json.loads(pq.read_schema(out).metadata[b"darkshower"])
     assert meta["method"] == "ae-hlf"
-    assert main(["train", "ae-hlf", "--data", str(qcd_ds), "--out", str(tmp_path / "x"), "--set", "epochs=-1"]) == 2
+    assert main(["train", "ae-hlf", "--data", str(qcd_ds.path), "--out", str(tmp_path / "x"), "--set", "epochs=-1"]) == 2
     assert "epochs" in capsys.readouterr().err
     shutil.rmtree(run / "cache")  # the cache is optional
-    assert main(["score", str(run), str(qcd_ds), "--out", str(out), "--no-progress"]) == 0
+    assert main(["score", str(run), str(qcd_ds.path), "--out", str(out), "--no-progress"]) == 0
