@@ -74,6 +74,17 @@ class Method(nn.Module):
         """Raise ConfigError when ``rep`` cannot feed this method."""
 
     @classmethod
+    def representation_request(cls, config: StrictModel, user: dict) -> dict:
+        """The representation dict to resolve for model ``config``: the method default merged under
+        the user's keys (the default is dropped when the user picks another kind). Methods whose
+        input depends on the model config (e.g. a frozen embedding of another run) override it."""
+        merged = dict(cls.default_representation)
+        if user.get("kind") not in (None, merged.get("kind")):
+            merged = {}
+        merged.update(user)
+        return merged
+
+    @classmethod
     def extra_columns(cls, config: StrictModel, events, ids: dict) -> dict[str, np.ndarray]:
         """Per-sample columns to add to the store, computed from a chunk's raw ``events``;
         ``ids`` holds the samples' ``event_id`` (and ``jet_idx``) to align with. Default: none."""

@@ -154,15 +154,19 @@ def check_nonempty(store: dict, what: str, path) -> None:
                            "data.jet_mass_min/max and the representation's max_jets)")
 
 
-def resolve_representation(method_cls, user: dict, train_paths: list, data_cfg, seed: int):
+def resolve_representation(method_cls, user: dict, train_paths: list, data_cfg, seed: int, model_cfg=None):
     """Method default + user keys -> validated representation config; fits the point-cloud
-    standardization on the training data when asked for and not given."""
+    standardization on the training data when asked for and not given. With ``model_cfg`` the
+    method may choose the representation from its config (``Method.representation_request``)."""
     from darkshower.represent.config import ConstituentsConfig, parse_representation
 
-    merged = dict(method_cls.default_representation)
-    if user.get("kind") not in (None, merged.get("kind")):
-        merged = {}
-    merged.update(user)
+    if model_cfg is not None:
+        merged = dict(method_cls.representation_request(model_cfg, dict(user)))
+    else:
+        merged = dict(method_cls.default_representation)
+        if user.get("kind") not in (None, merged.get("kind")):
+            merged = {}
+        merged.update(user)
     if "kind" not in merged:
         raise ConfigError(f"method {method_cls.name!r} needs 'representation.kind' in the config")
     rep = parse_representation(merged)

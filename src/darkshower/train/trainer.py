@@ -157,7 +157,7 @@ def train(method: str, data, out, val=None, config=None, epochs: int | None = No
     run.mkdir(parents=True, exist_ok=True)
     cache = run / "cache" if cfg.data.cache else None
     if ckpt is None:
-        rep = resolve_representation(cls, cfg.representation, data_paths, cfg.data, cfg.seed)
+        rep = resolve_representation(cls, cfg.representation, data_paths, cfg.data, cfg.seed, model_cfg)
     else:
         from darkshower.represent.config import parse_representation
 
