@@ -89,6 +89,15 @@ class HLFAutoencoder(Method):
     def encode(self, x):
         return self.encoder(x)
 
+    @property
+    def embed_dim(self) -> int:
+        return int(self.config.latent)
+
+    def embed(self, batch) -> torch.Tensor:
+        """Frozen features for other methods (e.g. ``nae`` with ``model.embedding_run``): the encoder
+        latent of the preprocessed input, [B, latent]."""
+        return self.encoder(self.pre(batch["x"]))
+
     def reconstruction_error(self, x):
         """Per-sample MSE of preprocessed inputs ``x`` (already through ``pre``)."""
         return ((self.decoder(self.encoder(x)) - x) ** 2).mean(dim=1)
