@@ -1,0 +1,36 @@
+"""``darkshower benchmark CONFIG.yaml [--out DIR]``: the whole grid, resumable at every stage."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "benchmark",
+        help="generate a signal grid, train methods on QCD, score, evaluate and report",
+        description=("Run the benchmark described by CONFIG.yaml (see configs/benchmark/default.yaml and "
+                     "docs/benchmark.md): generate (or reuse) every dataset, train each method on the QCD "
+                     "training sample, score the test background and all signals, evaluate, search and write "
+                     "report.html. Rerunning the command resumes: finished stages are skipped, interrupted "
+                     "generation and training continue."),
+    )
+    p.add_argument("config", help="benchmark YAML (e.g. configs/benchmark/default.yaml)")
+    p.add_argument("--out", default=None, help="benchmark directory (default runs/<name>)")
+    p.add_argument("--jobs", type=int, default=None, help="generation worker processes")
+    p.add_argument("--stages", default=None, help="comma-separated subset of generate,train,score,evaluate,report")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from darkshower.pipeline import load_benchmark_config, run_benchmark
+
+    cfg = load_benchmark_config(args.config)
+    out = args.out or f"runs/{cfg.name}"
+    stages = tuple(s.strip() for s in args.stages.split(",")) if args.stages else None
+    summary = run_benchmark(cfg, out, jobs=args.jobs, progress=not args.no_progress, stages=stages)
+    for k, v in summary.get("failed", {}).items():
+        print(f"[benchmark] failed: {k}: {v}")
+    if summary.get("report"):
+        print(f"[benchmark] report: {summary['report']}")
+    print(f"[benchmark] done in {summary['seconds']} s -> {out}")
+    return 1 if summary.get("failed") else 0

@@ -1,0 +1,208 @@
+"""``darkshower benchmark CONFIG.yaml``: generate (or reuse) the datasets of a signal grid,
+train the listed methods on QCD, score, evaluate and report — resumable at every stage.
+
+BENCH/
+  benchmark.yaml        resolved config
+  status.json           per stage: done/failed, seconds, message
+  data/<sample>/        datasets (generate resumes incomplete ones, skips complete ones)
+  runs/<method>/        training runs (complete runs are skipped, interrupted ones resumed)
+  scores/<method>.parquet (+ .events.parquet)
+  evaluation/           metrics.json + figures (darkshower.evaluate)
+  report.html
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field
+
+from darkshower.config import StrictModel, load_yaml, validate
+from darkshower.data.dataset import atomic_write_json, atomic_write_text
+from darkshower.errors import ConfigError, DarkshowerError
+
+log = logging.getLogger(__name__)
+
+
+class SampleSpec(StrictModel):
+    name: str
+    process: str | None = Field(None, description="generator process (qcd, svj, emj, suep, ttbar)")
+    events: int = Field(1000, ge=1)
+    seed: int | None = Field(None, ge=0, description="default: benchmark seed + sample index")
+    params: dict = Field(default_factory=dict)
+    generate: dict = Field(default_factory=dict, description="other `darkshower generate` config keys (jets, detector, ...)")
+    path: str | None = Field(None, description="use this existing dataset (generated or imported) instead of generating")
+
+
+class MethodSpec(StrictModel):
+    method: str
+    name: str | None = None
+    config: dict = Field(default_factory=dict, description="training config (docs/training.md)")
+    epochs: int | None = Field(None, ge=1)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.method
+
+
+class BenchmarkConfig(StrictModel):
+    name: str = "benchmark"
+    seed: int = Field(1, ge=0)
+    jobs: int | None = Field(None, ge=1, description="generation worker processes (default: all cores)")
+    threads: int | None = Field(None, ge=1, description="torch threads for training/scoring")
+    train: SampleSpec = Field(description="background (QCD) sample the methods train on")
+    background: SampleSpec = Field(description="independent background sample used for evaluation")
+    signals: list[SampleSpec] = Field(min_length=1)
+    methods: list[MethodSpec] = Field(min_length=1)
+    supervised_reference: bool = Field(True, description="gradient-boosted classifier on observables as upper bound")
+    evaluation: dict = Field(default_factory=dict, description="options of darkshower.evaluate.evaluate")
+    search: dict | None = Field(None, description="options of darkshower.evaluate.search (signal: sample name, ...)")
+    report: bool = True
+
+
+def load_benchmark_config(source) -> BenchmarkConfig:
+    if isinstance(source, BenchmarkConfig):
+        cfg = source
+    else:
+        data = load_yaml(source) if isinstance(source, (str, Path)) else dict(source)
+        cfg = validate(BenchmarkConfig, data, f"benchmark config {source if isinstance(source, (str, Path)) else ''}".strip())
+    from darkshower.models import METHODS, available_methods
+
+    unknown = [m.method for m in cfg.methods if m.method not in METHODS]
+    if unknown:
+        raise ConfigError(f"benchmark config: unknown method(s) {unknown} in 'methods'; choose from "
+                          f"{', '.join(available_methods())}")
+    labels = [m.label for m in cfg.methods]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"benchmark config: method names must be unique, got {labels} (set 'name:' to tell them apart)")
+    names = [s.name for s in [cfg.train, cfg.background, *cfg.signals]]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"benchmark config: sample names must be unique, got {names}")
+    for s in [cfg.train, cfg.background, *cfg.signals]:
+        if s.process is None and s.path is None:
+            raise ConfigError(f"benchmark config: sample {s.name!r} needs 'process' (to generate) or 'path'")
+    return cfg
+
+
+class _Status:
+    def __init__(self, path: Path):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {}
+
+    def set(self, key: str, **kw) -> None:
+        self.data[key] = kw
+        atomic_write_json(self.path, self.data)
+
+    def done(self, key: str) -> bool:
+        return self.data.get(key, {}).get("status") == "done"
+
+
+def _stage(status: _Status, key: str, fn, *, critical: bool = True, force: bool = False):
+    if status.done(key) and not force:
+        log.info("[benchmark] %s: done before, skipped", key)
+        return "skipped"
+    t0 = time.perf_counter()
+    print(f"[benchmark] {key} ...", flush=True)
+    try:
+        out = fn()
+    except DarkshowerError as exc:
+        status.set(key, status="failed", seconds=round(time.perf_counter() - t0, 2), message=str(exc))
+        if critical:
+            raise
+        print(f"[benchmark] {key} FAILED: {exc}", flush=True)
+        return None
+    status.set(key, status="done", seconds=round(time.perf_counter() - t0, 2))
+    return out
+
+
+def sample_path(bench: Path, s: SampleSpec) -> Path:
+    return Path(s.path) if s.path else bench / "data" / s.name
+
+
+def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, stages: tuple[str, ...] | None = None) -> dict:
+    """Run (or resume) a benchmark into ``out``; returns the summary dict (also BENCH/summary.json)."""
+    from darkshower.simulate.run import generate
+    from darkshower.train import score, train
+
+    cfg = load_benchmark_config(config)
+    bench = Path(out)
+    bench.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(bench / "benchmark.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    status = _Status(bench / "status.json")
+    t_all = time.perf_counter()
+    want = set(stages or ("generate", "train", "score", "evaluate", "report"))
+
+    samples = [cfg.train, cfg.background, *cfg.signals]
+    if "generate" in want:
+        for i, s in enumerate(samples):
+            if s.path:
+                continue
+            gcfg = {**s.generate, "process": s.process, "events": s.events,
+                    "seed": s.seed if s.seed is not None else cfg.seed * 1000 + i, "params": s.params}
+            _stage(status, f"generate:{s.name}",
+                   lambda gcfg=gcfg, s=s: generate(gcfg, sample_path(bench, s), jobs=jobs or cfg.jobs, progress=progress,
+                                                   command=["darkshower", "benchmark"]))
+    runs, scores = {}, {}
+    for m in cfg.methods:
+        run = bench / "runs" / m.label
+        mcfg = dict(m.config)
+        if cfg.threads and "threads" not in mcfg:
+            mcfg["threads"] = cfg.threads
+        if "seed" not in mcfg:
+            mcfg["seed"] = cfg.seed
+        key = f"train:{m.label}"
+
+        def _train(m=m, run=run, mcfg=mcfg):
+            resume = (run / "checkpoint.pt").exists()
+            if m.method.startswith("sup-"):
+                mcfg.setdefault("data", {})
+                mcfg["data"] = {**mcfg["data"], "signal": [str(sample_path(bench, cfg.signals[0]))]}
+            return train(m.method, sample_path(bench, cfg.train), run, config=None if resume else mcfg,
+                         epochs=m.epochs, resume=resume, progress=progress, command=["darkshower", "benchmark"])
+
+        if "train" in want:
+            ok = _stage(status, key, _train, critical=False)
+            if ok is None:
+                continue
+        if not status.done(key):
+            continue
+        runs[m.label] = run
+        sfile = bench / "scores" / f"{m.label}.parquet"
+        datasets = [sample_path(bench, s) for s in [cfg.background, *cfg.signals]]
+        if "score" in want:
+            r = _stage(status, f"score:{m.label}",
+                       lambda run=run, sfile=sfile, datasets=datasets: score(run, datasets, sfile, progress=progress,
+                                                                             threads=cfg.threads), critical=False)
+            if r is None:
+                continue
+        if status.done(f"score:{m.label}"):
+            scores[m.label] = sfile
+    failed = {k: v.get("message") for k, v in status.data.items() if v.get("status") == "failed"}
+    summary = {"name": cfg.name, "runs": {k: str(v) for k, v in runs.items()},
+               "scores": {k: str(v) for k, v in scores.items()}, "failed": failed}
+    if "evaluate" in want and scores:
+        summary["evaluation"] = _stage(status, "evaluate", lambda: _evaluate(cfg, bench, scores, failed), force=True)
+    if "report" in want and cfg.report and scores:
+        summary["report"] = _stage(status, "report", lambda: _report(bench), force=True)
+    summary["seconds"] = round(time.perf_counter() - t_all, 1)
+    atomic_write_json(bench / "summary.json", summary)
+    return summary
+
+
+def _evaluate(cfg: BenchmarkConfig, bench: Path, scores: dict, failed: dict):
+    from darkshower.evaluate import evaluate
+
+    return evaluate(scores=list(scores.values()), background=[sample_path(bench, cfg.background)],
+                    signals=[sample_path(bench, s) for s in cfg.signals], out=bench / "evaluation",
+                    supervised=cfg.supervised_reference, failed=failed, **cfg.evaluation)
+
+
+def _report(bench: Path):
+    from darkshower.evaluate import report
+
+    return str(report(bench / "evaluation", out=bench / "report.html"))
