@@ -23,3 +23,7 @@ class DatasetError(DarkshowerError):
 
 class InputFormatError(DarkshowerError):
     """An input file to an importer is of the wrong format or misses fields."""
+
+
+class EvaluationError(DarkshowerError):
+    """Score files, datasets or options of evaluate/search/report do not fit together."""

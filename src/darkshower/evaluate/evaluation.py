@@ -1,0 +1,336 @@
+"""``evaluate()``: every metric of every method on every signal dataset, into an evaluation directory.
+
+Layout of the directory (see docs/evaluation.md)::
+
+    OUT/metrics.json            all numbers (format "darkshower-evaluation", schema 1.0)
+    OUT/data/events.parquet     per event: dataset, name, role, event_id, weight, mt, lead_jet_mass,
+                                met_pt, n_jets and one column "score:<method>" per method
+    OUT/data/supervised.parquet per held-out event of the supervised reference: signal, dataset,
+                                event_id, score
+    OUT/search/search.json      (from `darkshower search`, optional) bump-hunt results + PNGs
+    OUT/report.html             (from `darkshower report`) the self-contained page
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from darkshower.errors import EvaluationError
+from darkshower.evaluate import io as eio
+from darkshower.evaluate.metrics import EFF_B_POINTS, EFF_S_POINTS, MIN_BKG, binary_metrics
+from darkshower.evaluate.sculpting import SCULPT_EFFS, sculpting
+from darkshower.evaluate.scores import EVENT_SCORES, join_event_scores, join_jet_scores, read_score_files
+from darkshower.evaluate.tables import DatasetTables, load_dataset, short_names
+
+log = logging.getLogger(__name__)
+
+#: preferred order of grid parameters (first = x axis of heatmaps); others follow in manifest order
+GRID_PREFERENCE = ("r_inv", "ctau", "temperature", "m_dark", "m_med", "alpha", "channel", "decay", "n_c", "n_f")
+#: ε_S at which 1/ε_B is shown in heatmaps
+HEATMAP_EFF_S = 0.3
+
+
+def _as_list(x) -> list:
+    if x is None:
+        return []
+    if isinstance(x, (str, os.PathLike)):
+        return [x]
+    return list(x)
+
+
+def grid_axes(signals: list[DatasetTables]) -> list[str]:
+    """Physics parameters that vary among ``signals`` (same process), derived ones removed.
+
+    A parameter is *derived* when its values are in one-to-one correspondence with those of a
+    parameter that comes earlier in :data:`GRID_PREFERENCE` order (e.g. svj ``Lambda`` follows
+    ``m_dark``).
+    """
+    if len(signals) < 2:
+        return []
+    keys = []
+    for s in signals:
+        for k in s.parameters:
+            if k not in keys:
+                keys.append(k)
+
+    def val(s, k):
+        v = s.parameters.get(k)
+        return v if isinstance(v, (int, float, str, bool)) or v is None else repr(v)
+
+    varying = [k for k in keys if len({val(s, k) for s in signals}) > 1]
+    order = sorted(varying, key=lambda k: (GRID_PREFERENCE.index(k) if k in GRID_PREFERENCE else len(GRID_PREFERENCE),
+                                           keys.index(k)))
+    kept: list[str] = []
+    for k in order:
+        derived = False
+        for q in kept:
+            pairs = {(val(s, q), val(s, k)) for s in signals}
+            if len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs}):
+                derived = True
+                break
+        if not derived:
+            kept.append(k)
+    return kept
+
+
+def _bkg_weights(bkg: list[DatasetTables], notes: list[str]) -> list[np.ndarray]:
+    ws = [d.events["weight"].to_numpy(np.float64) for d in bkg]
+    if len(bkg) > 1:
+        if all(d.cross_section_pb for d in bkg):
+            ws = [w * d.cross_section_pb / w.sum() if w.sum() > 0 else w for w, d in zip(ws, bkg)]
+            notes.append("background datasets mixed by cross-section: weight × σ_sel / Σweight per dataset")
+        else:
+            notes.append("background datasets mixed with their raw event weights (some have no cross-section)")
+    return ws
+
+
+def _ratio(a: dict, b: dict) -> dict:
+    if not a or not b or a.get("value") is None or not b.get("value"):
+        return {"value": None, "err": None}
+    r = a["value"] / b["value"]
+    ea = (a.get("err") or 0.0) / a["value"] if a["value"] else 0.0
+    eb = (b.get("err") or 0.0) / b["value"]
+    return {"value": r, "err": abs(r) * math.hypot(ea, eb)}
+
+
+def evaluate(
+    scores,
+    background,
+    signal,
+    out=None,
+    *,
+    supervised_scores=(),
+    event_score: str = "max2",
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    min_bkg: float = MIN_BKG,
+    supervised: bool = True,
+    sculpt_effs=SCULPT_EFFS,
+    eff_s_points=EFF_S_POINTS,
+    eff_b_points=EFF_B_POINTS,
+    jet_level: bool = True,
+) -> dict:
+    """Evaluate anomaly scores against background and signal datasets.
+
+    ``scores``: score files of unsupervised methods (``S.parquet``); ``supervised_scores``:
+    extra score files of supervised classifiers (shown as references); ``background``/``signal``:
+    dataset directories. Event metrics use the event score ``event_score`` (``max2``: the
+    maximum of the two leading jets' scores, ``lead``: the leading jet's). With ``supervised``,
+    a gradient-boosted classifier per signal is the supervised reference. With ``out`` the
+    evaluation directory is written (see module docstring). Returns the metrics dict.
+    """
+    if event_score not in EVENT_SCORES:
+        raise EvaluationError(f"event score {event_score!r}: choose one of {EVENT_SCORES}")
+    scores, supervised_scores = _as_list(scores), _as_list(supervised_scores)
+    background, signal = _as_list(background), _as_list(signal)
+    if not scores and not supervised_scores:
+        raise EvaluationError("no score files given (--scores S.parquet ...)")
+    if not background:
+        raise EvaluationError("no background dataset given (--background DIR ...)")
+    if not signal:
+        raise EvaluationError("no signal dataset given (--signal DIR ...)")
+    resolved = [str(Path(p).resolve()) for p in background + signal]
+    dup = {p for p in resolved if resolved.count(p) > 1}
+    if dup:
+        raise EvaluationError(f"dataset(s) given twice (as background and/or signal): {', '.join(sorted(dup))}")
+    files = read_score_files(scores, supervised_scores)
+    names = short_names(background + signal)
+    bkg = [load_dataset(p, "background", n, features=supervised) for p, n in zip(background, names)]
+    sigs = [load_dataset(p, "signal", n, features=supervised) for p, n in zip(signal, names[len(background):])]
+    if not sum(d.n_events for d in bkg):
+        raise EvaluationError(f"background dataset(s) {', '.join(background)} have no events")
+    notes: list[str] = []
+    warnings: list[str] = []
+    bw = _bkg_weights(bkg, notes)
+    w_bkg = np.concatenate(bw)
+
+    # -- per-event table with one score column per method ----------------------------------------
+    parts = []
+    for d, w in zip(bkg + sigs, bw + [s.events["weight"].to_numpy(np.float64) for s in sigs]):
+        e = d.events.copy()
+        e["weight"] = w
+        e.insert(0, "role", d.role)
+        e.insert(0, "name", d.name)
+        e.insert(0, "dataset", d.path)
+        parts.append(e)
+    events = pd.concat(parts, ignore_index=True)
+    unscored: dict[str, dict[str, int]] = {}
+    for sf in files:
+        col = np.full(len(events), np.nan)
+        for d in bkg + sigs:
+            if not d.n_events:
+                continue
+            rows = (events["dataset"] == d.path).to_numpy()
+            col[rows] = join_event_scores(sf, d.events, d.path, event_score)
+            n_un = int(np.isnan(col[rows]).sum())
+            if n_un:
+                unscored.setdefault(sf.name, {})[d.name] = n_un
+        events[f"score:{sf.name}"] = col
+    for m, dd in unscored.items():
+        for dname, n_un in dd.items():
+            notes.append(f"{m}: {n_un} events of {dname} have no (finite) score and are left out")
+
+    is_b = (events["role"] == "background").to_numpy()
+    results: list[dict] = []
+    for i, sf in enumerate(files):
+        sc = events[f"score:{sf.name}"].to_numpy()
+        for j, sd in enumerate(sigs):
+            entry = {"method": sf.name, "signal": sd.name, "level": "event", "supervised": sf.supervised}
+            if not sd.n_events:
+                entry.update(binary_metrics([], [0.0], n_bootstrap=0, eff_s_points=eff_s_points,
+                                            eff_b_points=eff_b_points))
+                warnings.append(f"signal dataset {sd.name} ({sd.path}) has no events: no metrics")
+                results.append(entry)
+                continue
+            rs = (events["dataset"] == sd.path).to_numpy()
+            entry.update(binary_metrics(sc[rs], sc[is_b], events["weight"].to_numpy()[rs], w_bkg,
+                                        n_bootstrap=n_bootstrap, seed=[seed, i, j, 0], eff_s_points=eff_s_points,
+                                        eff_b_points=eff_b_points, min_bkg=min_bkg))
+            if "degenerate_scores" in entry["flags"]:
+                warnings.append(f"{sf.name} on {sd.name}: all scores are equal (degenerate); AUC 0.5 by construction")
+            results.append(entry)
+            if jet_level and sf.level == "jet":
+                results.append(_jet_entry(sf, bkg, bw, sd, n_bootstrap, [seed, i, j, 1], eff_s_points, eff_b_points,
+                                          min_bkg))
+
+    # -- supervised reference ----------------------------------------------------------------------
+    sup_rows = []
+    sup_info = {}
+    if supervised:
+        from darkshower.evaluate import supervised as sup
+
+        fb = pd.concat([d.features for d in bkg if d.features is not None], ignore_index=True) \
+            if any(d.features is not None for d in bkg) else None
+        for j, sd in enumerate(sigs):
+            entry = {"method": sup.NAME, "signal": sd.name, "level": "event", "supervised": True, "builtin": True}
+            if not sd.n_events or sd.features is None or fb is None:
+                entry.update(binary_metrics([], [0.0], n_bootstrap=0, eff_s_points=eff_s_points,
+                                            eff_b_points=eff_b_points))
+                results.append(entry)
+                continue
+            ws = sd.events["weight"].to_numpy(np.float64)
+            r = sup.train_and_score(fb, sd.features, w_bkg, ws, seed=seed + j)
+            tb, ts = r["test_bkg"], r["test_sig"]
+            entry.update(binary_metrics(r["score_sig"][ts], r["score_bkg"][tb], ws[ts], w_bkg[tb],
+                                        n_bootstrap=n_bootstrap, seed=[seed, 999, j], eff_s_points=eff_s_points,
+                                        eff_b_points=eff_b_points, min_bkg=min_bkg))
+            entry["n_train"] = r["n_train"]
+            results.append(entry)
+            sup_info[sd.name] = {"features": r["features"], "n_train": r["n_train"],
+                                 "n_test_bkg": int(tb.sum()), "n_test_sig": int(ts.sum())}
+            bev = events.loc[is_b, ["dataset", "event_id"]].reset_index(drop=True)
+            sup_rows.append(pd.DataFrame({"signal": sd.name, "dataset": bev["dataset"][tb].to_numpy(),
+                                          "event_id": bev["event_id"][tb].to_numpy(), "role": "background",
+                                          "score": r["score_bkg"][tb]}))
+            sup_rows.append(pd.DataFrame({"signal": sd.name, "dataset": sd.path,
+                                          "event_id": sd.events["event_id"].to_numpy()[ts], "role": "signal",
+                                          "score": r["score_sig"][ts]}))
+
+    # reference for the ratio: the built-in BDT, else the first supervised score file
+    ref_name = None
+    if supervised:
+        from darkshower.evaluate.supervised import NAME as ref_name
+    elif any(f.supervised for f in files):
+        ref_name = next(f.name for f in files if f.supervised)
+    for e in results:
+        e["supervised_auc"] = None
+        e["ratio_to_supervised"] = {"value": None, "err": None}
+        if ref_name is None or e["level"] != "event":
+            continue
+        ref = next((r for r in results if r["method"] == ref_name and r["signal"] == e["signal"]
+                    and r["level"] == "event"), None)
+        if ref is not None:
+            e["supervised_auc"] = ref["auc"]
+            e["ratio_to_supervised"] = _ratio(e["auc"], ref["auc"])
+
+    # -- sculpting (background only) --------------------------------------------------------------
+    sculpt = {}
+    for sf in files:
+        sc = events.loc[is_b, f"score:{sf.name}"].to_numpy()
+        sculpt[sf.name] = sculpting(sc, {"lead_jet_mass": events.loc[is_b, "lead_jet_mass"].to_numpy(),
+                                         "mt": events.loc[is_b, "mt"].to_numpy()}, w_bkg, effs=sculpt_effs, seed=seed)
+
+    # -- generalization grids ---------------------------------------------------------------------------
+    generalization = []
+    by_proc: dict[str, list[DatasetTables]] = {}
+    for sd in sigs:
+        by_proc.setdefault(sd.process, []).append(sd)
+    for proc, group in by_proc.items():
+        axes = grid_axes(group)
+        generalization.append({
+            "process": proc,
+            "axes": axes[:2],
+            "other_varying": axes[2:],
+            "signals": [{"name": s.name, **{k: s.parameters.get(k) for k in axes}} for s in group],
+        })
+        if len(axes) > 2:
+            notes.append(f"{proc}: parameters {axes[2:]} also vary; heatmaps show {axes[:2]} (first signal per cell)")
+
+    metrics = {
+        "format": eio.FORMAT,
+        "schema_version": eio.SCHEMA_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "settings": {
+            "event_score": event_score, "n_bootstrap": n_bootstrap, "seed": seed, "min_bkg": min_bkg,
+            "eff_s_points": list(eff_s_points), "eff_b_points": list(eff_b_points), "sculpt_effs": list(sculpt_effs),
+            "heatmap_eff_s": HEATMAP_EFF_S, "supervised_reference": ref_name, "jsd_base": 2,
+        },
+        "methods": [{"name": f.name, "method": f.method, "run": f.run, "file": str(f.path), "level": f.level,
+                     "supervised": f.supervised} for f in files],
+        "background": [d.describe() for d in bkg],
+        "signals": [d.describe() for d in sigs],
+        "results": results,
+        "supervised": sup_info,
+        "sculpting": sculpt,
+        "generalization": generalization,
+        "notes": notes,
+        "warnings": warnings,
+    }
+    metrics = eio.clean(metrics)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        eio.atomic_write_parquet(events, out / eio.DATA_DIR / eio.EVENTS)
+        if sup_rows:
+            eio.atomic_write_parquet(pd.concat(sup_rows, ignore_index=True), out / eio.DATA_DIR / eio.SUPERVISED)
+        elif (out / eio.DATA_DIR / eio.SUPERVISED).exists():
+            (out / eio.DATA_DIR / eio.SUPERVISED).unlink()
+        eio.atomic_write_json(out / eio.METRICS, metrics)
+        log.info("evaluation written to %s", out / eio.METRICS)
+    return metrics
+
+
+def _jet_entry(sf, bkg, bw, sd, n_bootstrap, seed, eff_s_points, eff_b_points, min_bkg) -> dict:
+    """Jet-level metrics: background jets vs the signal's dark jets (all jets without truth)."""
+    entry = {"method": sf.name, "signal": sd.name, "level": "jet", "supervised": sf.supervised}
+    sb, wb = [], []
+    for d, w in zip(bkg, bw):
+        if not d.n_events:
+            continue
+        jw = pd.Series(w, index=d.events["event_id"].to_numpy()).reindex(d.jets["event_id"].to_numpy()).to_numpy()
+        sb.append(join_jet_scores(sf, d.jets, d.path))
+        wb.append(jw)
+    jets = sd.jets
+    s = join_jet_scores(sf, jets, sd.path)
+    ws = pd.Series(sd.events["weight"].to_numpy(), index=sd.events["event_id"].to_numpy()) \
+        .reindex(jets["event_id"].to_numpy()).to_numpy()
+    truth = "all jets"
+    if "is_dark" in jets.columns:
+        keep = jets["is_dark"].to_numpy(bool)
+        s, ws = s[keep], ws[keep]
+        truth = "dark jets (is_dark)"
+    b = np.concatenate(sb) if sb else np.zeros(0)
+    w = np.concatenate(wb) if wb else np.zeros(0)
+    # jets without a score (e.g. beyond the scored leading jets) are not part of the comparison
+    sel_b, sel_s = ~np.isnan(b), ~np.isnan(s)
+    entry.update(binary_metrics(s[sel_s], b[sel_b], ws[sel_s], w[sel_b], n_bootstrap=n_bootstrap, seed=seed,
+                                eff_s_points=eff_s_points, eff_b_points=eff_b_points, min_bkg=min_bkg))
+    entry["signal_jets"] = truth
+    return entry

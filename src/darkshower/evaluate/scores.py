@@ -1,0 +1,246 @@
+"""Score files (written by ``darkshower score``) and their join with dataset events.
+
+A score file ``S.parquet`` has one row per scored jet (``dataset``, ``event_id``, ``jet_idx``,
+``score``; ``jet_idx = -1`` for event-level methods) and the method in the Parquet metadata key
+``darkshower`` (JSON ``{"method": ..., "run": ...}``; without it the file stem is the method).
+``S.events.parquet`` beside it has one row per event (``dataset``, ``event_id``, ``score_lead``,
+``score_max2``). Either file may be missing as long as the other is there: the event scores
+are derived from the jet scores (leading jet; maximum of the two leading jets).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from darkshower.errors import EvaluationError
+
+log = logging.getLogger(__name__)
+
+EVENT_SCORES = ("max2", "lead")
+META_KEY = b"darkshower"
+
+
+@dataclass
+class ScoreFile:
+    """The scores of one method: per-jet (may be None) and per-event tables."""
+
+    path: Path
+    method: str
+    events: pd.DataFrame  # dataset, event_id, score_lead, score_max2
+    jets: pd.DataFrame | None = None  # dataset, event_id, jet_idx, score
+    run: str | None = None
+    supervised: bool = False
+    meta: dict = field(default_factory=dict)
+    name: str = ""  # unique display name (method, disambiguated)
+
+    @property
+    def level(self) -> str:
+        """``"event"`` for event-level methods (jet_idx -1 or no jet table), else ``"jet"``."""
+        if self.jets is None or not len(self.jets) or (self.jets["jet_idx"] < 0).all():
+            return "event"
+        return "jet"
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted(self.events["dataset"].unique())
+
+
+def events_path_of(path: Path) -> Path:
+    return path.with_name(path.name[: -len(".parquet")] + ".events.parquet")
+
+
+def _read_meta(path: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    try:
+        md = pq.read_schema(path).metadata or {}
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise EvaluationError(f"{path}: not a readable Parquet score file ({type(exc).__name__}: {exc})") from None
+    raw = md.get(META_KEY)
+    if not raw:
+        return {}
+    try:
+        meta = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        log.warning("%s: metadata key 'darkshower' is not JSON; ignoring it", path)
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:
+        raise EvaluationError(f"{path}: cannot read score file ({type(exc).__name__}: {exc})") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise EvaluationError(
+            f"{path}: not a score file: missing column(s) {missing} (has {list(df.columns)}); "
+            "score files are written by `darkshower score RUN DATASET... --out SCORES.parquet`"
+        )
+    df["dataset"] = df["dataset"].astype(str)
+    df["event_id"] = df["event_id"].astype(np.int64)
+    return df
+
+
+def _events_from_jets(jets: pd.DataFrame) -> pd.DataFrame:
+    """score_lead = jet 0 (or the event score), score_max2 = max over jets 0 and 1."""
+    ev_level = jets["jet_idx"] < 0
+    lead = jets[(jets["jet_idx"] == 0) | ev_level].groupby(["dataset", "event_id"], sort=False)["score"].max()
+    max2 = jets[(jets["jet_idx"] < 2)].groupby(["dataset", "event_id"], sort=False)["score"].max()
+    out = pd.DataFrame({"score_max2": max2})
+    out["score_lead"] = lead.reindex(out.index)
+    return out.reset_index()
+
+
+def read_scores(path: str | os.PathLike, supervised: bool = False) -> ScoreFile:
+    """Read ``S.parquet`` (+ ``S.events.parquet``); either may be given, the other is optional."""
+    p = Path(path)
+    if p.name.endswith(".events.parquet"):
+        ev_path, jet_path = p, p.with_name(p.name[: -len(".events.parquet")] + ".parquet")
+    else:
+        jet_path, ev_path = p, events_path_of(p)
+    if not jet_path.exists() and not ev_path.exists():
+        raise EvaluationError(f"{p}: score file not found")
+    meta = _read_meta(jet_path if jet_path.exists() else ev_path)
+    jets = None
+    if jet_path.exists():
+        jets = _read_table(jet_path, ("dataset", "event_id", "score"))
+        if "jet_idx" not in jets.columns:
+            jets["jet_idx"] = -1
+        jets["jet_idx"] = jets["jet_idx"].astype(np.int64)
+        jets["score"] = jets["score"].astype(np.float64)
+        dup = jets.duplicated(["dataset", "event_id", "jet_idx"])
+        if dup.any():
+            r = jets[dup].iloc[0]
+            raise EvaluationError(
+                f"{jet_path}: {int(dup.sum())} duplicate (dataset, event_id, jet_idx) rows, e.g. "
+                f"({r['dataset']}, {r['event_id']}, {r['jet_idx']}); rescore into a new file"
+            )
+    if ev_path.exists():
+        events = _read_table(ev_path, ("dataset", "event_id"))
+        if "score_max2" not in events.columns and "score_lead" not in events.columns:
+            if "score" not in events.columns:
+                raise EvaluationError(f"{ev_path}: needs columns score_lead and score_max2 (or score)")
+            events["score_lead"] = events["score_max2"] = events["score"]
+        for c in ("score_lead", "score_max2"):
+            if c not in events.columns:
+                events[c] = events["score_max2" if c == "score_lead" else "score_lead"]
+            events[c] = events[c].astype(np.float64)
+        dup = events.duplicated(["dataset", "event_id"])
+        if dup.any():
+            r = events[dup].iloc[0]
+            raise EvaluationError(
+                f"{ev_path}: {int(dup.sum())} duplicate (dataset, event_id) rows, e.g. ({r['dataset']}, {r['event_id']})"
+            )
+    else:
+        events = _events_from_jets(jets)
+    method = str(meta.get("method") or "") or jet_path.name[: -len(".parquet")]
+    run = meta.get("run")
+    sup = bool(supervised or meta.get("supervised", False))
+    return ScoreFile(path=jet_path if jet_path.exists() else ev_path, method=method, events=events, jets=jets,
+                     run=None if run is None else str(run), supervised=sup, meta=meta, name=method)
+
+
+def read_score_files(paths, supervised_paths=()) -> list[ScoreFile]:
+    """Read several score files and give each a unique ``name`` (method, else method/run, else stem)."""
+    files = [read_scores(p) for p in paths] + [read_scores(p, supervised=True) for p in supervised_paths]
+    seen: dict[str, int] = {}
+    for f in files:
+        seen[f.method] = seen.get(f.method, 0) + 1
+    used: set[str] = set()
+    for f in files:
+        name = f.method
+        if seen[f.method] > 1:
+            name = f"{f.method} ({f.run})" if f.run else f"{f.method} ({f.path.stem})"
+        base, i = name, 2
+        while name in used:
+            name, i = f"{base} #{i}", i + 1
+        used.add(name)
+        f.name = name
+    return files
+
+
+def is_score_file(path: Path) -> bool:
+    """True for a Parquet file with ``dataset``, ``event_id`` and a score column (used by report)."""
+    import pyarrow.parquet as pq
+
+    if path.name.endswith(".events.parquet") and path.with_name(path.name[: -len(".events.parquet")] + ".parquet").exists():
+        return False
+    try:
+        names = set(pq.read_schema(path).names)
+    except Exception:
+        return False
+    return {"dataset", "event_id"} <= names and bool({"score", "score_lead", "score_max2"} & names)
+
+
+def _norm(p: str) -> str:
+    return str(Path(p).resolve())
+
+
+def match_dataset(sf: ScoreFile, table: pd.DataFrame, dataset_path: str) -> pd.DataFrame:
+    """Rows of a score table for one dataset: same resolved path, else the unique same-named one."""
+    target = _norm(dataset_path)
+    keys = {d: _norm(d) for d in table["dataset"].unique()}
+    hits = [d for d, r in keys.items() if r == target]
+    if not hits:
+        same_name = [d for d in keys if Path(d).name == Path(target).name]
+        if len(same_name) == 1:
+            log.warning("%s: scores of dataset %s matched to %s by directory name (the dataset moved?)",
+                        sf.path, same_name[0], target)
+            hits = same_name
+    if not hits:
+        have = ", ".join(sorted(keys)) or "none"
+        raise EvaluationError(
+            f"{sf.path} (method {sf.name!r}) has no scores for dataset {target} (it has scores for: {have}); "
+            f"score it with `darkshower score RUN {target} --out ...`"
+        )
+    return table[table["dataset"].isin(hits)]
+
+
+def join_event_scores(sf: ScoreFile, events: pd.DataFrame, dataset_path: str, event_score: str = "max2") -> np.ndarray:
+    """Event scores of ``sf`` aligned with ``events`` (rows of one dataset, column ``event_id``).
+
+    Events without a score get NaN (evaluation drops them and counts them). Scores for event
+    ids that the dataset does not have make an EvaluationError naming both.
+    """
+    if event_score not in EVENT_SCORES:
+        raise EvaluationError(f"event score {event_score!r}: choose one of {EVENT_SCORES}")
+    rows = match_dataset(sf, sf.events, dataset_path)
+    ids = events["event_id"].to_numpy(np.int64)
+    sc = pd.Series(rows[f"score_{event_score}"].to_numpy(np.float64), index=rows["event_id"].to_numpy(np.int64))
+    unknown = ~sc.index.isin(ids)
+    if unknown.any():
+        ex = ", ".join(str(x) for x in sc.index[unknown][:5])
+        raise EvaluationError(
+            f"{sf.path} and dataset {dataset_path} do not join: {int(unknown.sum())} of {len(sc)} scored event ids "
+            f"are not in the dataset (e.g. {ex}); were the scores made from another dataset or an older version "
+            "of it? Rescore with `darkshower score`"
+        )
+    return sc.reindex(ids).to_numpy(np.float64)
+
+
+def join_jet_scores(sf: ScoreFile, jets: pd.DataFrame, dataset_path: str) -> np.ndarray:
+    """Jet scores aligned with ``jets`` (columns ``event_id``, ``jet_idx``) of one dataset."""
+    if sf.jets is None:
+        return np.full(len(jets), np.nan)
+    rows = match_dataset(sf, sf.jets, dataset_path)
+    rows = rows[rows["jet_idx"] >= 0]
+    key = pd.MultiIndex.from_arrays([rows["event_id"].to_numpy(np.int64), rows["jet_idx"].to_numpy(np.int64)])
+    sc = pd.Series(rows["score"].to_numpy(np.float64), index=key)
+    want = pd.MultiIndex.from_arrays([jets["event_id"].to_numpy(np.int64), jets["jet_idx"].to_numpy(np.int64)])
+    unknown = ~key.isin(want)
+    if unknown.any():
+        ex = ", ".join(f"({a}, {b})" for a, b in list(key[unknown][:5]))
+        raise EvaluationError(
+            f"{sf.path} and dataset {dataset_path} do not join: {int(unknown.sum())} of {len(sc)} scored "
+            f"(event_id, jet_idx) pairs are not jets of the dataset (e.g. {ex}); rescore with `darkshower score`"
+        )
+    return sc.reindex(want).to_numpy(np.float64)
