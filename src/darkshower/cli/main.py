@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "observables",
     "train",
     "score",
+    "distill",
     "demo",
 ]
 
