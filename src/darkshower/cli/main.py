@@ -23,6 +23,9 @@ COMMAND_MODULES = [
     "observables",
     "train",
     "score",
+    "evaluate",
+    "search",
+    "report",
     "distill",
     "demo",
 ]

@@ -159,7 +159,7 @@ def read_score_files(paths, supervised_paths=()) -> list[ScoreFile]:
     for f in files:
         name = f.method
         if seen[f.method] > 1:
-            name = f"{f.method} ({f.run})" if f.run else f"{f.method} ({f.path.stem})"
+            name = f"{f.method} ({Path(f.run).name})" if f.run else f"{f.method} ({f.path.stem})"
         base, i = name, 2
         while name in used:
             name, i = f"{base} #{i}", i + 1
