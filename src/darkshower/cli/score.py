@@ -16,7 +16,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output Parquet file")
     p.add_argument("--model", choices=["best", "last"], default="best", help="which model of the run (default best)")
     p.add_argument("--batch-size", type=int, default=4096)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (per worker with --jobs)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes scoring chunks in parallel (0: all cores)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -27,7 +28,7 @@ def run(args) -> int:
     from darkshower.train import score
 
     jets, events = score(args.run, args.datasets, args.out, which=args.model, batch_size=args.batch_size,
-                         progress=not args.no_progress, threads=args.threads)
+                         progress=not args.no_progress, threads=args.threads, jobs=args.jobs)
     n = len(pd.read_parquet(jets, columns=["score"]))
     print(f"wrote {n} scores to {jets} (per event: {events})")
     return 0

@@ -81,39 +81,66 @@ def score_arrays(method, rep, events, batch_size: int = 4096) -> pd.DataFrame:
                          "jet_idx": np.asarray(jet_idx, np.int64), "score": out})
 
 
-def score(run, datasets, out, which: str = "best", batch_size: int = 4096, progress: bool = True,
-          threads: int | None = None) -> tuple[Path, Path]:
-    """Score every dataset with the run's model; returns (jet table path, event table path)."""
-    import torch
+_WORKER: dict = {}
 
+
+def _score_chunk(task) -> tuple[int, pd.DataFrame]:
+    """Score chunk ``i`` of dataset ``path`` (runs in a worker; the model is loaded once per process)."""
+    order, run, which, path, i, batch_size, threads = task
+    key = (str(run), which)
+    if _WORKER.get("key") != key:
+        import torch
+
+        from darkshower.train.run import load_run
+
+        if threads:
+            torch.set_num_threads(threads)
+        method, rep, _, _ = load_run(run, which)
+        _WORKER.update(key=key, method=method, rep=rep)
+    ds = open_dataset(path)
+    try:
+        df = score_arrays(_WORKER["method"], _WORKER["rep"], ds.read_chunk(i), batch_size)
+    except (KeyError, ValueError) as exc:
+        raise DatasetError(f"{ds.path}: cannot build representation '{_WORKER['rep'].kind}' for scoring: {exc}") from None
+    df.insert(0, "dataset", str(ds.path.resolve()))
+    return order, df
+
+
+def score(run, datasets, out, which: str = "best", batch_size: int = 4096, progress: bool = True,
+          threads: int | None = None, jobs: int | None = 1) -> tuple[Path, Path]:
+    """Score every dataset with the run's model; returns (jet table path, event table path).
+    ``jobs`` > 1 scores chunks in worker processes (each with ``threads`` torch threads, default 1)."""
+    from darkshower.execute import make_executor
     from darkshower.train.run import load_run
 
-    if threads:
-        torch.set_num_threads(threads)
-    method, rep, cfg, info = load_run(run, which)
+    _, _, _, info = load_run(run, which)  # validates the run before any work
     if isinstance(datasets, (str, os.PathLike)) or hasattr(datasets, "read_chunk"):
         datasets = [datasets]
-    frames = []
-    t0 = time.perf_counter()
-    n_jets = 0
+    tasks = []
     for path in datasets:
         ds = path if hasattr(path, "read_chunk") else open_dataset(path)
         if not ds.chunks:
             raise DatasetError(f"{ds.path}: dataset has no chunks")
-        it = range(len(ds.chunks))
-        if progress:
-            from tqdm import tqdm
+        tasks += [(len(tasks) + i, str(Path(run)), which, str(ds.path), i, batch_size,
+                   threads if jobs == 1 else (threads or 1)) for i in range(len(ds.chunks))]
+    t0 = time.perf_counter()
+    results: dict[int, pd.DataFrame] = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
 
-            it = tqdm(it, desc=f"score {ds.path.name}", unit="chunk", leave=False)
-        for i in it:
-            try:
-                df = score_arrays(method, rep, ds.read_chunk(i), batch_size)
-            except (KeyError, ValueError) as exc:
-                raise DatasetError(f"{ds.path}: cannot build representation '{rep.kind}' for scoring: {exc}") from None
-            df.insert(0, "dataset", str(ds.path.resolve()))
-            frames.append(df)
-            n_jets += len(df)
-    jets = pd.concat(frames, ignore_index=True)
+        bar = tqdm(total=len(tasks), desc=f"score {Path(run).name}", unit="chunk", leave=False)
+
+    def collect(res):
+        results[res[0]] = res[1]
+        if bar is not None:
+            bar.update(1)
+
+    make_executor(jobs if jobs and jobs > 0 else None).run(_score_chunk, tasks, collect)
+    if bar is not None:
+        bar.close()
+    jets = pd.concat([results[k] for k in sorted(results)], ignore_index=True)
+    n_jets = len(jets)
     ev = event_table(jets)
     meta = {"method": info["method"], "run": str(Path(run).resolve()), "model": which,
             "representation": info["representation"]["kind"], "level": info.get("level", "jet"),
