@@ -63,3 +63,13 @@ def write_scores(path, datasets, kind: str = "met", method: str | None = "toy", 
         assert len(ev) == g.ngroups
         pq.write_table(pa.Table.from_pandas(ev, preserve_index=False), path.with_name(path.stem + ".events.parquet"))
     return path
+
+
+def empty_dataset(src, dst) -> Path:
+    """A complete dataset with no events, with the manifest of ``src``."""
+    dst = Path(dst)
+    dst.mkdir(parents=True)
+    man = json.loads((Path(src.path) / "manifest.json").read_text())
+    man.update(chunks=[], n_chunks=0, n_events=0)
+    (dst / "manifest.json").write_text(json.dumps(man))
+    return dst

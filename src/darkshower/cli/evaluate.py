@@ -46,11 +46,11 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of bootstrap, BDT split and sculpting baselines")
     p.add_argument("--min-bkg", type=float, default=10.0,
                    help="minimum effective background events at a working point / for the SIC (default 10)")
-    p.add_argument("--eff-s", type=_floats, default=(0.1, 0.3, 0.5), metavar="E,E,..",
+    p.add_argument("--eff-s", default="0.1,0.3,0.5", metavar="E,E,..",
                    help="signal efficiencies for 1/eps_B (default 0.1,0.3,0.5)")
-    p.add_argument("--eff-b", type=_floats, default=(1e-2, 1e-3), metavar="E,E,..",
+    p.add_argument("--eff-b", default="0.01,0.001", metavar="E,E,..",
                    help="background efficiencies for eps_S (default 0.01,0.001)")
-    p.add_argument("--sculpt-eff", type=_floats, default=(0.5, 0.1, 0.01), metavar="E,E,..",
+    p.add_argument("--sculpt-eff", default="0.5,0.1,0.01", metavar="E,E,..",
                    help="background efficiencies of the sculpting cuts (default 0.5,0.1,0.01)")
     p.add_argument("--no-supervised", action="store_true", help="skip the built-in supervised BDT reference")
     p.add_argument("--report", action="store_true", help="also render OUT/report.html")
@@ -64,10 +64,12 @@ def run(args) -> int:
         raise ConfigError(f"--bootstrap {args.bootstrap}: must be >= 0")
     if not args.scores and not args.supervised_scores:
         raise ConfigError("give at least one score file: --scores S.parquet")
+    for flag in ("eff_s", "eff_b", "sculpt_eff"):
+        _floats(getattr(args, flag))  # fail before any work
     m = evaluate(args.scores, args.background, args.signal, args.out, supervised_scores=args.supervised_scores,
                  event_score=args.event_score, n_bootstrap=args.bootstrap, seed=args.seed, min_bkg=args.min_bkg,
-                 supervised=not args.no_supervised, sculpt_effs=args.sculpt_eff, eff_s_points=args.eff_s,
-                 eff_b_points=args.eff_b)
+                 supervised=not args.no_supervised, sculpt_effs=_floats(args.sculpt_eff),
+                 eff_s_points=_floats(args.eff_s), eff_b_points=_floats(args.eff_b))
     for r in m["results"]:
         if r["level"] != "event":
             continue

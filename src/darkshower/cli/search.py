@@ -43,7 +43,7 @@ def register(subparsers) -> None:
                    help="number of signal events before the anomaly cut (instead of --xsec)")
     p.add_argument("--mu", type=float, default=1.0, help="injected signal strength (0 = background only; default 1)")
     p.add_argument("--lumi", type=float, default=138.0, help="integrated luminosity [fb^-1] (default 138)")
-    p.add_argument("--cut-eff", type=_floats, default=(0.1, 0.01), metavar="E,E,..",
+    p.add_argument("--cut-eff", default="0.1,0.01", metavar="E,E,..",
                    help="background efficiencies of the anomaly cuts (default 0.1,0.01)")
     p.add_argument("--event-score", choices=["max2", "lead"], default="max2", help="event score (default max2)")
     p.add_argument("--bins", type=int, default=30, help="MT bins (default 30)")
@@ -65,6 +65,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from darkshower.evaluate import search
 
+    cut_effs = _floats(args.cut_eff)
     if args.bins < 5:
         raise ConfigError(f"--bins {args.bins}: need at least 5 bins")
     if args.mu < 0:
@@ -72,7 +73,7 @@ def run(args) -> int:
     if not 0 < args.cl < 1:
         raise ConfigError(f"--cl {args.cl}: must lie in (0, 1)")
     res = search(args.scores, args.background, args.signal, args.out, event_score=args.event_score,
-                 xsec_pb=args.xsec, n_signal=args.n_signal, mu=args.mu, lumi_fb=args.lumi, cut_effs=args.cut_eff,
+                 xsec_pb=args.xsec, n_signal=args.n_signal, mu=args.mu, lumi_fb=args.lumi, cut_effs=cut_effs,
                  sqrt_s=args.sqrt_s, n_bins=args.bins, mt_range=args.mt_range, signal_shape=args.signal_shape,
                  pseudo_data=args.pseudo_data, background_shape=args.background_shape, n_params=args.params,
                  seed=args.seed, cl=args.cl)

@@ -145,7 +145,7 @@ def evaluate(
     bkg = [load_dataset(p, "background", n, features=supervised) for p, n in zip(background, names)]
     sigs = [load_dataset(p, "signal", n, features=supervised) for p, n in zip(signal, names[len(background):])]
     if not sum(d.n_events for d in bkg):
-        raise EvaluationError(f"background dataset(s) {', '.join(background)} have no events")
+        raise EvaluationError(f"background dataset(s) {', '.join(map(str, background))} have no events")
     notes: list[str] = []
     warnings: list[str] = []
     bw = _bkg_weights(bkg, notes)

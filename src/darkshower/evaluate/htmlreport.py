@@ -91,10 +91,17 @@ def _flags(fl) -> tuple[str, str]:
 
 
 # -- inference of an evaluation from score files in DIR ----------------------------------------------
-def _infer_and_evaluate(directory: Path, background, signal, **kw) -> dict:
+def infer_inputs(directory, background=None, signal=None) -> tuple[list[str], list[str], list[str]]:
+    """(score files, background, signal) of a directory holding score files but no evaluation.
+
+    The datasets are those of the score files' ``dataset`` column; background = ``background``
+    if given, else those whose manifest process is in :data:`BACKGROUND_PROCESSES`; signal =
+    ``signal`` if given, else the rest.
+    """
     from darkshower.data.dataset import open_dataset
-    from darkshower.evaluate.evaluation import evaluate
     from darkshower.evaluate.scores import is_score_file, read_scores
+
+    directory = Path(directory)
 
     files = sorted(p for p in directory.glob("*.parquet") if is_score_file(p))
     if not files:
@@ -127,8 +134,15 @@ def _infer_and_evaluate(directory: Path, background, signal, **kw) -> dict:
                               "give --background")
     if not sig:
         raise EvaluationError(f"{directory}: no signal dataset among {datasets}; give --signal")
+    return [str(f) for f in files], bkg, sig
+
+
+def _infer_and_evaluate(directory: Path, background, signal, **kw) -> dict:
+    from darkshower.evaluate.evaluation import evaluate
+
+    files, bkg, sig = infer_inputs(directory, background, signal)
     log.info("report: evaluating %d score file(s): background %s, signal %s", len(files), bkg, sig)
-    return evaluate([str(f) for f in files], bkg, sig, directory, **kw)
+    return evaluate(files, bkg, sig, directory, **kw)
 
 
 # -- sections ------------------------------------------------------------------------------------------
