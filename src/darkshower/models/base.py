@@ -12,6 +12,13 @@ buffers), so that ``state_dict()`` is the whole model. The trainer never looks i
 - ``export()``: an ``nn.Module`` taking plain tensors and returning scores + example inputs
   (ONNX-exportable).
 
+Optional trainer hooks (looked up with ``getattr``; absent = default behaviour):
+
+- ``batch_order(store, batch_size, seed, epoch) -> index array | None``: the sample order of one
+  training epoch (e.g. ``rs3l`` keeps re-simulated partners in the same batch); None: shuffled;
+- ``fit_offline(train_store, val_store) -> logs``: non-gradient models (e.g. ``sup-bdt``) are
+  fitted once by this call instead of the epoch loop; ``logs["loss"]`` is the training loss.
+
 Batches are dicts of tensors from :func:`darkshower.represent.loader.to_torch`: ``x`` (and
 ``mask`` for point clouds; ``edge_index``/``batch``/``node_counts`` for graphs), ``label``,
 ``event_id``, ``jet_idx`` and any extra columns the method asked for (``extra_columns``).

@@ -196,7 +196,9 @@ def train(method: str, data, out, val=None, config=None, epochs: int | None = No
 
     spec = info["spec"] if ckpt is not None else cls.input_spec(train_store, rep)
     model = cls(model_cfg, spec)
-    opt = _make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
+    # a model without trainable parameters (e.g. sup-bdt, fitted by fit_offline) gets a dummy one
+    opt = _make_optimizer([p for p in model.parameters() if p.requires_grad] or [torch.zeros((), requires_grad=True)],
+                          cfg)
     sched = _make_scheduler(opt, cfg)
     history: list[dict] = []
     start_epoch = 0
@@ -240,13 +242,24 @@ def train(method: str, data, out, val=None, config=None, epochs: int | None = No
     n_train = store_len(train_store)
     val_batches = list(batches(val_store, cfg.eval_batch_size))
     step = start_epoch * math.ceil(n_train / cfg.batch_size)
-    for epoch in range(start_epoch, cfg.epochs):
+    offline = callable(getattr(model, "fit_offline", None))  # non-gradient model: one fit instead of epochs
+    for epoch in range(start_epoch, 1 if offline else cfg.epochs):
         model.on_epoch_start(epoch)
         model.train()
         t_epoch = time.perf_counter()
         t_data = 0.0
         loss_sum, logs_sum, n_seen = 0.0, {}, 0
-        it = batches(train_store, cfg.batch_size, cfg.seed, epoch, drop_last=True)
+        order = model.batch_order(train_store, cfg.batch_size, cfg.seed, epoch) if hasattr(model, "batch_order") else None
+        if order is None:
+            it = batches(train_store, cfg.batch_size, cfg.seed, epoch, drop_last=True)
+        else:  # the method groups samples (e.g. rs3l: re-simulated partners in the same batch)
+            it = _ordered_batches(train_store, cfg.batch_size, order)
+        if offline:
+            logs = dict(model.fit_offline(train_store, val_store) or {})
+            n_seen = n_train
+            loss_sum = float(logs.pop("loss", math.nan)) * n_seen
+            logs_sum = {k: float(v) * n_seen for k, v in logs.items()}
+            it = iter(())
         bar = None
         if progress:
             from tqdm import tqdm
@@ -340,6 +353,16 @@ def _paths(x) -> list[str]:
     """Dataset path(s): str / PathLike / Dataset objects, or a list of them."""
     items = [x] if isinstance(x, (str, os.PathLike)) or hasattr(x, "read_chunk") else list(x)
     return [str(Path(getattr(p, "path", p))) for p in items]
+
+
+def _ordered_batches(store, batch_size: int, order):
+    """Batches in a method-given sample order (last incomplete batch dropped, as in training)."""
+    from darkshower.represent.loader import _take, to_torch
+
+    order = np.asarray(order)
+    stop = (len(order) // batch_size) * batch_size if len(order) >= batch_size else len(order)
+    for a in range(0, stop, batch_size):
+        yield to_torch(_take(store, order[a:a + batch_size]))
 
 
 def _emd_batches(val_store, cfg):
