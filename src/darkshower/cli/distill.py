@@ -1,0 +1,101 @@
+"""``darkshower distill TEACHER_RUN --data DATASET --out RUN [--student mlp|deepsets] [--config FILE] [--epochs N]
+[--seed S] [--resume]``.
+
+Example::
+
+    darkshower train lund-gae --data data/qcd --out runs/lund-gae --epochs 20
+    darkshower distill runs/lund-gae --data data/qcd --out runs/lund-gae-student --student mlp --epochs 30
+    darkshower score runs/lund-gae-student data/qcd_test data/svj --out runs/lund-gae-student/scores.parquet
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from darkshower.config import parse_assignment, set_nested
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "distill",
+        help="train a small, fast student to reproduce a trained run's anomaly score",
+        description=("Distill TEACHER_RUN (any jet-level run of `darkshower train`) into a small student: an MLP on "
+                     "jet observables (--student mlp) or a DeepSets on constituents (--student deepsets) that "
+                     "regresses a monotone transform of the teacher's score on the background DATASET(s). The "
+                     "student is an ordinary run (method 'distill'): score it with `darkshower score`. "
+                     "See docs/methods/distill.md."),
+    )
+    p.add_argument("teacher", metavar="TEACHER_RUN", help="run directory of the teacher")
+    p.add_argument("--data", required=True, nargs="+", help="background dataset director(y/ies) to distill on")
+    p.add_argument("--val", nargs="+", default=None, help="validation dataset(s) (default: a split of separate events)")
+    p.add_argument("--out", required=True, help="run directory of the student")
+    p.add_argument("--student", choices=["mlp", "deepsets"], default=None,
+                   help="student architecture (default: the config's model.student, else mlp)")
+    p.add_argument("--config", default=None, help="YAML training config (method distill; see docs/methods/distill.md)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set model.hidden=[64,64] --set model.target=quantile")
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs (overrides the config)")
+    p.add_argument("--seed", type=int, default=None, help="run seed (overrides the config)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted distillation")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def build_config(teacher, student: str | None = None, config: dict | None = None) -> dict:
+    """Training config of a distillation: method ``distill``, ``model.teacher_run`` (absolute path),
+    ``model.student`` and, unless the config gives one, the student's default representation."""
+    from darkshower.errors import ConfigError
+    from darkshower.models.distill import DEEPSETS_REPRESENTATION, load_teacher
+
+    cfg = dict(config or {})
+    if cfg.get("method") not in (None, "distill"):
+        raise ConfigError(f"config says method {cfg['method']!r}; a distillation config has method 'distill'")
+    cfg["method"] = "distill"
+    model = dict(cfg.get("model") or {})
+    given = model.get("teacher_run")
+    if given is not None and Path(given).expanduser().resolve() != Path(teacher).expanduser().resolve():
+        raise ConfigError(f"model.teacher_run {given!r} in the config differs from TEACHER_RUN {str(teacher)!r}")
+    load_teacher(teacher, model.get("teacher_model", "best"))  # a missing/incompatible teacher fails here
+    model["teacher_run"] = str(Path(teacher).expanduser().resolve())
+    if student is not None:
+        model["student"] = student
+    cfg["model"] = model
+    rep = dict(cfg.get("representation") or {})
+    if model.get("student", "mlp") == "deepsets" and rep.get("kind") in (None, "constituents"):
+        cfg["representation"] = {**DEEPSETS_REPRESENTATION, **rep}
+    return cfg
+
+
+def run(args) -> int:
+    from darkshower.config import load_yaml
+    from darkshower.train import train
+
+    if args.resume:
+        from darkshower.errors import ConfigError
+        from darkshower.train.run import read_run_config
+
+        saved = read_run_config(Path(args.out)).model.get("teacher_run") if (Path(args.out) / "config.yaml").exists() else None
+        if saved is not None and Path(saved).resolve() != Path(args.teacher).expanduser().resolve():
+            raise ConfigError(f"{args.out}: the run distills {saved!r}, not {args.teacher!r}")
+        cfg = None
+    else:
+        cfg = load_yaml(args.config) if args.config else {}
+        for item in args.set:
+            k, v = parse_assignment(item)
+            set_nested(cfg, k, v)
+        if args.threads:
+            cfg["threads"] = args.threads
+        cfg = build_config(args.teacher, args.student, cfg)
+    out = train("distill", args.data, args.out, val=args.val, config=cfg, epochs=args.epochs, seed=args.seed,
+                resume=args.resume, progress=not args.no_progress, command=["darkshower", *sys.argv[1:]])
+    import json
+
+    info = json.loads((out / "run.json").read_text())
+    hist = json.loads((out / "metrics.json").read_text())
+    best = next((r for r in hist if r["epoch"] == info.get("best_epoch")), hist[-1] if hist else {})
+    print(f"distilled {args.teacher} into a {info['spec']['kind']} student: {info.get('epochs_done', len(hist))} "
+          f"epochs, best epoch {info.get('best_epoch')}, validation MSE {best.get('val_loss', float('nan')):.4g}, "
+          f"correlation with the teacher {best.get('val_corr', float('nan')):.3f} -> {out}")
+    return 0
