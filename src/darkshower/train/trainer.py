@@ -297,7 +297,8 @@ def train(method: str, data, out, val=None, config=None, epochs: int | None = No
                 bar.set_postfix(loss=f"{loss_sum / n_seen:.4g}", jets_s=f"{n_seen / max(el, 1e-9):.0f}")
         if bar is not None:
             bar.close()
-        sched.step()
+        if not offline:  # no optimizer steps were taken
+            sched.step()
         t_train = time.perf_counter() - t_epoch
 
         model.eval()
