@@ -1,0 +1,307 @@
+"""Contrastive self-supervision on constituent point clouds: ``clr``, ``aclr``, ``rs3l``.
+
+- ``clr`` — SimCLR / NT-Xent with in-batch negatives and the JetCLR physical augmentations
+  (arXiv:2108.04253): two augmented views of each jet are positives, every other view in the
+  batch is a negative.
+- ``aclr`` — DarkCLR (arXiv:2312.03067): as ``clr`` plus an *anomalous* augmentation of every jet
+  (a large fraction of constituents dropped at fixed jet pT, or pT moved between prongs) used as
+  an explicit extra negative for every anchor.
+- ``rs3l`` — RS3L: positives are two re-simulated realizations of the same hard process (events
+  generated with ``darkshower generate ... --resimulate K``; same ``resim_id``, same ``jet_idx``),
+  optionally augmented; jets without a partner in the batch pair with an augmented copy of
+  themselves.
+
+Anomaly scores (``model.score``): ``norm`` = ‖z‖ of the representation (DarkCLR) or ``knn`` = mean
+cosine distance of the normalized z to its ``knn_k`` nearest neighbours in a bank of training-jet
+embeddings that is refreshed with the current model at the end of every epoch and stored in the
+model state. ``embed(batch)`` gives z for other methods (``nae``/``wnae`` with
+``model.embedding_run``) and for :func:`darkshower.train.probe.linear_probe`.
+
+The loss never forms a 2B×2B×D tensor: the normalized views go through one ``[2B, D] @ [D, 2B]``
+matmul and a cross-entropy.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from darkshower.errors import ConfigError, DatasetError
+from darkshower.models.base import Method
+from darkshower.models.transformer import CloudInput, EncoderConfig, TransformerEncoder, check_clouds, cloud_spec, trim
+from darkshower.train import augment as A
+
+log = logging.getLogger(__name__)
+
+CLOUD_REPRESENTATION = {"kind": "constituents", "n_constituents": 50, "standardize": False, "max_jets": 2}
+
+
+def nt_xent(za: torch.Tensor, zb: torch.Tensor, temperature: float, negatives: torch.Tensor | None = None):
+    """NT-Xent (SimCLR) loss of P positive pairs (za[i], zb[i]); all other views in the batch and the
+    optional extra ``negatives [M, D]`` are negatives. Cosine similarity / temperature; mean over
+    the 2P anchors."""
+    P = za.shape[0]
+    z = F.normalize(torch.cat([za, zb]).float(), dim=1)
+    logits = (z @ z.T) / temperature
+    logits = logits.masked_fill(torch.eye(2 * P, dtype=torch.bool), float("-inf"))
+    if negatives is not None:
+        n = F.normalize(negatives.float(), dim=1)
+        logits = torch.cat([logits, (z @ n.T) / temperature], 1)
+    target = torch.cat([torch.arange(P, 2 * P), torch.arange(P)])
+    return F.cross_entropy(logits, target)
+
+
+class ContrastiveConfig(EncoderConfig):
+    temperature: float = Field(0.1, gt=0, description="NT-Xent temperature")
+    augment: A.AugmentConfig = Field(default_factory=A.AugmentConfig)
+    score: Literal["norm", "knn"] = Field("norm", description="anomaly score: ‖z‖ (DarkCLR) or kNN distance")
+    knn_k: int = Field(5, ge=1, description="neighbours of the kNN score")
+    bank_size: int = Field(4096, ge=1, description="training jets in the kNN bank")
+    val_chunk: int = Field(256, ge=2, description="validation loss computed on chunks of this many jets")
+
+
+class ACLRConfig(ContrastiveConfig):
+    anomalous: A.AnomalousConfig = Field(default_factory=A.AnomalousConfig)
+
+
+class RS3LConfig(ContrastiveConfig):
+    augment_views: bool = Field(True, description="also apply the physical augmentations to both re-simulated views")
+
+
+class _Contrastive(Method):
+    Config = ContrastiveConfig
+    default_representation: ClassVar[dict] = CLOUD_REPRESENTATION
+
+    @classmethod
+    def check_representation(cls, rep) -> None:
+        check_clouds(cls, rep)
+
+    @classmethod
+    def input_spec(cls, store, rep) -> dict:
+        return cloud_spec(store, rep)
+
+    def __init__(self, config: ContrastiveConfig, spec: dict):
+        super().__init__(config, spec)
+        self.inp = CloudInput(spec["names"], config, spec.get("input_mean"), spec.get("input_std"))
+        self.f = A.Features(spec["names"])
+        self.encoder = TransformerEncoder(self.inp.n_features, config)
+        self.register_buffer("bank", torch.zeros(config.bank_size, config.output))
+        self.register_buffer("bank_n", torch.zeros((), dtype=torch.long))
+        self.score_kind = config.score
+        self._stash: list = []
+        self._stash_n = 0
+        self._epoch_fresh = False
+
+    # -- preprocessing / encoding ------------------------------------------------------------------
+    def prepare(self, store) -> None:
+        self.inp.fit(store["x"], store["mask"])
+
+    def encode_raw(self, x, mask):
+        """z [B, output] of unstandardized point clouds."""
+        x, mask = trim(x, mask)
+        h, w = self.inp(x, mask)
+        return self.encoder(h, mask, w)[1]
+
+    def embed(self, batch) -> torch.Tensor:
+        """Representation z [B, D] of a batch (the space of the loss and of both scores)."""
+        mask = batch["mask"].bool()
+        return self.encode_raw(self.inp.raw(batch["x"], mask), mask)
+
+    # -- training ----------------------------------------------------------------------------------
+    def on_epoch_start(self, epoch: int) -> None:
+        self._stash, self._stash_n, self._epoch_fresh = [], 0, True
+
+    def _views(self, x, mask, batch, generator):
+        """(x_a, m_a, x_b, m_b, extra negatives (x, m) or None, logs)."""
+        cfg = self.config.augment
+        xa, ma = A.physical(x, mask, self.f, cfg, generator)
+        xb, mb = A.physical(x, mask, self.f, cfg, generator)
+        return xa, ma, xb, mb, None, {}
+
+    def _contrastive(self, batch, generator=None):
+        mask = batch["mask"].bool()
+        x = self.inp.raw(batch["x"], mask)
+        xa, ma, xb, mb, neg, logs = self._views(x, mask, batch, generator)
+        parts_x, parts_m = [xa, xb], [ma, mb]
+        if neg is not None:
+            parts_x.append(neg[0])
+            parts_m.append(neg[1])
+        z = self.encode_raw(torch.cat(parts_x), torch.cat(parts_m))
+        P = xa.shape[0]
+        loss = nt_xent(z[:P], z[P:2 * P], self.config.temperature, z[2 * P:] if neg is not None else None)
+        return loss, z[:P], logs
+
+    def loss(self, batch, ctx):
+        if self._stash_n < self.config.bank_size:
+            take = min(self.config.bank_size - self._stash_n, len(batch["x"]))
+            self._stash.append((batch["x"][:take].clone(), batch["mask"][:take].clone()))
+            self._stash_n += take
+        loss, z, logs = self._contrastive(batch)
+        return loss, {**logs, "norm": z.detach().norm(dim=1).mean()}
+
+    @torch.no_grad()
+    def refresh_bank(self) -> None:
+        """Embed the stashed training jets with the current model into the kNN bank."""
+        if not self._stash:
+            return
+        zs = [F.normalize(self.embed({"x": x, "mask": m}), dim=1) for x, m in self._stash]
+        z = torch.cat(zs)[: self.config.bank_size]
+        self.bank.zero_()
+        self.bank[: len(z)] = z
+        self.bank_n.fill_(len(z))
+        self._stash, self._stash_n = [], 0
+
+    def val_metrics(self, batch):
+        if self._epoch_fresh:  # first validation batch after an epoch of training
+            self.refresh_bank()
+            self._val_gen = torch.Generator().manual_seed(12345)
+            self._epoch_fresh = False
+        gen = getattr(self, "_val_gen", None) or torch.Generator().manual_seed(12345)
+        n = len(batch["x"])
+        c = self.config.val_chunk
+        tot, norm = 0.0, 0.0
+        for a in range(0, n, c):
+            sub = {k: v[a:a + c] for k, v in batch.items()}
+            if len(sub["x"]) < 2:
+                continue
+            loss, z, _ = self._contrastive(sub, gen)
+            tot += float(loss) * len(sub["x"])
+            norm += float(z.norm(dim=1).sum())
+        return {"loss": torch.tensor(tot / n), "norm": torch.tensor(norm / n)}
+
+    # -- scores ------------------------------------------------------------------------------------
+    def knn_distance(self, z):
+        n = int(self.bank_n)
+        if n == 0:
+            raise ConfigError(f"{self.name}: the kNN bank is empty (the model was never validated after "
+                              "training); use model.score: norm or retrain")
+        bank = self.bank[:n]
+        sim = F.normalize(z, dim=1) @ bank.T
+        k = min(self.config.knn_k, n)
+        return (1 - sim.topk(k, dim=1).values).mean(1)
+
+    def scores(self, batch) -> dict[str, torch.Tensor]:
+        """Both anomaly scores: {'norm': ‖z‖, 'knn': kNN distance (when the bank is filled)}."""
+        z = self.embed(batch)
+        out = {"norm": z.norm(dim=1)}
+        if int(self.bank_n):
+            out["knn"] = self.knn_distance(z)
+        return out
+
+    def score(self, batch):
+        z = self.embed(batch)
+        if self.score_kind == "knn":
+            return self.knn_distance(z)
+        return z.norm(dim=1)
+
+    def export(self):
+        n = self.spec.get("n_constituents", 50)
+        x = torch.zeros(4, n, len(self.spec["names"]))
+        mask = torch.zeros(4, n, dtype=torch.bool)
+        mask[:, :3] = True
+        x[:, :3, self.f.idx["log_pt"]] = torch.tensor([4.0, 3.0, 2.0])
+        if "pt_rel" in self.f.idx:
+            x[:, :3, self.f.idx["pt_rel"]] = torch.tensor([0.6, 0.3, 0.1])
+        return _ScoreCloud(self), (x, mask)
+
+
+class _ScoreCloud(nn.Module):
+    def __init__(self, method):
+        super().__init__()
+        self.method = method
+
+    def forward(self, x, mask):
+        return self.method.score({"x": x, "mask": mask})
+
+
+class CLR(_Contrastive):
+    name = "clr"
+    paper = "JetCLR, arXiv:2108.04253 (SimCLR / NT-Xent on jet constituents)"
+
+
+class ACLR(_Contrastive):
+    name = "aclr"
+    Config = ACLRConfig
+    paper = "DarkCLR, arXiv:2312.03067 (anomalous augmentations as negatives; ‖z‖ score)"
+
+    def _views(self, x, mask, batch, generator):
+        cfg = self.config.augment
+        xa, ma = A.physical(x, mask, self.f, cfg, generator)
+        xb, mb = A.physical(x, mask, self.f, cfg, generator)
+        xn, mn = A.anomalous(x, mask, self.f, self.config.anomalous, generator)
+        xn, mn = A.physical(xn, mn, self.f, cfg, generator)
+        return xa, ma, xb, mb, (xn, mn), {}
+
+
+def in_batch_pairs(key_a: np.ndarray, key_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, j) of batch rows with equal (key_a, key_b); members of a group are paired in
+    consecutive twos, a leftover member pairs with itself (i == j). Every row appears once."""
+    n = len(key_a)
+    order = np.lexsort((key_b, key_a))
+    ka, kb = key_a[order], key_b[order]
+    new = np.r_[True, (ka[1:] != ka[:-1]) | (kb[1:] != kb[:-1])]
+    start = np.maximum.accumulate(np.where(new, np.arange(n), 0))
+    rank = np.arange(n) - start
+    has_next = np.r_[~new[1:], False]
+    first = (rank % 2 == 0)
+    pair = first & has_next
+    single = first & ~has_next
+    pos = np.flatnonzero(pair)
+    ia = np.concatenate([order[pos], order[single]])
+    ib = np.concatenate([order[pos + 1], order[single]])
+    return ia, ib
+
+
+class RS3L(_Contrastive):
+    name = "rs3l"
+    Config = RS3LConfig
+    paper = "RS3L (re-simulation-based self-supervised learning): positives from re-simulated showers"
+
+    @classmethod
+    def extra_columns(cls, config, events, ids) -> dict[str, np.ndarray]:
+        if "resim_id" not in events.fields:
+            raise DatasetError("rs3l needs re-simulated data (events with 'resim_id'): generate them with "
+                               "`darkshower generate qcd --resimulate K ...` (K >= 2)")
+        ev_id = np.asarray(events["event_id"], np.int64)
+        rid = np.asarray(events["resim_id"], np.int64)
+        order = np.argsort(ev_id)
+        pos = np.searchsorted(ev_id[order], np.asarray(ids["event_id"], np.int64))
+        return {"resim_id": rid[order[np.clip(pos, 0, len(order) - 1)]]}
+
+    def batch_order(self, store: dict, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+        """Sample order for one epoch (trainer hook): realizations of the same hard process (same
+        ``resim_id`` and ``jet_idx``) are adjacent, groups in random order, so pairs share a batch."""
+        rng = np.random.default_rng([seed, epoch, 7])
+        rid = np.asarray(store["resim_id"], np.int64)
+        jidx = np.asarray(store.get("jet_idx", np.zeros(len(rid))), np.int64)
+        _, group = np.unique(np.stack([rid, jidx], 1), axis=0, return_inverse=True)
+        group = group.reshape(-1)
+        g_rank = rng.permutation(group.max() + 1)[group]
+        return np.lexsort((rng.random(len(rid)), g_rank))
+
+    def _views(self, x, mask, batch, generator):
+        if "resim_id" not in batch:
+            raise DatasetError("rs3l: the batch has no 'resim_id' column (train on a re-simulated dataset)")
+        rid = batch["resim_id"].numpy()
+        jidx = batch["jet_idx"].numpy() if "jet_idx" in batch else np.zeros(len(rid), np.int64)
+        ia, ib = in_batch_pairs(rid, jidx)
+        ia_t, ib_t = torch.from_numpy(ia), torch.from_numpy(ib)
+        xa, ma, xb, mb = x[ia_t], mask[ia_t], x[ib_t], mask[ib_t]
+        same = ia == ib
+        cfg = self.config.augment
+        if self.config.augment_views or same.any():
+            ya, na = A.physical(xa, ma, self.f, cfg, generator)
+            yb, nb = A.physical(xb, mb, self.f, cfg, generator)
+            if self.config.augment_views:
+                xa, ma, xb, mb = ya, na, yb, nb
+            else:  # augment only the self-pairs
+                s = torch.from_numpy(same)
+                xa, ma = torch.where(s[:, None, None], ya, xa), torch.where(s[:, None], na, ma)
+                xb, mb = torch.where(s[:, None, None], yb, xb), torch.where(s[:, None], nb, mb)
+        return xa, ma, xb, mb, None, {"resim_pair_fraction": float((~same).sum() * 2) / max(len(x), 1)}
