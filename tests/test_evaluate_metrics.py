@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.special import ndtr
 
+from darkshower.errors import EvaluationError
 from darkshower.evaluate import metrics as M
 from darkshower.evaluate.sculpting import jensen_shannon, sculpting
 
@@ -89,6 +90,8 @@ def test_degenerate_and_empty():
     e = M.binary_metrics([], np.ones(80))
     assert e["auc"]["value"] is None and "empty_signal" in e["flags"]
     n = M.binary_metrics([1.0, np.nan, 2.0], [0.0, 0.5], n_bootstrap=0, min_bkg=1)
+    with pytest.raises(EvaluationError, match="negative event weights"):
+        M.binary_metrics([1.0], [0.0], [1.0], [-1.0])
     assert n["n_sig"] == 2 and "nonfinite_scores_dropped" in n["flags"] and n["auc"]["value"] == 1.0
 
 

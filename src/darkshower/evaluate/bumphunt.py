@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -366,7 +366,6 @@ class SearchInputs:
     yield_sig: np.ndarray  # at the reference signal strength (mu = 1)
     score_sig: np.ndarray
     xsec_ref_pb: float | None
-    notes: list[str] = field(default_factory=list)
 
 
 def run_search(inp: SearchInputs, *, mu_inject: float = 1.0, cut_effs=CUT_EFFS, sqrt_s: float = SQRT_S,

@@ -25,8 +25,8 @@ import pandas as pd
 from darkshower.errors import EvaluationError
 from darkshower.evaluate import io as eio
 from darkshower.evaluate.metrics import EFF_B_POINTS, EFF_S_POINTS, MIN_BKG, binary_metrics
-from darkshower.evaluate.sculpting import SCULPT_EFFS, sculpting
 from darkshower.evaluate.scores import EVENT_SCORES, join_event_scores, join_jet_scores, read_score_files
+from darkshower.evaluate.sculpting import SCULPT_EFFS, sculpting
 from darkshower.evaluate.tables import DatasetTables, load_dataset, short_names
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,15 @@ def evaluate(
                 results.append(entry)
                 continue
             ws = sd.events["weight"].to_numpy(np.float64)
-            r = sup.train_and_score(fb, sd.features, w_bkg, ws, seed=seed + j)
+            try:
+                r = sup.train_and_score(fb, sd.features, w_bkg, ws, seed=seed + j)
+            except ValueError as exc:  # e.g. too few events for a split with both classes
+                entry.update(binary_metrics([], [0.0], n_bootstrap=0, eff_s_points=eff_s_points,
+                                            eff_b_points=eff_b_points))
+                entry["flags"] = ["supervised_failed"]
+                warnings.append(f"supervised reference on {sd.name} failed: {exc}")
+                results.append(entry)
+                continue
             tb, ts = r["test_bkg"], r["test_sig"]
             entry.update(binary_metrics(r["score_sig"][ts], r["score_bkg"][tb], ws[ts], w_bkg[tb],
                                         n_bootstrap=n_bootstrap, seed=[seed, 999, j], eff_s_points=eff_s_points,

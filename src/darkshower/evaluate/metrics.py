@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from darkshower.errors import EvaluationError
+
 log = logging.getLogger(__name__)
 
 EFF_S_POINTS = (0.1, 0.3, 0.5)
@@ -48,16 +50,15 @@ class Curve:
             return 1.0 / self.eff_b
 
 
-def _as_1d(x, name: str) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float64).ravel()
-    return a
+def _as_1d(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64).ravel()
 
 
 def _prepare(score_sig, score_bkg, weight_sig=None, weight_bkg=None):
-    s = _as_1d(score_sig, "score_sig")
-    b = _as_1d(score_bkg, "score_bkg")
-    ws = np.ones_like(s) if weight_sig is None else _as_1d(weight_sig, "weight_sig")
-    wb = np.ones_like(b) if weight_bkg is None else _as_1d(weight_bkg, "weight_bkg")
+    s = _as_1d(score_sig)
+    b = _as_1d(score_bkg)
+    ws = np.ones_like(s) if weight_sig is None else _as_1d(weight_sig)
+    wb = np.ones_like(b) if weight_bkg is None else _as_1d(weight_bkg)
     if ws.shape != s.shape or wb.shape != b.shape:
         raise ValueError("scores and weights must have the same length")
     scores = np.concatenate([s, b])
@@ -214,10 +215,12 @@ def binary_metrics(
     the bound N_eff,B), ``too_few_bkg@eff_b=...``, ``no_sic_point``). Each metric is
     ``{"value", "err", "ci68", "ci95"}`` (None where undefined).
     """
-    s = _as_1d(score_sig, "score_sig")
-    b = _as_1d(score_bkg, "score_bkg")
-    ws = np.ones_like(s) if weight_sig is None else _as_1d(weight_sig, "weight_sig")
-    wb = np.ones_like(b) if weight_bkg is None else _as_1d(weight_bkg, "weight_bkg")
+    s = _as_1d(score_sig)
+    b = _as_1d(score_bkg)
+    ws = np.ones_like(s) if weight_sig is None else _as_1d(weight_sig)
+    wb = np.ones_like(b) if weight_bkg is None else _as_1d(weight_bkg)
+    if (ws < 0).any() or (wb < 0).any():
+        raise EvaluationError("negative event weights: the ROC metrics need non-negative weights")
     flags: list[str] = []
     fs, fb = np.isfinite(s), np.isfinite(b)
     if not (fs.all() and fb.all()):
@@ -322,8 +325,8 @@ def threshold_at_bkg_eff(score_bkg, eff: float, weight_bkg=None) -> float:
     The smallest distinct score value whose passing fraction is still <= ``eff`` (so the
     realised background efficiency never exceeds the target; ties can make it lower).
     """
-    b = _as_1d(score_bkg, "score_bkg")
-    w = np.ones_like(b) if weight_bkg is None else _as_1d(weight_bkg, "weight_bkg")
+    b = _as_1d(score_bkg)
+    w = np.ones_like(b) if weight_bkg is None else _as_1d(weight_bkg)
     ok = np.isfinite(b)
     b, w = b[ok], w[ok]
     if not len(b):

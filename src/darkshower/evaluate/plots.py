@@ -66,7 +66,7 @@ def roc_plot(curves: dict, ax=None, title: str | None = None):
         ax = _ax(ax)
         arts = []
         ymax = 10.0
-        for i, (label, (es, eb)) in enumerate(curves.items()):
+        for label, (es, eb) in curves.items():
             es, eb = np.asarray(es), np.asarray(eb)
             ok = (eb > 0) & (es > 0)
             ls = "--" if "supervised" in label.lower() else "-"

@@ -14,7 +14,7 @@ This module reads the datasets chunk by chunk and returns flat pandas tables:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import awkward as ak
@@ -47,7 +47,6 @@ class DatasetTables:
     events: pd.DataFrame
     jets: pd.DataFrame
     features: pd.DataFrame | None = None
-    notes: list[str] = field(default_factory=list)
 
     def describe(self) -> dict:
         return {
@@ -107,10 +106,15 @@ def _chunk_tables(chunk: ak.Array, has_dark: bool) -> tuple[pd.DataFrame, pd.Dat
     return ev, pd.DataFrame(jets)
 
 
-def _chunk_features(chunk: ak.Array) -> pd.DataFrame:
+def _chunk_features(chunk: ak.Array, basic: pd.DataFrame) -> pd.DataFrame:
     from darkshower.represent.observables import event_observables, jet_observables
 
-    evo = event_observables(chunk)[["event_id", *EVENT_FEATURES]].copy()
+    try:
+        evo = event_observables(chunk)[["event_id", *EVENT_FEATURES]].copy()
+    except Exception as exc:  # e.g. imported jets without constituents: basic kinematics only
+        log.warning("event observables unavailable (%s: %s); supervised reference uses MET, MT and jet kinematics",
+                    type(exc).__name__, exc)
+        return basic[["event_id", "met_pt", "mt", "n_jets", "lead_jet_mass", "lead_jet_pt"]].copy()
     try:
         jo = jet_observables(chunk, max_jets=2)
     except Exception as exc:  # datasets without constituents: event features only
@@ -144,7 +148,7 @@ def load_dataset(path, role: str, name: str | None = None, features: bool = Fals
             ev_parts.append(e)
             jet_parts.append(j)
             if features:
-                feat_parts.append(_chunk_features(chunk))
+                feat_parts.append(_chunk_features(chunk, e))
     events = pd.concat(ev_parts, ignore_index=True) if ev_parts else _empty_events()
     jets = (pd.concat(jet_parts, ignore_index=True) if jet_parts
             else pd.DataFrame({"event_id": pd.Series(dtype=np.int64), "jet_idx": pd.Series(dtype=np.int64),
