@@ -1,57 +1,78 @@
-"""The default end-to-end job behind ``make demo``."""
+"""The default end-to-end job behind ``make demo``: generate a small QCD + SVJ + ttbar sample,
+train two fast background-only methods, score, evaluate, search and write the HTML report.
+
+It is a :mod:`darkshower.pipeline.benchmark` run on embedded defaults (resumable the same way).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
 
-from darkshower.data.dataset import atomic_write_json, atomic_write_text
-
 log = logging.getLogger(__name__)
 
-#: embedded defaults: a small QCD and SVJ sample in a common jet selection
-DEMO_SAMPLES = {
-    "qcd": {"process": "qcd", "params": {"pthat_min": 300.0}},
-    "svj": {"process": "svj", "params": {"m_med": 2000.0, "m_dark": 20.0, "r_inv": 0.3}},
-}
+
+def demo_config(events: int = 1500, seed: int = 1, methods: tuple[str, ...] = ("ae-hlf", "nae"),
+                epochs: int = 20) -> dict:
+    """The embedded demo benchmark: QCD train/test, SVJ (2 TeV Z', m_dark 20, r_inv 0.3), ttbar."""
+    return {
+        "name": "demo",
+        "seed": seed,
+        "train": {"name": "qcd_train", "process": "qcd", "events": 2 * events, "params": {"pthat_min": 300.0}},
+        "background": {"name": "qcd_test", "process": "qcd", "events": events, "params": {"pthat_min": 300.0}},
+        "signals": [
+            {"name": "svj", "process": "svj", "events": events, "params": {"m_med": 2000.0, "m_dark": 20.0, "r_inv": 0.3}},
+            {"name": "ttbar", "process": "ttbar", "events": events, "params": {"pthat_min": 300.0}},
+        ],
+        "methods": [{"method": m, "epochs": epochs} for m in methods],
+        "supervised_reference": True,
+        "evaluation": {"n_bootstrap": 100},
+        "search": {"signal": "svj"},
+    }
 
 
-def run_demo(out: str | Path, events: int = 1000, seed: int = 1, jobs: int | None = None,
-             progress: bool | None = None) -> dict:
-    from darkshower.evaluate.quicklook import basic_quantities, compare_plots, summary_table
-    from darkshower.simulate.run import generate, versions
+def auc_table(metrics: dict) -> list[str]:
+    """Markdown lines: event-level AUC (± bootstrap) and AUC / supervised per method and signal."""
+    lines = ["| method | signal | AUC | 1/eps_B @ eps_S=0.3 | AUC / supervised |", "|---|---|---|---|---|"]
+    for r in metrics.get("results", []):
+        if r.get("level") != "event":
+            continue
+        a = r["auc"]
+        auc = "—" if a.get("value") is None else f"{a['value']:.3f} ± {a.get('err') or 0:.3f}"
+        rej = (r.get("rejection") or {}).get("0.3", {}) if isinstance(r.get("rejection"), dict) else {}
+        rej_s = "—" if not rej or rej.get("value") is None else f"{rej['value']:.3g}"
+        ratio = (r.get("ratio_to_supervised") or {}).get("value")
+        ratio_s = "—" if ratio is None or r.get("supervised") else f"{ratio:.3f}"
+        lines.append(f"| {r['method']} | {r['signal']} | {auc} | {rej_s} | {ratio_s} |")
+    return lines
+
+
+def run_demo(out: str | Path, events: int = 1500, seed: int = 1, jobs: int | None = None,
+             progress: bool | None = None, methods: tuple[str, ...] = ("ae-hlf", "nae"), epochs: int = 20) -> dict:
+    from darkshower.pipeline import run_benchmark
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    configs, samples = {}, {}
-    for name, base in DEMO_SAMPLES.items():
-        cfg = {**base, "events": events, "seed": seed, "chunk_size": max(events // 4, 50)}
-        configs[name] = cfg
-        print(f"[demo] generating {events} {name} events ...", flush=True)
-        ds = generate(cfg, out / "data" / name, jobs=jobs, progress=progress, command=["darkshower", "demo"])
-        samples[name] = basic_quantities(ds.arrays())
-    plots = compare_plots(samples, out / "summary")
-    table = summary_table(samples)
-    result = {
-        "seconds": round(time.perf_counter() - t0, 1),
-        "samples": table,
-        "plots": [str(p.relative_to(out)) for p in plots],
-        "datasets": {k: str(out / "data" / k) for k in samples},
-    }
-    atomic_write_json(out / "run.json", {"kind": "demo", "configs": configs, "seed": seed, "versions": versions()})
-    atomic_write_json(out / "summary" / "summary.json", result)
-    md = ["# darkshower demo summary", "", "| sample | events | <lead pT> | <lead mass> | <constituents> | <MET> | <MT> |",
-          "|---|---|---|---|---|---|---|"]
-    for k, r in table.items():
-        md.append(f"| {k} | {r['events']} | {r['mean_lead_jet_pt']:.0f} | {r['mean_lead_jet_mass']:.1f} | "
-                  f"{r['mean_lead_jet_n_constituents']:.1f} | {r['mean_met_pt']:.1f} | {r['mean_mt_dijet_met']:.0f} |")
-    md += ["", *[f"![{p.stem}]({p.name})" for p in plots]]
-    atomic_write_text(out / "summary" / "summary.md", "\n".join(md) + "\n")
-    print("\n".join(md[2:2 + 2 + len(table)]))
-    print(f"[demo] done in {result['seconds']} s; summary: {out / 'summary' / 'summary.md'}")
-    return result
+    summary = run_benchmark(demo_config(events, seed, methods, epochs), out, jobs=jobs,
+                            progress=True if progress is None else progress)
+    seconds = round(time.perf_counter() - t0, 1)
+    metrics_path = out / "evaluation" / "metrics.json"
+    if not metrics_path.exists():
+        print(f"[demo] no evaluation was produced; see {out / 'status.json'}")
+        return summary
+    metrics = json.loads(metrics_path.read_text())
+    table = auc_table(metrics)
+    print("\n".join(table))
+    for w in metrics.get("warnings", []):
+        print(f"[demo] warning: {w}")
+    s = out / "evaluation" / "search" / "search.json"
+    if s.exists():
+        print(f"[demo] search results: {s}")
+    print(f"[demo] done in {seconds} s; report: {summary.get('report')}")
+    summary["auc_table"] = table
+    return summary
 
 
-__all__ = ["run_demo", "DEMO_SAMPLES"]
+__all__ = ["run_demo", "demo_config", "auc_table"]

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "search",
     "report",
     "distill",
+    "benchmark",
     "demo",
 ]
 

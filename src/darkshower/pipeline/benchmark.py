@@ -7,8 +7,7 @@ BENCH/
   data/<sample>/        datasets (generate resumes incomplete ones, skips complete ones)
   runs/<method>/        training runs (complete runs are skipped, interrupted ones resumed)
   scores/<method>.parquet (+ .events.parquet)
-  evaluation/           metrics.json + figures (darkshower.evaluate)
-  report.html
+  evaluation/           metrics.json, data/, search/ (darkshower.evaluate), report.html
 """
 
 from __future__ import annotations
@@ -195,14 +194,35 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
 
 
 def _evaluate(cfg: BenchmarkConfig, bench: Path, scores: dict, failed: dict):
-    from darkshower.evaluate import evaluate
+    """evaluate (+ search) into BENCH/evaluation; failed stages become warnings in metrics.json."""
+    from darkshower.evaluate import evaluate, search
+    from darkshower.evaluate import io as eio
 
-    return evaluate(scores=list(scores.values()), background=[sample_path(bench, cfg.background)],
-                    signals=[sample_path(bench, s) for s in cfg.signals], out=bench / "evaluation",
-                    supervised=cfg.supervised_reference, failed=failed, **cfg.evaluation)
+    out = bench / "evaluation"
+    unsup, sup = [], []
+    for label, f in scores.items():
+        info = json.loads((bench / "runs" / label / "run.json").read_text())
+        (sup if info.get("supervised") else unsup).append(f)
+    background = [sample_path(bench, cfg.background)]
+    signals = [sample_path(bench, s) for s in cfg.signals]
+    metrics = evaluate(unsup, background, signals, out, supervised_scores=sup, supervised=cfg.supervised_reference,
+                       **cfg.evaluation)
+    if cfg.search:
+        opts = dict(cfg.search)
+        name = opts.pop("signal", cfg.signals[0].name)
+        match = [s for s in cfg.signals if s.name == name]
+        if not match:
+            raise ConfigError(f"benchmark config: search.signal {name!r} is not one of the signal samples "
+                              f"{[s.name for s in cfg.signals]}")
+        search(unsup, background, [sample_path(bench, match[0])], out, **opts)
+    if failed:
+        metrics.setdefault("warnings", [])
+        metrics["warnings"] += [f"{k} FAILED — not in the tables: {v}" for k, v in failed.items()]
+        eio.atomic_write_json(out / eio.METRICS, metrics)
+    return str(out / eio.METRICS)
 
 
 def _report(bench: Path):
     from darkshower.evaluate import report
 
-    return str(report(bench / "evaluation", out=bench / "report.html"))
+    return str(report(bench / "evaluation"))
