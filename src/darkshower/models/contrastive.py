@@ -91,6 +91,7 @@ class _Contrastive(Method):
         self.inp = CloudInput(spec["names"], config, spec.get("input_mean"), spec.get("input_std"))
         self.f = A.Features(spec["names"])
         self.encoder = TransformerEncoder(self.inp.n_features, config)
+        self.embed_dim = config.output
         self.register_buffer("bank", torch.zeros(config.bank_size, config.output))
         self.register_buffer("bank_n", torch.zeros((), dtype=torch.long))
         self.score_kind = config.score

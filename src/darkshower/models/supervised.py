@@ -58,6 +58,7 @@ class SupervisedTransformer(Method):
         super().__init__(config, spec)
         self.inp = CloudInput(spec["names"], config, spec.get("input_mean"), spec.get("input_std"))
         self.encoder = TransformerEncoder(self.inp.n_features, config)
+        self.embed_dim = config.d_model
         self.register_buffer("pos_weight", torch.ones(()))
 
     def prepare(self, store) -> None:

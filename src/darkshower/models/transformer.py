@@ -49,7 +49,10 @@ class EncoderConfig(StrictModel):
     features: list[str] = Field(default_factory=lambda: ["deta", "dphi", "log_pt", "log_pt_rel", "dr"],
                                 description="per-constituent inputs (stored features or log_pt_rel, log_e_rel)")
     canonicalize: Literal["none", "centre", "centre_rotate"] = Field(
-        "none", description="per-jet preprocessing after augmentation (pT-weighted centroid / principal axis)")
+        "none", description="per-jet preprocessing after augmentation: centre on the pT-weighted centroid; "
+                            "centre_rotate also turns the principal axis onto Δη and flips each axis so its "
+                            "pT-weighted third moment is >= 0 (inputs then invariant to rotations, translations "
+                            "and reflections of the jet)")
     d_model: int = Field(64, ge=4)
     heads: int = Field(4, ge=1)
     layers: int = Field(2, ge=1)
@@ -106,6 +109,7 @@ class CloudInput(nn.Module):
         self.register_buffer("std", torch.ones(nf))
         self.register_buffer("scaled", torch.tensor([f not in CATEGORICAL for f in self.features]))
         # statistics of an already standardized store (representation.standardize: true) to undo
+        self.standardized_input = input_mean is not None
         n = len(self.names)
         self.register_buffer("in_mean", torch.as_tensor(np.zeros(n) if input_mean is None else input_mean,
                                                         dtype=torch.float32))
@@ -119,7 +123,7 @@ class CloudInput(nn.Module):
     def raw(self, x, mask):
         """Undo the representation's standardization, if any (identity otherwise)."""
         x = x.float()
-        if bool((self.in_std != 1).any() or (self.in_mean != 0).any()):
+        if self.standardized_input:
             x = (x * self.in_std + self.in_mean) * mask[..., None]
         return x
 
@@ -140,6 +144,9 @@ class CloudInput(nn.Module):
                 th = 0.5 * torch.atan2(2 * cep, cee - cpp)
                 c, s = torch.cos(th)[:, None], torch.sin(th)[:, None]
                 deta, dphi = deta * c + dphi * s, -deta * s + dphi * c
+                # fix the remaining two-fold ambiguity (and mirror images): third moments >= 0
+                deta = deta * torch.where((w * deta**3).sum(1, keepdim=True) < 0, -1.0, 1.0)
+                dphi = dphi * torch.where((w * dphi**3).sum(1, keepdim=True) < 0, -1.0, 1.0)
         cols = []
         for name in self.features:
             if name == "deta":
@@ -218,14 +225,28 @@ class Block(nn.Module):
         self.ff2 = nn.Linear(ff, d)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, h, bias):
-        B, N, d = h.shape
-        q, k, v = self.qkv(self.ln1(h)).view(B, N, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+    def _attend(self, qkv, bias, B, N):
+        d = qkv.shape[-1] // 3
+        q, k, v = qkv.view(B, N, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
         att = torch.matmul(q, k.transpose(-1, -2)).float() * (q.shape[-1] ** -0.5) + bias
         att = torch.softmax(att, -1).to(v.dtype)
-        a = torch.matmul(self.drop(att), v).transpose(1, 2).reshape(B, N, d)
+        return torch.matmul(self.drop(att), v).transpose(1, 2).reshape(B * N, d)
+
+    def forward(self, h, bias):
+        """Padded tokens ``h [B, N, d]``."""
+        B, N, d = h.shape
+        a = self._attend(self.qkv(self.ln1(h)), bias, B, N).view(B, N, d)
         h = h + self.drop(self.proj(a))
         return h + self.drop(self.ff2(F.gelu(self.ff1(self.ln2(h)))))
+
+    def forward_packed(self, t, bias, idx, B: int, N: int):
+        """Only the real tokens ``t [T, d]`` (``idx``: their flat positions in B×N): the token-wise
+        layers skip the padding; attention runs on the scattered, padded [B, N] layout."""
+        qkv = self.qkv(self.ln1(t))
+        full = qkv.new_zeros(B * N, qkv.shape[1]).index_copy(0, idx, qkv)
+        a = self._attend(full, bias, B, N).index_select(0, idx)
+        t = t + self.drop(self.proj(a))
+        return t + self.drop(self.ff2(F.gelu(self.ff1(self.ln2(t)))))
 
 
 class TransformerEncoder(nn.Module):
@@ -247,6 +268,7 @@ class TransformerEncoder(nn.Module):
         if cfg.pair_bias:
             self.pair_mlp = nn.Sequential(nn.Linear(4, 16), nn.GELU(), nn.Linear(16, cfg.heads))
         self.bf16 = use_bf16(cfg.precision)
+        self.pack = True
 
     def attention_bias(self, mask, w, pairs=None):
         keep = mask.clone()
@@ -261,26 +283,42 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, h, mask, w, pairs=None):
         autocast = self.training and self.bf16
+        B, N, _ = h.shape
+        # skip the padding in the token-wise layers when it is worth it (training: > 5 % padding)
+        packed = self.training and self.pack and float(mask.float().mean()) < 0.95
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             bias = self.attention_bias(mask, w, pairs)
-            h = self.embed(h)
-            for blk in self.blocks:
-                h = blk(h, bias)
-            h = self.norm(h).float()
-            m = mask[..., None].to(h.dtype)
-            if self.cfg.pooling == "pt":
-                pooled = (h * w[..., None]).sum(1)
-            elif self.cfg.pooling == "sum":
-                pooled = (h * m).sum(1)
+            if packed:
+                idx = torch.nonzero(mask.reshape(-1)).squeeze(1)
+                t = self.embed(h.reshape(B * N, -1).index_select(0, idx))
+                for blk in self.blocks:
+                    t = blk.forward_packed(t, bias, idx, B, N)
+                t = self.norm(t).float()
+                jet = torch.div(idx, N, rounding_mode="floor")
+                if self.cfg.pooling == "pt":
+                    t = t * w.reshape(-1).index_select(0, idx)[:, None]
+                pooled = t.new_zeros(B, t.shape[1]).index_add(0, jet, t)
+                if self.cfg.pooling == "mean":
+                    pooled = pooled / mask.sum(1, keepdim=True).clamp(min=1).to(pooled.dtype)
             else:
-                pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
+                h = self.embed(h)
+                for blk in self.blocks:
+                    h = blk(h, bias)
+                h = self.norm(h).float()
+                m = mask[..., None].to(h.dtype)
+                if self.cfg.pooling == "pt":
+                    pooled = (h * w[..., None]).sum(1)
+                elif self.cfg.pooling == "sum":
+                    pooled = (h * m).sum(1)
+                else:
+                    pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
             z = self.head(pooled)
         return pooled, z.float()
 
 
 def trim(x, mask):
     """Cut the padded length to the longest jet of the batch (constituents sorted or not)."""
-    if mask.shape[1] == 0:
+    if torch.jit.is_tracing() or mask.shape[1] == 0:  # exported graphs keep the full length
         return x, mask
     last = torch.nonzero(mask.any(0))
     n = int(last.max()) + 1 if len(last) else 1
@@ -296,7 +334,7 @@ def cloud_spec(store: dict, rep) -> dict:
     if len(names) != nf:
         raise ConfigError(f"point clouds have {nf} features; expected {len(feature_names(False))} or "
                           f"{len(feature_names(True))} (representation kind 'constituents')")
-    spec = {"kind": rep.kind, "names": names, "n_constituents": int(x.shape[1])}
+    spec = {"kind": rep.kind, "names": names, "n_constituents": int(x.shape[1]), "shape": [int(x.shape[1]), nf]}
     if getattr(rep, "standardize", False) and rep.standardizer:
         spec["input_mean"] = list(map(float, rep.standardizer["mean"]))
         spec["input_std"] = list(map(float, rep.standardizer["std"]))
