@@ -86,6 +86,7 @@ class DualEncoderAutoencoder(Method):
     def __init__(self, config: CoDAEConfig, spec: dict):
         super().__init__(config, spec)
         c, h, w = spec["shape"]
+        self.size = (h, w)
         event = spec.get("kind") == "event_image"
         periodic = event if config.periodic_phi is None else config.periodic_phi
         self.hp, self.wp, self.top, self.left = padded_size((h, w), 2 ** len(config.channels), periodic)
@@ -103,11 +104,11 @@ class DualEncoderAutoencoder(Method):
 
     def encode(self, x):
         """(Z, Z_m) of preprocessed images ``x``."""
-        xp = pad_image(x, self.hp, self.wp, self.top, self.left)
+        xp = pad_image(x, self.size, self.hp, self.wp, self.top, self.left)
         return self.encoder(xp), self.mask_encoder(xp)
 
     def reconstruct(self, x):
-        h, w = x.shape[-2], x.shape[-1]
+        h, w = self.size
         z, zm = self.encode(x)
         y = self.decoder(z, zm)
         return y[..., self.top:self.top + h, self.left:self.left + w]

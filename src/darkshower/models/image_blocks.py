@@ -85,8 +85,7 @@ class ImageScale(nn.Module):
     """x -> t(x * scale) with one number fitted on the training images: ``mode="nonzero"``: RMS of
     the non-zero pixels becomes 1 (sparse event images); ``"all"``: RMS over all pixels. ``t``:
     ``"linear"`` (identity), ``"sqrt"`` or ``"log1p"`` (compress the pT range so that the many
-    soft pixels weigh more against the few hard ones; for log1p the scale makes the *median*
-    non-zero pixel 1 instead)."""
+    soft pixels weigh more against the few hard ones)."""
 
     def __init__(self, mode: str = "nonzero", transform: str = "linear"):
         super().__init__()
@@ -100,10 +99,6 @@ class ImageScale(nn.Module):
         vals, n_pix = store_image_stats(store)
         if vals.size == 0:
             self.scale.fill_(1.0)
-            return
-        if self.transform == "log1p":  # the logarithm's knee at the typical (median) deposit
-            med = float(np.median(np.abs(vals)))
-            self.scale.fill_(1.0 / med if med > 0 else 1.0)
             return
         ms = np.sum(vals ** 2) / (vals.size if self.mode == "nonzero" else max(n_pix, 1))
         self.scale.fill_(1.0 / math.sqrt(ms) if ms > 0 else 1.0)
@@ -130,8 +125,10 @@ def padded_size(size: tuple[int, int], factor: int, periodic: bool) -> tuple[int
     return hp, wp, (hp - h) // 2, (wp - w) // 2
 
 
-def pad_image(x: torch.Tensor, hp: int, wp: int, top: int, left: int) -> torch.Tensor:
-    h, w = x.shape[-2], x.shape[-1]
+def pad_image(x: torch.Tensor, size: tuple[int, int], hp: int, wp: int, top: int, left: int) -> torch.Tensor:
+    """Zero-pad images of ``size`` (H, W) to (hp, wp) (sizes from the model, not the tensor, so
+    that a traced/exported model has no shape-dependent branch)."""
+    h, w = size
     if hp == h and wp == w:
         return x
     return F.pad(x, (left, wp - w - left, top, hp - h - top))

@@ -61,6 +61,7 @@ class SUEPAutoencoder(Method):
     def __init__(self, config: SUEPConfig, spec: dict):
         super().__init__(config, spec)
         c, h, w = spec["shape"]
+        self.size = (h, w)
         self.hp, self.wp, self.top, self.left = padded_size((h, w), 2 ** len(config.channels), config.periodic_phi)
         self.pre = ImageScale("nonzero", config.transform)
         self.encoder = ImageEncoder(c, (self.hp, self.wp), config.channels, config.latent, config.activation,
@@ -73,8 +74,8 @@ class SUEPAutoencoder(Method):
 
     def reconstruct(self, x):
         """Reconstruction of preprocessed images ``x`` [B, C, H, W]."""
-        h, w = x.shape[-2], x.shape[-1]
-        y = self.decoder(self.encoder(pad_image(x, self.hp, self.wp, self.top, self.left)))
+        h, w = self.size
+        y = self.decoder(self.encoder(pad_image(x, self.size, self.hp, self.wp, self.top, self.left)))
         return y[..., self.top:self.top + h, self.left:self.left + w]
 
     def per_sample_loss(self, x):
