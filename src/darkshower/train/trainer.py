@@ -221,7 +221,7 @@ def train(method: str, data, out, val=None, config=None, epochs: int | None = No
         model.prepare(train_store)
         info = {
             "format": RUN_FORMAT, "format_version": RUN_FORMAT_VERSION, "method": method, "status": "running",
-            "level": cls.level, "supervised": cls.supervised, "selection": selection,
+            "level": "event" if rep.kind == "event_image" else cls.level, "supervised": cls.supervised, "selection": selection,
             "representation": rep.model_dump(mode="json"), "spec": spec,
             "data": [_dataset_ref(p) for p in data_paths], "val": [_dataset_ref(p) for p in val_paths or []],
             "signal": [_dataset_ref(p) for p in cfg.data.signal],
