@@ -226,3 +226,16 @@ def test_export(method, qcd_ds, tmp_path):
     else:  # pragma: no cover - onnx not installed in CI
         torch.onnx.export(module, inputs, str(tmp_path / "m.onnx"), input_names=["x"], output_names=["score"],
                           dynamic_axes={"x": {0: "n"}})
+
+
+@pytest.mark.parametrize("method", ["nae", "wnae"])
+def test_paper_config_validates(method):
+    from conftest import REPO
+
+    from darkshower.config import validate
+    from darkshower.models import get_method
+    from darkshower.train import resolve_config
+
+    cfg = resolve_config(method, REPO / "configs" / "methods" / f"{method}-paper.yaml")
+    model = validate(get_method(method).Config, cfg.model, "model")
+    assert model.pretrain_epochs < cfg.epochs

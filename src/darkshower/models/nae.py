@@ -75,10 +75,10 @@ class NAEConfig(StrictModel):
     # -- sampler -----------------------------------------------------------------------------------
     z_steps: int = Field(5, ge=0, description="latent Langevin steps (chains persist through the replay buffer)")
     z_step_size: float = Field(0.1, gt=0)
-    z_noise: float = Field(0.02, ge=0)
+    z_noise: float = Field(0.1, ge=0)
     z_grad_clip: float | None = Field(1.0, gt=0, description="per-sample latent gradient norm clip")
     x_steps: int = Field(5, ge=0, description="input-space Langevin steps")
-    x_step_size: float = Field(0.5, gt=0)
+    x_step_size: float = Field(1.0, gt=0)
     x_noise: float = Field(0.02, ge=0)
     x_grad_clip: float | None = Field(1.0, gt=0, description="per-sample input gradient norm clip")
     temperature: float = Field(1.0, gt=0, description="Langevin drift = -step * grad E / temperature")
