@@ -76,7 +76,8 @@ def run(args) -> int:
         from darkshower.errors import ConfigError
         from darkshower.train.run import read_run_config
 
-        saved = read_run_config(Path(args.out)).model.get("teacher_run") if (Path(args.out) / "config.yaml").exists() else None
+        out = Path(args.out)
+        saved = read_run_config(out).model.get("teacher_run") if (out / "config.yaml").exists() else None
         if saved is not None and Path(saved).resolve() != Path(args.teacher).expanduser().resolve():
             raise ConfigError(f"{args.out}: the run distills {saved!r}, not {args.teacher!r}")
         cfg = None

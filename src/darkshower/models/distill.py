@@ -43,7 +43,7 @@ class DistillConfig(StrictModel):
     teacher_run: str = Field(..., description="run directory of the trained teacher (darkshower train ...)")
     teacher_model: Literal["best", "last"] = "best"
     student: Literal["mlp", "deepsets"] = Field("mlp", description="mlp on observables, deepsets on constituents")
-    hidden: list[int] = Field(default_factory=lambda: [32, 32], description="mlp widths; deepsets: the rho MLP")
+    hidden: list[int] = Field(default_factory=lambda: [64, 64], description="mlp widths; deepsets: the rho MLP")
     phi: list[int] = Field(default_factory=lambda: [32, 32], description="deepsets: per-particle MLP widths")
     activation: Literal["relu", "elu", "gelu", "silu", "tanh", "leaky_relu"] = "relu"
     target: Literal["log", "quantile", "standard"] = Field(
@@ -150,10 +150,13 @@ class DeepSets(nn.Module):
         self.rho = mlp([phi[-1] + 1, *rho, 1], activation)
 
     def forward(self, x, mask):
-        m = mask.to(x.dtype).unsqueeze(-1)
-        n = m.sum(1)
-        pooled = (self.phi(x) * m).sum(1) / n.clamp(min=1.0)
-        return self.rho(torch.cat([pooled, torch.log1p(n)], dim=1)).squeeze(-1)
+        # phi on the real constituents only (padding is skipped, not masked): faster for batches
+        b, n, f = x.shape
+        idx = mask.reshape(-1).nonzero().squeeze(1)
+        h = self.phi(x.reshape(b * n, f).index_select(0, idx))
+        pooled = h.new_zeros(b, h.shape[1]).index_add_(0, torch.div(idx, n, rounding_mode="floor"), h)
+        cnt = mask.sum(1, keepdim=True).to(h.dtype)
+        return self.rho(torch.cat([pooled / cnt.clamp(min=1.0), torch.log1p(cnt)], dim=1)).squeeze(-1)
 
 
 class Student(Method):

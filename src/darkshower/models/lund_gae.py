@@ -10,7 +10,10 @@ Energy of a graph G with standardized node features x_i (docs/methods/lund-gae.m
     x̂_i    = DecNode(z, p_i)                   p_i: structural position of node i (depth, number of
                                                branch changes, children, DFS rank, graph size)
     ŝ      = DecSum(z)                         s = (standardized ln(1 + n_nodes), mean_i x_i)
-    E(G)   = mean_i Σ_f w_f (x̂_if - x_if)²  +  w_s |ŝ - s|² / 6     (Σ w_f = 1; ψ weight 0 by default)
+    E(G)   = (1/N) Σ_i Σ_f w_f (x̂_if - x_if)²  +  w_s |ŝ - s|² / 6   (Σ w_f = 1; ψ weight 0 by default)
+
+N is the mean training graph size (``node_reduction: sum``, default: the node term is extensive,
+like the negative log-likelihood of the whole tree) or the graph's own size (``mean``).
 
 The positions carry only the tree's shape, never a feature value, so the node features must
 pass through the latent. A graph without nodes (a one-constituent jet) has only the summary
@@ -52,19 +55,22 @@ class LundGAEConfig(StrictModel):
     activation: Literal["relu", "elu", "gelu", "silu", "tanh", "leaky_relu"] = "silu"
     spherical: bool = Field(True, description="latent on the unit sphere (NAE on-manifold sampling)")
     summary_weight: float = Field(1.0, ge=0, description="weight w_s of the graph-summary term of the energy")
+    node_reduction: Literal["sum", "mean"] = Field(
+        "sum", description="node term: sum over nodes / mean training graph size (extensive, like a graph "
+                           "log-likelihood) or mean over nodes (intensive)")
     feature_weights: list[float] = Field(
         default_factory=lambda: [1.0, 1.0, 1.0, 1.0, 0.0],
         description="weights of (ln kT, ln dR, ln z, ln m, psi) in the node term (psi is ~uniform: noise)")
     clip: float = Field(5.0, gt=0, description="standardized node features are clipped to +-clip")
-    pretrain_epochs: int = Field(2, ge=0, description="epochs of plain reconstruction before the NAE phase")
+    pretrain_epochs: int = Field(5, ge=0, description="epochs of plain reconstruction before the NAE phase")
     temperature: float = Field(1.0, gt=0, description="T of p(x) ~ exp(-E/T) (loss and Langevin)")
-    gamma: float = Field(1.0, ge=0, description="energy regularization gamma (E_data^2 + E_neg^2)")
+    gamma: float = Field(0.1, ge=0, description="energy regularization gamma (E_data^2 + E_neg^2)")
     latent_steps: int = Field(10, ge=0, description="Langevin steps on the latent")
     latent_step_size: float = Field(0.1, ge=0)
     latent_noise: float = Field(0.1, ge=0)
     x_steps: int = Field(10, ge=0, description="Langevin steps on the decoded node features")
-    x_step_size: float = Field(0.05, ge=0, description="per-node step (gradient scaled by the graph size)")
-    x_noise: float = Field(0.02, ge=0)
+    x_step_size: float = Field(0.1, ge=0, description="per-node step (gradient scaled by the graph size)")
+    x_noise: float = Field(0.1, ge=0)
     langevin_grad_clip: float | None = Field(1.0, gt=0, description="clamp each Langevin gradient entry; null: off")
     val_seed: int = Field(0, ge=0, description="seed of the sampler used for the validation EMD")
 
@@ -81,6 +87,7 @@ class LundPreprocess(nn.Module):
         self.register_buffer("std", torch.ones(N_FEATURES))
         self.register_buffer("n_mean", torch.zeros(()))
         self.register_buffer("n_std", torch.ones(()))
+        self.register_buffer("n_ref", torch.ones(()))
         self.register_buffer("pos_mean", torch.zeros(N_POS))
         self.register_buffer("pos_std", torch.ones(N_POS))
         self.lo.fill_(-1e30)
@@ -97,6 +104,7 @@ class LundPreprocess(nn.Module):
         self.hi.copy_(torch.from_numpy(hi).float())
         self.mean.copy_(torch.from_numpy(xc.mean(0)).float())
         self.std.copy_(torch.from_numpy(np.where(std > 1e-8, std, 1.0)).float())
+        self.n_ref.fill_(max(float(np.mean(node_counts)), 1.0))
         ln = np.log1p(np.asarray(node_counts, np.float64))
         self.n_mean.fill_(float(ln.mean()))
         self.n_std.fill_(float(ln.std()) if ln.std() > 1e-8 else 1.0)
@@ -240,10 +248,14 @@ class LundGraphEBAE(Method):
         st = graph_structure(batch["edge_index"].long(), batch["batch"].long(), batch["node_counts"].long())
         st["size"] = self.pre.size(batch["node_counts"])
         st["pos"] = self.pre.positions(st["pos"])
+        # node term normalization per graph: its size (mean) or the mean training size (sum)
+        st["node_norm"] = st["counts"].clamp(min=1.0) if self.config.node_reduction == "mean" else \
+            self.pre.n_ref.expand(st["n_graphs"])
         return st
 
     def summary(self, x, st):
-        mean = x.new_zeros(st["n_graphs"], N_FEATURES).index_add_(0, st["batch"], x) / st["counts"].clamp(min=1.0)[:, None]
+        cnt = st["counts"].clamp(min=1.0)[:, None]
+        mean = x.new_zeros(st["n_graphs"], N_FEATURES).index_add_(0, st["batch"], x) / cnt
         return torch.cat([st["size"][:, None], mean], dim=1)
 
     def decode_nodes(self, z, st):
@@ -253,7 +265,7 @@ class LundGraphEBAE(Method):
         """Per-graph energy [n_graphs] of standardized node features ``x`` on structure ``st``."""
         z = self.encoder(x, st, st["size"])
         node_err = ((self.decode_nodes(z, st) - x) ** 2) @ self.feature_weights
-        e_nodes = x.new_zeros(st["n_graphs"]).index_add_(0, st["batch"], node_err) / st["counts"].clamp(min=1.0)
+        e_nodes = x.new_zeros(st["n_graphs"]).index_add_(0, st["batch"], node_err) / st["node_norm"]
         e_sum = ((self.summary_decoder(z) - self.summary(x, st)) ** 2).mean(dim=1)
         return e_nodes + self.config.summary_weight * e_sum
 
@@ -284,7 +296,7 @@ class LundGraphEBAE(Method):
                 if c.spherical:
                     z = _project(z)
             x = self.decode_nodes(z.detach(), st).clamp(-clip, clip).detach()
-            scale = st["counts"].clamp(min=1.0)[st["batch"]][:, None]  # per-node step, any graph size
+            scale = st["node_norm"][st["batch"]][:, None]  # per-node step independent of the normalization
             for _ in range(c.x_steps):
                 x = x.requires_grad_(True)
                 e = self.energy(x, st)
