@@ -61,6 +61,8 @@ class Method(nn.Module):
     supervised: ClassVar[bool] = False
     #: paper reference shown in docs and reports
     paper: ClassVar[str] = ""
+    #: training-config defaults of this method (e.g. batch size, learning rate), under the user's keys
+    default_train: ClassVar[dict] = {}
 
     def __init__(self, config: StrictModel, spec: dict):
         super().__init__()

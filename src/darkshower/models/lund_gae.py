@@ -208,6 +208,8 @@ class LundGraphEBAE(Method):
     default_representation: ClassVar[dict] = {"kind": "lund", "max_level": -1}
     energy_based = True
     default_selection = "val_emd"
+    #: a few thousand jets need small batches and a higher learning rate (configs/methods/lund-gae-demo.yaml)
+    default_train: ClassVar[dict] = {"batch_size": 64, "optimizer": {"lr": 3.0e-3}}
     paper = ("Normalized autoencoder (arXiv:2105.05735) on Lund-plane graphs (arXiv:1807.04758, "
              "LundNet arXiv:2012.08526); no public unsupervised reference")
 

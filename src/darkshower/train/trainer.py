@@ -50,8 +50,16 @@ def resolve_config(method: str, config=None, overrides: dict | None = None) -> T
             data[k] = v
     from darkshower.models import get_method
 
-    get_method(method)  # unknown method -> ConfigError
-    return validate(TrainConfig, data, "train config")
+    cls = get_method(method)  # unknown method -> ConfigError
+    return validate(TrainConfig, _merge(cls.default_train, data), "train config")
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``, recursively for nested mappings."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def _make_optimizer(params, cfg: TrainConfig):
