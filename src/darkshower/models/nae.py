@@ -481,9 +481,6 @@ class WassersteinNAE(NormalizedAutoencoder):
     Config = WNAEConfig
     paper = "CMS Wasserstein normalized autoencoder (F. Eble et al.); NAE: arXiv:2105.05735"
 
-    def __init__(self, config: WNAEConfig, spec: dict):
-        super().__init__(config, spec)
-
     @property
     def _graph_steps(self) -> int:  # type: ignore[override]
         return self.config.x_steps if self.config.grad_steps is None else min(self.config.grad_steps, self.config.x_steps)
