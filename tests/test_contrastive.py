@@ -301,6 +301,14 @@ def test_cli_train_score_clr_and_sup_bdt(qcd_ds, svj_ds, tmp_path):
     assert main(["score", str(run), str(qcd_ds.path), str(svj_ds.path), "--out", str(out), "--no-progress"]) == 0
     df = pd.read_parquet(out)
     assert np.isfinite(df.score).all() and df.dataset.nunique() == 2
+    from darkshower.train.probe import linear_probe, probe_embeddings
+
+    p = linear_probe(run, qcd_ds, svj_ds)
+    assert 0 <= p["auc"] <= 1 and p["uses_labels"] and p["n_test"] > 10
+    g = np.random.default_rng(0)
+    easy = probe_embeddings(g.normal(0, 1, (200, 4)), g.normal(2, 1, (200, 4)), np.arange(200) % 2 == 0,
+                            np.arange(200) % 2 == 0)
+    assert easy["auc"] > 0.95
 
     bdt = tmp_path / "bdt"
     assert main(["train", "sup-bdt", "--data", str(qcd_ds.path), "--out", str(bdt), "--no-progress",

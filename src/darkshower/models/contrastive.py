@@ -98,6 +98,7 @@ class _Contrastive(Method):
         self._stash: list = []
         self._stash_n = 0
         self._epoch_fresh = False
+        self._val_gen: torch.Generator | None = None
 
     # -- preprocessing / encoding ------------------------------------------------------------------
     def prepare(self, store) -> None:
@@ -163,7 +164,9 @@ class _Contrastive(Method):
             self.refresh_bank()
             self._val_gen = torch.Generator().manual_seed(12345)
             self._epoch_fresh = False
-        gen = getattr(self, "_val_gen", None) or torch.Generator().manual_seed(12345)
+        if self._val_gen is None:  # validation outside training: fixed augmentations as well
+            self._val_gen = torch.Generator().manual_seed(12345)
+        gen = self._val_gen
         n = len(batch["x"])
         c = self.config.val_chunk
         tot, norm = 0.0, 0.0

@@ -49,7 +49,7 @@ class EncoderConfig(StrictModel):
     features: list[str] = Field(default_factory=lambda: ["deta", "dphi", "log_pt", "log_pt_rel", "dr"],
                                 description="per-constituent inputs (stored features or log_pt_rel, log_e_rel)")
     canonicalize: Literal["none", "centre", "centre_rotate"] = Field(
-        "none", description="per-jet preprocessing after augmentation: centre on the pT-weighted centroid; "
+        "centre_rotate", description="per-jet preprocessing after augmentation: centre on the pT-weighted centroid; "
                             "centre_rotate also turns the principal axis onto Δη and flips each axis so its "
                             "pT-weighted third moment is >= 0 (inputs then invariant to rotations, translations "
                             "and reflections of the jet)")
