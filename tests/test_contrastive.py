@@ -209,9 +209,20 @@ def test_training_reduces_loss_and_scores(method, qcd_ds, tmp_path):
         assert m.knn_distance(m.embed({"x": weird, "mask": b["mask"]})).median() > s["knn"].median()
         z = m.embed(b)
         assert z.shape == (len(store["x"]), TINY["output"])
+    _check_export(m)
+
+
+def _check_export(m):
     mod, ex = m.export()
     traced = torch.jit.trace(mod, ex)
     assert torch.allclose(traced(*ex), mod(*ex), atol=1e-5)
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return
+    import io
+
+    torch.onnx.export(mod, ex, io.BytesIO(), input_names=["x", "mask"][: len(ex)])
 
 
 def test_resume_reproduces_uninterrupted_run(qcd_ds, tmp_path):
@@ -286,6 +297,7 @@ def test_sup_transformer_beats_chance_on_easy_toy():
     with torch.no_grad():
         s = model.score({"x": x[ntr:], "mask": m[ntr:]})
     assert roc_auc_score(y[ntr:].numpy(), s.numpy()) > 0.8
+    _check_export(model)
 
 
 def test_cli_train_score_clr_and_sup_bdt(qcd_ds, svj_ds, tmp_path):
