@@ -164,10 +164,12 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
             return train(m.method, sample_path(bench, cfg.train), run, config=None if resume else mcfg,
                          epochs=m.epochs, resume=resume, progress=progress, command=["darkshower", "benchmark"])
 
+        retrained = False
         if "train" in want:
             ok = _stage(status, key, _train, critical=False)
             if ok is None:
                 continue
+            retrained = ok != "skipped"
         if not status.done(key):
             continue
         runs[m.label] = run
@@ -176,7 +178,8 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
         if "score" in want:
             r = _stage(status, f"score:{m.label}",
                        lambda run=run, sfile=sfile, datasets=datasets: score(run, datasets, sfile, progress=progress,
-                                                                             threads=cfg.threads), critical=False)
+                                                                             threads=cfg.threads),
+                       critical=False, force=retrained or not sfile.exists())
             if r is None:
                 continue
         if status.done(f"score:{m.label}"):

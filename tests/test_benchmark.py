@@ -1,0 +1,73 @@
+"""`darkshower benchmark`: the whole pipeline on tiny samples, resuming, failures, bad configs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from darkshower.cli.main import main
+from darkshower.errors import ConfigError
+from darkshower.pipeline import load_benchmark_config, run_benchmark
+
+
+def _config(qcd_ds, svj_ds, methods):
+    return {
+        "name": "tiny", "seed": 3, "threads": 1,
+        "train": {"name": "qcd_train", "path": str(qcd_ds.path)},
+        "background": {"name": "qcd_test", "process": "qcd", "events": 100, "params": {"pthat_min": 300},
+                       "generate": {"chunk_size": 50}},
+        "signals": [{"name": "svj", "path": str(svj_ds.path)}],
+        "methods": methods,
+        "evaluation": {"n_bootstrap": 10},
+        "search": {"signal": "svj", "xsec_pb": 1.0},
+    }
+
+
+def test_benchmark_end_to_end_resume_and_failure(qcd_ds, svj_ds, tmp_path, monkeypatch):
+    from darkshower.models.ae import ImageAutoencoder
+
+    monkeypatch.setattr(ImageAutoencoder, "loss", lambda self, b, ctx: (torch.tensor(float("nan"), requires_grad=True), {}))
+    cfg = _config(qcd_ds, svj_ds, [{"method": "ae-hlf", "epochs": 2, "config": {"batch_size": 32}},
+                                   {"method": "ae-image", "name": "broken", "epochs": 1}])
+    out = tmp_path / "bench"
+    s = run_benchmark(cfg, out, jobs=1, progress=False)
+    status = json.loads((out / "status.json").read_text())
+    assert status["generate:qcd_test"]["status"] == "done"
+    assert status["train:ae-hlf"]["status"] == "done" and status["score:ae-hlf"]["status"] == "done"
+    assert status["train:broken"]["status"] == "failed" and "loss became nan" in status["train:broken"]["message"]
+    assert "train:broken" in s["failed"]
+    metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
+    assert any("broken" in w and "FAILED" in w for w in metrics["warnings"])
+    assert {r["method"] for r in metrics["results"]} >= {"ae-hlf"}
+    html = (out / "evaluation" / "report.html").read_text()
+    assert "FAILED" in html and "ae-hlf" in html
+    assert (out / "evaluation" / "search" / "search.json").exists()
+    # rerun: finished stages are skipped (the run is not retrained)
+    mtime = (out / "runs" / "ae-hlf" / "model_last.pt").stat().st_mtime_ns
+    run_benchmark(cfg, out, jobs=1, progress=False, stages=("generate", "train", "score"))
+    assert (out / "runs" / "ae-hlf" / "model_last.pt").stat().st_mtime_ns == mtime
+
+
+def test_bad_benchmark_configs(qcd_ds, svj_ds, tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown method\(s\) \['no-such'\]"):
+        load_benchmark_config(_config(qcd_ds, svj_ds, [{"method": "no-such"}]))
+    with pytest.raises(ConfigError, match="unique"):
+        load_benchmark_config(_config(qcd_ds, svj_ds, [{"method": "ae-hlf"}, {"method": "ae-hlf"}]))
+    bad = _config(qcd_ds, svj_ds, [{"method": "ae-hlf"}])
+    bad["signals"] = [{"name": "x"}]
+    with pytest.raises(ConfigError, match="needs 'process'"):
+        load_benchmark_config(bad)
+    f = tmp_path / "b.yaml"
+    f.write_text("name: x\nmethods: [{method: ae-hlf}]\n")
+    assert main(["benchmark", str(f), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_shipped_grids_are_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "benchmark"
+    for f in sorted(root.glob("*.yaml")):
+        cfg = load_benchmark_config(f)
+        assert len(cfg.signals) >= 9 and cfg.methods
