@@ -1,11 +1,23 @@
 """Training framework shared by every method: ``train``, ``score``, ``load_run``.
 
-See docs/training.md for the run directory and the config keys.
+See docs/training.md for the run directory and the config keys. Imports are lazy so that
+``darkshower score --jobs N`` can fork its workers before torch is loaded.
 """
 
-from darkshower.train.config import TrainConfig
-from darkshower.train.run import RunError, TrainingError, load_run
-from darkshower.train.score import score
-from darkshower.train.trainer import resolve_config, train
+from __future__ import annotations
 
 __all__ = ["TrainConfig", "RunError", "TrainingError", "load_run", "score", "train", "resolve_config"]
+
+# the function ``score`` shadows its (torch-free) module of the same name, so bind it eagerly
+from darkshower.train.score import score  # noqa: E402
+
+_WHERE = {"TrainConfig": "config", "RunError": "run", "TrainingError": "run", "load_run": "run",
+          "train": "trainer", "resolve_config": "trainer"}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f"darkshower.train.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'darkshower.train' has no attribute {name!r}")

@@ -113,7 +113,12 @@ def score(run, datasets, out, which: str = "best", batch_size: int = 4096, progr
     from darkshower.execute import make_executor
     from darkshower.train.run import load_run
 
-    _, _, _, info = load_run(run, which)  # validates the run before any work
+    if jobs == 1:
+        _, _, _, info = load_run(run, which)  # validates the run before any work
+    else:  # keep torch out of the parent so that workers can be forked (fast start)
+        from darkshower.train.run import read_run_json
+
+        info = read_run_json(Path(run))
     if isinstance(datasets, (str, os.PathLike)) or hasattr(datasets, "read_chunk"):
         datasets = [datasets]
     tasks = []
