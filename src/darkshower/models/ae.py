@@ -58,21 +58,22 @@ class HLFPreprocess(torch.nn.Module):
         return ((x - self.mean) / self.std).clamp(-self.clip, self.clip)
 
 
+def observables_spec(store, rep) -> dict:
+    """Input spec of observable-table methods: column names and count."""
+    return {"kind": rep.kind, "names": list(rep.columns or []), "n_features": int(store["x"].shape[1])}
+
+
 class HLFAutoencoder(Method):
     name = "ae-hlf"
     Config = HLFConfig
     default_representation: ClassVar[dict] = {"kind": "observables", "columns": HLF_COLUMNS, "include_event": False}
     paper = "arXiv:2112.02864 (autoencoders on jet observables for semivisible jets)"
 
-    @classmethod
-    def check_representation(cls, rep) -> None:
-        if rep.kind != "observables":
-            raise ConfigError(f"{cls.name} needs representation.kind 'observables', got {rep.kind!r}")
+    kinds = ("observables",)
 
     @classmethod
     def input_spec(cls, store, rep) -> dict:
-        names = rep.columns or []
-        return {"kind": rep.kind, "names": list(names), "n_features": int(store["x"].shape[1])}
+        return observables_spec(store, rep)
 
     def __init__(self, config: HLFConfig, spec: dict):
         super().__init__(config, spec)
@@ -142,10 +143,7 @@ class ImageAutoencoder(Method):
     default_representation: ClassVar[dict] = {"kind": "image", "n_pixels": 32, "half_width": 0.8}
     paper = "arXiv:2112.02864 / arXiv:1808.08992 (convolutional autoencoders on jet images)"
 
-    @classmethod
-    def check_representation(cls, rep) -> None:
-        if rep.kind != "image":
-            raise ConfigError(f"{cls.name} needs representation.kind 'image', got {rep.kind!r}")
+    kinds = ("image",)
 
     @classmethod
     def input_spec(cls, store, rep) -> dict:

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from darkshower.config import StrictModel
+from darkshower.errors import ConfigError
 
 
 class NoConfig(StrictModel):
@@ -52,6 +53,8 @@ class Method(nn.Module):
     Config: ClassVar[type[StrictModel]] = NoConfig
     #: representation used when the run config gives none (merged under the user's keys)
     default_representation: ClassVar[dict] = {}
+    #: representation kinds this method accepts (empty: any; see check_representation)
+    kinds: ClassVar[tuple[str, ...]] = ()
     #: "jet" (one score per jet) or "event" (one per event)
     level: ClassVar[str] = "jet"
     #: offers label-free checkpoint selection by validation EMD
@@ -80,7 +83,10 @@ class Method(nn.Module):
 
     @classmethod
     def check_representation(cls, rep: Any) -> None:
-        """Raise ConfigError when ``rep`` cannot feed this method."""
+        """Raise ConfigError when ``rep`` cannot feed this method (default: kind not in ``kinds``)."""
+        if cls.kinds and rep.kind not in cls.kinds:
+            want = " or ".join(repr(k) for k in cls.kinds)
+            raise ConfigError(f"{cls.name} needs representation.kind {want}, got {rep.kind!r}")
 
     @classmethod
     def representation_request(cls, config: StrictModel, user: dict) -> dict:

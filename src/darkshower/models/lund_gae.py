@@ -213,10 +213,7 @@ class LundGraphEBAE(Method):
     paper = ("Normalized autoencoder (arXiv:2105.05735) on Lund-plane graphs (arXiv:1807.04758, "
              "LundNet arXiv:2012.08526); no public unsupervised reference")
 
-    @classmethod
-    def check_representation(cls, rep) -> None:
-        if rep.kind != "lund":
-            raise ConfigError(f"{cls.name} needs representation.kind 'lund', got {rep.kind!r}")
+    kinds = ("lund",)
 
     @classmethod
     def input_spec(cls, store, rep) -> dict:

@@ -16,7 +16,6 @@ import torch
 from pydantic import Field
 
 from darkshower.config import StrictModel
-from darkshower.errors import ConfigError
 from darkshower.models.base import Method, _ScoreX
 from darkshower.models.image_blocks import (ImageDecoder, ImageEncoder, ImageScale, pad_image, padded_size,
                                             reconstruction_loss)
@@ -48,10 +47,7 @@ class SUEPAutoencoder(Method):
     default_representation: ClassVar[dict] = {"kind": "event_image", "n_eta": 32, "n_phi": 32}
     paper = "arXiv:2306.13595 (autoencoders for real-time SUEP detection, inverse Dice loss)"
 
-    @classmethod
-    def check_representation(cls, rep) -> None:
-        if rep.kind != "event_image":
-            raise ConfigError(f"{cls.name} needs representation.kind 'event_image', got {rep.kind!r}")
+    kinds = ("event_image",)
 
     @classmethod
     def input_spec(cls, store, rep) -> dict:

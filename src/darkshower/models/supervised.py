@@ -25,7 +25,7 @@ from torch import nn
 
 from darkshower.config import StrictModel
 from darkshower.errors import ConfigError
-from darkshower.models.ae import HLF_COLUMNS
+from darkshower.models.ae import HLF_COLUMNS, observables_spec
 from darkshower.models.base import Method, _ScoreX
 from darkshower.models.contrastive import CLOUD_REPRESENTATION, _ScoreCloud
 from darkshower.models.transformer import (CloudInput, EncoderConfig, TransformerEncoder, check_clouds, cloud_spec,
@@ -129,14 +129,11 @@ class SupervisedBDT(Method):
     default_representation: ClassVar[dict] = {"kind": "observables", "columns": HLF_COLUMNS, "include_event": False}
     paper = "gradient-boosted decision trees on jet observables (supervised reference)"
 
-    @classmethod
-    def check_representation(cls, rep) -> None:
-        if rep.kind != "observables":
-            raise ConfigError(f"{cls.name} needs representation.kind 'observables', got {rep.kind!r}")
+    kinds = ("observables",)
 
     @classmethod
     def input_spec(cls, store, rep) -> dict:
-        return {"kind": rep.kind, "names": list(rep.columns or []), "n_features": int(store["x"].shape[1])}
+        return observables_spec(store, rep)
 
     def __init__(self, config: BDTConfig, spec: dict):
         super().__init__(config, spec)

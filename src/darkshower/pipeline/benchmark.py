@@ -16,7 +16,6 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import Field
