@@ -15,7 +15,8 @@ def register(subparsers) -> None:
     p.add_argument("datasets", nargs="+", help="dataset directories")
     p.add_argument("--out", required=True, help="output Parquet file")
     p.add_argument("--model", choices=["best", "last"], default="best", help="which model of the run (default best)")
-    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument("--batch-size", type=int, default=None, help="samples per batch (default: the method's, e.g. 4096 "
+                   "for dense models, 128 for conv nets)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (per worker with --jobs)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes scoring chunks in parallel (0: all cores)")
     p.add_argument("--no-progress", action="store_true")

@@ -141,6 +141,7 @@ class ImageAutoencoder(Method):
     name = "ae-image"
     Config = ImageConfig
     default_representation: ClassVar[dict] = {"kind": "image", "n_pixels": 32, "half_width": 0.8}
+    score_batch_size = 128
     paper = "arXiv:2112.02864 / arXiv:1808.08992 (convolutional autoencoders on jet images)"
 
     kinds = ("image",)

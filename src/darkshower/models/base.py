@@ -64,6 +64,8 @@ class Method(nn.Module):
     supervised: ClassVar[bool] = False
     #: paper reference shown in docs and reports
     paper: ClassVar[str] = ""
+    #: samples per scoring batch (conv nets run faster on CPU with small batches: cache)
+    score_batch_size: ClassVar[int] = 4096
     #: training-config defaults of this method (e.g. batch size, learning rate), under the user's keys
     default_train: ClassVar[dict] = {}
 

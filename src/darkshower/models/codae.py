@@ -68,6 +68,7 @@ class MaskEncoder(nn.Module):
 
 class DualEncoderAutoencoder(Method):
     name = "codae"
+    score_batch_size = 128
     Config = CoDAEConfig
     default_representation: ClassVar[dict] = {"kind": "image", "n_pixels": 32, "half_width": 0.8}
     paper = "arXiv:2306.12955 (triggering dark showers with conditional dual auto-encoders)"

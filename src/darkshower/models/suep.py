@@ -42,6 +42,7 @@ class SUEPConfig(StrictModel):
 
 class SUEPAutoencoder(Method):
     name = "suep-ae"
+    score_batch_size = 128
     Config = SUEPConfig
     level = "event"
     default_representation: ClassVar[dict] = {"kind": "event_image", "n_eta": 32, "n_phi": 32}

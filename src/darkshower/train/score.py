@@ -59,7 +59,7 @@ def event_table(jets: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([lead, max2], axis=1).reset_index()
 
 
-def score_arrays(method, rep, events, batch_size: int = 4096) -> pd.DataFrame:
+def score_arrays(method, rep, events, batch_size: int | None = None) -> pd.DataFrame:
     """Scores of one batch of events (awkward) with a loaded method: event_id, jet_idx, score."""
     import torch
 
@@ -69,6 +69,7 @@ def score_arrays(method, rep, events, batch_size: int = 4096) -> pd.DataFrame:
 
     store = _store_from_rep(build(rep, events), 0.0)
     n = _len(store)
+    batch_size = batch_size or method.score_batch_size
     out = np.empty(n, np.float64)
     with torch.no_grad():
         a = 0
@@ -106,7 +107,7 @@ def _score_chunk(task) -> tuple[int, pd.DataFrame]:
     return order, df
 
 
-def score(run, datasets, out, which: str = "best", batch_size: int = 4096, progress: bool = True,
+def score(run, datasets, out, which: str = "best", batch_size: int | None = None, progress: bool = True,
           threads: int | None = None, jobs: int | None = 1) -> tuple[Path, Path]:
     """Score every dataset with the run's model; returns (jet table path, event table path).
     ``jobs`` > 1 scores chunks in worker processes (each with ``threads`` torch threads, default 1)."""
