@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "search",
     "report",
     "distill",
+    "export",
     "benchmark",
     "demo",
 ]

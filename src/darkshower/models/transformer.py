@@ -154,7 +154,7 @@ class CloudInput(nn.Module):
             elif name == "dphi":
                 cols.append(dphi)
             elif name == "dr":
-                cols.append(torch.hypot(deta, dphi))
+                cols.append(torch.sqrt(deta * deta + dphi * dphi))  # not hypot: no ONNX op
             elif name == "log_pt_rel":
                 cols.append(torch.log(x[..., i["pt_rel"]].clamp(min=1e-8)) if "pt_rel" in i else torch.log(w.clamp(min=1e-8)))
             elif name == "log_e_rel":
@@ -318,7 +318,8 @@ class TransformerEncoder(nn.Module):
 
 def trim(x, mask):
     """Cut the padded length to the longest jet of the batch (constituents sorted or not)."""
-    if torch.jit.is_tracing() or mask.shape[1] == 0:  # exported graphs keep the full length
+    exporting = torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+    if exporting or mask.shape[1] == 0:  # exported graphs keep the full length
         return x, mask
     last = torch.nonzero(mask.any(0))
     n = int(last.max()) + 1 if len(last) else 1
