@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from darkshower.errors import ConfigError, DarkshowerError
@@ -34,21 +33,10 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _atomic_parquet(df, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def run(args) -> int:
     import pandas as pd
 
-    from darkshower.data.dataset import open_dataset
+    from darkshower.data.dataset import atomic_write_parquet, open_dataset
     from darkshower.represent.observables import event_observables, jet_observables
 
     if args.max_jets < 0:
@@ -76,11 +64,11 @@ def run(args) -> int:
     if bar is not None:
         bar.close()
     table = pd.concat(jet_parts, ignore_index=True) if jet_parts else pd.DataFrame()
-    _atomic_parquet(table, out)
+    atomic_write_parquet(table, out)
     msg = f"wrote {len(table)} jets of {ds.n_events} events to {out}"
     if args.events_out:
         evs = pd.concat(ev_parts, ignore_index=True) if ev_parts else pd.DataFrame()
-        _atomic_parquet(evs, Path(args.events_out))
+        atomic_write_parquet(evs, Path(args.events_out))
         msg += f" and {len(evs)} events to {args.events_out}"
     print(msg)
     return 0

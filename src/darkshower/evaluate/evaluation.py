@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from darkshower.data.dataset import atomic_write_parquet
 from darkshower.errors import EvaluationError
 from darkshower.evaluate import io as eio
 from darkshower.evaluate.metrics import EFF_B_POINTS, EFF_S_POINTS, MIN_BKG, binary_metrics
@@ -305,9 +306,9 @@ def evaluate(
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        eio.atomic_write_parquet(events, out / eio.DATA_DIR / eio.EVENTS)
+        atomic_write_parquet(events, out / eio.DATA_DIR / eio.EVENTS)
         if sup_rows:
-            eio.atomic_write_parquet(pd.concat(sup_rows, ignore_index=True), out / eio.DATA_DIR / eio.SUPERVISED)
+            atomic_write_parquet(pd.concat(sup_rows, ignore_index=True), out / eio.DATA_DIR / eio.SUPERVISED)
         elif (out / eio.DATA_DIR / eio.SUPERVISED).exists():
             (out / eio.DATA_DIR / eio.SUPERVISED).unlink()
         eio.atomic_write_json(out / eio.METRICS, metrics)

@@ -54,18 +54,6 @@ def load_json(path: str | os.PathLike) -> dict:
         raise EvaluationError(f"{p}: not valid JSON ({exc}); rerun `darkshower evaluate`") from None
 
 
-def atomic_write_parquet(df, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def slug(text: str) -> str:
     """A file-name-safe version of a method or dataset name."""
     s = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_")

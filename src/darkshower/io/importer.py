@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -127,27 +126,9 @@ def _open_reader(cls: type[Reader], path: Path, opts: dict[str, Any]) -> Reader:
 
 
 def _versions() -> dict[str, str]:
-    import awkward
-    import h5py
-    import uproot
+    from darkshower.versions import package_versions
 
-    import darkshower
-
-    out = {
-        "darkshower": darkshower.__version__,
-        "awkward": awkward.__version__,
-        "uproot": uproot.__version__,
-        "h5py": h5py.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-    try:
-        import fastjet
-
-        out["fastjet"] = getattr(fastjet, "__version__", "?")
-    except ImportError:  # pragma: no cover
-        pass
-    return out
+    return package_versions("awkward", "uproot", "h5py", "numpy", "fastjet")
 
 
 def import_dataset(

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from darkshower import __version__
 from darkshower.data.dataset import Dataset, DatasetWriter, open_dataset, write_chunk
 from darkshower.errors import DarkshowerError
 from darkshower.execute import make_executor
@@ -203,15 +202,9 @@ def run_chunk(task: ChunkTask) -> dict:
 
 
 def versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    from darkshower.versions import package_versions
 
-    out = {"darkshower": __version__, "python": platform.python_version()}
-    for pkg in ("pythia8mc", "fastjet", "awkward", "numpy", "pyarrow"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
+    return package_versions("pythia8mc", "fastjet", "awkward", "numpy", "pyarrow")
 
 
 def _precheck(cfg: GenerateConfig) -> dict:

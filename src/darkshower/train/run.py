@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import platform
 from pathlib import Path
 
 import yaml
@@ -37,15 +36,9 @@ class TrainingError(DarkshowerError):
 
 
 def versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    from darkshower.versions import package_versions
 
-    out = {"darkshower": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "numpy", "awkward", "pot", "scikit-learn"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
+    return package_versions("torch", "numpy", "awkward", "pot", "scikit-learn")
 
 
 def atomic_torch_save(obj, path: Path) -> None:

@@ -9,7 +9,6 @@ Both carry the parquet metadata key ``darkshower`` (JSON: method, run, model, re
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from darkshower.data.dataset import open_dataset
+from darkshower.data.dataset import atomic_write_parquet, open_dataset
 from darkshower.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -28,22 +27,6 @@ def events_path(out: str | os.PathLike) -> Path:
     out = Path(out)
     name = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
     return out.with_name(name + ".events.parquet")
-
-
-def _write_parquet(df: pd.DataFrame, path: Path, meta: dict) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"darkshower": json.dumps(meta).encode()})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def event_table(jets: pd.DataFrame) -> pd.DataFrame:
@@ -114,8 +97,13 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
     from darkshower.execute import make_executor
     from darkshower.train.run import load_run
 
-    if jobs == 1:
-        _, _, _, info = load_run(run, which)  # validates the run before any work
+    if jobs == 1:  # load once here; the in-process tasks reuse it (a fresh load also drops a stale cache)
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        method, rep, _, info = load_run(run, which)
+        _WORKER.update(key=(str(Path(run)), which), method=method, rep=rep)
     else:  # keep torch out of the parent so that workers can be forked (fast start)
         from darkshower.train.run import read_run_json
 
@@ -152,8 +140,8 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
             "representation": info["representation"]["kind"], "level": info.get("level", "jet"),
             "supervised": info.get("supervised", False), "jets_per_s": n_jets / max(time.perf_counter() - t0, 1e-9)}
     out = Path(out)
-    _write_parquet(jets, out, meta)
+    atomic_write_parquet(jets, out, meta)
     evp = events_path(out)
-    _write_parquet(ev, evp, meta)
+    atomic_write_parquet(ev, evp, meta)
     log.info("scored %d samples in %.1f s (%.0f/s)", n_jets, time.perf_counter() - t0, meta["jets_per_s"])
     return out, evp
