@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from darkshower.config import parse_assignment, set_nested
+from darkshower.cli.train import add_training_options, config_from_args
 
 
 def register(subparsers) -> None:
@@ -27,19 +27,10 @@ def register(subparsers) -> None:
                      "See docs/methods/distill.md."),
     )
     p.add_argument("teacher", metavar="TEACHER_RUN", help="run directory of the teacher")
-    p.add_argument("--data", required=True, nargs="+", help="background dataset director(y/ies) to distill on")
-    p.add_argument("--val", nargs="+", default=None, help="validation dataset(s) (default: a split of separate events)")
-    p.add_argument("--out", required=True, help="run directory of the student")
     p.add_argument("--student", choices=["mlp", "deepsets"], default=None,
                    help="student architecture (default: the config's model.student, else mlp)")
-    p.add_argument("--config", default=None, help="YAML training config (method distill; see docs/methods/distill.md)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set model.hidden=[64,64] --set model.target=quantile")
-    p.add_argument("--epochs", type=int, default=None, help="number of epochs (overrides the config)")
-    p.add_argument("--seed", type=int, default=None, help="run seed (overrides the config)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted distillation")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_training_options(p, data_help="background dataset director(y/ies) to distill on",
+                         set_example="--set model.hidden=[64,64] --set model.target=quantile")
     p.set_defaults(func=run)
 
 
@@ -69,7 +60,6 @@ def build_config(teacher, student: str | None = None, config: dict | None = None
 
 
 def run(args) -> int:
-    from darkshower.config import load_yaml
     from darkshower.train import train
 
     if args.resume:
@@ -82,13 +72,7 @@ def run(args) -> int:
             raise ConfigError(f"{args.out}: the run distills {saved!r}, not {args.teacher!r}")
         cfg = None
     else:
-        cfg = load_yaml(args.config) if args.config else {}
-        for item in args.set:
-            k, v = parse_assignment(item)
-            set_nested(cfg, k, v)
-        if args.threads:
-            cfg["threads"] = args.threads
-        cfg = build_config(args.teacher, args.student, cfg)
+        cfg = build_config(args.teacher, args.student, config_from_args(args))
     out = train("distill", args.data, args.out, val=args.val, config=cfg, epochs=args.epochs, seed=args.seed,
                 resume=args.resume, progress=not args.no_progress, command=["darkshower", *sys.argv[1:]])
     import json

@@ -19,23 +19,28 @@ def register(subparsers) -> None:
                      f"Methods: {', '.join(METHODS)}. See docs/training.md."),
     )
     p.add_argument("method", help="method name, e.g. ae-hlf, nae, wnae, clr")
-    p.add_argument("--data", required=True, nargs="+", help="background dataset director(y/ies)")
+    add_training_options(p, data_help="background dataset director(y/ies)",
+                         set_example="--set model.latent=8 --set optimizer.lr=3e-4")
+    p.set_defaults(func=run)
+
+
+def add_training_options(p, data_help: str, set_example: str) -> None:
+    """The options shared by `darkshower train` and `darkshower distill`."""
+    p.add_argument("--data", required=True, nargs="+", help=data_help)
     p.add_argument("--val", nargs="+", default=None, help="validation dataset(s) (default: a split of separate events)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--config", default=None, help="YAML training config (see docs/training.md)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set model.latent=8 --set optimizer.lr=3e-4")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=f"override a config key, e.g. {set_example}")
     p.add_argument("--epochs", type=int, default=None, help="number of epochs (overrides the config)")
     p.add_argument("--seed", type=int, default=None, help="run seed (overrides the config)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def config_from_args(args) -> dict:
+    """--config YAML, then every --set, then --threads, as one config dict."""
     from darkshower.config import load_yaml
-    from darkshower.train import train
 
     cfg = load_yaml(args.config) if args.config else {}
     for item in args.set:
@@ -43,6 +48,13 @@ def run(args) -> int:
         set_nested(cfg, k, v)
     if args.threads:
         cfg["threads"] = args.threads
+    return cfg
+
+
+def run(args) -> int:
+    from darkshower.train import train
+
+    cfg = config_from_args(args)
     out = train(args.method, args.data, args.out, val=args.val, config=cfg, epochs=args.epochs, seed=args.seed,
                 resume=args.resume, progress=not args.no_progress, command=["darkshower", *sys.argv[1:]])
     import json
@@ -50,7 +62,8 @@ def run(args) -> int:
     info = json.loads((out / "run.json").read_text())
     hist = json.loads((out / "metrics.json").read_text())
     last = hist[-1] if hist else {}
-    print(f"trained {args.method}: {info.get('epochs_done', len(hist))} epochs, best epoch {info.get('best_epoch')}, "
-          f"{info.get('selection')} {last.get('selection_value', float('nan')):.5g}, "
+    best = next((r for r in hist if r["epoch"] == info.get("best_epoch")), last)
+    print(f"trained {args.method}: {info.get('epochs_done', len(hist))} epochs, best epoch {info.get('best_epoch')} "
+          f"({info.get('selection')} {best.get('selection_value', float('nan')):.5g}), "
           f"{last.get('jets_per_s', 0):.0f} jets/s -> {out}")
     return 0
