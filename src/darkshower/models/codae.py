@@ -19,9 +19,8 @@ from pydantic import Field
 from torch import nn
 
 from darkshower.config import StrictModel
-from darkshower.errors import ConfigError
 from darkshower.models.base import Method, _ScoreX
-from darkshower.models.image_blocks import (ImageDecoder, ImageEncoder, ImageScale, PadConv2d, pad_image,
+from darkshower.models.image_blocks import (image_spec, ImageDecoder, ImageEncoder, ImageScale, PadConv2d, pad_image,
                                             padded_size, reconstruction_loss)
 from darkshower.models.layers import ACTIVATIONS
 
@@ -73,16 +72,11 @@ class DualEncoderAutoencoder(Method):
     default_representation: ClassVar[dict] = {"kind": "image", "n_pixels": 32, "half_width": 0.8}
     paper = "arXiv:2306.12955 (triggering dark showers with conditional dual auto-encoders)"
 
-    @classmethod
-    def check_representation(cls, rep) -> None:
-        if rep.kind not in ("image", "event_image"):
-            raise ConfigError(f"{cls.name} needs representation.kind 'image' (jet images) or 'event_image', "
-                              f"got {rep.kind!r}")
+    kinds = ("image", "event_image")
 
     @classmethod
     def input_spec(cls, store, rep) -> dict:
-        shape = list(store["sparse"].shape) if "sparse" in store else list(store["x"].shape[1:])
-        return {"kind": rep.kind, "shape": shape}
+        return image_spec(store, rep)
 
     def __init__(self, config: CoDAEConfig, spec: dict):
         super().__init__(config, spec)

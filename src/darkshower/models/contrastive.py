@@ -34,7 +34,7 @@ from torch import nn
 
 from darkshower.errors import ConfigError, DatasetError
 from darkshower.models.base import Method
-from darkshower.models.transformer import CloudInput, EncoderConfig, TransformerEncoder, check_clouds, cloud_spec, trim
+from darkshower.models.transformer import CloudInput, EncoderConfig, TransformerEncoder, cloud_spec, trim
 from darkshower.train import augment as A
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,7 @@ class _Contrastive(Method):
     Config = ContrastiveConfig
     default_representation: ClassVar[dict] = CLOUD_REPRESENTATION
 
-    @classmethod
-    def check_representation(cls, rep) -> None:
-        check_clouds(cls, rep)
+    kinds = ("constituents",)
 
     @classmethod
     def input_spec(cls, store, rep) -> dict:

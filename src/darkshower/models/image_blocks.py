@@ -263,3 +263,9 @@ class ImageDecoder(nn.Module):
                 h = self.conds[i](h, cond)
             h = stage(h)
         return self.out(h)
+
+
+def image_spec(store: dict, rep) -> dict:
+    """Input spec of image methods: [channels, height, width] of jet images or (sparse) event images."""
+    shape = list(store["sparse"].shape) if "sparse" in store else list(store["x"].shape[1:])
+    return {"kind": rep.kind, "shape": shape}

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from darkshower.config import StrictModel
 from darkshower.models.base import Method, _ScoreX
-from darkshower.models.image_blocks import (ImageDecoder, ImageEncoder, ImageScale, pad_image, padded_size,
+from darkshower.models.image_blocks import (image_spec, ImageDecoder, ImageEncoder, ImageScale, pad_image, padded_size,
                                             reconstruction_loss)
 
 Activation = Literal["relu", "elu", "gelu", "silu", "tanh", "leaky_relu"]
@@ -52,8 +52,7 @@ class SUEPAutoencoder(Method):
 
     @classmethod
     def input_spec(cls, store, rep) -> dict:
-        shape = list(store["sparse"].shape) if "sparse" in store else list(store["x"].shape[1:])
-        return {"kind": rep.kind, "shape": shape}
+        return image_spec(store, rep)
 
     def __init__(self, config: SUEPConfig, spec: dict):
         super().__init__(config, spec)

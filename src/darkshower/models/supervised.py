@@ -28,7 +28,7 @@ from darkshower.errors import ConfigError
 from darkshower.models.ae import HLF_COLUMNS, observables_spec
 from darkshower.models.base import Method, _ScoreX
 from darkshower.models.contrastive import CLOUD_REPRESENTATION, _ScoreCloud
-from darkshower.models.transformer import (CloudInput, EncoderConfig, TransformerEncoder, check_clouds, cloud_spec,
+from darkshower.models.transformer import (CloudInput, EncoderConfig, TransformerEncoder, cloud_spec,
                                            pair_features, trim)
 
 
@@ -46,9 +46,7 @@ class SupervisedTransformer(Method):
     default_representation: ClassVar[dict] = CLOUD_REPRESENTATION
     paper = "Particle Transformer, arXiv:2202.03772 (supervised reference)"
 
-    @classmethod
-    def check_representation(cls, rep) -> None:
-        check_clouds(cls, rep)
+    kinds = ("constituents",)
 
     @classmethod
     def input_spec(cls, store, rep) -> dict:

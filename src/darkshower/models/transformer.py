@@ -340,8 +340,3 @@ def cloud_spec(store: dict, rep) -> dict:
         spec["input_mean"] = list(map(float, rep.standardizer["mean"]))
         spec["input_std"] = list(map(float, rep.standardizer["std"]))
     return spec
-
-
-def check_clouds(cls, rep) -> None:
-    if rep.kind != "constituents":
-        raise ConfigError(f"{cls.name} needs representation.kind 'constituents' (point clouds), got {rep.kind!r}")
