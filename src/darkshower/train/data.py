@@ -77,8 +77,8 @@ def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None =
         from tqdm import tqdm
 
         chunks = tqdm(chunks, desc=f"representation {ds.path.name}", unit="chunk", leave=False)
+    extra_needed = method is not None and method[0].extra_columns.__func__ is not _base_extra()
     for i in chunks:
-        extra_needed = method is not None and method[0].extra_columns.__func__ is not _base_extra()
         f = cache_dir / f"{_cache_key(rep, ds, ds.chunks[i], data_cfg)}.npz" if cache_dir is not None else None
         events = None
         if f is not None and f.exists():
