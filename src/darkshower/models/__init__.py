@@ -7,6 +7,7 @@ and imports lazily (torch and the model code are loaded only when a method is us
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from darkshower.errors import ConfigError
 
