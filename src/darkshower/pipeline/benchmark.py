@@ -124,6 +124,7 @@ def sample_path(bench: Path, s: SampleSpec) -> Path:
 
 def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, stages: tuple[str, ...] | None = None) -> dict:
     """Run (or resume) a benchmark into ``out``; returns the summary dict (also BENCH/summary.json)."""
+    from darkshower.models import get_method
     from darkshower.simulate.run import generate
     from darkshower.train import score, train
 
@@ -157,9 +158,8 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
 
         def _train(m=m, run=run, mcfg=mcfg):
             resume = (run / "checkpoint.pt").exists()
-            if m.method.startswith("sup-"):
-                mcfg.setdefault("data", {})
-                mcfg["data"] = {**mcfg["data"], "signal": [str(sample_path(bench, cfg.signals[0]))]}
+            if get_method(m.method).supervised:  # references train on the first signal as label 1
+                mcfg["data"] = {**mcfg.get("data", {}), "signal": [str(sample_path(bench, cfg.signals[0]))]}
             return train(m.method, sample_path(bench, cfg.train), run, config=None if resume else mcfg,
                          epochs=m.epochs, resume=resume, progress=progress, command=["darkshower", "benchmark"])
 
