@@ -141,7 +141,12 @@ def load_dataset(path, role: str, name: str | None = None, features: bool = Fals
         if not features:
             cols = [c for c in ("event_id", "weight", "met_pt", "met_phi") if c in efields]
             cols += [f"jets.{c}" for c in ("pt", "eta", "phi", "mass", "is_dark") if c in jf]
+        from tqdm import tqdm
+
+        # observables for the supervised reference take a while on large datasets: show progress on a terminal
+        bar = tqdm(total=len(ds.chunks), desc=f"reading {Path(ds.path).name}", unit="chunk", leave=False, disable=None)
         for chunk in ds.iter_chunks(cols):
+            bar.update(1)
             if not len(chunk):
                 continue
             e, j = _chunk_tables(chunk, has_dark)
@@ -149,6 +154,7 @@ def load_dataset(path, role: str, name: str | None = None, features: bool = Fals
             jet_parts.append(j)
             if features:
                 feat_parts.append(_chunk_features(chunk, e))
+        bar.close()
     events = pd.concat(ev_parts, ignore_index=True) if ev_parts else _empty_events()
     jets = (pd.concat(jet_parts, ignore_index=True) if jet_parts
             else pd.DataFrame({"event_id": pd.Series(dtype=np.int64), "jet_idx": pd.Series(dtype=np.int64),
