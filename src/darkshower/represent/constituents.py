@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from darkshower.errors import ConfigError
-from darkshower.represent import _kernels as K
+from darkshower.represent import kernels as K
 from darkshower.represent.common import TYPE_NAMES, JetBatch, jet_batch, jet_energy
 
 BASE_FEATURES = ("deta", "dphi", "log_pt", "log_e", "pt_rel", "e_rel", "dr", "charge") + tuple(

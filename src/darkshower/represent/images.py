@@ -8,7 +8,7 @@ import awkward as ak
 import numpy as np
 
 from darkshower.errors import ConfigError
-from darkshower.represent import _kernels as K
+from darkshower.represent import kernels as K
 from darkshower.represent.common import N_TYPES, JetBatch, event_collection, event_particles, jet_batch
 
 #: channel presets: name -> list of (channel name, candidate types)

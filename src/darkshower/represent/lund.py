@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from darkshower.represent import _kernels as K
+from darkshower.represent import kernels as K
 from darkshower.represent.common import JetBatch, jet_batch
 
 LUND_FEATURES = ("ln_kt", "ln_dr", "ln_z", "ln_m", "psi")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from darkshower.represent import _kernels as K
+from darkshower.represent import kernels as K
 from darkshower.represent.common import event_collection as _event_collection
 from darkshower.represent.common import JetBatch, event_particles, jet_batch, wrap_phi
 
