@@ -47,7 +47,7 @@ def loadavg() -> list[float]:
 def make_store(n_jets: int, n_constituents: int, data: str | None):
     from darkshower.represent.build import build
     from darkshower.represent.config import parse_representation
-    from darkshower.represent.loader import _store_from_rep
+    from darkshower.represent.store import store_from_rep
 
     rep = parse_representation({"kind": "constituents", "n_constituents": n_constituents, "standardize": False,
                                 "max_jets": 2})
@@ -57,16 +57,16 @@ def make_store(n_jets: int, n_constituents: int, data: str | None):
         parts = []
         ds = open_dataset(data)
         for i in range(len(ds.chunks)):
-            parts.append(_store_from_rep(build(rep, ds.read_chunk(i)), 0.0))
+            parts.append(store_from_rep(build(rep, ds.read_chunk(i)), 0.0))
             if sum(len(p["label"]) for p in parts) >= n_jets:
                 break
-        from darkshower.represent.loader import _concat
+        from darkshower.represent.store import concat
 
-        store = _concat(parts)
+        store = concat(parts)
     else:  # toy QCD-like jets: 20-70 constituents (QCD at pT ~ 400 GeV has ~40 on average)
         from darkshower.represent.toys import toy_events
 
-        store = _store_from_rep(build(rep, toy_events(n_jets // 2 + 1, n_prongs=1, seed=3, n_constituents=(20, 70))),
+        store = store_from_rep(build(rep, toy_events(n_jets // 2 + 1, n_prongs=1, seed=3, n_constituents=(20, 70))),
                                 0.0)
     return store, rep
 
@@ -77,7 +77,7 @@ def run_case(name: str, method: str, model: dict, store, rep, batch_size: int, s
     from darkshower.config import validate
     from darkshower.models import get_method
     from darkshower.models.base import StepContext
-    from darkshower.represent.loader import _take, to_torch
+    from darkshower.represent.store import take, to_torch
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -97,7 +97,7 @@ def run_case(name: str, method: str, model: dict, store, rep, batch_size: int, s
         if s == 2:
             cpu0 = time.process_time()
         t0 = time.perf_counter()
-        batch = to_torch(_take(store, rng.integers(0, n, batch_size)))
+        batch = to_torch(take(store, rng.integers(0, n, batch_size)))
         t1 = time.perf_counter()
         loss, _ = m.loss(batch, StepContext(0, s, 1))
         opt.zero_grad(set_to_none=True)

@@ -83,15 +83,15 @@ def bench_model(run: Path, events, n_latency: int, batch: int, min_seconds: floa
     import torch
 
     from darkshower.represent.build import build
-    from darkshower.represent.loader import _len, _store_from_rep, _take, to_torch
+    from darkshower.represent.store import store_from_rep, store_len, take, to_torch
     from darkshower.train import load_run
 
     method, rep, _cfg, info = load_run(run)
     res = {"run": str(run), "method": info["method"], "representation": rep.kind,
            "parameters": int(sum(p.numel() for p in method.parameters()))}
     build(rep, events[:5])  # compile numba kernels
-    store = _store_from_rep(build(rep, events), 0.0)
-    n = _len(store)
+    store = store_from_rep(build(rep, events), 0.0)
+    n = store_len(store)
     ev_ids = np.asarray(store["event_id"])
     # batch 1: one event (all its jets) per call, inputs prepared beforehand
     uniq, first = np.unique(ev_ids, return_index=True)
@@ -99,7 +99,7 @@ def bench_model(run: Path, events, n_latency: int, batch: int, min_seconds: floa
     starts = first[order]
     ends = np.r_[starts[1:], n]
     sel = slice(0, min(n_latency, len(starts)))
-    per_event = [to_torch(_take(store, np.arange(a, b))) for a, b in zip(starts[sel], ends[sel])]
+    per_event = [to_torch(take(store, np.arange(a, b))) for a, b in zip(starts[sel], ends[sel])]
     module, example = method.export()
     with torch.inference_mode():
         traced = torch.jit.trace(module, example, check_trace=False)
@@ -122,7 +122,7 @@ def bench_model(run: Path, events, n_latency: int, batch: int, min_seconds: floa
     # batched, prepared inputs: jets/s at each batch size, the best one reported
     res["batched_jets_per_s_by_batch"] = {}
     for bs in batch:
-        batches = [to_torch(_take(store, np.arange(a, min(a + bs, n)))) for a in range(0, n, bs)]
+        batches = [to_torch(take(store, np.arange(a, min(a + bs, n)))) for a in range(0, n, bs)]
         with torch.inference_mode():
             method.score(batches[0])
             t0, done = time.perf_counter(), 0
@@ -140,10 +140,10 @@ def bench_model(run: Path, events, n_latency: int, batch: int, min_seconds: floa
     t0 = time.perf_counter()
     with torch.inference_mode():
         for a in range(0, len(events), 2000):
-            s = _store_from_rep(build(rep, events[a:a + 2000]), 0.0)
-            m = _len(s)
+            s = store_from_rep(build(rep, events[a:a + 2000]), 0.0)
+            m = store_len(s)
             for c in range(0, m, 1024):
-                method.score(to_torch(_take(s, np.arange(c, min(c + 1024, m)))))
+                method.score(to_torch(take(s, np.arange(c, min(c + 1024, m)))))
     el = time.perf_counter() - t0
     res["end_to_end_jets_per_s"] = n / el
     res["jets"] = n

@@ -41,7 +41,7 @@ def main() -> None:
 
     from darkshower.models import available_methods
     from darkshower.represent.build import build
-    from darkshower.represent.loader import _store_from_rep
+    from darkshower.represent.store import store_from_rep
     from darkshower.simulate.run import generate
     from darkshower.train import load_run, train
     from darkshower.train.data import batches
@@ -66,7 +66,7 @@ def main() -> None:
                   epochs=1, progress=False)
         method, rep, _, _ = load_run(run)
         torch.set_num_threads(2)
-        store = _store_from_rep(build(rep, events), 0.0)
+        store = store_from_rep(build(rep, events), 0.0)
         bl = list(batches(store, method.score_batch_size))
         n = sum(len(b["label"]) for b in bl)
         with torch.no_grad():

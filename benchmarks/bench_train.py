@@ -66,7 +66,7 @@ def time_steps(run: Path, data: Path, args) -> dict:
 
     from darkshower.models.base import StepContext
     from darkshower.train.data import batches, load_store
-    from darkshower.train.run import load_run
+    from darkshower.models.runs import load_run
     from darkshower.train.trainer import _make_optimizer
 
     method, rep, cfg, info = load_run(run, "last")

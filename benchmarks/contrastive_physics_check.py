@@ -79,7 +79,7 @@ def invariance(method, x, mask, seed: int = 0) -> dict:
     """Median |s(aug) - s| / |s| per score and physical augmentation (fixed RNG)."""
     import torch
 
-    from darkshower.train import augment as A
+    from darkshower.represent import augment as A
 
     f = A.Features(method.spec["names"])
     xt, mt = method.inp.raw(torch.as_tensor(x), torch.as_tensor(mask).bool()), torch.as_tensor(mask).bool()

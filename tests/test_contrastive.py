@@ -18,7 +18,7 @@ from darkshower.represent.build import build
 from darkshower.represent.config import parse_representation
 from darkshower.represent.constituents import feature_names
 from darkshower.represent.toys import toy_events
-from darkshower.train import augment as A
+from darkshower.represent import augment as A
 from darkshower.train import load_run, score, train
 
 TINY = {"d_model": 16, "heads": 2, "layers": 1, "ff": 32, "head": [16], "output": 16, "bank_size": 256}

@@ -13,7 +13,7 @@ from darkshower.cli.main import main
 from darkshower.errors import ConfigError
 from darkshower.models.distill import TargetTransform, teacher_scores
 from darkshower.represent.build import build
-from darkshower.represent.loader import _store_from_rep, to_torch
+from darkshower.represent.store import store_from_rep, to_torch
 from darkshower.train import load_run, score, train
 from darkshower.train.data import event_fraction
 
@@ -33,7 +33,7 @@ def test_student_reproduces_teacher_on_held_out_jets(teacher, qcd_ds, tmp_path):
     run = train("distill", qcd_ds, tmp_path / "student", config=cfg, epochs=40, seed=1, progress=False)
     student, srep, scfg, _ = load_run(run)
     events = qcd_ds.arrays()
-    store = _store_from_rep(build(srep, events), 0.0)
+    store = store_from_rep(build(srep, events), 0.0)
     t = teacher_scores(student.config, events, store)
     held_out = event_fraction(store["event_id"], scfg.seed) < scfg.data.val_fraction  # the student's val split
     assert held_out.sum() >= 30
@@ -76,7 +76,7 @@ def test_deepsets_student_and_export(teacher, qcd_ds, tmp_path):
     with torch.no_grad():
         traced = torch.jit.trace(module, inputs)
         torch.testing.assert_close(traced(*inputs), module(*inputs))
-        b = to_torch(_store_from_rep(build(rep, qcd_ds.read_chunk(0)), 0.0))
+        b = to_torch(store_from_rep(build(rep, qcd_ds.read_chunk(0)), 0.0))
         torch.testing.assert_close(traced(b["x"], b["mask"]), method.score(b))
 
 

@@ -11,7 +11,7 @@ import torch
 from darkshower.models.base import StepContext
 from darkshower.models.lund_gae import LundGAEConfig, LundGraphEBAE, graph_structure
 from darkshower.represent.build import build
-from darkshower.represent.loader import _store_from_rep, _take, to_torch
+from darkshower.represent.store import store_from_rep, take, to_torch
 from darkshower.train import load_run, train
 
 #: small and quick: few Langevin steps, NAE phase from the second epoch
@@ -27,7 +27,7 @@ def _states_equal(a: dict, b: dict) -> bool:
 @pytest.fixture(scope="module")
 def qcd_store(qcd_ds):
     torch.set_num_threads(1)
-    return _store_from_rep(build({"kind": "lund"}, qcd_ds.arrays()), 0.0)
+    return store_from_rep(build({"kind": "lund"}, qcd_ds.arrays()), 0.0)
 
 
 def _model(store, **kw):
@@ -57,7 +57,7 @@ def test_tree_structure_is_vectorized_and_exact():
 
 def test_loss_decreases_and_nae_phase_runs(qcd_store):
     m = _model(qcd_store)
-    b = to_torch(_take(qcd_store, np.arange(128)))
+    b = to_torch(take(qcd_store, np.arange(128)))
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     losses = []
     for step in range(25):
@@ -78,7 +78,7 @@ def test_loss_decreases_and_nae_phase_runs(qcd_store):
 def test_empty_and_single_node_graphs(qcd_store):
     m = _model(qcd_store).eval()
     # a batch of: empty graph, 1-node graph, empty graph, a real jet
-    real = _take(qcd_store, np.array([0]))["graphs"]
+    real = take(qcd_store, np.array([0]))["graphs"]
     x = torch.cat([torch.tensor([[0.5, -1.0, -2.0, 2.0, 0.3]]), torch.from_numpy(real.x)])
     edge_index = torch.from_numpy(real.edge_index) + 1
     counts = torch.tensor([0, 1, 0, int(real.node_counts[0])])
@@ -107,7 +107,7 @@ def test_anomalous_toy_scores_higher_and_cli_run(qcd_ds, tmp_path):
     assert all(np.isfinite(r["val_emd"]) for r in hist) and "train_e_neg" in hist[-1]
     assert hist[4]["train_loss"] < hist[0]["train_loss"]  # reconstruction phase learns
     method, rep, _, _ = load_run(run)
-    store = _store_from_rep(build(rep, qcd_ds.arrays()), 0.0)
+    store = store_from_rep(build(rep, qcd_ds.arrays()), 0.0)
     b = to_torch(store)
     with torch.no_grad():
         normal = method.score(b)
@@ -136,7 +136,7 @@ def test_export_traces_and_matches(qcd_store):
     module, inputs = m.export()
     with torch.no_grad():
         traced = torch.jit.trace(module, inputs, check_trace=False)
-        b = to_torch(_take(qcd_store, np.arange(7)))
+        b = to_torch(take(qcd_store, np.arange(7)))
         args = (b["x"], b["edge_index"], b["batch"], b["node_counts"])
         torch.testing.assert_close(traced(*args), m.score(b))
         torch.testing.assert_close(traced(*inputs), module(*inputs))

@@ -11,7 +11,7 @@ import torch
 
 from darkshower.errors import ConfigError
 from darkshower.train import TrainingError, load_run, score, train
-from darkshower.train.selection import best_epoch, emd, sample_emd
+from darkshower.models.emd import best_epoch, emd, sample_emd
 
 #: small and fast: few MCMC steps, small buffer, no early stopping
 FAST = {"batch_size": 32, "threads": 1, "early_stopping": {"patience": None}, "emd_samples": 64,

@@ -11,7 +11,7 @@ pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")
 
 from darkshower.cli.main import main  # noqa: E402
-from darkshower.models.onnx import export_onnx  # noqa: E402
+from darkshower.export.onnx import export_onnx  # noqa: E402
 from darkshower.train import load_run, train  # noqa: E402
 
 FAST = {"batch_size": 32, "threads": 1, "early_stopping": {"patience": None}}
@@ -26,9 +26,9 @@ def test_export_matches_torch(method, extra, qcd_ds, tmp_path):
     # real data through both: the same scores
     m, rep, _, _ = load_run(run)
     from darkshower.represent.build import build
-    from darkshower.represent.loader import _store_from_rep, to_torch
+    from darkshower.represent.store import store_from_rep, to_torch
 
-    b = to_torch(_store_from_rep(build(rep, qcd_ds.read_chunk(0)), 0.0))
+    b = to_torch(store_from_rep(build(rep, qcd_ds.read_chunk(0)), 0.0))
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"))
     feeds = {i.name: b[i.name].numpy() for i in sess.get_inputs()}
     got = sess.run(None, feeds)[0]

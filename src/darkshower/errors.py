@@ -27,3 +27,15 @@ class InputFormatError(DarkshowerError):
 
 class EvaluationError(DarkshowerError):
     """Score files, datasets or options of evaluate/search/report do not fit together."""
+
+
+class RunError(DarkshowerError):
+    """A training-run directory that cannot be used (missing, corrupt, incompatible)."""
+
+
+class TrainingError(DarkshowerError):
+    """Training stopped (e.g. non-finite loss); the last good checkpoint is kept."""
+
+
+class ExportError(DarkshowerError):
+    """A model could not be exported, or the exported model disagrees with torch."""

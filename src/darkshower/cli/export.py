@@ -14,7 +14,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from darkshower.models.onnx import export_onnx
+    from darkshower.export.onnx import export_onnx
 
     info = export_onnx(args.run, args.out, which=args.model, opset=args.opset)
     print(f"wrote {info['path']} ({info['bytes']} bytes, {info['exporter']} exporter, inputs {info['inputs']}, "

@@ -35,7 +35,7 @@ from torch import nn
 from darkshower.errors import ConfigError, DatasetError
 from darkshower.models.base import Method
 from darkshower.models.transformer import CloudInput, EncoderConfig, TransformerEncoder, cloud_spec, trim
-from darkshower.train import augment as A
+from darkshower.represent import augment as A
 
 log = logging.getLogger(__name__)
 

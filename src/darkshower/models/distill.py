@@ -62,7 +62,7 @@ _TEACHERS: dict = {}
 def load_teacher(run, which: str = "best"):
     """(method, representation, run info) of a teacher run, with one clear error when the run is
     missing or unusable as a teacher. Cached per process."""
-    from darkshower.train.run import RunError, load_run
+    from darkshower.models.runs import RunError, load_run
 
     path = Path(run).expanduser().resolve()
     key = (str(path), which)
@@ -90,7 +90,7 @@ def teacher_scores(config: DistillConfig, events, ids: dict) -> np.ndarray:
     """Teacher score of each (event_id, jet_idx) in ``ids`` (NaN where the teacher has none)."""
     import pandas as pd
 
-    from darkshower.train.score import score_arrays
+    from darkshower.models.inference import score_arrays
 
     method, rep, _info = load_teacher(config.teacher_run, config.teacher_model)
     df = score_arrays(method, rep, events, config.teacher_batch_size)

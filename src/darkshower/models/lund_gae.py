@@ -369,9 +369,9 @@ class _ScoreGraphs(nn.Module):
 
 def _emd(a: torch.Tensor, b: torch.Tensor) -> float:
     """EMD (W2², squared-Euclidean ground cost, uniform weights) between two point sets. Uses the
-    shared helper of darkshower.train.selection."""
+    shared helper of darkshower.models.emd."""
     try:
-        from darkshower.train.selection import emd
+        from darkshower.models.emd import emd
     except ImportError:  # pragma: no cover - selection.py is part of the same release
         import ot
 

@@ -203,7 +203,7 @@ class NormalizedAutoencoder(Method):
                     f"'observables' (default) or 'image', or train on a frozen embedding of another run with "
                     f"--set model.embedding_run=RUN_DIR (e.g. a contrastive run on point clouds)")
             return merged
-        from darkshower.train.run import read_run_json
+        from darkshower.models.runs import read_run_json
 
         info = read_run_json(Path(config.embedding_run))
         rep = dict(info["representation"])
@@ -227,7 +227,7 @@ class NormalizedAutoencoder(Method):
             return {}
         from darkshower.config import validate
         from darkshower.models import get_method
-        from darkshower.train.run import read_run_config, read_run_json
+        from darkshower.models.runs import read_run_config, read_run_json
 
         run = Path(config.embedding_run)
         ecls = get_method(read_run_json(run)["method"])
@@ -282,7 +282,7 @@ class NormalizedAutoencoder(Method):
 
     @staticmethod
     def _load_embedder(run_dir: str) -> nn.Module:
-        from darkshower.train.run import load_run
+        from darkshower.models.runs import load_run
 
         method, _rep, _cfg, info = load_run(run_dir, "best")
         if not callable(getattr(method, "embed", None)):
@@ -338,13 +338,13 @@ class NormalizedAutoencoder(Method):
 
     # -- data -----------------------------------------------------------------------------------
     def prepare(self, store) -> None:
-        from darkshower.represent.loader import _len, _take, to_torch
+        from darkshower.represent.store import store_len, take, to_torch
 
         if self.mode == "embedding":
-            n = _len(store)
+            n = store_len(store)
             parts = []
             for a in range(0, n, 4096):
-                parts.append(self.to_space(to_torch(_take(store, np.arange(a, min(a + 4096, n))))))
+                parts.append(self.to_space(to_torch(take(store, np.arange(a, min(a + 4096, n))))))
             h = torch.cat(parts).double()
             self.emb_mean.copy_(h.mean(0).float())
             std = h.std(0)
@@ -441,7 +441,7 @@ class NormalizedAutoencoder(Method):
         """EMD (``model.emd_cost``) between validation data and as many model samples (fixed seed
         ``model.val_seed``, replay buffer read but not written). nan during pre-training unless
         ``model.select_pretrain``, so that only energy-trained epochs compete for model_best."""
-        from darkshower.train.selection import sample_emd
+        from darkshower.models.emd import sample_emd
 
         if self.in_pretraining(self._epoch) and not self.config.select_pretrain:
             return math.nan
@@ -486,7 +486,7 @@ class WassersteinNAE(NormalizedAutoencoder):
         return self.config.x_steps if self.config.grad_steps is None else min(self.config.grad_steps, self.config.x_steps)
 
     def _energy_loss(self, x, neg_x):
-        from darkshower.train.selection import emd
+        from darkshower.models.emd import emd
 
         w = emd(x.detach(), neg_x, self.config.emd_cost, block=self.config.emd_block)
         loss = w + self._l2()

@@ -17,8 +17,7 @@ import numpy as np
 
 from darkshower.represent.build import build
 from darkshower.represent.config import config_json, parse_representation
-from darkshower.represent.images import SparseEventImages
-from darkshower.represent.lund import LundGraphs
+from darkshower.represent.store import concat, load_npz, save_npz_atomic, store_from_rep, store_len, take, to_torch
 
 try:  # torch is a hard dependency of darkshower, but keep numpy use possible without it
     import torch
@@ -29,136 +28,6 @@ except ImportError:  # pragma: no cover
 
     def get_worker_info():
         return None
-
-
-# -- sample stores: dicts with a leading sample axis ------------------------------------------
-def _store_from_rep(rep: dict, label: float) -> dict:
-    n = len(rep["event_id"])
-    store = {"label": np.full(n, label, np.float32), "event_id": np.asarray(rep["event_id"])}
-    if "jet_idx" in rep:
-        store["jet_idx"] = np.asarray(rep["jet_idx"])
-    for k in ("x", "mask", "graphs", "sparse"):
-        if k in rep:
-            store[k] = rep[k]
-    return store
-
-
-def _len(store: dict) -> int:
-    return len(store["label"])
-
-
-def _take(store: dict, idx: np.ndarray) -> dict:
-    out = {}
-    for k, v in store.items():
-        out[k] = v.select(idx) if isinstance(v, (LundGraphs, SparseEventImages)) else v[idx]
-    return out
-
-
-def _concat(parts: list[dict]) -> dict:
-    if len(parts) == 1:
-        return parts[0]
-    out = {}
-    for k in parts[0]:
-        vals = [p[k] for p in parts]
-        if isinstance(vals[0], LundGraphs):
-            out[k] = concat_graphs(vals)
-        elif isinstance(vals[0], SparseEventImages):
-            out[k] = concat_sparse(vals)
-        else:
-            out[k] = np.concatenate(vals)
-    return out
-
-
-def concat_graphs(gs: list[LundGraphs]) -> LundGraphs:
-    shifts = np.cumsum([0] + [len(g.x) for g in gs[:-1]])
-    return LundGraphs(
-        np.concatenate([g.x for g in gs]),
-        np.concatenate([g.edge_index + s for g, s in zip(gs, shifts)], axis=1),
-        np.concatenate([g.level for g in gs]),
-        np.concatenate([g.node_counts for g in gs]),
-        np.concatenate([g.edge_counts for g in gs]),
-        np.concatenate([g.event_id for g in gs]),
-        np.concatenate([g.jet_idx for g in gs]),
-    )
-
-
-def concat_sparse(ss: list[SparseEventImages]) -> SparseEventImages:
-    offs = [ss[0].offsets]
-    base = ss[0].offsets[-1]
-    for s in ss[1:]:
-        offs.append(s.offsets[1:] + base)
-        base += s.offsets[-1]
-    return SparseEventImages(np.concatenate([s.index for s in ss]), np.concatenate([s.value for s in ss]),
-                             np.concatenate(offs), ss[0].shape, ss[0].channels, ss[0].eta_max,
-                             np.concatenate([s.event_id for s in ss]))
-
-
-def to_torch(store: dict) -> dict:
-    """Batch dict of tensors. Graphs: x, edge_index, batch, node_counts; sparse images: dense x."""
-    out = {}
-    for k, v in store.items():
-        if isinstance(v, LundGraphs):
-            out["x"] = torch.from_numpy(v.x)
-            out["edge_index"] = torch.from_numpy(v.edge_index)
-            out["batch"] = torch.from_numpy(v.batch)
-            out["node_counts"] = torch.from_numpy(v.node_counts)
-        elif isinstance(v, SparseEventImages):
-            out["x"] = torch.from_numpy(v.dense())
-        else:
-            out[k] = torch.from_numpy(np.ascontiguousarray(v))
-    return out
-
-
-# -- npz cache ----------------------------------------------------------------------------------
-def _store_to_npz_dict(store: dict) -> dict:
-    d = {}
-    for k, v in store.items():
-        if isinstance(v, LundGraphs):
-            for f in ("x", "edge_index", "level", "node_counts", "edge_counts", "event_id", "jet_idx"):
-                d[f"graphs__{f}"] = getattr(v, f)
-        elif isinstance(v, SparseEventImages):
-            for f, a in v.to_arrays().items():
-                d[f"sparse__{f}"] = a
-            d["sparse__channels"] = np.asarray(v.channels)
-            d["sparse__eta_max"] = np.asarray(v.eta_max)
-        else:
-            d[k] = v
-    return d
-
-
-def _store_from_npz(z) -> dict:
-    store = {k: z[k] for k in z.files if "__" not in k}
-    if "graphs__x" in z.files:
-        store["graphs"] = LundGraphs(*(z[f"graphs__{f}"] for f in
-                                       ("x", "edge_index", "level", "node_counts", "edge_counts", "event_id", "jet_idx")))
-    if "sparse__index" in z.files:
-        store["sparse"] = SparseEventImages(z["sparse__index"], z["sparse__value"], z["sparse__offsets"],
-                                            tuple(int(x) for x in z["sparse__shape"]),
-                                            [str(c) for c in z["sparse__channels"]], float(z["sparse__eta_max"]),
-                                            z["sparse__event_id"])
-    store.pop("config", None)
-    return store
-
-
-def save_npz_atomic(path: str | os.PathLike, store: dict, config=None) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    d = _store_to_npz_dict(store)
-    if config is not None:
-        d["config"] = np.asarray(config_json(parse_representation(config)))
-    try:
-        np.savez(tmp, **d)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def load_npz(path: str | os.PathLike) -> dict:
-    with np.load(path, allow_pickle=False) as z:
-        return _store_from_npz(z)
 
 
 def _cache_key(cfg, ds_path: Path, entry: dict) -> str:
@@ -174,8 +43,8 @@ def write_representation(dataset, config, out: str | os.PathLike, label: float =
     from darkshower.data.dataset import open_dataset
 
     ds = open_dataset(dataset) if not hasattr(dataset, "read_chunk") else dataset
-    parts = [_store_from_rep(build(config, ch), label) for ch in ds.iter_chunks()]
-    return save_npz_atomic(out, _concat(parts), config)
+    parts = [store_from_rep(build(config, ch), label) for ch in ds.iter_chunks()]
+    return save_npz_atomic(out, concat(parts), config)
 
 
 class RepresentationStream(IterableDataset):
@@ -226,9 +95,9 @@ class RepresentationStream(IterableDataset):
             f = self.cache_dir / f"{_cache_key(self.config, ds.path, ds.chunks[i])}.npz"
             if f.exists():
                 store = load_npz(f)
-                store["label"] = np.full(_len(store), lab, np.float32)
+                store["label"] = np.full(store_len(store), lab, np.float32)
                 return store
-        store = _store_from_rep(build(self.config, ds.read_chunk(i)), lab)
+        store = store_from_rep(build(self.config, ds.read_chunk(i)), lab)
         if self.cache_dir is not None:
             save_npz_atomic(f, store, self.config)
         return store
@@ -241,30 +110,30 @@ class RepresentationStream(IterableDataset):
         bs = self.batch_size
         for d, i in self._tasks():
             s = self.chunk_store(d, i)
-            if _len(s) == 0:
+            if store_len(s) == 0:
                 continue
             buf.append(s)
-            nbuf += _len(s)
+            nbuf += store_len(s)
             if nbuf >= max(self.shuffle_buffer, bs):
-                store = _concat(buf)
+                store = concat(buf)
                 if self.shuffle_buffer > 0:
-                    store = _take(store, rng.permutation(nbuf))
+                    store = take(store, rng.permutation(nbuf))
                 nfull = (nbuf // bs) * bs
                 keep = max(nbuf - nfull, 0)
                 # emit whole batches, keep the remainder in the buffer
                 for a in range(0, nfull, bs):
-                    yield _take(store, np.arange(a, a + bs))
-                buf = [_take(store, np.arange(nfull, nbuf))] if keep else []
+                    yield take(store, np.arange(a, a + bs))
+                buf = [take(store, np.arange(nfull, nbuf))] if keep else []
                 nbuf = keep
         if nbuf:
-            store = _concat(buf)
+            store = concat(buf)
             if self.shuffle_buffer > 0:
-                store = _take(store, rng.permutation(nbuf))
+                store = take(store, rng.permutation(nbuf))
             for a in range(0, nbuf, bs):
                 b = np.arange(a, min(a + bs, nbuf))
                 if len(b) < bs and self.drop_last:
                     break
-                yield _take(store, b)
+                yield take(store, b)
 
     def __iter__(self):
         for batch in self.iter_numpy():

@@ -11,13 +11,14 @@ __all__ = ["TrainConfig", "RunError", "TrainingError", "load_run", "score", "tra
 # the function ``score`` shadows its (torch-free) module of the same name, so bind it eagerly
 from darkshower.train.score import score  # noqa: E402
 
-_WHERE = {"TrainConfig": "config", "RunError": "run", "TrainingError": "run", "load_run": "run",
-          "train": "trainer", "resolve_config": "trainer"}
+_WHERE = {"TrainConfig": "darkshower.models.runconfig", "RunError": "darkshower.errors",
+          "TrainingError": "darkshower.errors", "load_run": "darkshower.models.runs",
+          "train": "darkshower.train.trainer", "resolve_config": "darkshower.train.trainer"}
 
 
 def __getattr__(name: str):
     if name in _WHERE:
         import importlib
 
-        return getattr(importlib.import_module(f"darkshower.train.{_WHERE[name]}"), name)
+        return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'darkshower.train' has no attribute {name!r}")

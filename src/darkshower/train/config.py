@@ -1,59 +1,7 @@
-"""The validated configuration of a training run (YAML via ``--config``; every run saves it)."""
+"""The training configuration (``TrainConfig``); defined with the run-directory format in
+:mod:`darkshower.models.runconfig` and re-exported here for the trainer and its users."""
 
-from __future__ import annotations
+from darkshower.models.runconfig import (DataConfig, EarlyStoppingConfig, OptimizerConfig, ScheduleConfig,
+                                         TrainConfig)
 
-from typing import Literal
-
-from pydantic import Field
-
-from darkshower.config import StrictModel
-
-
-class OptimizerConfig(StrictModel):
-    name: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
-
-
-class ScheduleConfig(StrictModel):
-    name: Literal["constant", "cosine", "step"] = "constant"
-    step_size: int = Field(10, ge=1, description="step: epochs between decays")
-    gamma: float = Field(0.5, gt=0, le=1, description="step: decay factor")
-    min_lr: float = Field(0.0, ge=0, description="cosine: final learning rate")
-
-
-class EarlyStoppingConfig(StrictModel):
-    patience: int | None = Field(5, ge=1, description="epochs without improvement of the selection metric; null: off")
-    min_delta: float = Field(0.0, ge=0)
-
-
-class DataConfig(StrictModel):
-    val_fraction: float = Field(0.2, gt=0, lt=1, description="events held out for validation when --val is not given")
-    max_train: int | None = Field(None, ge=1, description="use at most this many training samples")
-    max_val: int | None = Field(None, ge=1)
-    jet_pt_min: float | None = Field(None, ge=0, description="keep jets with pT above (GeV)")
-    jet_pt_max: float | None = Field(None, gt=0)
-    jet_mass_min: float | None = Field(None, ge=0)
-    jet_mass_max: float | None = Field(None, gt=0)
-    cache: bool = Field(True, description="cache each chunk's representation in RUN/cache (npz)")
-    signal: list[str] = Field(default_factory=list, description="signal datasets (label 1): supervised references only")
-
-
-class TrainConfig(StrictModel):
-    method: str
-    representation: dict = Field(default_factory=dict, description="merged over the method's default representation")
-    model: dict = Field(default_factory=dict, description="method hyper-parameters (validated by the method)")
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(256, ge=1)
-    eval_batch_size: int = Field(4096, ge=1)
-    seed: int = Field(0, ge=0)
-    grad_clip: float | None = Field(5.0, gt=0, description="max gradient norm; null: off")
-    selection: Literal["val_loss", "val_emd", "last"] | None = Field(
-        None, description="how the 'best' model is chosen (never with labels); null: the method's default")
-    emd_samples: int = Field(512, ge=16, description="validation samples used for the EMD selection metric")
-    threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: all cores)")
+__all__ = ["TrainConfig", "OptimizerConfig", "ScheduleConfig", "EarlyStoppingConfig", "DataConfig"]

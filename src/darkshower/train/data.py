@@ -21,7 +21,8 @@ from darkshower.data.dataset import open_dataset
 from darkshower.errors import ConfigError, DatasetError
 from darkshower.represent.build import build
 from darkshower.represent.config import config_json
-from darkshower.represent.loader import _concat, _len, _store_from_rep, _take, load_npz, save_npz_atomic, to_torch
+from darkshower.represent.store import (concat, iter_batches, load_npz, save_npz_atomic, store_from_rep, store_len, take,
+                                        to_torch)
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,9 @@ def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None =
     needs_constituents = rep.kind in ("constituents", "image", "lund", "observables")
     chunks = range(len(ds.chunks))
     if progress:
-        from tqdm import tqdm
+        from darkshower.progress import iterate
 
-        chunks = tqdm(chunks, desc=f"representation {ds.path.name}", unit="chunk", leave=False)
+        chunks = iterate(chunks, desc=f"representation {ds.path.name}", unit="chunk", leave=False)
     extra_needed = method is not None and method[0].extra_columns.__func__ is not _base_extra()
     for i in chunks:
         f = cache_dir / f"{_cache_key(rep, ds, ds.chunks[i], data_cfg)}.npz" if cache_dir is not None else None
@@ -84,13 +85,13 @@ def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None =
         if f is not None and f.exists():
             n_constituents = max(n_constituents, 1)  # cached: was checked when built
             store = load_npz(f)
-            store["label"] = np.full(_len(store), label, np.float32)
+            store["label"] = np.full(store_len(store), label, np.float32)
         else:
             events = select_jets(ds.read_chunk(i), data_cfg)
             if needs_constituents:
                 n_constituents += _count_constituents(events, ds.path)
             try:
-                store = _store_from_rep(build(rep, events), label)
+                store = store_from_rep(build(rep, events), label)
             except (KeyError, ValueError, ak.errors.FieldNotFoundError) as exc:
                 raise DatasetError(f"{ds.path}: cannot build representation '{rep.kind}' from chunk {i}: {exc}. "
                                    "The dataset lacks an input this representation needs (e.g. constituents "
@@ -104,16 +105,16 @@ def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None =
             for k, v in method[0].extra_columns(method[1], events, rep_ids).items():
                 store[k] = np.asarray(v)
         parts.append(store)
-        n += _len(store)
+        n += store_len(store)
         if max_samples is not None and n >= max_samples:
             break
     if needs_constituents and n_constituents == 0 and n > 0:
         raise DatasetError(f"{ds.path}: the jets have no constituents (jets.constituents is empty everywhere; "
                            f"process {ds.manifest.get('process')!r}), so representation '{rep.kind}' cannot be "
                            "built. Import a format with jet constituents (pfnano, delphes, h5-4vec, ...) or generate.")
-    store = _concat(parts)
-    if max_samples is not None and _len(store) > max_samples:
-        store = _take(store, np.arange(max_samples))
+    store = concat(parts)
+    if max_samples is not None and store_len(store) > max_samples:
+        store = take(store, np.arange(max_samples))
     return store, time.perf_counter() - t0
 
 
@@ -132,24 +133,14 @@ def _base_extra():
 def split_store(store: dict, val_fraction: float, seed: int) -> tuple[dict, dict]:
     u = event_fraction(store["event_id"], seed)
     val = u < val_fraction
-    return _take(store, np.flatnonzero(~val)), _take(store, np.flatnonzero(val))
+    return take(store, np.flatnonzero(~val)), take(store, np.flatnonzero(val))
 
 
-def batches(store: dict, batch_size: int, seed: int | None = None, epoch: int = 0, drop_last: bool = False):
-    """Yield torch batches; shuffled with a permutation seeded by (seed, epoch) unless seed is None."""
-    n = _len(store)
-    order = np.arange(n) if seed is None else np.random.default_rng([seed, epoch]).permutation(n)
-    stop = (n // batch_size) * batch_size if (drop_last and n >= batch_size) else n
-    for a in range(0, stop, batch_size):
-        yield to_torch(_take(store, order[a:a + batch_size]))
-
-
-def store_len(store: dict) -> int:
-    return _len(store)
+batches = iter_batches  # the trainer's name for it
 
 
 def check_nonempty(store: dict, what: str, path) -> None:
-    if _len(store) == 0:
+    if store_len(store) == 0:
         raise DatasetError(f"{path}: no {what} samples after the selection (check data.jet_pt_min/max, "
                            "data.jet_mass_min/max and the representation's max_jets)")
 

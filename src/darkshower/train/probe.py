@@ -22,7 +22,7 @@ def embed_dataset(method, rep, dataset, batch_size: int = 4096, jet_idx: int | N
 
     from darkshower.data.dataset import open_dataset
     from darkshower.represent.build import build
-    from darkshower.represent.loader import _store_from_rep
+    from darkshower.represent.store import store_from_rep
     from darkshower.train.data import batches
 
     if not callable(getattr(method, "embed", None)):
@@ -31,7 +31,7 @@ def embed_dataset(method, rep, dataset, batch_size: int = 4096, jet_idx: int | N
     zs, ev, jx = [], [], []
     with torch.no_grad():
         for i in range(len(ds.chunks)):
-            store = _store_from_rep(build(rep, ds.read_chunk(i)), 0.0)
+            store = store_from_rep(build(rep, ds.read_chunk(i)), 0.0)
             if jet_idx is not None and "jet_idx" in store:
                 keep = np.flatnonzero(store["jet_idx"] == jet_idx)
                 store = {k: v[keep] for k, v in store.items()}
@@ -69,7 +69,7 @@ def linear_probe(run, background, signal, which: str = "best", jet_idx: int | No
     """AUC of a logistic regression on the frozen embedding of ``run`` (signal vs background,
     leading jets by default), trained on one part of the events and tested on the rest."""
     from darkshower.train.data import event_fraction
-    from darkshower.train.run import load_run
+    from darkshower.models.runs import load_run
 
     if not 0 < test_fraction < 1:
         raise ConfigError(f"test_fraction {test_fraction}: must be in (0, 1)")

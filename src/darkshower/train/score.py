@@ -1,7 +1,8 @@
 """Scoring: ``score(run, datasets, out)`` -> per-jet and per-event anomaly scores (Parquet).
 
 OUT (per jet or, for event-level methods, per event with ``jet_idx = -1``):
-    dataset (absolute dataset path), event_id, jet_idx, score
+    dataset (absolute dataset path), event_id, jet_idx, score, nonfinite_input (True: the model input held
+    NaN/inf; the sample is not scored and its score is NaN)
 OUT with suffix ``.events.parquet`` (per event):
     dataset, event_id, score_lead (leading jet), score_max2 (max of the two leading jets)
 Both carry the parquet metadata key ``darkshower`` (JSON: method, run, model, representation).
@@ -19,6 +20,7 @@ import pandas as pd
 
 from darkshower.data.dataset import atomic_write_parquet, open_dataset
 from darkshower.errors import DatasetError
+from darkshower.models.inference import score_arrays
 
 log = logging.getLogger(__name__)
 
@@ -42,29 +44,6 @@ def event_table(jets: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([lead, max2], axis=1).reset_index()
 
 
-def score_arrays(method, rep, events, batch_size: int | None = None) -> pd.DataFrame:
-    """Scores of one batch of events (awkward) with a loaded method: event_id, jet_idx, score."""
-    import torch
-
-    from darkshower.represent.build import build
-    from darkshower.represent.loader import _len, _store_from_rep
-    from darkshower.train.data import batches
-
-    store = _store_from_rep(build(rep, events), 0.0)
-    n = _len(store)
-    batch_size = batch_size or method.score_batch_size
-    out = np.empty(n, np.float64)
-    with torch.no_grad():
-        a = 0
-        for b in batches(store, batch_size):
-            s = method.score(b).detach().double().numpy()
-            out[a:a + len(s)] = s
-            a += len(s)
-    jet_idx = store.get("jet_idx", np.full(n, -1))
-    return pd.DataFrame({"event_id": np.asarray(store["event_id"], np.int64),
-                         "jet_idx": np.asarray(jet_idx, np.int64), "score": out})
-
-
 _WORKER: dict = {}
 
 
@@ -75,7 +54,7 @@ def _score_chunk(task) -> tuple[int, pd.DataFrame]:
     if _WORKER.get("key") != key:
         import torch
 
-        from darkshower.train.run import load_run
+        from darkshower.models.runs import load_run
 
         if threads:
             torch.set_num_threads(threads)
@@ -95,7 +74,7 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
     """Score every dataset with the run's model; returns (jet table path, event table path).
     ``jobs`` > 1 scores chunks in worker processes (each with ``threads`` torch threads, default 1)."""
     from darkshower.execute import make_executor
-    from darkshower.train.run import load_run
+    from darkshower.models.runs import load_run
 
     if jobs == 1:  # load once here; the in-process tasks reuse it (a fresh load also drops a stale cache)
         import torch
@@ -105,7 +84,7 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
         method, rep, _, info = load_run(run, which)
         _WORKER.update(key=(str(Path(run)), which), method=method, rep=rep)
     else:  # keep torch out of the parent so that workers can be forked (fast start)
-        from darkshower.train.run import read_run_json
+        from darkshower.models.runs import read_run_json
 
         info = read_run_json(Path(run))
     if isinstance(datasets, (str, os.PathLike)) or hasattr(datasets, "read_chunk"):
@@ -135,10 +114,14 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
         bar.close()
     jets = pd.concat([results[k] for k in sorted(results)], ignore_index=True)
     n_jets = len(jets)
+    n_bad = int(jets["nonfinite_input"].sum())
+    if n_bad:
+        log.warning("%d of %d samples have NaN/inf model inputs: not scored (score NaN, nonfinite_input=True); "
+                    "evaluate drops and counts them", n_bad, n_jets)
     ev = event_table(jets)
     meta = {"method": info["method"], "run": str(Path(run).resolve()), "model": which,
             "representation": info["representation"]["kind"], "level": info.get("level", "jet"),
-            "supervised": info.get("supervised", False), "jets_per_s": n_jets / max(time.perf_counter() - t0, 1e-9)}
+            "supervised": info.get("supervised", False), "n_nonfinite_input": n_bad, "jets_per_s": n_jets / max(time.perf_counter() - t0, 1e-9)}
     out = Path(out)
     atomic_write_parquet(jets, out, meta)
     evp = events_path(out)

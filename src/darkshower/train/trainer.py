@@ -3,7 +3,7 @@
 Background only (labels are never used for selection); a validation split from separate
 events; atomic checkpoints every epoch with optimizer/scheduler/RNG state (``resume=True``
 continues exactly); early stopping on the label-free selection metric; progress with loss
-and jets/s; run directory described in :mod:`darkshower.train.run`.
+and jets/s; run directory described in :mod:`darkshower.models.runs`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from darkshower.errors import ConfigError
 from darkshower.train.config import TrainConfig
 from darkshower.train.data import (batches, check_nonempty, load_store, resolve_representation, split_store,
                                    store_len)
-from darkshower.train.run import (RUN_FORMAT, RUN_FORMAT_VERSION, RunError, TrainingError, atomic_torch_save,
+from darkshower.models.runs import (RUN_FORMAT, RUN_FORMAT_VERSION, RunError, TrainingError, atomic_torch_save,
                                   read_run_config, read_run_json, torch_load, versions)
 
 log = logging.getLogger(__name__)
@@ -182,9 +182,9 @@ def train(method: str, data, out, val=None, config=None, epochs: int | None = No
         s, t = load_store(p, rep, cfg.data, 1.0, cache, (cls, model_cfg), progress)
         parts.append(s)
         t_build += t
-    from darkshower.represent.loader import _concat, _take
+    from darkshower.represent.store import concat, take
 
-    full = _concat(parts)
+    full = concat(parts)
     if val_paths:
         train_store = full
         vparts = []
@@ -192,13 +192,13 @@ def train(method: str, data, out, val=None, config=None, epochs: int | None = No
             s, t = load_store(p, rep, cfg.data, 0.0, cache, (cls, model_cfg), progress)
             vparts.append(s)
             t_build += t
-        val_store = _concat(vparts)
+        val_store = concat(vparts)
     else:
         train_store, val_store = split_store(full, cfg.data.val_fraction, cfg.seed)
     if cfg.data.max_train and store_len(train_store) > cfg.data.max_train:
-        train_store = _take(train_store, np.arange(cfg.data.max_train))
+        train_store = take(train_store, np.arange(cfg.data.max_train))
     if cfg.data.max_val and store_len(val_store) > cfg.data.max_val:
-        val_store = _take(val_store, np.arange(cfg.data.max_val))
+        val_store = take(val_store, np.arange(cfg.data.max_val))
     check_nonempty(train_store, "training", data_paths[0])
     check_nonempty(val_store, "validation", (val_paths or data_paths)[0])
 
@@ -366,16 +366,16 @@ def _paths(x) -> list[str]:
 
 def _ordered_batches(store, batch_size: int, order):
     """Batches in a method-given sample order (last incomplete batch dropped, as in training)."""
-    from darkshower.represent.loader import _take, to_torch
+    from darkshower.represent.store import take, to_torch
 
     order = np.asarray(order)
     stop = (len(order) // batch_size) * batch_size if len(order) >= batch_size else len(order)
     for a in range(0, stop, batch_size):
-        yield to_torch(_take(store, order[a:a + batch_size]))
+        yield to_torch(take(store, order[a:a + batch_size]))
 
 
 def _emd_batches(val_store, cfg):
-    from darkshower.represent.loader import _take
+    from darkshower.represent.store import take
 
     n = min(store_len(val_store), cfg.emd_samples)
-    return list(batches(_take(val_store, np.arange(n)), n))
+    return list(batches(take(val_store, np.arange(n)), n))

@@ -1,4 +1,8 @@
-"""Run directories: what a training run writes, and loading a trained model back.
+"""The run-directory format: what a training run writes, and loading a trained model back.
+
+It lives with the models (below the trainer) because a model can be built on another run: an NAE on a
+frozen embedding, a distilled student on its teacher. The trainer (:mod:`darkshower.train`) writes runs
+in this format; scoring, export and evaluation read them through :func:`load_run`.
 
 RUN/
   run.json           format, method, status, data paths (+ manifest checksums), versions, seeds,
@@ -21,18 +25,13 @@ from pathlib import Path
 import yaml
 
 from darkshower import __version__
-from darkshower.errors import ConfigError, DarkshowerError
+from darkshower.errors import ConfigError, RunError, TrainingError
+
+__all__ = ["RUN_FORMAT", "RUN_FORMAT_VERSION", "RunError", "TrainingError", "atomic_torch_save", "torch_load",
+           "read_run_json", "read_run_config", "load_run", "versions"]
 
 RUN_FORMAT = "darkshower-run"
 RUN_FORMAT_VERSION = "1.0"
-
-
-class RunError(DarkshowerError):
-    """A run directory that cannot be used (missing, corrupt, incompatible)."""
-
-
-class TrainingError(DarkshowerError):
-    """Training stopped (e.g. non-finite loss); the last good checkpoint is kept."""
 
 
 def versions() -> dict:
@@ -91,7 +90,7 @@ def read_run_json(run: Path) -> dict:
 
 def read_run_config(run: Path):
     from darkshower.config import validate
-    from darkshower.train.config import TrainConfig
+    from darkshower.models.runconfig import TrainConfig
 
     p = Path(run) / "config.yaml"
     try:

@@ -17,13 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from darkshower.errors import DarkshowerError
+from darkshower.errors import ExportError
 
 log = logging.getLogger(__name__)
-
-
-class ExportError(DarkshowerError):
-    """The model could not be exported or the exported model disagrees with torch."""
 
 
 def _require():
@@ -47,7 +43,7 @@ def export_onnx(run, out, which: str = "best", opset: int = 18, rtol: float = 1e
     """Export the run's model to ONNX at ``out``; returns a dict describing the export and its check."""
     import torch
 
-    from darkshower.train.run import load_run
+    from darkshower.models.runs import load_run
 
     _require()
     import onnxruntime as ort
