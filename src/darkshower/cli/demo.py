@@ -3,23 +3,26 @@ generate QCD + SVJ + ttbar, train two fast methods on QCD, score, evaluate, sear
 
 from __future__ import annotations
 
+from darkshower.cli.options import add_jobs, add_progress, comma_list, nonnegative_int, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="run the default end-to-end job", description=__doc__)
-    p.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
-    p.add_argument("--events", type=int, default=1500, help="events per test sample (QCD training: twice that)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--methods", default="ae-hlf,nae", help="comma-separated methods (default ae-hlf,nae)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--jobs", type=int, default=0, help="worker processes (default: all cores)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", default="runs/demo", metavar="DIR", help="run folder (default runs/demo)")
+    p.add_argument("--events", type=positive_int, default=1500, metavar="N",
+                   help="events per test sample (QCD training: twice that; default 1500)")
+    p.add_argument("--epochs", type=positive_int, default=20, metavar="N", help="training epochs per method (default 20)")
+    p.add_argument("--methods", default="ae-hlf,nae", metavar="M,M,..", help="comma-separated methods (default ae-hlf,nae)")
+    p.add_argument("--seed", type=nonnegative_int, default=1, metavar="S", help="seed of generation and training (default 1)")
+    add_jobs(p, 0)
+    add_progress(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from darkshower.demo import run_demo
+    from darkshower.pipeline.demo import run_demo
 
     summary = run_demo(args.out, events=args.events, seed=args.seed, jobs=args.jobs or None,
-                       progress=not args.no_progress, methods=tuple(m.strip() for m in args.methods.split(",")),
+                       progress=not args.no_progress, methods=comma_list(args.methods),
                        epochs=args.epochs)
     return 1 if summary.get("failed") else 0

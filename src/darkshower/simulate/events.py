@@ -12,37 +12,10 @@ import numpy as np
 from darkshower.simulate import detector as det
 from darkshower.simulate.config import GenerateConfig
 from darkshower.simulate.jets import cluster_jets, kinematics_from_p4
+from darkshower.simulate.pythia import ChargeTable  # noqa: F401  (re-exported: build_events takes one)
 
 INVISIBLE_IDS = np.array([12, 14, 16, 51, 52, 53])
 DARK_QUARK = 4900101
-
-
-class ChargeTable:
-    """PDG id → electric charge, from Pythia's particle data (dense table for |id| < 10000)."""
-
-    DENSE = 10000
-
-    def __init__(self, pythia):
-        self._pd = pythia.particleData
-        ids = np.arange(self.DENSE)
-        self._table = np.array([int(round(self._pd.charge(int(i)))) if self._pd.isParticle(int(i)) else 0
-                                for i in ids], dtype=np.int8)
-        self._cache: dict[int, int] = {}
-
-    def __call__(self, pid: np.ndarray) -> np.ndarray:
-        absid = np.abs(pid)
-        dense = absid < self.DENSE
-        out = np.empty(len(pid), dtype=np.int8)
-        out[dense] = self._table[absid[dense]] * np.sign(pid[dense]).astype(np.int8)
-        if not dense.all():  # nuclei and other rare states
-            rare = np.flatnonzero(~dense)
-            for k in rare.tolist():
-                u = int(pid[k])
-                c = self._cache.get(u)
-                if c is None:
-                    c = self._cache[u] = int(round(self._pd.charge(u)))
-                out[k] = c
-        return out
 
 
 def _is_invisible(absid: np.ndarray) -> np.ndarray:

@@ -138,8 +138,7 @@ class Source:
     """Production Pythia (nextBatch) + a decay Pythia for the thermal mesons, merged per batch."""
 
     def __init__(self, cfg, params: Params, seed: int, production_settings: list[str]):
-        from darkshower.simulate.events import ChargeTable
-        from darkshower.simulate.pythia import make_pythia
+        from darkshower.simulate.pythia import ChargeTable, make_pythia
 
         self.params = params
         self.pythia = make_pythia(production_settings, seed)
