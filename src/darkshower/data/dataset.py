@@ -8,6 +8,8 @@ Layout of a dataset directory::
 
 A chunk counts as complete only when its sidecar exists and the Parquet checksum matches;
 files are written to a temporary name and renamed, so a killed run never leaves half files.
+Readers check each chunk's SHA-256 against the manifest before using it (once per process
+while the file is unchanged), so a damaged chunk is an error, never silently wrong numbers.
 """
 
 from __future__ import annotations
@@ -293,8 +295,13 @@ def _load_manifest(path: Path) -> dict:
     return manifest
 
 
+#: chunks whose checksum this process has checked: resolved path -> (size, mtime, ctime, inode, device, sha256)
+_VERIFIED: dict[str, tuple] = {}
+
+
 class Dataset:
-    """A dataset directory opened for reading; chunks are read on demand."""
+    """A dataset directory opened for reading; chunks are read on demand and each is checked
+    against the manifest's SHA-256 before its first use in a process."""
 
     def __init__(self, path: str | os.PathLike, manifest: dict):
         self.path = Path(path)
@@ -325,8 +332,12 @@ class Dataset:
 
     # -- reading -------------------------------------------------------------------------
     def read_chunk(self, i: int, columns: list[str] | None = None) -> ak.Array:
+        """Chunk ``i`` (only ``columns`` if given), after checking its SHA-256 against the manifest
+        (once per process while the file is unchanged): a damaged chunk is a DatasetError, never
+        silently wrong numbers."""
         entry = self.chunks[i]
         f = self.path / entry["file"]
+        self.check_chunk(entry)
         try:
             arr = ak.from_parquet(f, columns=columns)
         except Exception as exc:  # pyarrow raises several types for damaged files
@@ -356,17 +367,63 @@ class Dataset:
         out = ak.concatenate(parts) if len(parts) > 1 else parts[0]
         return out[:max_events] if max_events is not None else out
 
+    def _rerun_hint(self) -> str:
+        prov = self.manifest.get("provenance") or {}
+        cmd = prov.get("command") or prov.get("command_line")
+        if isinstance(cmd, list) and cmd:
+            import shlex
+
+            return f"rerun the command that made the dataset with the same --out ({shlex.join(str(c) for c in cmd)})"
+        return "rerun the command that made the dataset with the same --out"
+
+    def check_chunk(self, entry: dict, force: bool = False) -> None:
+        """Check one chunk's size and SHA-256 against its manifest entry; raise DatasetError naming
+        the file and the fix. A file already checked by this process and unchanged since (same
+        size, mtime, ctime and inode) is not hashed again unless ``force``."""
+        f = self.path / entry["file"]
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            raise DatasetError(
+                f"{f}: chunk listed in the manifest is missing; delete its sidecar {Path(entry['file']).stem}.json "
+                f"(if present) and {self._rerun_hint()}: missing chunks are regenerated"
+            ) from None
+        expected = entry.get("sha256")
+        if not isinstance(expected, str):
+            raise DatasetError(
+                f"{self.path / MANIFEST}: the entry of {entry['file']} has no 'sha256'; the manifest is damaged: "
+                f"{self._rerun_hint()} to rewrite it"
+            )
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, expected)
+        key = str(f.resolve())
+        if not force and _VERIFIED.get(key) == stamp:
+            return
+        fix = (f"delete {f.name} and its sidecar {Path(entry['file']).stem}.json, then {self._rerun_hint()}: "
+               "missing chunks are regenerated")
+        if st.st_size != entry.get("bytes"):
+            raise DatasetError(
+                f"{f}: chunk is truncated or was modified ({st.st_size} bytes, manifest says {entry.get('bytes')}); {fix}"
+            )
+        actual = sha256_file(f)
+        if actual != expected:
+            side = f.with_suffix(".json")
+            try:
+                side_sha = json.loads(side.read_text()).get("sha256")
+            except (OSError, ValueError, AttributeError):
+                side_sha = None
+            if side_sha == actual:  # the chunk is as written: the manifest's checksum was changed
+                raise DatasetError(
+                    f"{self.path / MANIFEST}: checksum of {f.name} ({expected[:12]}...) differs from the chunk and "
+                    f"its sidecar {side.name} ({actual[:12]}...); the manifest was edited or damaged: "
+                    f"{self._rerun_hint()} to rewrite it from the sidecars"
+                )
+            raise DatasetError(f"{f}: chunk is corrupt (its SHA-256 does not match the manifest); {fix}")
+        _VERIFIED[key] = stamp
+
     def verify(self) -> None:
         """Check every chunk's size and SHA-256 against the manifest; raise DatasetError on mismatch."""
         for entry in self.chunks:
-            f = self.path / entry["file"]
-            if not f.exists():
-                raise DatasetError(f"{f}: chunk listed in the manifest is missing")
-            if f.stat().st_size != entry["bytes"] or sha256_file(f) != entry["sha256"]:
-                raise DatasetError(
-                    f"{f}: chunk is truncated or corrupt (checksum mismatch with manifest); "
-                    "rerun the command that made the dataset after deleting this chunk and its .json sidecar"
-                )
+            self.check_chunk(entry, force=True)
         if self.chunks:
             validate_events(self.read_chunk(0)[:1], str(self.path / self.chunks[0]["file"]))
 
@@ -374,8 +431,8 @@ class Dataset:
 def open_dataset(path: str | os.PathLike, verify: bool = False, allow_incomplete: bool = False) -> Dataset:
     """Open a dataset directory written by ``darkshower generate`` or ``darkshower import``.
 
-    Chunks are read lazily (``ds.read_chunk(i)``, ``for chunk in ds``, ``ds.arrays()``);
-    ``verify=True`` checks all checksums first.
+    Chunks are read lazily (``ds.read_chunk(i)``, ``for chunk in ds``, ``ds.arrays()``), each
+    checked against its SHA-256 before its first use; ``verify=True`` checks all of them first.
     """
     path = Path(path)
     if not path.is_dir():
