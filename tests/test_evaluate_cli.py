@@ -89,22 +89,37 @@ def test_cli_errors(tmp_path, evaldir, capsys):
                str(tmp_path / "o"), "--eff-s", "0.1,2"])
     assert rc == 2 and "efficiencies must lie in (0, 1]" in capsys.readouterr().err
     rc = main(["report", str(tmp_path)])
-    assert rc == 2 and "no metrics.json and no score files" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and "no metrics.json" in err and f"--out {tmp_path}` first" in err
 
 
-def test_report_infers_background_from_score_files(tmp_path, evaldir):
-    from darkshower.evaluate.htmlreport import infer_inputs
+def test_report_only_renders(tmp_path, evaldir, capsys):
+    """A directory of score files is not evaluated behind the user's back: one error naming the command."""
+    from darkshower.errors import EvaluationError
+    from darkshower.evaluate import report
 
     d = tmp_path / "scores_only"
     d.mkdir()
     for f in ("met.parquet", "met.events.parquet", "rnd.parquet", "rnd.events.parquet"):
         shutil.copy(evaldir["met"].parent / f, d / f)
-    qcd, svj, svj07 = (str(x.path.resolve()) for x in evaldir["datasets"])
-    files, bkg, sig = infer_inputs(d)
-    assert [Path(f).name for f in files] == ["met.parquet", "rnd.parquet"]  # .events files are companions
-    assert bkg == [qcd] and sorted(sig) == sorted([svj, svj07])
-    files, bkg, sig = infer_inputs(d, background=[svj07])
-    assert bkg == [svj07] and sorted(sig) == sorted([qcd, svj])
+    with pytest.raises(EvaluationError) as ei:
+        report(d)
+    msg = str(ei.value)
+    assert "no metrics.json" in msg and f"darkshower evaluate --scores" in msg and f"--out {d}` first" in msg
+    assert "met.parquet, rnd.parquet" in msg  # the score files found, not their .events companions
+    assert sorted(p.name for p in d.iterdir()) == ["met.events.parquet", "met.parquet", "rnd.events.parquet",
+                                                   "rnd.parquet"]  # nothing evaluated, nothing written
+    assert main(["report", str(d)]) == 2 and "darkshower evaluate" in capsys.readouterr().err
+    # a damaged events table is named; the metrics.json path is accepted for DIR
+    ev = tmp_path / "copy"
+    shutil.copytree(evaldir["dir"], ev)
+    assert report(ev / "metrics.json") == ev / "report.html"
+    (ev / "data" / "events.parquet").write_bytes(b"not parquet")
+    with pytest.raises(EvaluationError, match=r"events.parquet: cannot read .*rerun `darkshower evaluate`"):
+        report(ev)
+    (ev / "metrics.json").write_text('{"format": "darkshower-evaluation", "schema_version": "9.0"}')
+    with pytest.raises(EvaluationError, match="schema_version '9.0'"):
+        report(ev)
 
 
 def test_heatmap_for_two_varying_parameters():

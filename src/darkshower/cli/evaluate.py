@@ -13,14 +13,12 @@ from __future__ import annotations
 from darkshower.errors import ConfigError
 
 
-def _floats(text: str) -> tuple[float, ...]:
+def _floats(flag: str, text: str) -> tuple[float, ...]:
+    """Comma-separated numbers; their range is checked by the library (evaluate)."""
     try:
-        vals = tuple(float(x) for x in text.split(",") if x.strip())
+        return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise ConfigError(f"{text!r}: expected comma-separated numbers, e.g. 0.1,0.3,0.5") from None
-    if not vals or any(not 0 < v <= 1 for v in vals):
-        raise ConfigError(f"{text!r}: efficiencies must lie in (0, 1]")
-    return vals
+        raise ConfigError(f"{flag} {text!r}: expected comma-separated numbers, e.g. 0.1,0.3,0.5") from None
 
 
 def register(subparsers) -> None:
@@ -60,16 +58,10 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from darkshower.evaluate import evaluate, report
 
-    if args.bootstrap < 0:
-        raise ConfigError(f"--bootstrap {args.bootstrap}: must be >= 0")
-    if not args.scores and not args.supervised_scores:
-        raise ConfigError("give at least one score file: --scores S.parquet")
-    for flag in ("eff_s", "eff_b", "sculpt_eff"):
-        _floats(getattr(args, flag))  # fail before any work
     m = evaluate(args.scores, args.background, args.signal, args.out, supervised_scores=args.supervised_scores,
                  event_score=args.event_score, n_bootstrap=args.bootstrap, seed=args.seed, min_bkg=args.min_bkg,
-                 supervised=not args.no_supervised, sculpt_effs=_floats(args.sculpt_eff),
-                 eff_s_points=_floats(args.eff_s), eff_b_points=_floats(args.eff_b))
+                 supervised=not args.no_supervised, sculpt_effs=_floats("--sculpt-eff", args.sculpt_eff),
+                 eff_s_points=_floats("--eff-s", args.eff_s), eff_b_points=_floats("--eff-b", args.eff_b))
     for r in m["results"]:
         if r["level"] != "event":
             continue

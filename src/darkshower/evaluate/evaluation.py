@@ -17,16 +17,18 @@ import datetime as _dt
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from darkshower.data.dataset import atomic_write_parquet
-from darkshower.errors import EvaluationError
+from darkshower.errors import ConfigError, EvaluationError
 from darkshower.evaluate import io as eio
 from darkshower.evaluate.metrics import EFF_B_POINTS, EFF_S_POINTS, MIN_BKG, binary_metrics
-from darkshower.evaluate.scores import EVENT_SCORES, join_event_scores, join_jet_scores, read_score_files
+from darkshower.evaluate.scores import (EVENT_SCORES, ScoreFile, join_event_scores, join_jet_scores,
+                                        read_score_files)
 from darkshower.evaluate.sculpting import SCULPT_EFFS, sculpting
 from darkshower.evaluate.tables import DatasetTables, load_dataset, short_names
 
@@ -101,6 +103,69 @@ def _ratio(a: dict, b: dict) -> dict:
     return {"value": r, "err": abs(r) * math.hypot(ea, eb)}
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """Options shared by the metric computations of one evaluation."""
+
+    n_bootstrap: int
+    seed: int
+    min_bkg: float
+    eff_s_points: tuple
+    eff_b_points: tuple
+
+    def metrics(self, score_sig, score_bkg, weight_sig, weight_bkg, seed) -> dict:
+        return binary_metrics(score_sig, score_bkg, weight_sig, weight_bkg, n_bootstrap=self.n_bootstrap, seed=seed,
+                              eff_s_points=self.eff_s_points, eff_b_points=self.eff_b_points, min_bkg=self.min_bkg)
+
+    def empty(self) -> dict:
+        """The metrics of a comparison without signal events (all undefined, flagged)."""
+        return binary_metrics([], [0.0], n_bootstrap=0, eff_s_points=self.eff_s_points,
+                              eff_b_points=self.eff_b_points)
+
+
+def _check_efficiencies(name: str, values, upper_inclusive: bool = True) -> tuple[float, ...]:
+    """A non-empty tuple of efficiencies in (0, 1] (or (0, 1)); ConfigError naming the option otherwise."""
+    try:
+        vals = tuple(float(v) for v in _as_list(values))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} {values!r}: expected numbers, e.g. 0.1,0.3,0.5") from None
+    ok = (lambda v: 0 < v <= 1) if upper_inclusive else (lambda v: 0 < v < 1)
+    interval = "(0, 1]" if upper_inclusive else "(0, 1)"
+    if not vals or not all(ok(v) for v in vals):  # also rejects NaN
+        raise ConfigError(f"{name} {','.join(f'{v:g}' for v in vals) or '(empty)'}: efficiencies must lie in "
+                          f"{interval}")
+    return vals
+
+
+def check_options(*, event_score: str = "max2", n_bootstrap: int = 200, min_bkg: float = MIN_BKG,
+                  sculpt_effs=SCULPT_EFFS, eff_s_points=EFF_S_POINTS, eff_b_points=EFF_B_POINTS) -> dict:
+    """Validate the options of :func:`evaluate` (before any file is read); returns them normalized."""
+    if event_score not in EVENT_SCORES:
+        raise EvaluationError(f"event score {event_score!r}: choose one of {EVENT_SCORES}")
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 0:
+        raise ConfigError(f"n_bootstrap (--bootstrap) {n_bootstrap}: must be an integer >= 0 (0 = no uncertainties)")
+    if not (isinstance(min_bkg, (int, float)) and math.isfinite(min_bkg) and min_bkg >= 0):
+        raise ConfigError(f"min_bkg (--min-bkg) {min_bkg}: must be a number >= 0 (effective background events)")
+    return {
+        "sculpt_effs": _check_efficiencies("sculpt_effs (--sculpt-eff)", sculpt_effs),
+        "eff_s_points": _check_efficiencies("eff_s_points (--eff-s)", eff_s_points),
+        "eff_b_points": _check_efficiencies("eff_b_points (--eff-b)", eff_b_points),
+    }
+
+
+def _check_inputs(scores, supervised_scores, background, signal) -> None:
+    if not scores and not supervised_scores:
+        raise EvaluationError("no score files given (--scores S.parquet ...)")
+    if not background:
+        raise EvaluationError("no background dataset given (--background DIR ...)")
+    if not signal:
+        raise EvaluationError("no signal dataset given (--signal DIR ...)")
+    resolved = [str(Path(p).resolve()) for p in background + signal]
+    dup = {p for p in resolved if resolved.count(p) > 1}
+    if dup:
+        raise EvaluationError(f"dataset(s) given twice (as background and/or signal): {', '.join(sorted(dup))}")
+
+
 def evaluate(
     scores,
     background,
@@ -126,33 +191,71 @@ def evaluate(
     maximum of the two leading jets' scores, ``lead``: the leading jet's). With ``supervised``,
     a gradient-boosted classifier per signal is the supervised reference. With ``out`` the
     evaluation directory is written (see module docstring). Returns the metrics dict.
+
+    Invalid options raise :class:`~darkshower.errors.ConfigError` and inputs that do not fit
+    together :class:`~darkshower.errors.EvaluationError`, before anything is written.
     """
-    if event_score not in EVENT_SCORES:
-        raise EvaluationError(f"event score {event_score!r}: choose one of {EVENT_SCORES}")
+    effs = check_options(event_score=event_score, n_bootstrap=n_bootstrap, min_bkg=min_bkg, sculpt_effs=sculpt_effs,
+                         eff_s_points=eff_s_points, eff_b_points=eff_b_points)
     scores, supervised_scores = _as_list(scores), _as_list(supervised_scores)
     background, signal = _as_list(background), _as_list(signal)
-    if not scores and not supervised_scores:
-        raise EvaluationError("no score files given (--scores S.parquet ...)")
-    if not background:
-        raise EvaluationError("no background dataset given (--background DIR ...)")
-    if not signal:
-        raise EvaluationError("no signal dataset given (--signal DIR ...)")
-    resolved = [str(Path(p).resolve()) for p in background + signal]
-    dup = {p for p in resolved if resolved.count(p) > 1}
-    if dup:
-        raise EvaluationError(f"dataset(s) given twice (as background and/or signal): {', '.join(sorted(dup))}")
+    _check_inputs(scores, supervised_scores, background, signal)
+    opts = _Settings(n_bootstrap=int(n_bootstrap), seed=seed, min_bkg=min_bkg, eff_s_points=effs["eff_s_points"],
+                     eff_b_points=effs["eff_b_points"])
     files = read_score_files(scores, supervised_scores)
-    names = short_names(background + signal)
-    bkg = [load_dataset(p, "background", n, features=supervised) for p, n in zip(background, names)]
-    sigs = [load_dataset(p, "signal", n, features=supervised) for p, n in zip(signal, names[len(background):])]
-    if not sum(d.n_events for d in bkg):
-        raise EvaluationError(f"background dataset(s) {', '.join(map(str, background))} have no events")
+    bkg, sigs = _load_datasets(background, signal, features=supervised)
     notes: list[str] = []
     warnings: list[str] = []
     bw = _bkg_weights(bkg, notes)
-    w_bkg = np.concatenate(bw)
+    events = event_table(files, bkg, sigs, bw, event_score, notes, warnings)
+    results = method_metrics(files, bkg, sigs, bw, events, opts, warnings, jet_level=jet_level)
+    sup_results, sup_info, sup_rows = (supervised_reference(bkg, sigs, bw, events, opts, warnings) if supervised
+                                       else ([], {}, []))
+    results += sup_results
+    ref_name = _reference_name(files, supervised)
+    _attach_ratios(results, ref_name)
+    sculpt = sculpting_by_method(files, events, effs["sculpt_effs"], seed)
+    generalization = generalization_grids(sigs, notes)
+    metrics = eio.clean({
+        "format": eio.FORMAT,
+        "schema_version": eio.SCHEMA_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "settings": {
+            "event_score": event_score, "n_bootstrap": n_bootstrap, "seed": seed, "min_bkg": min_bkg,
+            "eff_s_points": list(opts.eff_s_points), "eff_b_points": list(opts.eff_b_points),
+            "sculpt_effs": list(effs["sculpt_effs"]), "heatmap_eff_s": HEATMAP_EFF_S,
+            "supervised_reference": ref_name, "jsd_base": 2,
+        },
+        "methods": [{"name": f.name, "method": f.method, "run": f.run, "file": str(f.path), "level": f.level,
+                     "supervised": f.supervised} for f in files],
+        "background": [d.describe() for d in bkg],
+        "signals": [d.describe() for d in sigs],
+        "results": results,
+        "supervised": sup_info,
+        "sculpting": sculpt,
+        "generalization": generalization,
+        "notes": notes,
+        "warnings": warnings,
+    })
+    if out is not None:
+        write_evaluation(out, metrics, events, sup_rows)
+    return metrics
 
-    # -- per-event table with one score column per method ----------------------------------------
+
+# -- the steps of evaluate(), in order ------------------------------------------------------------------
+def _load_datasets(background: list, signal: list, features: bool) -> tuple[list[DatasetTables], list[DatasetTables]]:
+    names = short_names(background + signal)
+    bkg = [load_dataset(p, "background", n, features=features) for p, n in zip(background, names)]
+    sigs = [load_dataset(p, "signal", n, features=features) for p, n in zip(signal, names[len(background):])]
+    if not sum(d.n_events for d in bkg):
+        raise EvaluationError(f"background dataset(s) {', '.join(map(str, background))} have no events")
+    return bkg, sigs
+
+
+def event_table(files: list[ScoreFile], bkg: list[DatasetTables], sigs: list[DatasetTables], bw: list[np.ndarray],
+                event_score: str, notes: list[str], warnings: list[str]) -> pd.DataFrame:
+    """One row per event of every dataset (weights: ``bw`` for background) and one ``score:<method>``
+    column per score file; events without a (finite) score are NaN and counted in ``notes``."""
     parts = []
     for d, w in zip(bkg + sigs, bw + [s.events["weight"].to_numpy(np.float64) for s in sigs]):
         e = d.events.copy()
@@ -177,77 +280,87 @@ def evaluate(
     for m, dd in unscored.items():
         for dname, n_un in dd.items():
             notes.append(f"{m}: {n_un} events of {dname} have no (finite) score and are left out")
+    return events
 
+
+def method_metrics(files: list[ScoreFile], bkg: list[DatasetTables], sigs: list[DatasetTables], bw: list[np.ndarray],
+                   events: pd.DataFrame, opts: _Settings, warnings: list[str], jet_level: bool = True) -> list[dict]:
+    """Event-level (and, for jet-level methods, jet-level) metrics of every score file on every signal."""
     is_b = (events["role"] == "background").to_numpy()
+    w_bkg = np.concatenate(bw)
     results: list[dict] = []
     for i, sf in enumerate(files):
         sc = events[f"score:{sf.name}"].to_numpy()
         for j, sd in enumerate(sigs):
             entry = {"method": sf.name, "signal": sd.name, "level": "event", "supervised": sf.supervised}
             if not sd.n_events:
-                entry.update(binary_metrics([], [0.0], n_bootstrap=0, eff_s_points=eff_s_points,
-                                            eff_b_points=eff_b_points))
+                entry.update(opts.empty())
                 warnings.append(f"signal dataset {sd.name} ({sd.path}) has no events: no metrics")
                 results.append(entry)
                 continue
             rs = (events["dataset"] == sd.path).to_numpy()
-            entry.update(binary_metrics(sc[rs], sc[is_b], events["weight"].to_numpy()[rs], w_bkg,
-                                        n_bootstrap=n_bootstrap, seed=[seed, i, j, 0], eff_s_points=eff_s_points,
-                                        eff_b_points=eff_b_points, min_bkg=min_bkg))
+            entry.update(opts.metrics(sc[rs], sc[is_b], events["weight"].to_numpy()[rs], w_bkg, [opts.seed, i, j, 0]))
             if "degenerate_scores" in entry["flags"]:
                 warnings.append(f"{sf.name} on {sd.name}: all scores are equal (degenerate); AUC 0.5 by construction")
             results.append(entry)
             if jet_level and sf.level == "jet":
-                results.append(_jet_entry(sf, bkg, bw, sd, n_bootstrap, [seed, i, j, 1], eff_s_points, eff_b_points,
-                                          min_bkg))
+                results.append(_jet_entry(sf, bkg, bw, sd, opts, [opts.seed, i, j, 1]))
+    return results
 
-    # -- supervised reference ----------------------------------------------------------------------
-    sup_rows = []
-    sup_info = {}
-    if supervised:
-        from darkshower.evaluate import supervised as sup
 
-        fb = pd.concat([d.features for d in bkg if d.features is not None], ignore_index=True) \
-            if any(d.features is not None for d in bkg) else None
-        for j, sd in enumerate(sigs):
-            entry = {"method": sup.NAME, "signal": sd.name, "level": "event", "supervised": True, "builtin": True}
-            if not sd.n_events or sd.features is None or fb is None:
-                entry.update(binary_metrics([], [0.0], n_bootstrap=0, eff_s_points=eff_s_points,
-                                            eff_b_points=eff_b_points))
-                results.append(entry)
-                continue
-            ws = sd.events["weight"].to_numpy(np.float64)
-            try:
-                r = sup.train_and_score(fb, sd.features, w_bkg, ws, seed=seed + j)
-            except ValueError as exc:  # e.g. too few events for a split with both classes
-                entry.update(binary_metrics([], [0.0], n_bootstrap=0, eff_s_points=eff_s_points,
-                                            eff_b_points=eff_b_points))
-                entry["flags"] = ["supervised_failed"]
-                warnings.append(f"supervised reference on {sd.name} failed: {exc}")
-                results.append(entry)
-                continue
-            tb, ts = r["test_bkg"], r["test_sig"]
-            entry.update(binary_metrics(r["score_sig"][ts], r["score_bkg"][tb], ws[ts], w_bkg[tb],
-                                        n_bootstrap=n_bootstrap, seed=[seed, 999, j], eff_s_points=eff_s_points,
-                                        eff_b_points=eff_b_points, min_bkg=min_bkg))
-            entry["n_train"] = r["n_train"]
+def supervised_reference(bkg: list[DatasetTables], sigs: list[DatasetTables], bw: list[np.ndarray],
+                         events: pd.DataFrame, opts: _Settings,
+                         warnings: list[str]) -> tuple[list[dict], dict, list[pd.DataFrame]]:
+    """The built-in BDT per signal: (result entries, per-signal info, held-out rows for supervised.parquet)."""
+    from darkshower.evaluate import supervised as sup
+
+    is_b = (events["role"] == "background").to_numpy()
+    w_bkg = np.concatenate(bw)
+    results, sup_rows, sup_info = [], [], {}
+    fb = pd.concat([d.features for d in bkg if d.features is not None], ignore_index=True) \
+        if any(d.features is not None for d in bkg) else None
+    for j, sd in enumerate(sigs):
+        entry = {"method": sup.NAME, "signal": sd.name, "level": "event", "supervised": True, "builtin": True}
+        if not sd.n_events or sd.features is None or fb is None:
+            entry.update(opts.empty())
             results.append(entry)
-            sup_info[sd.name] = {"features": r["features"], "n_train": r["n_train"],
-                                 "n_test_bkg": int(tb.sum()), "n_test_sig": int(ts.sum())}
-            bev = events.loc[is_b, ["dataset", "event_id"]].reset_index(drop=True)
-            sup_rows.append(pd.DataFrame({"signal": sd.name, "dataset": bev["dataset"][tb].to_numpy(),
-                                          "event_id": bev["event_id"][tb].to_numpy(), "role": "background",
-                                          "score": r["score_bkg"][tb]}))
-            sup_rows.append(pd.DataFrame({"signal": sd.name, "dataset": sd.path,
-                                          "event_id": sd.events["event_id"].to_numpy()[ts], "role": "signal",
-                                          "score": r["score_sig"][ts]}))
+            continue
+        ws = sd.events["weight"].to_numpy(np.float64)
+        try:
+            r = sup.train_and_score(fb, sd.features, w_bkg, ws, seed=opts.seed + j)
+        except ValueError as exc:  # e.g. too few events for a split with both classes
+            entry.update(opts.empty())
+            entry["flags"] = ["supervised_failed"]
+            warnings.append(f"supervised reference on {sd.name} failed: {exc}")
+            results.append(entry)
+            continue
+        tb, ts = r["test_bkg"], r["test_sig"]
+        entry.update(opts.metrics(r["score_sig"][ts], r["score_bkg"][tb], ws[ts], w_bkg[tb], [opts.seed, 999, j]))
+        entry["n_train"] = r["n_train"]
+        results.append(entry)
+        sup_info[sd.name] = {"features": r["features"], "n_train": r["n_train"],
+                             "n_test_bkg": int(tb.sum()), "n_test_sig": int(ts.sum())}
+        bev = events.loc[is_b, ["dataset", "event_id"]].reset_index(drop=True)
+        sup_rows.append(pd.DataFrame({"signal": sd.name, "dataset": bev["dataset"][tb].to_numpy(),
+                                      "event_id": bev["event_id"][tb].to_numpy(), "role": "background",
+                                      "score": r["score_bkg"][tb]}))
+        sup_rows.append(pd.DataFrame({"signal": sd.name, "dataset": sd.path,
+                                      "event_id": sd.events["event_id"].to_numpy()[ts], "role": "signal",
+                                      "score": r["score_sig"][ts]}))
+    return results, sup_info, sup_rows
 
-    # reference for the ratio: the built-in BDT, else the first supervised score file
-    ref_name = None
+
+def _reference_name(files: list[ScoreFile], supervised: bool) -> str | None:
+    """The reference of the AUC ratio: the built-in BDT, else the first supervised score file."""
     if supervised:
-        from darkshower.evaluate.supervised import NAME as ref_name
-    elif any(f.supervised for f in files):
-        ref_name = next(f.name for f in files if f.supervised)
+        from darkshower.evaluate.supervised import NAME
+
+        return NAME
+    return next((f.name for f in files if f.supervised), None)
+
+
+def _attach_ratios(results: list[dict], ref_name: str | None) -> None:
+    """Add ``supervised_auc`` and ``ratio_to_supervised`` (event level) to every result entry."""
     for e in results:
         e["supervised_auc"] = None
         e["ratio_to_supervised"] = {"value": None, "err": None}
@@ -259,14 +372,21 @@ def evaluate(
             e["supervised_auc"] = ref["auc"]
             e["ratio_to_supervised"] = _ratio(e["auc"], ref["auc"])
 
-    # -- sculpting (background only) --------------------------------------------------------------
-    sculpt = {}
+
+def sculpting_by_method(files: list[ScoreFile], events: pd.DataFrame, sculpt_effs, seed: int) -> dict:
+    """Background mass sculpting (JSD of leading-jet mass and MT) of each method's score cuts."""
+    is_b = (events["role"] == "background").to_numpy()
+    w_bkg = events.loc[is_b, "weight"].to_numpy()
+    out = {}
     for sf in files:
         sc = events.loc[is_b, f"score:{sf.name}"].to_numpy()
-        sculpt[sf.name] = sculpting(sc, {"lead_jet_mass": events.loc[is_b, "lead_jet_mass"].to_numpy(),
-                                         "mt": events.loc[is_b, "mt"].to_numpy()}, w_bkg, effs=sculpt_effs, seed=seed)
+        out[sf.name] = sculpting(sc, {"lead_jet_mass": events.loc[is_b, "lead_jet_mass"].to_numpy(),
+                                      "mt": events.loc[is_b, "mt"].to_numpy()}, w_bkg, effs=sculpt_effs, seed=seed)
+    return out
 
-    # -- generalization grids ---------------------------------------------------------------------------
+
+def generalization_grids(sigs: list[DatasetTables], notes: list[str]) -> list[dict]:
+    """Per signal process: the (up to two) grid parameters of the heatmaps and each signal's values."""
     generalization = []
     by_proc: dict[str, list[DatasetTables]] = {}
     for sd in sigs:
@@ -281,42 +401,25 @@ def evaluate(
         })
         if len(axes) > 2:
             notes.append(f"{proc}: parameters {axes[2:]} also vary; heatmaps show {axes[:2]} (first signal per cell)")
-
-    metrics = {
-        "format": eio.FORMAT,
-        "schema_version": eio.SCHEMA_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "settings": {
-            "event_score": event_score, "n_bootstrap": n_bootstrap, "seed": seed, "min_bkg": min_bkg,
-            "eff_s_points": list(eff_s_points), "eff_b_points": list(eff_b_points), "sculpt_effs": list(sculpt_effs),
-            "heatmap_eff_s": HEATMAP_EFF_S, "supervised_reference": ref_name, "jsd_base": 2,
-        },
-        "methods": [{"name": f.name, "method": f.method, "run": f.run, "file": str(f.path), "level": f.level,
-                     "supervised": f.supervised} for f in files],
-        "background": [d.describe() for d in bkg],
-        "signals": [d.describe() for d in sigs],
-        "results": results,
-        "supervised": sup_info,
-        "sculpting": sculpt,
-        "generalization": generalization,
-        "notes": notes,
-        "warnings": warnings,
-    }
-    metrics = eio.clean(metrics)
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_parquet(events, out / eio.DATA_DIR / eio.EVENTS)
-        if sup_rows:
-            atomic_write_parquet(pd.concat(sup_rows, ignore_index=True), out / eio.DATA_DIR / eio.SUPERVISED)
-        elif (out / eio.DATA_DIR / eio.SUPERVISED).exists():
-            (out / eio.DATA_DIR / eio.SUPERVISED).unlink()
-        eio.atomic_write_json(out / eio.METRICS, metrics)
-        log.info("evaluation written to %s", out / eio.METRICS)
-    return metrics
+    return generalization
 
 
-def _jet_entry(sf, bkg, bw, sd, n_bootstrap, seed, eff_s_points, eff_b_points, min_bkg) -> dict:
+def write_evaluation(out, metrics: dict, events: pd.DataFrame, sup_rows: list[pd.DataFrame]) -> Path:
+    """Write the evaluation directory (data/ first, metrics.json last: its presence marks a complete one)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_parquet(events, out / eio.DATA_DIR / eio.EVENTS)
+    if sup_rows:
+        atomic_write_parquet(pd.concat(sup_rows, ignore_index=True), out / eio.DATA_DIR / eio.SUPERVISED)
+    elif (out / eio.DATA_DIR / eio.SUPERVISED).exists():
+        (out / eio.DATA_DIR / eio.SUPERVISED).unlink()
+    eio.atomic_write_json(out / eio.METRICS, metrics)
+    log.info("evaluation written to %s", out / eio.METRICS)
+    return out / eio.METRICS
+
+
+def _jet_entry(sf: ScoreFile, bkg: list[DatasetTables], bw: list[np.ndarray], sd: DatasetTables, opts: _Settings,
+               seed) -> dict:
     """Jet-level metrics: background jets vs the signal's dark jets (all jets without truth)."""
     entry = {"method": sf.name, "signal": sd.name, "level": "jet", "supervised": sf.supervised}
     sb, wb = [], []
@@ -339,7 +442,6 @@ def _jet_entry(sf, bkg, bw, sd, n_bootstrap, seed, eff_s_points, eff_b_points, m
     w = np.concatenate(wb) if wb else np.zeros(0)
     # jets without a score (e.g. beyond the scored leading jets) are not part of the comparison
     sel_b, sel_s = ~np.isnan(b), ~np.isnan(s)
-    entry.update(binary_metrics(s[sel_s], b[sel_b], ws[sel_s], w[sel_b], n_bootstrap=n_bootstrap, seed=seed,
-                                eff_s_points=eff_s_points, eff_b_points=eff_b_points, min_bkg=min_bkg))
+    entry.update(opts.metrics(s[sel_s], b[sel_b], ws[sel_s], w[sel_b], seed))
     entry["signal_jets"] = truth
     return entry

@@ -2,10 +2,8 @@
 
 The page (``DIR/report.html``) embeds every figure as a base64 PNG, so it can be mailed or
 archived alone. Sections (HTML ids): ``summary``, ``metrics``, ``roc``, ``scores``,
-``generalization``, ``sculpting``, ``supervised``, ``search``. When DIR has no
-``metrics.json`` yet but holds score files, the evaluation is run first: the datasets come
-from the score files' ``dataset`` column, background = the datasets given as background, else
-those whose manifest process is ``qcd``; signal = the rest.
+``generalization``, ``sculpting``, ``supervised``, ``search``. The report only renders what
+``evaluate`` (``metrics.json``, ``data/``) and ``search`` (``search/``) wrote; it never evaluates.
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ from darkshower.evaluate.metrics import roc_curve
 log = logging.getLogger(__name__)
 
 SECTIONS = ("summary", "metrics", "roc", "scores", "generalization", "sculpting", "supervised", "search")
-BACKGROUND_PROCESSES = ("qcd",)
 _MAX_CURVE_POINTS = 2000
 
 _CSS = """
@@ -88,61 +85,6 @@ def _table(header: list[str], rows: list[list[str]], left: int = 2) -> str:
 
 def _flags(fl) -> tuple[str, str]:
     return (_e(", ".join(fl)) if fl else "", "flags")
-
-
-# -- inference of an evaluation from score files in DIR ----------------------------------------------
-def infer_inputs(directory, background=None, signal=None) -> tuple[list[str], list[str], list[str]]:
-    """(score files, background, signal) of a directory holding score files but no evaluation.
-
-    The datasets are those of the score files' ``dataset`` column; background = ``background``
-    if given, else those whose manifest process is in :data:`BACKGROUND_PROCESSES`; signal =
-    ``signal`` if given, else the rest.
-    """
-    from darkshower.data.dataset import open_dataset
-    from darkshower.evaluate.scores import is_score_file, read_scores
-
-    directory = Path(directory)
-
-    files = sorted(p for p in directory.glob("*.parquet") if is_score_file(p))
-    if not files:
-        raise EvaluationError(
-            f"{directory}: no {eio.METRICS} and no score files; run `darkshower evaluate --scores S.parquet "
-            f"--background DS --signal DS --out {directory}` first"
-        )
-    datasets: list[str] = []
-    for f in files:
-        for d in read_scores(f).datasets:
-            if d not in datasets:
-                datasets.append(d)
-    bkg = [str(Path(p).resolve()) for p in (background or [])]
-    sig = [str(Path(p).resolve()) for p in (signal or [])]
-    for d in datasets:
-        r = str(Path(d).resolve())
-        if r in bkg or r in sig:
-            continue
-        try:
-            ds = open_dataset(d)
-        except Exception as exc:
-            raise EvaluationError(f"{directory}: score files refer to dataset {d}, which cannot be opened ({exc}); "
-                                  "pass --background/--signal or run `darkshower evaluate`") from None
-        if background is None and ds.process in BACKGROUND_PROCESSES:
-            bkg.append(r)
-        elif signal is None:
-            sig.append(r)
-    if not bkg:
-        raise EvaluationError(f"{directory}: no background dataset among {datasets} (none has process qcd); "
-                              "give --background")
-    if not sig:
-        raise EvaluationError(f"{directory}: no signal dataset among {datasets}; give --signal")
-    return [str(f) for f in files], bkg, sig
-
-
-def _infer_and_evaluate(directory: Path, background, signal, **kw) -> dict:
-    from darkshower.evaluate.evaluation import evaluate
-
-    files, bkg, sig = infer_inputs(directory, background, signal)
-    log.info("report: evaluating %d score file(s): background %s, signal %s", len(files), bkg, sig)
-    return evaluate(files, bkg, sig, directory, **kw)
 
 
 # -- sections ------------------------------------------------------------------------------------------
@@ -434,28 +376,72 @@ def render(directory, metrics: dict, events=None, sup=None, search=None) -> str:
     return "\n".join(parts)
 
 
-def report(directory, *, background=None, signal=None, **evaluate_kwargs) -> Path:
-    """Write ``DIR/report.html`` from the evaluation in DIR (evaluating score files in DIR first if needed).
+_REQUIRED_KEYS = ("settings", "methods", "background", "signals", "results")
 
-    ``background``/``signal`` (dataset paths) are only used when DIR has no ``metrics.json``;
-    ``evaluate_kwargs`` are passed to :func:`darkshower.evaluate.evaluate` then.
+
+def _run_evaluate_first(directory: Path, problem: str) -> EvaluationError:
+    """The error for a directory that holds no (complete) evaluation: what to run instead."""
+    from darkshower.evaluate.scores import is_score_file
+
+    found = sorted(p.name for p in directory.glob("*.parquet") if is_score_file(p)) if directory.is_dir() else []
+    hint = f" (score files here: {', '.join(found)}: pass them to --scores)" if found else ""
+    return EvaluationError(
+        f"{directory}: {problem}; report only renders an evaluation: run `darkshower evaluate --scores S.parquet... "
+        f"--background DS... --signal DS... --out {directory}` first{hint}"
+    )
+
+
+def _read_parquet(path: Path) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise EvaluationError(f"{path}: cannot read ({type(exc).__name__}: {exc}); rerun `darkshower evaluate` "
+                              f"into {path.parent.parent}") from None
+
+
+def load_evaluation(directory) -> tuple[dict, pd.DataFrame | None, pd.DataFrame | None, dict | None]:
+    """(metrics, events table, supervised table, search results) of an evaluation directory.
+
+    Raises :class:`~darkshower.errors.EvaluationError` telling the user to run ``darkshower
+    evaluate`` when DIR holds no (readable) evaluation; the optional parts may be None.
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise EvaluationError(f"{directory}: no such directory")
+        raise _run_evaluate_first(directory, "no such directory")
     mpath = directory / eio.METRICS
-    if mpath.exists():
-        metrics = eio.load_json(mpath)
-        if metrics.get("format") != eio.FORMAT:
-            raise EvaluationError(f"{mpath}: not a darkshower evaluation (format {metrics.get('format')!r})")
-    else:
-        metrics = _infer_and_evaluate(directory, background, signal, **evaluate_kwargs)
-    ev_path = directory / eio.DATA_DIR / eio.EVENTS
-    events = pd.read_parquet(ev_path) if ev_path.exists() else None
-    sp = directory / eio.DATA_DIR / eio.SUPERVISED
-    sup = pd.read_parquet(sp) if sp.exists() else None
+    if not mpath.exists():
+        raise _run_evaluate_first(directory, f"no {eio.METRICS}")
+    metrics = eio.load_json(mpath)
+    if not isinstance(metrics, dict) or metrics.get("format") != eio.FORMAT:
+        fmt = metrics.get("format") if isinstance(metrics, dict) else None
+        raise _run_evaluate_first(directory, f"{eio.METRICS} is not a darkshower evaluation (format {fmt!r})")
+    major = str(metrics.get("schema_version", "0")).split(".")[0]
+    if major != eio.SCHEMA_VERSION.split(".")[0]:
+        raise _run_evaluate_first(directory, f"{eio.METRICS} has schema_version {metrics.get('schema_version')!r}, "
+                                             f"this darkshower renders {eio.SCHEMA_VERSION}")
+    missing = [k for k in _REQUIRED_KEYS if k not in metrics]
+    if missing:
+        raise _run_evaluate_first(directory, f"{eio.METRICS} misses {missing}")
+    events = _read_parquet(directory / eio.DATA_DIR / eio.EVENTS)
+    sup = _read_parquet(directory / eio.DATA_DIR / eio.SUPERVISED)
     srch = directory / "search" / "search.json"
     search = eio.load_json(srch) if srch.exists() else None
+    return metrics, events, sup, search
+
+
+def report(directory) -> Path:
+    """Write ``DIR/report.html`` from what ``evaluate`` (and ``search``) wrote into DIR.
+
+    Only renders: a directory without ``metrics.json`` raises an
+    :class:`~darkshower.errors.EvaluationError` telling to run ``darkshower evaluate ... --out DIR``
+    first. ``DIR`` may also be given as the path of its ``metrics.json``.
+    """
+    directory = Path(directory)
+    if directory.name == eio.METRICS and directory.is_file():
+        directory = directory.parent
+    metrics, events, sup, search = load_evaluation(directory)
     text = render(directory, metrics, events, sup, search)
     out = directory / eio.REPORT
     from darkshower.data.dataset import atomic_write_text
@@ -463,4 +449,3 @@ def report(directory, *, background=None, signal=None, **evaluate_kwargs) -> Pat
     atomic_write_text(out, text)
     log.info("report written to %s", out)
     return out
-
