@@ -4,9 +4,11 @@ Every kernel walks all jets of a batch inside compiled code (flat constituent ar
 ``offsets``); there is no per-jet Python loop. Coordinates inside a jet are *local*: rapidity
 and azimuth relative to the jet axis (phi wrapped once), so distances never need wrapping again.
 
-Clustering follows the usual pairwise algorithm with nearest-neighbour caching
-(O(n^2) per jet): d_ij = min(kt_i^2p, kt_j^2p) dR_ij^2 / R^2, d_iB = kt_i^2p, E-scheme
-recombination, rapidity-azimuth distances.
+Clustering (one implementation, ``clustering._cluster``, for the kt pass of N-subjettiness and
+the C/A pass of soft drop and Lund trees) follows the usual pairwise algorithm with
+nearest-neighbour caching (O(n^2) per jet): d_ij = min(kt_i^2p, kt_j^2p) dR_ij^2 / R^2, no beam
+distance (every jet is clustered into one tree), E-scheme recombination, rapidity-azimuth
+distances.
 
 Modules by concern: ``common`` (JIT options, rapidity, phi wrapping, loading a jet),
 ``clustering`` (kt / C-A clustering), ``shapes`` (observables), ``lund`` (Lund trees),

@@ -34,162 +34,6 @@ def _rescan(x, nact, nn, nnd, sy, sp):
 
 
 @nb.njit(**_JIT)
-def _cluster(n, npx, npy, npz, ne, ny, nphi, npt, ch1, ch2, act, nn, nnd, flag, tmp, sy, sp,
-             ktmode, inv_r2, use_beam, rec, rec_n):
-    """Cluster leaves 0..n-1; merged nodes are appended at n, n+1, ...
-
-    ktmode 1 = kt (momentum factor pt^2), 0 = Cambridge/Aachen. With ``rec`` of shape (3, 3, 4)
-    the active (exclusive) jets are recorded when 3, 2, 1 of them remain (kt axes).
-    Returns the number of nodes; the last node is the root when there is no beam merging.
-    """
-    for i in range(n):
-        ch1[i] = -1
-        ch2[i] = -1
-        act[i] = i
-        nn[i] = -1
-        nnd[i] = INF
-        sy[i] = ny[i]
-        sp[i] = nphi[i]
-    for s in range(n):
-        ys = ny[s]
-        ps = nphi[s]
-        for t in range(s + 1, n):
-            dy = ys - ny[t]
-            dp = ps - nphi[t]
-            d = dy * dy + dp * dp
-            if d < nnd[s]:
-                nnd[s] = d
-                nn[s] = t
-            if d < nnd[t]:
-                nnd[t] = d
-                nn[t] = s
-    nact = n
-    nnode = n
-    recording = rec.shape[0] > 0
-    while nact > 1:
-        if recording and nact <= 3 and rec_n[nact - 1] < 0:
-            rec_n[nact - 1] = nact
-            for q in range(nact):
-                a = act[q]
-                rec[nact - 1, q, 0] = npx[a]
-                rec[nact - 1, q, 1] = npy[a]
-                rec[nact - 1, q, 2] = npz[a]
-                rec[nact - 1, q, 3] = ne[a]
-        best = INF
-        bs = -1
-        bbeam = False
-        for s in range(nact):
-            a = act[s]
-            d = INF
-            if nn[s] >= 0:
-                if ktmode == 1:
-                    k2a = npt[a] * npt[a]
-                    b = act[nn[s]]
-                    k2b = npt[b] * npt[b]
-                    d = nnd[s] * (k2a if k2a < k2b else k2b) * inv_r2
-                else:
-                    d = nnd[s] * inv_r2
-            isb = False
-            if use_beam:
-                db = npt[a] * npt[a] if ktmode == 1 else 1.0
-                if db < d:
-                    d = db
-                    isb = True
-            if d < best:
-                best = d
-                bs = s
-                bbeam = isb
-        if bs < 0:
-            break
-        if not bbeam:
-            t = nn[bs]
-            sa = bs if bs < t else t
-            sb = t if bs < t else bs
-            a = act[sa]
-            b = act[sb]
-            k = nnode
-            nnode += 1
-            px = npx[a] + npx[b]
-            py = npy[a] + npy[b]
-            pz = npz[a] + npz[b]
-            en = ne[a] + ne[b]
-            npx[k] = px
-            npy[k] = py
-            npz[k] = pz
-            ne[k] = en
-            npt[k] = math.sqrt(px * px + py * py)
-            yk = _rap(px, py, pz, en)
-            pk = math.atan2(py, px)
-            ny[k] = yk
-            nphi[k] = pk
-            ch1[k] = a
-            ch2[k] = b
-            act[sa] = k
-            sy[sa] = yk
-            sp[sa] = pk
-            last = nact - 1
-            if sb != last:
-                act[sb] = act[last]
-                nn[sb] = nn[last]
-                nnd[sb] = nnd[last]
-                sy[sb] = sy[last]
-                sp[sb] = sp[last]
-            nact -= 1
-            # one pass: distances to the new node, stale neighbours, renamed slot
-            best = INF
-            bi = -1
-            for x in range(nact):
-                if x == sa:
-                    continue
-                dy = yk - sy[x]
-                dp = pk - sp[x]
-                d = dy * dy + dp * dp
-                if d < best:
-                    best = d
-                    bi = x
-                nx = nn[x]
-                if nx == sa or nx == sb:
-                    _rescan(x, nact, nn, nnd, sy, sp)
-                else:
-                    if nx == last:
-                        nn[x] = sb
-                    if d < nnd[x]:
-                        nnd[x] = d
-                        nn[x] = sa
-            nn[sa] = bi
-            nnd[sa] = best
-        else:
-            s = bs
-            for x in range(nact):
-                flag[x] = nn[x] == s
-            last = nact - 1
-            if s != last:
-                act[s] = act[last]
-                nn[s] = nn[last]
-                nnd[s] = nnd[last]
-                flag[s] = flag[last]
-                sy[s] = sy[last]
-                sp[s] = sp[last]
-            nact -= 1
-            if s != last:
-                for x in range(nact):
-                    if nn[x] == last:
-                        nn[x] = s
-            for x in range(nact):
-                if flag[x]:
-                    _rescan(x, nact, nn, nnd, sy, sp)
-    if recording and nact >= 1 and rec_n[nact - 1] < 0:
-        rec_n[nact - 1] = nact
-        for q in range(nact):
-            a = act[q]
-            rec[nact - 1, q, 0] = npx[a]
-            rec[nact - 1, q, 1] = npy[a]
-            rec[nact - 1, q, 2] = npz[a]
-            rec[nact - 1, q, 3] = ne[a]
-    return nnode
-
-
-@nb.njit(**_JIT)
 def _init_nn(n, ny, nphi, nn0, nnd0, row):
     """Nearest geometric neighbour (dR^2) of every leaf; shared by the kt and C/A passes.
 
@@ -236,13 +80,21 @@ def _dij(x, nn, nnd, sk2, ktmode, inv_r2):
 
 
 @nb.njit(**_JIT)
-def _cluster_nobeam(n, npx, npy, npz, ne, ny, nphi, npt, ch1, ch2, act, nn, nnd, sy, sp, sk2,
-                    nn0, nnd0, ktmode, inv_r2, rec, rec_n):
-    """Same clustering (and identical results, ties included) as :func:`_cluster` without beam.
+def _cluster(n, npx, npy, npz, ne, ny, nphi, npt, ch1, ch2, act, nn, nnd, sy, sp, sk2,
+             nn0, nnd0, ktmode, inv_r2, rec, rec_n):
+    """Cluster leaves 0..n-1 into one tree; merged nodes are appended at n, n+1, ... (root last).
 
-    The leaves' nearest neighbours come precomputed (``nn0, nnd0`` from :func:`_init_nn`), and
+    ktmode 1 = kt (d_ij = min(pt_i^2, pt_j^2) dR_ij^2 / R^2), 0 = Cambridge/Aachen (dR_ij^2 / R^2);
+    ``inv_r2`` = 1/R^2. There is no beam distance: clustering continues until one node is left
+    (exclusive clustering). With ``rec`` of shape (3, 3, 4) the active (exclusive) jets are
+    recorded when 3, 2, 1 of them remain (the kt axes of N-subjettiness); pass an empty
+    (0, 3, 4) array not to record. Returns the number of nodes.
+
+    The leaves' nearest neighbours come precomputed (``nn0, nnd0`` from :func:`_init_nn`; they
+    do not depend on ktmode, so a kt and a C/A pass over the same leaves can share them), and
     the search for the smallest d_ij is fused into the neighbour-update pass after each merge
-    (one O(n) pass per step instead of two). Ties go to the lowest slot, as in ``_cluster``.
+    (one O(n) pass per step). Ties go to the lowest slot, so the result equals that of the
+    textbook pairwise scan (see tests/test_represent_clustering.py for the reference).
     """
     for i in range(n):
         ch1[i] = -1

@@ -7,7 +7,7 @@ import math
 import numba as nb
 import numpy as np
 
-from darkshower.represent.kernels.clustering import _cluster
+from darkshower.represent.kernels.clustering import _cluster, _init_nn
 from darkshower.represent.kernels.common import _JIT, _jet_axis_phi, _load_jet, _mass
 
 
@@ -37,13 +37,15 @@ def lund_kernel(offsets, pt, eta, phi, e, max_level, feats, level, edges, counts
     act = np.empty(size, np.int64)
     nn = np.empty(size, np.int64)
     nnd = np.empty(size)
-    flag = np.empty(size, np.bool_)
     tmp = np.empty(size)
     sy = np.empty(size)
     sp = np.empty(size)
     st_node = np.empty(size + 2, np.int64)
     st_lvl = np.empty(size + 2, np.int64)
     st_par = np.empty(size + 2, np.int64)
+    sk2 = np.empty(size)
+    nn0 = np.empty(size, np.int64)
+    nnd0 = np.empty(size)
     norec = np.empty((0, 3, 4))
     rec_n = np.empty(3, np.int64)
     o = 0
@@ -57,8 +59,9 @@ def lund_kernel(offsets, pt, eta, phi, e, max_level, feats, level, edges, counts
         if n >= 2:
             phi0 = _jet_axis_phi(s, n, pt, phi)
             _load_jet(s, n, pt, eta, phi, e, phi0, npx, npy, npz, ne, ny, nphi, npt)
-            nnode = _cluster(n, npx, npy, npz, ne, ny, nphi, npt, ch1, ch2, act, nn, nnd, flag, tmp, sy, sp,
-                             0, 1.0, False, norec, rec_n)
+            _init_nn(n, ny, nphi, nn0, nnd0, tmp)
+            nnode = _cluster(n, npx, npy, npz, ne, ny, nphi, npt, ch1, ch2, act, nn, nnd, sy, sp, sk2,
+                             nn0, nnd0, 0, 1.0, norec, rec_n)  # C/A, R = 1
             top = 1
             st_node[0] = nnode - 1
             st_lvl[0] = 0

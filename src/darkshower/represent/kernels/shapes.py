@@ -7,7 +7,7 @@ import math
 import numba as nb
 import numpy as np
 
-from darkshower.represent.kernels.clustering import _cluster_nobeam, _collect_leaves, _init_nn
+from darkshower.represent.kernels.clustering import _cluster, _collect_leaves, _init_nn
 from darkshower.represent.kernels.common import _JIT, INF, _jet_axis_phi, _load_jet, _mass, _rap, _wrap
 
 
@@ -161,7 +161,6 @@ def observables_kernel(offsets, pt, eta, phi, e, charge, zcut, sd_beta, r0, tau_
     act = np.empty(size, np.int64)
     nn = np.empty(size, np.int64)
     nnd = np.empty(size)
-    flag = np.empty(size, np.bool_)
     tmp = np.empty(size)
     sy = np.empty(size)
     sp = np.empty(size)
@@ -253,8 +252,8 @@ def observables_kernel(offsets, pt, eta, phi, e, charge, zcut, sd_beta, r0, tau_
         # --- N-subjettiness with one-pass optimised exclusive-kt axes -----------------------
         rec_n[:] = -1
         _init_nn(n, ny, nphi, nn0, nnd0, tmp)  # leaf nearest neighbours, shared by both passes
-        _cluster_nobeam(n, npx, npy, npz, ne, ny, nphi, npt, ch1, ch2, act, nn, nnd, sy, sp, sk2,
-                        nn0, nnd0, 1, 1e-6, rec, rec_n)  # exclusive kt, R = 1000 (no beam)
+        _cluster(n, npx, npy, npz, ne, ny, nphi, npt, ch1, ch2, act, nn, nnd, sy, sp, sk2,
+                 nn0, nnd0, 1, 1e-6, rec, rec_n)  # exclusive kt, R = 1000 (no beam)
         norm = spt * r0 ** tau_beta
         for nax in range(1, 4):
             if n <= nax or rec_n[nax - 1] < 0:
@@ -270,8 +269,8 @@ def observables_kernel(offsets, pt, eta, phi, e, charge, zcut, sd_beta, r0, tau_
         out[j, 10] = out[j, 8] / out[j, 7] if out[j, 7] > 0 else 0.0
         # --- C/A reclustering: soft drop and the primary Lund plane ------------------------
         # (the kt pass only appended nodes; leaves 0..n-1 are untouched)
-        nnode = _cluster_nobeam(n, npx, npy, npz, ne, ny, nphi, npt, ch1, ch2, act, nn, nnd, sy, sp, sk2,
-                                nn0, nnd0, 0, 1.0, norec, rec_n)
+        nnode = _cluster(n, npx, npy, npz, ne, ny, nphi, npt, ch1, ch2, act, nn, nnd, sy, sp, sk2,
+                         nn0, nnd0, 0, 1.0, norec, rec_n)
         root = nnode - 1
         node = root
         nprim = 0
