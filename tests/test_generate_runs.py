@@ -90,12 +90,21 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert (out / "chunk-00001.json").exists()
+    # the kill really interrupted the run: chunks are missing and the dataset is not usable yet
+    before = {f.name: f.stat().st_mtime_ns for f in out.glob("chunk-*.json")}
+    assert 2 <= len(before) < 8, f"{len(before)} of 8 chunks complete when killed: nothing left to resume"
+    assert json.loads((out / "manifest.json").read_text())["status"] == "incomplete"
+    with pytest.raises(DatasetError, match="incomplete"):
+        open_dataset(out)
     # never a half file under a final name: every parquet present is either complete or absent
     for f in out.glob("chunk-*.parquet"):
         side = f.with_suffix(".json")
         if side.exists():
             assert json.loads(side.read_text())["bytes"] == f.stat().st_size
     assert subprocess.run(cmd, capture_output=True).returncode == 0
+    # complete chunks were kept, only the missing ones were generated
+    assert {n: (out / n).stat().st_mtime_ns for n in before} == before
+    assert len(list(out.glob("chunk-*.json"))) == 8
     ds = open_dataset(out, verify=True)
     assert ds.n_events == 200 and not list(out.glob(".*.tmp"))
     ids = ak.to_numpy(ds.arrays(columns=["event_id"]).event_id)

@@ -39,3 +39,7 @@ class TrainingError(DarkshowerError):
 
 class ExportError(DarkshowerError):
     """A model could not be exported, or the exported model disagrees with torch."""
+
+
+class WorkerError(DarkshowerError):
+    """A worker process of a parallel stage (--jobs) died without reporting an error."""

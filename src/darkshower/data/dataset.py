@@ -160,8 +160,9 @@ class DatasetWriter:
         self._entries: dict[int, dict] = {}
 
     # -- setup ---------------------------------------------------------------------------
-    def open(self) -> dict[int, dict]:
-        """Prepare the directory; return the already complete chunks {index: entry}."""
+    def check(self) -> None:
+        """Validate the target directory without creating or changing anything (so that slow
+        set-up such as Pythia's initialization can run before anything is written)."""
         p = self.path
         if p.exists() and not p.is_dir():
             raise DatasetError(f"--out {p}: exists and is a file, not a dataset directory; choose another path")
@@ -173,16 +174,32 @@ class DatasetWriter:
                     f"--out {p}: directory exists, is not empty and is not a darkshower dataset "
                     f"(no {MANIFEST}; found e.g. {stray[:3]}); choose a new or empty directory"
                 )
+        if manifest_path.exists():
+            self._check_resumable(_load_manifest(p))
+
+    def _check_resumable(self, old: dict) -> bool:
+        """True when ``old`` (the manifest in --out) was made with this identity; False when it
+        differs but holds no chunk at all (e.g. left by a run whose settings were rejected), so it
+        can be started afresh; DatasetError otherwise."""
+        if old.get("config") == self.identity:
+            return True
+        if not old.get("chunks") and not any(self.path.glob("chunk-*")):
+            return False
+        raise DatasetError(
+            f"--out {self.path}: holds a dataset made with different settings; resuming would mix them. "
+            "Use a new --out directory (or delete this one)"
+        )
+
+    def open(self) -> dict[int, dict]:
+        """Prepare the directory; return the already complete chunks {index: entry}."""
+        p = self.path
+        self.check()
+        self.created = not p.exists()
         p.mkdir(parents=True, exist_ok=True)
         self._acquire_lock()
         _cleanup_temp_files(p)
-        if manifest_path.exists():
-            old = _load_manifest(p)
-            if old.get("config") != self.identity:
-                raise DatasetError(
-                    f"--out {p}: holds a dataset made with different settings; resuming would mix them. "
-                    "Use a new --out directory (or delete this one)"
-                )
+        manifest_path = p / MANIFEST
+        if manifest_path.exists() and self._check_resumable(_load_manifest(p)):
             self._entries = self._scan_complete()
         self._write_manifest(status="incomplete")
         return dict(self._entries)
@@ -274,6 +291,21 @@ class DatasetWriter:
         }
         atomic_write_json(self.path / MANIFEST, manifest)
         return manifest
+
+
+def remove_dataset_dir(out: Path) -> None:
+    """Remove a dataset directory (only darkshower's own files; a directory holding anything else
+    is left in place with a warning)."""
+    out = Path(out)
+    if not out.is_dir():
+        return
+    for p in list(out.iterdir()):
+        if p.name in (MANIFEST, LOCK) or p.name.startswith("chunk-") or p.name.endswith(".tmp"):
+            p.unlink(missing_ok=True)
+    try:
+        out.rmdir()
+    except OSError:  # someone put other files there: leave it
+        log.warning("left %s in place (it holds files darkshower did not write)", out)
 
 
 def _load_manifest(path: Path) -> dict:

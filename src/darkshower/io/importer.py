@@ -26,6 +26,7 @@ from darkshower.data.dataset import (
     DatasetWriter,
     chunk_name,
     open_dataset,
+    remove_dataset_dir,
     sha256_file,
     sidecar_name,
 )
@@ -286,7 +287,7 @@ def import_dataset(
             for ci in written_now:
                 writer.forget(ci)
             if created_dir and not writer.entries:
-                _remove_dataset_dir(out)
+                remove_dataset_dir(out)
             else:
                 writer.abort(str(exc))
         writer.release()
@@ -306,17 +307,6 @@ def _num(jets):
     import awkward as ak
 
     return ak.num(jets, axis=1)
-
-
-def _remove_dataset_dir(out: Path) -> None:
-    """Remove a dataset directory this run created (only darkshower's own files)."""
-    for p in list(out.iterdir()):
-        if p.name in (MANIFEST, ".lock") or p.name.startswith("chunk-") or p.name.endswith(".tmp"):
-            p.unlink()
-    try:
-        out.rmdir()
-    except OSError:  # someone put other files there: leave it
-        log.warning("left %s in place (it holds files darkshower did not write)", out)
 
 
 __all__ = ["import_dataset", "get_format", "FORMAT_NAMES", "DEFAULT_CHUNK_SIZE"]

@@ -52,6 +52,45 @@ def seed_settings(seed: int) -> list[str]:
     return ["Random:setSeed = on", f"Random:seed = {seed}"]
 
 
+#: values Pythia reads as a flag; it silently takes any other word as "off"
+FLAG_WORDS = {"on", "off", "true", "false", "yes", "no", "ok", "1", "0"}
+#: particle-data properties (``id:prop = value``) and the kind of value Pythia expects
+PARTICLE_PROPERTY_KINDS = {
+    **{k: "parm" for k in ("m0", "mwidth", "mmin", "mmax", "tau0")},
+    **{k: "mode" for k in ("spintype", "chargetype", "coltype")},
+    **{k: "flag" for k in ("maydecay", "isresonance", "isvisible", "doexternaldecay", "varwidth", "doforcewidth")},
+}
+
+
+def check_value(py, line: str) -> str | None:
+    """Why Pythia would silently misread ``line`` (a flag set to 'maybe', a mode to 2.5, a mass
+    to 'abc'), or None. Pythia itself rejects unknown keys and non-numbers for parameters only."""
+    if "=" not in line:
+        return None
+    key, value = (x.strip() for x in line.split("=", 1))
+    value = value.split()[0] if value.split() else ""
+    head, _, prop = key.partition(":")
+    s = py.settings
+    if head.strip().lstrip("-").isdigit():
+        kind = PARTICLE_PROPERTY_KINDS.get(prop.strip().lower())
+    elif s.isFlag(key):
+        kind = "flag"
+    elif s.isMode(key):
+        kind = "mode"
+    else:
+        kind = None
+    if kind == "flag" and value.lower() not in FLAG_WORDS:
+        return f"{value!r} is not a flag value (on/off, true/false, yes/no, 1/0)"
+    try:
+        if kind == "mode" and float(value) != int(float(value)):
+            raise ValueError
+        if kind in ("mode", "parm"):
+            float(value)
+    except ValueError:
+        return f"{value!r} is not {'an integer' if kind == 'mode' else 'a number'}"
+    return None
+
+
 def make_pythia(settings: list[str], seed: int, before_init=None):
     """Create and initialize a Pythia instance; any rejected setting is one clear error.
 
@@ -59,6 +98,9 @@ def make_pythia(settings: list[str], seed: int, before_init=None):
     pythia8 = pythia_module()
     py = pythia8.Pythia("", False)
     for line in BASE_SETTINGS + list(settings) + seed_settings(seed):
+        why = check_value(py, line)
+        if why is not None:
+            raise PythiaSettingError(f"Pythia rejected the setting {line!r}: {why}; check it against the Pythia 8 manual")
         if not py.readString(line):
             raise PythiaSettingError(
                 f"Pythia rejected the setting {line!r} (unknown key or malformed value); "

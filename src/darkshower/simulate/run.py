@@ -264,12 +264,9 @@ def generate(config: dict | GenerateConfig, out: str | Path, jobs: int | None = 
         "detector": cfg.detector.model_dump(mode="json"),
     }
     writer = DatasetWriter(out, identity, header)
-    done = writer.open()  # validates --out, takes the lock, resumes, checks existing chunks
-    try:
-        effective = _precheck(cfg)
-    except BaseException:
-        writer.release()
-        raise
+    writer.check()  # --out errors first, before the slow Pythia initialization; nothing written yet
+    effective = _precheck(cfg)  # rejected settings fail here and leave nothing behind
+    done = writer.open()  # takes the lock, resumes, checks existing chunks
     header["provenance"] = {
         "versions": versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -298,6 +295,9 @@ def generate(config: dict | GenerateConfig, out: str | Path, jobs: int | None = 
 
     try:
         make_executor(jobs).run(run_chunk, todo, on_result)
+    except BaseException:
+        writer.discard_if_empty()  # a run that completed no chunk leaves no directory behind
+        raise
     finally:
         if bar is not None:
             bar.close()
