@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from darkshower.errors import DatasetError
 from darkshower.represent.config import (
     ConstituentsConfig,
     EventImageConfig,
@@ -15,12 +16,24 @@ from darkshower.represent.config import (
 from darkshower.represent.common import jet_batch
 
 
-def build(config, events) -> dict:
+def build(config, events, source: str | None = None) -> dict:
     """Representation of ``events`` as a dict of arrays with one leading sample axis
     (``x``, plus ``mask`` for point clouds), except Lund graphs (a LundGraphs under ``graphs``)
     and event images (a SparseEventImages under ``sparse``). Always includes ``event_id``
-    (and ``jet_idx`` for jet-level kinds)."""
+    (and ``jet_idx`` for jet-level kinds).
+
+    A representation that comes out empty for every sample (no constituent, all-zero images,
+    no Lund declustering, observables that are all 0) raises a DatasetError
+    naming ``source`` (the dataset the events come from) instead of returning something a
+    model would happily train on. Zero samples are not an error here.
+    """
     cfg = parse_representation(config)
+    out = _build(cfg, events)
+    _check_not_empty(cfg, out, events, source)
+    return out
+
+
+def _build(cfg, events) -> dict:
     if isinstance(cfg, ConstituentsConfig):
         from darkshower.represent.constituents import Standardizer, point_clouds
 
@@ -61,6 +74,68 @@ def build(config, events) -> dict:
         return {"x": df[cols].to_numpy(np.float32), "event_id": df.event_id.to_numpy(),
                 "jet_idx": df.jet_idx.to_numpy(), "names": cols}
     raise AssertionError(cfg)  # pragma: no cover
+
+
+def _empty_reason(cfg, out) -> tuple[int, str, str] | None:
+    """(number of samples, what is empty, the fix) when every sample is empty, else None."""
+    data_fix = "check that the dataset's jets have constituents (pt, eta, phi, e)"
+    if isinstance(cfg, ConstituentsConfig):
+        n = len(out["mask"])
+        return (n, "no jet has a constituent", data_fix) if n and not out["mask"].any() else None
+    if isinstance(cfg, ImageConfig):
+        n = len(out["x"])
+        return (n, "every image is all zero: no constituent of the channels' types lies within "
+                   f"half_width={cfg.half_width} of the {'jet axis (the jets eta, phi)' if cfg.centre == 'axis' else 'centroid'}",
+                data_fix + ", that the jets' eta/phi are filled (or use centre \"centroid\"), and the channels "
+                           "(channels \"all\" takes every type)") if n and not out["x"].any() else None
+    if isinstance(cfg, EventImageConfig):
+        sp = out["sparse"]
+        n = len(sp)
+        return (n, f"every event image is all zero: no candidate of the channels' types within |eta| < {cfg.eta_max}",
+                data_fix + " and the channels (channels \"all\" takes every type)") if n and not np.any(sp.value) else None
+    if isinstance(cfg, LundConfig):
+        g = out["graphs"]
+        n = len(g)
+        return (n, "no jet has two constituents, so no Lund tree has a node",
+                data_fix + ", or use another representation") if n and not g.node_counts.any() else None
+    if isinstance(cfg, ObservablesConfig):  # event-level columns (met_pt, mt, ...) need no constituents
+        n = len(out["x"])
+        return (n, "every selected column is 0 for every jet (jets without constituents?)",
+                data_fix + ", or select columns that do not need them (columns: [met_pt, mt, ...])"
+                ) if n and not out["x"].any() else None
+    return None  # pragma: no cover
+
+
+def _n_inputs(cfg, events) -> int | None:
+    """Number of constituents (particles for event images from a particle collection) in ``events``;
+    None when it cannot be told. Only called on the error path."""
+    import awkward as ak
+
+    from darkshower.represent.common import event_collection
+
+    try:
+        fields = ak.fields(events)
+        if isinstance(cfg, EventImageConfig) and event_collection(events, cfg.collection) != "jets":
+            return int(ak.sum(ak.num(events[event_collection(events, cfg.collection)], axis=1)))
+        if "jets" in fields:
+            return int(ak.sum(ak.num(events["jets"]["constituents"], axis=2)))
+        return int(ak.sum(ak.num(events["constituents"], axis=1)))
+    except Exception:  # noqa: BLE001 -- a hint only; the error below is raised either way
+        return None
+
+
+def _check_not_empty(cfg, out, events, source) -> None:
+    why = _empty_reason(cfg, out)
+    if why is None:
+        return
+    n, reason, fix = why
+    where = f"dataset {source}" if source else "the input events"
+    if _n_inputs(cfg, events) == 0:
+        reason = "the jets have no constituents (jets.constituents is empty everywhere)"
+        fix = ("import a format with jet constituents (pfnano, delphes, h5-4vec, ...) or generate events"
+               + (", or select event-level columns (met_pt, mt, ...)" if isinstance(cfg, ObservablesConfig) else ""))
+    raise DatasetError(f"{where}: representation '{cfg.kind}' is empty for all {n} samples ({reason}), so it "
+                       f"cannot be built: a model trained or scored on it would see nothing. Fix: {fix}")
 
 
 def fit_standardizer(config, events):

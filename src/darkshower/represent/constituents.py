@@ -109,7 +109,8 @@ def point_clouds(
     Features: ``deta, dphi`` (phi wrapped; optionally centred on the pT-weighted centroid,
     rotated so the principal axis lies along deta, flipped so the pT-weighted third moments are
     positive; all per jet), ``log_pt, log_e, pt_rel = pT/pT_jet, e_rel = E/E_jet, dr`` (distance
-    to the origin of the transformed frame), ``charge``, a one-hot of the candidate type and,
+    to the origin of the transformed frame), ``charge``, a one-hot of the candidate type (all
+    zero for a constituent of unknown type, -1, as imported samples have; it is kept) and,
     when the data have them (``displacement=None``) or when asked, ``d0, r_prod``.
     ``standardizer`` is applied inside the same compiled pass.
     """

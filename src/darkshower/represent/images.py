@@ -39,11 +39,44 @@ def resolve_channels(channels) -> list[tuple[str, tuple[int, ...]]]:
     return out
 
 
+def is_type_agnostic(types) -> bool:
+    """A channel that takes every candidate type (e.g. ``"all"``) also takes unknown types."""
+    return set(types) >= set(range(N_TYPES))
+
+
+#: column of the membership matrix for constituents of unknown type (-1, or any code >= N_TYPES)
+UNKNOWN = N_TYPES
+
+
 def _membership(chans) -> np.ndarray:
-    m = np.zeros((len(chans), N_TYPES), np.bool_)
+    """(C, N_TYPES + 1) bool: member[c, t] = type t enters channel c; the last column is the
+    unknown type, which enters the type-agnostic channels only."""
+    m = np.zeros((len(chans), N_TYPES + 1), np.bool_)
     for c, (_, types) in enumerate(chans):
         m[c, list(types)] = True
+        m[c, UNKNOWN] = is_type_agnostic(types)
     return m
+
+
+def check_types(chans, types: np.ndarray, what: str = "constituents") -> None:
+    """Type-specific channels need typed data: raise naming the channel when some of ``types`` are unknown.
+
+    Imported samples (h5-4vec, h5-constituents, lhco) carry type -1; a channel that selects
+    some types would silently drop them (an empty image), so that is an error.
+    """
+    types = np.asarray(types)
+    n_unknown = int(np.count_nonzero((types < 0) | (types >= N_TYPES)))
+    if n_unknown == 0:
+        return
+    for name, g in chans:
+        if not is_type_agnostic(g):
+            raise ConfigError(
+                f"image channel {name!r} selects candidate types {list(g)}, but {n_unknown} of {len(types)} "
+                f"{what} have no type (type -1: no particle identification, as in h5-4vec, h5-constituents or lhco "
+                f"imports, or a collection without a 'type' field), "
+                f"so they would be dropped from it. Use channels \"all\" (type-agnostic channels take "
+                f"constituents of unknown type), or data with candidate types"
+            )
 
 
 @dataclass
@@ -70,9 +103,12 @@ def jet_images(
     ``centre``: ``"axis"`` (the jet's eta, phi) or ``"centroid"`` (pT-weighted centroid of the
     constituents). Before normalisation each image channel sums to the pT of the in-window
     constituents of its types; ``normalize`` divides by the in-window pT of all constituents.
+    Constituents of unknown type (-1) enter the type-agnostic channels (those that take every
+    type, e.g. ``"all"``); a type-specific channel on data with unknown types is a ConfigError.
     """
     b: JetBatch = jet_batch(data, max_jets=max_jets, use_weights=use_weights)
     chans = resolve_channels(channels)
+    check_types(chans, b.type)
     if centre == "axis":
         ref_eta, ref_phi = b.jet_eta, b.jet_phi
     elif centre == "centroid":
@@ -159,6 +195,9 @@ def event_images(
     ``"jets"`` forces the jet constituents; any other name is read as an (events x var)
     particle collection with pt, eta, phi, type fields. ``.collection`` records which was used.
     Default channels: tracks (types 0,1,2), ECAL (3), HCAL (4). Duplicate pixels are summed.
+    Candidates of unknown type (-1; or a collection without a ``type`` field) enter only the
+    type-agnostic channels (e.g. ``channels="all"``); with type-specific channels they are a
+    ConfigError naming the channel.
     """
     chans = resolve_channels(channels)
     collection = event_collection(events, collection)
@@ -170,11 +209,9 @@ def event_images(
     else:
         if collection not in ak.fields(events):
             raise ConfigError(f"event image collection {collection!r} is not a field of the events ({ak.fields(events)})")
-        if collection not in ak.fields(events):
-            raise ConfigError(f"event image collection {collection!r} is not a field of the events ({ak.fields(events)})")
         n_events = len(events)
-        ev, pt, eta, phi, typ = event_particles(events, collection, use_weights)
-        typ = np.where(typ < 0, 0, typ).astype(np.int8)  # no type field: all in channel of type 0
+        ev, pt, eta, phi, typ = event_particles(events, collection, use_weights)  # no type field: -1
+    check_types(chans, typ, "candidates" if collection != "jets" else "constituents")
     ev_ids = ak.to_numpy(events.event_id).astype(np.int64) if "event_id" in ak.fields(events) else np.arange(n_events)
     memb = _membership(chans)
     ie = np.floor((eta + eta_max) / (2 * eta_max) * n_eta).astype(np.int64)
@@ -182,9 +219,10 @@ def event_images(
     ip = np.clip(ip, 0, n_phi - 1)
     inwin = (ie >= 0) & (ie < n_eta)
     npix_c = n_eta * n_phi
+    tcol = np.where((typ < 0) | (typ >= N_TYPES), UNKNOWN, typ).astype(np.int64)
     keys, vals = [], []
     for c in range(len(chans)):
-        sel = inwin & memb[c][np.clip(typ, 0, N_TYPES - 1)] & (typ >= 0) & (typ < N_TYPES)
+        sel = inwin & memb[c][tcol]
         keys.append(ev[sel] * (len(chans) * npix_c) + c * npix_c + ie[sel] * n_phi + ip[sel])
         vals.append(pt[sel])
     key = np.concatenate(keys) if keys else np.zeros(0, np.int64)

@@ -9,8 +9,13 @@ from darkshower.represent.kernels.common import _JIT, _wrap
 
 @nb.njit(**_JIT)
 def jet_image_kernel(offsets, pt, eta, phi, ctype, ref_eta, ref_phi, member, half_width, normalize, out):
-    """pT-weighted eta-phi histograms; member[c, t] says whether type t enters channel c."""
+    """pT-weighted eta-phi histograms; member[c, t] says whether type t enters channel c.
+
+    ``member`` has one column per type plus a last column for unknown types (t < 0 or beyond
+    the known codes), see ``represent.images._membership``.
+    """
     nj, nc, npix, _ = out.shape
+    unknown = member.shape[1] - 1
     scale = npix / (2.0 * half_width)
     for j in range(nj):
         s = offsets[j]
@@ -30,9 +35,11 @@ def jet_image_kernel(offsets, pt, eta, phi, ctype, ref_eta, ref_phi, member, hal
             if ix >= npix or iy >= npix:
                 continue
             t = ctype[i]
+            if t < 0 or t >= unknown:
+                t = unknown
             tot += pt[i]
             for c in range(nc):
-                if t >= 0 and t < member.shape[1] and member[c, t]:
+                if member[c, t]:
                     out[j, c, ix, iy] += pt[i]
         if normalize and tot > 0:
             inv = 1.0 / tot
