@@ -67,7 +67,7 @@ def time_steps(run: Path, data: Path, args) -> dict:
     from darkshower.models.base import StepContext
     from darkshower.train.data import batches, load_store
     from darkshower.models.runs import load_run
-    from darkshower.train.trainer import _make_optimizer
+    from darkshower.train.loop import make_optimizer as _make_optimizer
 
     method, rep, cfg, info = load_run(run, "last")
     store, _ = load_store(data, rep, cfg.data, 0.0, run / "cache", (type(method), method.config))

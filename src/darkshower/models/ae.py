@@ -66,6 +66,7 @@ def observables_spec(store, rep) -> dict:
 class HLFAutoencoder(Method):
     name = "ae-hlf"
     Config = HLFConfig
+    has_embedding = True
     default_representation: ClassVar[dict] = {"kind": "observables", "columns": HLF_COLUMNS, "include_event": False}
     paper = "arXiv:2112.02864 (autoencoders on jet observables for semivisible jets)"
 

@@ -12,12 +12,19 @@ buffers), so that ``state_dict()`` is the whole model. The trainer never looks i
 - ``export()``: an ``nn.Module`` taking plain tensors and returning scores + example inputs
   (ONNX-exportable).
 
-Optional trainer hooks (looked up with ``getattr``; absent = default behaviour):
+Optional hooks, all declared here with their default (a method overrides what it needs; the
+registry checks a method's declarations when it is loaded, see :func:`check_method`):
 
 - ``batch_order(store, batch_size, seed, epoch) -> index array | None``: the sample order of one
   training epoch (e.g. ``rs3l`` keeps re-simulated partners in the same batch); None: shuffled;
-- ``fit_offline(train_store, val_store) -> logs``: non-gradient models (e.g. ``sup-bdt``) are
-  fitted once by this call instead of the epoch loop; ``logs["loss"]`` is the training loss.
+- ``fits_offline = True`` + ``fit_offline(train_store, val_store) -> logs``: non-gradient models
+  (e.g. ``sup-bdt``) are fitted once by this call instead of the epoch loop; ``logs["loss"]`` is
+  the training loss;
+- ``has_embedding = True`` + ``embed(batch) -> [B, embed_dim]`` and the ``embed_dim`` property:
+  frozen features for other methods (``nae`` with ``model.embedding_run``) and linear probes;
+- ``extra_column_names(config)`` + ``extra_columns(config, events, ids)``: per-sample columns the
+  method needs besides the representation (e.g. ``resim_id``, a teacher's score);
+- ``on_epoch_start(epoch)``; ``energy_based = True`` + ``validation_emd(batches)``.
 
 Batches are dicts of tensors from :func:`darkshower.represent.loader.to_torch`: ``x`` (and
 ``mask`` for point clouds; ``edge_index``/``batch``/``node_counts`` for graphs), ``label``,
@@ -68,6 +75,12 @@ class Method(nn.Module):
     score_batch_size: ClassVar[int] = 4096
     #: training-config defaults of this method (e.g. batch size, learning rate), under the user's keys
     default_train: ClassVar[dict] = {}
+    #: fitted once by ``fit_offline`` instead of the gradient epoch loop (e.g. a BDT)
+    fits_offline: ClassVar[bool] = False
+    #: exposes ``embed(batch)`` and ``embed_dim`` (frozen features for other methods and probes)
+    has_embedding: ClassVar[bool] = False
+    #: size of ``embed``'s output: methods with an embedding define it (usually as a property)
+    embed_dim: int | None = None
 
     def __init__(self, config: StrictModel, spec: dict):
         super().__init__()
@@ -102,9 +115,15 @@ class Method(nn.Module):
         return merged
 
     @classmethod
+    def extra_column_names(cls, config: StrictModel) -> tuple[str, ...]:
+        """Names of the columns ``extra_columns`` adds for model ``config`` (default: none)."""
+        return ()
+
+    @classmethod
     def extra_columns(cls, config: StrictModel, events, ids: dict) -> dict[str, np.ndarray]:
         """Per-sample columns to add to the store, computed from a chunk's raw ``events``;
-        ``ids`` holds the samples' ``event_id`` (and ``jet_idx``) to align with. Default: none."""
+        ``ids`` holds the samples' ``event_id`` (and ``jet_idx``) to align with. Called only when
+        ``extra_column_names(config)`` is not empty."""
         return {}
 
     def prepare(self, store: dict) -> None:
@@ -117,6 +136,14 @@ class Method(nn.Module):
     def on_epoch_start(self, epoch: int) -> None:
         """Hook (e.g. switch from pre-training to the energy-based phase)."""
 
+    def batch_order(self, store: dict, batch_size: int, seed: int, epoch: int) -> np.ndarray | None:
+        """Sample order of one training epoch; None (default): a seeded shuffle by the trainer."""
+        return None
+
+    def fit_offline(self, train_store: dict, val_store: dict) -> dict:
+        """Fit a non-gradient model once (only when ``fits_offline``); ``logs["loss"]``: training loss."""
+        raise NotImplementedError(f"{self.name} is trained by gradient steps (fits_offline is False)")
+
     def val_metrics(self, batch: dict) -> dict[str, torch.Tensor]:
         return {"loss": self.score(batch).mean()}
 
@@ -126,6 +153,11 @@ class Method(nn.Module):
     # -- inference ----------------------------------------------------------------------------
     def score(self, batch: dict) -> torch.Tensor:
         raise NotImplementedError
+
+    def embed(self, batch: dict) -> torch.Tensor:
+        """Frozen features [B, embed_dim] (only when ``has_embedding``)."""
+        raise NotImplementedError(f"{self.name} has no embedding (has_embedding is False)")
+
 
     def export(self) -> tuple[nn.Module, tuple]:
         """(module, example inputs) for ONNX export: module(*inputs) -> scores [B]."""
@@ -141,3 +173,42 @@ class _ScoreX(nn.Module):
 
     def forward(self, x):
         return self.method.score({"x": x})
+
+
+def _overrides(cls: type, name: str) -> bool:
+    return getattr(cls, name) is not getattr(Method, name)
+
+
+def check_method(cls: Any, name: str | None = None) -> None:
+    """Check a method class's declarations (raised as ConfigError naming the class and the fix).
+    Run by the registry when a method is loaded, built-in or registered by another package."""
+    where = f"method class {getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', cls)!s}"
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise ConfigError(f"{where}: not a subclass of darkshower.models.base.Method")
+    problems = []
+    if name is not None and cls.name != name:
+        problems.append(f"registered as {name!r} but its name attribute is {cls.name!r}")
+    if not (isinstance(cls.Config, type) and issubclass(cls.Config, StrictModel)):
+        problems.append("Config must be a darkshower.config.StrictModel subclass")
+    if cls.level not in ("jet", "event"):
+        problems.append(f"level must be 'jet' or 'event', not {cls.level!r}")
+    if cls.default_selection not in ("val_loss", "val_emd", "last"):
+        problems.append(f"default_selection {cls.default_selection!r} is not val_loss, val_emd or last")
+    if cls.default_selection == "val_emd" and not cls.energy_based:
+        problems.append("default_selection 'val_emd' needs energy_based = True")
+    if not _overrides(cls, "score"):
+        problems.append("does not implement score(batch)")
+    if cls.fits_offline and not _overrides(cls, "fit_offline"):
+        problems.append("fits_offline = True but fit_offline(train_store, val_store) is not implemented")
+    if not cls.fits_offline and not _overrides(cls, "loss"):
+        problems.append("does not implement loss(batch, ctx) (or set fits_offline = True and implement fit_offline)")
+    if _overrides(cls, "fit_offline") and not cls.fits_offline:
+        problems.append("implements fit_offline but does not declare fits_offline = True")
+    if cls.energy_based and not _overrides(cls, "validation_emd"):
+        problems.append("energy_based = True but validation_emd(batches) is not implemented")
+    if cls.has_embedding and not (_overrides(cls, "embed") and _overrides(cls, "embed_dim")):
+        problems.append("has_embedding = True needs both embed(batch) and the embed_dim property")
+    if _overrides(cls, "extra_columns") and not _overrides(cls, "extra_column_names"):
+        problems.append("implements extra_columns but not extra_column_names(config)")
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems))

@@ -75,6 +75,7 @@ class RS3LConfig(ContrastiveConfig):
 
 
 class _Contrastive(Method):
+    has_embedding = True
     Config = ContrastiveConfig
     default_representation: ClassVar[dict] = CLOUD_REPRESENTATION
 
@@ -89,7 +90,6 @@ class _Contrastive(Method):
         self.inp = CloudInput(spec["names"], config, spec.get("input_mean"), spec.get("input_std"))
         self.f = A.Features(spec["names"])
         self.encoder = TransformerEncoder(self.inp.n_features, config)
-        self.embed_dim = config.output
         self.register_buffer("bank", torch.zeros(config.bank_size, config.output))
         self.register_buffer("bank_n", torch.zeros((), dtype=torch.long))
         self.score_kind = config.score
@@ -107,6 +107,10 @@ class _Contrastive(Method):
         x, mask = trim(x, mask)
         h, w = self.inp(x, mask)
         return self.encoder(h, mask, w)[1]
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.config.output)
 
     def embed(self, batch) -> torch.Tensor:
         """Representation z [B, D] of a batch (the space of the loss and of both scores)."""
@@ -264,6 +268,10 @@ class RS3L(_Contrastive):
     name = "rs3l"
     Config = RS3LConfig
     paper = "RS3L (re-simulation-based self-supervised learning): positives from re-simulated showers"
+
+    @classmethod
+    def extra_column_names(cls, config) -> tuple[str, ...]:
+        return ("resim_id",)
 
     @classmethod
     def extra_columns(cls, config, events, ids) -> dict[str, np.ndarray]:

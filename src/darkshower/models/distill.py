@@ -182,6 +182,10 @@ class Student(Method):
         return spec
 
     @classmethod
+    def extra_column_names(cls, config) -> tuple[str, ...]:
+        return ("teacher_score",)
+
+    @classmethod
     def extra_columns(cls, config: DistillConfig, events, ids: dict) -> dict[str, np.ndarray]:
         return {"teacher_score": teacher_scores(config, events, ids)}
 

@@ -221,17 +221,28 @@ class NormalizedAutoencoder(Method):
             spec["n_features"] = int(store["x"].shape[1])
         return spec
 
-    @classmethod
-    def extra_columns(cls, config, events, ids) -> dict:
-        if config.embedding_run is None:
-            return {}
+    @staticmethod
+    def _embedder_class(config):
         from darkshower.config import validate
         from darkshower.models import get_method
         from darkshower.models.runs import read_run_config, read_run_json
 
         run = Path(config.embedding_run)
         ecls = get_method(read_run_json(run)["method"])
-        ecfg = validate(ecls.Config, read_run_config(run).model, f"{run}/config.yaml: model")
+        return ecls, validate(ecls.Config, read_run_config(run).model, f"{run}/config.yaml: model")
+
+    @classmethod
+    def extra_column_names(cls, config) -> tuple[str, ...]:
+        if config.embedding_run is None:
+            return ()
+        ecls, ecfg = cls._embedder_class(config)
+        return tuple(ecls.extra_column_names(ecfg))
+
+    @classmethod
+    def extra_columns(cls, config, events, ids) -> dict:
+        if config.embedding_run is None:
+            return {}
+        ecls, ecfg = cls._embedder_class(config)
         return ecls.extra_columns(ecfg, events, ids)
 
     # -- construction ---------------------------------------------------------------------------
@@ -285,7 +296,7 @@ class NormalizedAutoencoder(Method):
         from darkshower.models.runs import load_run
 
         method, _rep, _cfg, info = load_run(run_dir, "best")
-        if not callable(getattr(method, "embed", None)):
+        if not method.has_embedding:
             raise ConfigError(f"model.embedding_run: method {info['method']!r} of {run_dir} has no embed(batch); "
                               "choose a run of a method that exposes an embedding (e.g. ae-hlf, clr)")
         for p in method.parameters():
@@ -294,21 +305,10 @@ class NormalizedAutoencoder(Method):
 
     @staticmethod
     def _embed_dim(embedder, run_dir) -> int:
-        dim = getattr(embedder, "embed_dim", None)
-        if isinstance(dim, int) and dim > 0:
-            return dim
-        shape = embedder.spec.get("shape")
-        if shape:  # probe with a dummy batch
-            batch = {"x": torch.zeros(2, *shape)}
-            if embedder.spec.get("kind") == "constituents":
-                batch["mask"] = torch.ones(2, shape[0], dtype=torch.bool)
-            try:
-                with torch.no_grad():
-                    return int(embedder.embed(batch).shape[1])
-            except Exception as exc:  # noqa: BLE001 - turned into a clear message below
-                log.debug("embed probe failed: %s", exc)
-        raise ConfigError(f"model.embedding_run {run_dir}: cannot tell the embedding size; the method should expose "
-                          "an integer attribute embed_dim")
+        dim = int(embedder.embed_dim)
+        if dim <= 0:
+            raise ConfigError(f"model.embedding_run {run_dir}: the embedding has size {dim}")
+        return dim
 
     def train(self, mode: bool = True):
         super().train(mode)

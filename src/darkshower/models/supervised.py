@@ -40,6 +40,7 @@ class SupTransformerConfig(EncoderConfig):
 
 
 class SupervisedTransformer(Method):
+    has_embedding = True
     name = "sup-transformer"
     Config = SupTransformerConfig
     supervised = True
@@ -56,7 +57,6 @@ class SupervisedTransformer(Method):
         super().__init__(config, spec)
         self.inp = CloudInput(spec["names"], config, spec.get("input_mean"), spec.get("input_std"))
         self.encoder = TransformerEncoder(self.inp.n_features, config)
-        self.embed_dim = config.d_model
         self.register_buffer("pos_weight", torch.ones(()))
 
     def prepare(self, store) -> None:
@@ -76,6 +76,10 @@ class SupervisedTransformer(Method):
         h, w = self.inp(x, mask)
         pairs = pair_features(x, mask, self.inp.idx) if self.config.pair_bias else None
         return self.encoder(h, mask, w, pairs)
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.config.d_model)
 
     def embed(self, batch):
         return self._forward(batch)[0]
@@ -121,6 +125,7 @@ def _logloss(raw: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> flo
 
 
 class SupervisedBDT(Method):
+    fits_offline = True
     name = "sup-bdt"
     Config = BDTConfig
     supervised = True

@@ -78,7 +78,7 @@ def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None =
         from darkshower.progress import iterate
 
         chunks = iterate(chunks, desc=f"representation {ds.path.name}", unit="chunk", leave=False)
-    extra_needed = method is not None and method[0].extra_columns.__func__ is not _base_extra()
+    extra_needed = method is not None and bool(method[0].extra_column_names(method[1]))
     for i in chunks:
         f = cache_dir / f"{_cache_key(rep, ds, ds.chunks[i], data_cfg)}.npz" if cache_dir is not None else None
         events = None
@@ -92,6 +92,10 @@ def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None =
                 n_constituents += _count_constituents(events, ds.path)
             try:
                 store = store_from_rep(build(rep, events), label)
+            except DatasetError as exc:  # e.g. a representation that comes out empty
+                if needs_constituents and n_constituents == 0:
+                    raise DatasetError(_no_constituents(ds, rep)) from None
+                raise DatasetError(f"{ds.path} (chunk {i}): {exc}") from None
             except (KeyError, ValueError, ak.errors.FieldNotFoundError) as exc:
                 raise DatasetError(f"{ds.path}: cannot build representation '{rep.kind}' from chunk {i}: {exc}. "
                                    "The dataset lacks an input this representation needs (e.g. constituents "
@@ -109,9 +113,7 @@ def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None =
         if max_samples is not None and n >= max_samples:
             break
     if needs_constituents and n_constituents == 0 and n > 0:
-        raise DatasetError(f"{ds.path}: the jets have no constituents (jets.constituents is empty everywhere; "
-                           f"process {ds.manifest.get('process')!r}), so representation '{rep.kind}' cannot be "
-                           "built. Import a format with jet constituents (pfnano, delphes, h5-4vec, ...) or generate.")
+        raise DatasetError(_no_constituents(ds, rep))
     store = concat(parts)
     if max_samples is not None and store_len(store) > max_samples:
         store = take(store, np.arange(max_samples))
@@ -124,10 +126,10 @@ def _count_constituents(events, path) -> int:
     return int(ak.sum(ak.num(events["jets"]["constituents"], axis=2)))
 
 
-def _base_extra():
-    from darkshower.models.base import Method
-
-    return Method.extra_columns.__func__
+def _no_constituents(ds, rep) -> str:
+    return (f"{ds.path}: the jets have no constituents (jets.constituents is empty everywhere; "
+            f"process {ds.manifest.get('process')!r}), so representation '{rep.kind}' cannot be "
+            "built. Import a format with jet constituents (pfnano, delphes, h5-4vec, ...) or generate.")
 
 
 def split_store(store: dict, val_fraction: float, seed: int) -> tuple[dict, dict]:

@@ -25,7 +25,7 @@ def embed_dataset(method, rep, dataset, batch_size: int = 4096, jet_idx: int | N
     from darkshower.represent.store import store_from_rep
     from darkshower.train.data import batches
 
-    if not callable(getattr(method, "embed", None)):
+    if not method.has_embedding:
         raise ConfigError(f"method {method.name!r} has no embed(batch); a linear probe needs a representation")
     ds = dataset if hasattr(dataset, "read_chunk") else open_dataset(dataset)
     zs, ev, jx = [], [], []

@@ -5,7 +5,8 @@ OUT (per jet or, for event-level methods, per event with ``jet_idx = -1``):
     NaN/inf; the sample is not scored and its score is NaN)
 OUT with suffix ``.events.parquet`` (per event):
     dataset, event_id, score_lead (leading jet), score_max2 (max of the two leading jets)
-Both carry the parquet metadata key ``darkshower`` (JSON: method, run, model, representation).
+Both carry the parquet metadata key ``darkshower`` (JSON: method, run, model, representation, and
+``datasets``: each scored dataset's content fingerprint, see darkshower.data.fingerprint).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from darkshower.data.dataset import atomic_write_parquet, open_dataset
-from darkshower.errors import DatasetError
+from darkshower.data.fingerprint import dataset_fingerprint
+from darkshower.errors import ConfigError, DatasetError
 from darkshower.models.inference import score_arrays
 
 log = logging.getLogger(__name__)
@@ -69,10 +71,56 @@ def _score_chunk(task) -> tuple[int, pd.DataFrame]:
     return order, df
 
 
+def _check_count(name: str, value, minimum: int, meaning: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name}={value!r}: must be an integer >= {minimum} ({meaning})")
+
+
+def check_score_output(out) -> Path:
+    """Fail before any work when OUT or its .events.parquet companion cannot be written as a file."""
+    out = Path(out)
+    for p in (out, events_path(out)):
+        if p.is_dir():
+            raise ConfigError(f"--out {out}: {p} is a directory; give a file name such as {out / 'scores.parquet'}")
+    parent = next((a for a in out.parents if a.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"--out {out}: {parent} is a file, not a directory; choose another output path")
+    return out
+
+
 def score(run, datasets, out, which: str = "best", batch_size: int | None = None, progress: bool = True,
           threads: int | None = None, jobs: int | None = 1) -> tuple[Path, Path]:
     """Score every dataset with the run's model; returns (jet table path, event table path).
-    ``jobs`` > 1 scores chunks in worker processes (each with ``threads`` torch threads, default 1)."""
+    ``jobs`` > 1 scores chunks in worker processes (each with ``threads`` torch threads, default 1);
+    0 or None: all cores. While scoring, ``.OUT.lock`` next to OUT keeps a second ``score`` with the same
+    OUT out (it fails with a clear error); a lock left by a killed process is taken over."""
+    from darkshower.data.dataset import acquire_lock
+
+    if which not in ("best", "last"):
+        raise ConfigError(f"model {which!r}: choose best or last")
+    _check_count("batch_size", batch_size, 1, "samples per batch; None: the method's default")
+    _check_count("threads", threads, 1, "torch threads; None: the default")
+    _check_count("jobs", jobs, 0, "worker processes; 0 or None: all cores")
+    out = check_score_output(out)
+    created = [a for a in reversed(out.parents) if not a.exists()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = None
+    try:
+        lock = acquire_lock(out.with_name(f".{out.name}.lock"), f"--out {out}", "these scores", ConfigError)
+        return _score(run, datasets, out, which, batch_size, progress, threads, jobs)
+    finally:
+        if lock is not None:
+            lock.unlink(missing_ok=True)
+        for a in reversed(created):  # directories made for a run that failed and wrote nothing
+            try:
+                a.rmdir()
+            except OSError:
+                break
+
+
+def _score(run, datasets, out, which, batch_size, progress, threads, jobs) -> tuple[Path, Path]:
     from darkshower.execute import make_executor
     from darkshower.models.runs import load_run
 
@@ -90,28 +138,26 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
     if isinstance(datasets, (str, os.PathLike)) or hasattr(datasets, "read_chunk"):
         datasets = [datasets]
     tasks = []
+    fingerprints = {}  # each dataset's content identity: evaluate/search refuse scores of a replaced dataset
     for path in datasets:
         ds = path if hasattr(path, "read_chunk") else open_dataset(path)
+        fingerprints[str(ds.path.resolve())] = dataset_fingerprint(ds)
         if not ds.chunks:
             raise DatasetError(f"{ds.path}: dataset has no chunks")
         tasks += [(len(tasks) + i, str(Path(run)), which, str(ds.path), i, batch_size,
                    threads if jobs == 1 else (threads or 1)) for i in range(len(ds.chunks))]
     t0 = time.perf_counter()
     results: dict[int, pd.DataFrame] = {}
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from darkshower.progress import progress as _progress
 
-        bar = tqdm(total=len(tasks), desc=f"score {Path(run).name}", unit="chunk", leave=False)
+    bar = _progress(len(tasks), f"score {Path(run).name}", "chunk", enabled=progress, leave=False)
 
     def collect(res):
         results[res[0]] = res[1]
-        if bar is not None:
-            bar.update(1)
+        bar.update(1)
 
-    make_executor(jobs if jobs and jobs > 0 else None).run(_score_chunk, tasks, collect)
-    if bar is not None:
-        bar.close()
+    with bar:
+        make_executor(jobs if jobs and jobs > 0 else None).run(_score_chunk, tasks, collect)
     jets = pd.concat([results[k] for k in sorted(results)], ignore_index=True)
     n_jets = len(jets)
     n_bad = int(jets["nonfinite_input"].sum())
@@ -121,10 +167,14 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
     ev = event_table(jets)
     meta = {"method": info["method"], "run": str(Path(run).resolve()), "model": which,
             "representation": info["representation"]["kind"], "level": info.get("level", "jet"),
-            "supervised": info.get("supervised", False), "n_nonfinite_input": n_bad, "jets_per_s": n_jets / max(time.perf_counter() - t0, 1e-9)}
+            "supervised": info.get("supervised", False), "n_nonfinite_input": n_bad, "datasets": fingerprints, "jets_per_s": n_jets / max(time.perf_counter() - t0, 1e-9)}
     out = Path(out)
     atomic_write_parquet(jets, out, meta)
     evp = events_path(out)
-    atomic_write_parquet(ev, evp, meta)
+    try:
+        atomic_write_parquet(ev, evp, meta)
+    except BaseException:
+        out.unlink(missing_ok=True)  # never one table without the other
+        raise
     log.info("scored %d samples in %.1f s (%.0f/s)", n_jets, time.perf_counter() - t0, meta["jets_per_s"])
     return out, evp

@@ -1,0 +1,143 @@
+"""Callbacks of the training loop: what happens around the epochs without editing the loop.
+
+A :class:`Callback` sees the :class:`~darkshower.train.loop.TrainingLoop` at fixed points
+(``on_train_start``, ``on_epoch_start``, ``on_batch_end``, ``on_epoch_end``, ``on_train_end``) and
+may keep state that travels in the checkpoint (``state_dict``/``load_state_dict``; the keys are
+merged into ``checkpoint.pt`` at top level, so they must not collide). The default set, in order:
+
+- :class:`Selection` — the label-free selection value of each epoch (``val_loss``, ``val_emd`` or
+  ``last``), the best value so far and early stopping (``patience``, ``min_delta``);
+- :class:`Checkpointer` — ``model_last.pt`` and ``model_best.pt``, written atomically;
+- :class:`MetricsWriter` — ``metrics.json`` / ``metrics.csv`` after every epoch;
+- :class:`EpochLog` — one log line per epoch.
+
+After every callback has seen the epoch, the loop itself writes the full ``checkpoint.pt`` (model,
+optimizer, scheduler, RNG, history, every callback's state, and whether a callback stopped the run),
+so a resumed run continues from exactly that state.
+
+A new selection metric is a callback that adds its value to the epoch row before
+:class:`Selection` runs (pass it first in ``callbacks``) and names it in ``selection``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+from darkshower.data.dataset import atomic_write_json, atomic_write_text
+from darkshower.models.runs import atomic_torch_save
+
+if TYPE_CHECKING:
+    from darkshower.train.loop import TrainingLoop
+
+log = logging.getLogger(__name__)
+
+
+class Callback:
+    """Base class: every hook does nothing."""
+
+    def on_train_start(self, loop: TrainingLoop) -> None:
+        pass
+
+    def on_epoch_start(self, loop: TrainingLoop, epoch: int) -> None:
+        pass
+
+    def on_batch_end(self, loop: TrainingLoop, batch_size: int, loss: float) -> None:
+        pass
+
+    def on_epoch_end(self, loop: TrainingLoop, epoch: int, row: dict) -> None:
+        pass
+
+    def on_train_end(self, loop: TrainingLoop) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class Selection(Callback):
+    """Label-free model selection and early stopping on the epoch row's ``metric``."""
+
+    def __init__(self, metric: str, patience: int | None, min_delta: float = 0.0):
+        self.metric = metric
+        self.patience = patience
+        self.min_delta = min_delta
+        self.best = math.inf
+        self.bad_epochs = 0
+        self.improved = False
+
+    def value(self, epoch: int, row: dict) -> float:
+        if self.metric == "last":
+            return -float(epoch)  # every epoch is better than the one before
+        return float(row.get(self.metric, math.nan))
+
+    def on_epoch_end(self, loop, epoch, row):
+        sel = self.value(epoch, row)
+        row["selection_value"] = sel
+        self.improved = math.isfinite(sel) and sel < self.best - self.min_delta
+        if self.improved:
+            self.best, self.bad_epochs = sel, 0
+            row["best"] = True
+        elif math.isfinite(sel):
+            self.bad_epochs += 1
+        if self.patience is not None and self.bad_epochs >= self.patience:
+            loop.stop(f"early stopping: no improvement of {self.metric} for {self.bad_epochs} epochs")
+
+    def state_dict(self):
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state):
+        self.best, self.bad_epochs = state["best"], state["bad_epochs"]
+
+
+class Checkpointer(Callback):
+    """``model_last.pt`` every epoch, ``model_best.pt`` when the selection improved (or is missing)."""
+
+    def __init__(self, selection: Selection):
+        self.selection = selection
+
+    def on_epoch_end(self, loop, epoch, row):
+        run = loop.session.run
+        state = {"model": loop.model.state_dict(), "epoch": epoch + 1}
+        atomic_torch_save(state, run / "model_last.pt")
+        if self.selection.improved or not (run / "model_best.pt").exists():
+            atomic_torch_save(state, run / "model_best.pt")
+
+
+class MetricsWriter(Callback):
+    """``metrics.json`` and ``metrics.csv``: one row per epoch."""
+
+    def on_epoch_end(self, loop, epoch, row):
+        write_metrics(loop.session.run, loop.history + [row])
+
+
+class EpochLog(Callback):
+    def on_epoch_end(self, loop, epoch, row):
+        log.info("%s epoch %d/%d: train %.5g, %s %.5g, %.0f jets/s", loop.session.method, epoch + 1,
+                 loop.session.cfg.epochs, row["train_loss"], loop.session.selection, row.get("selection_value", math.nan),
+                 row["jets_per_s"])
+
+
+def write_metrics(run, history: list[dict]) -> None:
+    atomic_write_json(run / "metrics.json", history)
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(history)
+    atomic_write_text(run / "metrics.csv", buf.getvalue())
+
+
+def default_callbacks(session: Any) -> list[Callback]:
+    """Selection (+ early stopping), checkpoints, metrics files, the epoch log line."""
+    es = session.cfg.early_stopping
+    sel = Selection(session.selection, es.patience, es.min_delta)
+    return [sel, Checkpointer(sel), MetricsWriter(), EpochLog()]
