@@ -141,10 +141,10 @@ def load_dataset(path, role: str, name: str | None = None, features: bool = Fals
         if not features:
             cols = [c for c in ("event_id", "weight", "met_pt", "met_phi") if c in efields]
             cols += [f"jets.{c}" for c in ("pt", "eta", "phi", "mass", "is_dark") if c in jf]
-        from tqdm import tqdm
+        from darkshower.progress import progress
 
-        # observables for the supervised reference take a while on large datasets: show progress on a terminal
-        bar = tqdm(total=len(ds.chunks), desc=f"reading {Path(ds.path).name}", unit="chunk", leave=False, disable=None)
+        # observables for the supervised reference take a while on large datasets: show progress
+        bar = progress(len(ds.chunks), f"reading {Path(ds.path).name}", "chunk", leave=False)
         for chunk in ds.iter_chunks(cols):
             bar.update(1)
             if not len(chunk):

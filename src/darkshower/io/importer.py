@@ -239,11 +239,10 @@ def import_dataset(
     writer = _Writer(out, identity, header)
     done = writer.open()
     written_now: list[int] = []
-    show = sys.stderr.isatty() if progress is None else bool(progress)
-    from tqdm import tqdm
+    from darkshower.progress import progress as _progress
 
     todo = [p for p in plan if p[0] not in done]
-    bar = tqdm(total=sum(p[4] - p[3] for p in todo), unit="ev", desc=f"import {cls.format_name}", disable=not show)
+    bar = _progress(sum(p[4] - p[3] for p in todo), f"import {cls.format_name}", "ev", enabled=progress)
     try:
         by_file: dict[Path, list] = {}
         for item in todo:

@@ -291,7 +291,7 @@ def generate(config: dict | GenerateConfig, out: str | Path, jobs: int | None = 
         if bar is not None:
             bar.update(entry["n_events"])
             dt = max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix_str(f"{generated[0] / dt:.0f} generated ev/s")
+            bar.set_postfix(generated=f"{generated[0] / dt:.0f} ev/s")
 
     try:
         make_executor(jobs).run(run_chunk, todo, on_result)
@@ -310,10 +310,9 @@ def generate(config: dict | GenerateConfig, out: str | Path, jobs: int | None = 
 def _progress(total: int, enabled: bool | None, desc: str):
     if enabled is False or total == 0:
         return None
-    from tqdm.auto import tqdm
+    from darkshower.progress import progress
 
-    disable = None if enabled is None else not enabled  # None: only on a terminal
-    return tqdm(total=total, unit="ev", desc=desc, disable=disable, dynamic_ncols=True)
+    return progress(total, desc, "ev", enabled=enabled)
 
 
 __all__ = ["generate", "derive_seed", "plan_chunks", "run_chunk", "ChunkTask"]
