@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from darkshower.cli.options import add_jobs, add_progress, comma_list
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -13,11 +15,12 @@ def register(subparsers) -> None:
                      "report.html. Rerunning the command resumes: finished stages are skipped, interrupted "
                      "generation and training continue."),
     )
-    p.add_argument("config", help="benchmark YAML (e.g. configs/benchmark/default.yaml)")
-    p.add_argument("--out", default=None, help="benchmark directory (default runs/<name>)")
-    p.add_argument("--jobs", type=int, default=None, help="generation worker processes")
-    p.add_argument("--stages", default=None, help="comma-separated subset of generate,train,score,evaluate,report")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("config", metavar="CONFIG.yaml", help="benchmark YAML (e.g. configs/benchmark/default.yaml)")
+    p.add_argument("--out", default=None, metavar="DIR", help="benchmark directory (default runs/<name>)")
+    add_jobs(p, None, "for generation")
+    p.add_argument("--stages", default=None, metavar="S,S,..",
+                   help="comma-separated subset of generate,train,score,evaluate,report (default all)")
+    add_progress(p)
     p.set_defaults(func=run)
 
 
@@ -26,8 +29,13 @@ def run(args) -> int:
 
     cfg = load_benchmark_config(args.config)
     out = args.out or f"runs/{cfg.name}"
-    stages = tuple(s.strip() for s in args.stages.split(",")) if args.stages else None
-    summary = run_benchmark(cfg, out, jobs=args.jobs, progress=not args.no_progress, stages=stages)
+    stages = comma_list(args.stages) if args.stages else None
+    jobs = args.jobs
+    if jobs == 0:  # 0: all cores, as everywhere (run_benchmark reads 0/None as "the config's")
+        from darkshower.execute import available_cores
+
+        jobs = available_cores()
+    summary = run_benchmark(cfg, out, jobs=jobs, progress=not args.no_progress, stages=stages)
     for k, v in summary.get("failed", {}).items():
         print(f"[benchmark] failed: {k}: {v}")
     if summary.get("report"):

@@ -10,15 +10,12 @@ Example::
 
 from __future__ import annotations
 
-from darkshower.errors import ConfigError
+from darkshower.cli.options import number_list
 
 
 def _floats(flag: str, text: str) -> tuple[float, ...]:
     """Comma-separated numbers; their range is checked by the library (evaluate)."""
-    try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r}: expected comma-separated numbers, e.g. 0.1,0.3,0.5") from None
+    return number_list(text, flag, "0.1,0.3,0.5")
 
 
 def register(subparsers) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 
 from darkshower import __version__
@@ -49,7 +50,36 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not shipped in this build
             raise
         module.register(sub)
+    for p in sub.choices.values():
+        finish_subparser(p)
     return parser
+
+
+def plain_text(text: str | None) -> str | None:
+    """Docstring markup (reStructuredText) as plain text for --help: ``x`` -> x, :func:`x` -> x, '::' -> ':'."""
+    if not text:
+        return text
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    text = re.sub(r"``([^`]+)``", r"\1", text)
+    return re.sub(r"(\S)::(\s*\n)", r"\1:\2", text)
+
+
+def finish_subparser(p: argparse.ArgumentParser) -> None:
+    """What every command shares: --no-progress, --help text without docstring markup, and numbers that
+    are checked while parsing: an option declared with a bare ``type=int``/``float`` (all counts, seeds,
+    energies, ... of darkshower) rejects negative and non-finite values; commands declare stricter
+    types from darkshower.cli.options where they need them."""
+    from darkshower.cli.options import add_progress, nonnegative_float, nonnegative_int
+
+    if "--no-progress" not in p._option_string_actions:
+        add_progress(p)
+    for action in p._actions:
+        if action.type is int:
+            action.type = nonnegative_int
+        elif action.type is float:
+            action.type = nonnegative_float
+    p.description = plain_text(p.description)
+    p.epilog = plain_text(p.epilog)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from darkshower import progress
+
+    switch = progress._switch
+    if getattr(args, "no_progress", False):
+        progress.set_enabled(False)  # every progress bar/line of the library, not only those the command passes it to
     try:
         return int(args.func(args) or 0)
     except DarkshowerError as exc:
@@ -70,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("darkshower: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        progress.set_enabled(switch)
 
 
 if __name__ == "__main__":  # pragma: no cover

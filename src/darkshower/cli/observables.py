@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from darkshower.cli.options import add_progress, nonnegative_float, nonnegative_int, positive_float
 from darkshower.errors import ConfigError, DarkshowerError
 
 log = logging.getLogger(__name__)
@@ -20,16 +21,17 @@ def register(subparsers) -> None:
             "The output is written to a temporary file and renamed when complete."
         ),
     )
-    p.add_argument("dataset", help="dataset directory (darkshower generate / import)")
-    p.add_argument("--out", required=True, help="output Parquet file")
-    p.add_argument("--events-out", default=None, help="also write the per-event table (one row per event) here")
-    p.add_argument("--max-jets", type=int, default=2, help="leading jets per event (default 2; 0 = all)")
-    p.add_argument("--zcut", type=float, default=0.1, help="soft-drop z_cut (default 0.1)")
-    p.add_argument("--sd-beta", type=float, default=0.0, help="soft-drop beta (default 0)")
-    p.add_argument("--r0", type=float, default=0.8, help="R0 of soft drop and N-subjettiness (default 0.8)")
+    p.add_argument("dataset", metavar="DS", help="dataset directory (darkshower generate / import)")
+    p.add_argument("--out", required=True, metavar="TABLE.parquet", help="output Parquet file")
+    p.add_argument("--events-out", default=None, metavar="EVENTS.parquet",
+                   help="also write the per-event table (one row per event) here")
+    p.add_argument("--max-jets", type=nonnegative_int, default=2, metavar="N", help="leading jets per event (default 2; 0 = all)")
+    p.add_argument("--zcut", type=nonnegative_float, default=0.1, help="soft-drop z_cut, in [0, 1) (default 0.1)")
+    p.add_argument("--sd-beta", type=nonnegative_float, default=0.0, help="soft-drop beta (default 0)")
+    p.add_argument("--r0", type=positive_float, default=0.8, help="R0 of soft drop and N-subjettiness (default 0.8)")
     p.add_argument("--no-weights", action="store_true", help="ignore per-constituent weights (PUPPI)")
     p.add_argument("--ecf-ungroomed", action="store_true", help="compute C2/D2/N2 on all constituents")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress(p)
     p.set_defaults(func=run)
 
 
@@ -37,21 +39,19 @@ def run(args) -> int:
     import pandas as pd
 
     from darkshower.data.dataset import atomic_write_parquet, open_dataset
+    from darkshower.progress import progress
     from darkshower.represent.observables import event_observables, jet_observables
 
     if args.max_jets < 0:
         raise ConfigError(f"--max-jets {args.max_jets}: must be >= 0 (0 = all jets)")
+    if not 0 <= args.zcut < 1:
+        raise ConfigError(f"--zcut {args.zcut:g}: the soft-drop z_cut must lie in [0, 1)")
     out = Path(args.out)
     if out.is_dir():
         raise DarkshowerError(f"--out {out}: is a directory; give a file name such as table.parquet")
     ds = open_dataset(args.dataset)
     max_jets = args.max_jets or None
-    try:
-        from tqdm import tqdm
-
-        bar = tqdm(total=ds.n_events, unit="ev", desc="observables", disable=args.no_progress)
-    except ImportError:  # pragma: no cover
-        bar = None
+    bar = progress(ds.n_events, "observables", "ev", enabled=not args.no_progress)
     jet_parts, ev_parts = [], []
     for chunk in ds.iter_chunks():
         jt = jet_observables(chunk, max_jets, not args.no_weights, args.zcut, args.sd_beta, args.r0, 1.0,
@@ -59,10 +59,8 @@ def run(args) -> int:
         ev = event_observables(chunk, use_weights=not args.no_weights)
         jet_parts.append(jt.merge(ev, on="event_id", how="left", validate="many_to_one"))
         ev_parts.append(ev)
-        if bar is not None:
-            bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
+        bar.update(len(chunk))
+    bar.close()
     table = pd.concat(jet_parts, ignore_index=True) if jet_parts else pd.DataFrame()
     atomic_write_parquet(table, out)
     msg = f"wrote {len(table)} jets of {ds.n_events} events to {out}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from darkshower.cli.options import add_jobs, add_progress, positive_int
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -11,15 +13,18 @@ def register(subparsers) -> None:
                      "(score_lead = leading jet, score_max2 = max of the two leading jets) to "
                      "OUT with suffix .events.parquet. Works on generated and imported datasets."),
     )
-    p.add_argument("run", help="run directory written by darkshower train")
-    p.add_argument("datasets", nargs="+", help="dataset directories")
-    p.add_argument("--out", required=True, help="output Parquet file")
+    p.add_argument("run", metavar="RUN", help="run directory written by darkshower train")
+    p.add_argument("datasets", nargs="+", metavar="DS", help="dataset directories")
+    p.add_argument("--out", required=True, metavar="S.parquet",
+                   help="output Parquet file (not a directory); a second score with the same --out waits its turn: "
+                        "it fails until the first has finished")
     p.add_argument("--model", choices=["best", "last"], default="best", help="which model of the run (default best)")
-    p.add_argument("--batch-size", type=int, default=None, help="samples per batch (default: the method's, e.g. 4096 "
-                   "for dense models, 128 for conv nets)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (per worker with --jobs)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes scoring chunks in parallel (0: all cores)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
+                   help="samples per batch (default: the method's, e.g. 4096 for dense models, 128 for conv nets)")
+    p.add_argument("--threads", type=positive_int, default=None, metavar="T",
+                   help="torch threads (per worker with --jobs; default: all cores, 1 per worker with --jobs)")
+    add_jobs(p, 1, "scoring chunks in parallel")
+    add_progress(p)
     p.set_defaults(func=run)
 
 

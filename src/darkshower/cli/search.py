@@ -8,17 +8,12 @@ Bump hunt in MT (dijet-function fit) with and without anomaly-score cuts. Exampl
 
 from __future__ import annotations
 
+from darkshower.cli.options import efficiencies
 from darkshower.errors import ConfigError
 
 
 def _floats(text: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ConfigError(f"--cut-eff {text!r}: expected comma-separated numbers, e.g. 0.1,0.01") from None
-    if any(not 0 < v < 1 for v in vals):
-        raise ConfigError(f"--cut-eff {text!r}: background efficiencies must lie in (0, 1)")
-    return vals
+    return efficiencies(text, "--cut-eff", include_one=False, example="0.1,0.01", allow_empty=True)
 
 
 def register(subparsers) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from darkshower.cli.options import add_progress, nonnegative_int, positive_int
 from darkshower.config import parse_assignment, set_nested
 
 
@@ -18,7 +19,7 @@ def register(subparsers) -> None:
                      "chosen without signal labels (validation loss, or validation EMD for energy-based methods). "
                      f"Methods: {', '.join(METHODS)}. See docs/training.md."),
     )
-    p.add_argument("method", help="method name, e.g. ae-hlf, nae, wnae, clr")
+    p.add_argument("method", metavar="METHOD", help="method name, e.g. ae-hlf, nae, wnae, clr")
     add_training_options(p, data_help="background dataset director(y/ies)",
                          set_example="--set model.latent=8 --set optimizer.lr=3e-4")
     p.set_defaults(func=run)
@@ -26,16 +27,17 @@ def register(subparsers) -> None:
 
 def add_training_options(p, data_help: str, set_example: str) -> None:
     """The options shared by `darkshower train` and `darkshower distill`."""
-    p.add_argument("--data", required=True, nargs="+", help=data_help)
-    p.add_argument("--val", nargs="+", default=None, help="validation dataset(s) (default: a split of separate events)")
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--config", default=None, help="YAML training config (see docs/training.md)")
+    p.add_argument("--data", required=True, nargs="+", metavar="DS", help=data_help)
+    p.add_argument("--val", nargs="+", default=None, metavar="DS",
+                   help="validation dataset(s) (default: a split of separate events)")
+    p.add_argument("--out", required=True, metavar="RUN", help="run directory")
+    p.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML training config (see docs/training.md)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=f"override a config key, e.g. {set_example}")
-    p.add_argument("--epochs", type=int, default=None, help="number of epochs (overrides the config)")
-    p.add_argument("--seed", type=int, default=None, help="run seed (overrides the config)")
+    p.add_argument("--epochs", type=positive_int, default=None, metavar="N", help="number of epochs (overrides the config)")
+    p.add_argument("--seed", type=nonnegative_int, default=None, metavar="S", help="run seed (overrides the config)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=positive_int, default=None, metavar="T", help="torch threads (default: all cores)")
+    add_progress(p)
 
 
 def config_from_args(args) -> dict:
