@@ -44,6 +44,43 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def acquire_lock(lock: Path, subject, what: str, error: type[Exception] = DatasetError) -> Path:
+    """Take the lock file ``lock`` (created with O_EXCL, holding this process's pid) or raise ``error``
+    naming ``subject`` when a live process holds it; a lock whose process is gone is taken over.
+    Release it with ``lock.unlink(missing_ok=True)``."""
+    import time
+
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pid = 0
+            for _wait in range(20):  # its owner may not have written its pid yet
+                try:
+                    pid = int(lock.read_text().strip() or 0)
+                except FileNotFoundError:
+                    break
+                except (OSError, ValueError):
+                    pid = 0
+                if pid:
+                    break
+                time.sleep(0.05)
+            if pid and pid != os.getpid() and _pid_alive(pid):
+                raise error(
+                    f"{subject}: another darkshower process (pid {pid}) is writing {what}; "
+                    f"wait for it to finish (or delete {lock} if that process is gone)"
+                ) from None
+            lock.unlink(missing_ok=True)  # stale: its writer is gone
+            continue
+        except OSError as exc:
+            raise error(f"{subject}: cannot create the lock file {lock} ({exc.strerror}); "
+                        "check that the directory exists and is writable") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return lock
+    raise error(f"{lock}: could not take the lock; delete it and rerun")
+
+
 def chunk_name(index: int) -> str:
     return f"chunk-{index:05d}.parquet"
 
@@ -206,27 +243,7 @@ class DatasetWriter:
 
     def _acquire_lock(self) -> None:
         """One writer per dataset: a lock file with the writer's pid (stale locks are taken over)."""
-        lock = self.path / LOCK
-        for _ in range(2):
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                try:
-                    pid = int(lock.read_text().strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid() and _pid_alive(pid):
-                    raise DatasetError(
-                        f"{self.path}: another darkshower process (pid {pid}) is writing this dataset; "
-                        f"wait for it to finish (or delete {lock} if that process is gone)"
-                    ) from None
-                lock.unlink(missing_ok=True)  # stale: its writer is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            self._lock = lock
-            return
-        raise DatasetError(f"{lock}: could not take the dataset lock; delete it and rerun")
+        self._lock = acquire_lock(self.path / LOCK, self.path, "this dataset")
 
     def release(self) -> None:
         lock = getattr(self, "_lock", None)
