@@ -99,6 +99,53 @@ def check_finite(path: Path, name: str, values: np.ndarray, row_start: int = 0, 
     )
 
 
+def check_numeric(path: Path, name: str, dtype, fmt: str, what: str = "numbers") -> None:
+    """Raise InputFormatError when the input dataset/column ``name`` does not hold numbers
+    (strings, objects, compound records), before anything is read from it."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "biuf" or dtype.fields is not None:
+        kind = {"S": "byte strings", "U": "strings", "O": "strings or objects", "V": "records"}.get(dtype.kind, "non-numbers")
+        raise InputFormatError(
+            f"{path}: dataset '{name}' holds {kind} (dtype {dtype.str}); format '{fmt}' needs {what}: "
+            "convert it to a numeric array, or pass --skip-bad-files to skip this file"
+        )
+
+
+#: schema fields that must be finite numbers in every imported chunk (after the float32 cast)
+FINITE_FIELDS = (
+    ("weight",), ("met_pt",), ("met_phi",),
+    ("jets", "pt"), ("jets", "eta"), ("jets", "phi"), ("jets", "mass"),
+    ("jets", "constituents", "pt"), ("jets", "constituents", "eta"), ("jets", "constituents", "phi"),
+    ("jets", "constituents", "e"),
+)
+
+
+def check_chunk_finite(path: Path, events: ak.Array, row_start: int = 0) -> None:
+    """Raise InputFormatError naming the file, the field and the first event row where a schema
+    kinematic field is NaN/inf in the finished chunk, e.g. an input value near 3.4e38 that
+    overflows float32 (the readers check their inputs; this catches what the conversion makes)."""
+    for field in FINITE_FIELDS:
+        arr = events
+        try:
+            for part in field:
+                arr = arr[part]
+        except (KeyError, ValueError, ak.errors.FieldNotFoundError):
+            continue
+        flat = np.asarray(ak.flatten(arr, axis=None)) if arr.ndim > 1 else np.asarray(arr)
+        if flat.dtype.kind != "f" or np.isfinite(flat).all():
+            continue
+        bad = ~np.isfinite(arr)
+        while bad.ndim > 1:
+            bad = ak.any(bad, axis=-1)
+        rows = np.flatnonzero(np.asarray(bad))
+        name = ".".join(field)
+        raise InputFormatError(
+            f"{path}: field '{name}' is NaN/inf in {len(rows)} event(s), first in event row {row_start + int(rows[0])} "
+            "(input values too large for float32, |x| > 3.4e38, or inconsistent); fix or drop those events "
+            "(or pass --skip-bad-files to skip this file)"
+        )
+
+
 def list_some(names, limit: int = 25) -> str:
     names = sorted(names)
     if len(names) <= limit:

@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from darkshower.io.common import UNKNOWN_TYPE, Reader, build_jets, check_finite, event_fields, is_sorted_within
+from darkshower.io.common import (
+    UNKNOWN_TYPE,
+    Reader,
+    build_jets,
+    check_finite,
+    check_numeric,
+    event_fields,
+    is_sorted_within,
+)
 from darkshower.io.h5util import get_dataset, open_h5, read_slice
 
 
@@ -43,6 +51,7 @@ class H54VecReader(Reader):
         for name, ds in zip(self.jet_names, self.jet_ds):
             if ds.ndim != 3 or ds.shape[2] != 4:
                 raise self.fail(f"dataset '{name}' has shape {ds.shape}; format 'h5-4vec' needs (N, P, 4) = (px, py, pz, E)")
+            check_numeric(self.path, name, ds.dtype, self.format_name, "numbers (px, py, pz, E)")
             if n is not None and ds.shape[0] != n:
                 raise self.fail(f"jet datasets differ in length: {self.jet_names[0]} has {n} rows, {name} has {ds.shape[0]}")
             n = ds.shape[0]
@@ -56,6 +65,7 @@ class H54VecReader(Reader):
             ds = get_dataset(self.h, name, self.path, self.format_name, opt)
             if ds.ndim == 0 or ds.shape[0] != n:
                 raise self.fail(f"dataset '{name}' (from {opt}) has shape {ds.shape}; need one row per event ({n})")
+            check_numeric(self.path, name, ds.dtype, self.format_name, f"numbers (named by {opt})")
             self.extra_ds[name] = ds
         self.extra_event_fields = list(self.extra_ds)
         self.file_meta = {
@@ -80,8 +90,10 @@ class H54VecReader(Reader):
             slots = [np.pad(x, ((0, 0), (0, p_max - x.shape[1]), (0, 0))) for x in slots]
         v = np.stack(slots, axis=1)  # (n, S, P, 4), float32 as stored
         px, py, pz, e = v[..., 0], v[..., 1], v[..., 2], v[..., 3]
-        pt = np.hypot(px, py)
+        with np.errstate(over="ignore", invalid="ignore"):
+            pt = np.hypot(px, py)
         mask = pt > 0  # zero padding (anywhere in the row) is dropped
+        self._check_overflow(v, pt, mask, start)
         ncon = mask.sum(axis=2)  # (n, S)
         has_jet = ncon > 0
         empty = ~has_jet.any(axis=1)
@@ -143,6 +155,21 @@ class H54VecReader(Reader):
                 val = val.astype(np.float32)
             extra[name] = val
         return event_fields(n, jets, extra=extra)
+
+    def _check_overflow(self, v: np.ndarray, pt: np.ndarray, mask: np.ndarray, start: int) -> None:
+        """Finite inputs whose pT, or whose jet sums, overflow float32 (values near 3.4e38)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            bad_pt = (mask & ~np.isfinite(pt)).any(axis=2)  # (n, S): constituent pT overflows
+            sums = np.abs(v.sum(axis=2, dtype=np.float64))  # (n, S, 4): jet four-momentum
+        big = bad_pt | (sums > np.finfo(np.float32).max / 2).any(axis=2)  # jet pT/mass would overflow
+        if not big.any():
+            return
+        ev, slot = np.argwhere(big)[0]
+        raise self.fail(
+            f"dataset '{self.jet_names[slot]}' holds values too large for float32 momenta (up to "
+            f"{np.abs(v[ev, slot]).max():.3g}) in event row {start + int(ev)}, giving infinite pT; "
+            "fix or drop those events (or pass --skip-bad-files to skip this file)"
+        )
 
     @classmethod
     def jet_definition(cls, options):

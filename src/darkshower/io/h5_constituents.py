@@ -21,7 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from darkshower.io.common import UNKNOWN_TYPE, Reader, build_jets, check_finite, event_fields, jet_p4_sums, wrap_phi
+from darkshower.io.common import (
+    UNKNOWN_TYPE,
+    Reader,
+    build_jets,
+    check_finite,
+    check_numeric,
+    event_fields,
+    jet_p4_sums,
+    wrap_phi,
+)
 from darkshower.io.h5util import get_dataset, open_h5, read_slice
 
 DEFAULT_FEATURES = ["mJJ", "j1Eta", "j1Phi", "j1Pt", "j1M", "j1E", "j2Pt", "j2M", "j2E", "DeltaEtaJJ", "DeltaPhiJJ"]
@@ -49,6 +58,7 @@ class H5ConstituentsReader(Reader):
         self.cds = get_dataset(self.h, self.opts["constituents"], self.path, self.format_name, "--constituents")
         if self.cds.ndim != 4 or self.cds.shape[3] != 3:
             raise self.fail(f"dataset '{self.opts['constituents']}' has shape {self.cds.shape}; need (N, J, P, 3)")
+        check_numeric(self.path, self.opts["constituents"], self.cds.dtype, self.format_name, "numbers (eta, phi, pT)")
         self.n_events = int(self.cds.shape[0])
         if self.n_events == 0:
             raise self.fail(f"dataset '{self.opts['constituents']}' holds no events")
@@ -63,6 +73,7 @@ class H5ConstituentsReader(Reader):
             self.fds = get_dataset(self.h, self.opts["features"], self.path, self.format_name, "--features")
             if self.fds.ndim != 2 or self.fds.shape[0] != self.n_events:
                 raise self.fail(f"dataset '{self.opts['features']}' has shape {self.fds.shape}; need ({self.n_events}, F)")
+            check_numeric(self.path, self.opts["features"], self.fds.dtype, self.format_name)
             fn = _names(self.h, "event_feature_names")
             if fn is None:
                 fn = DEFAULT_FEATURES if self.fds.shape[1] == len(DEFAULT_FEATURES) else [f"feature{i}" for i in range(self.fds.shape[1])]

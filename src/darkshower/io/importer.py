@@ -30,8 +30,8 @@ from darkshower.data.dataset import (
     sha256_file,
     sidecar_name,
 )
-from darkshower.errors import ConfigError, InputFormatError
-from darkshower.io.common import Reader, finish_chunk
+from darkshower.errors import ConfigError, DarkshowerError, InputFormatError
+from darkshower.io.common import Reader, check_chunk_finite, finish_chunk
 
 log = logging.getLogger(__name__)
 
@@ -253,8 +253,7 @@ def import_dataset(
                 reader = _open_reader(cls, path, opts)
                 try:
                     for ci, _, fi, s, e in items:
-                        fields = reader.read(s, e)
-                        events = finish_chunk(fields, ci, s)
+                        events = _read_chunk(reader, cls, path, ci, s, e)
                         n_jets = int(np.sum(np.asarray(_num(events["jets"]))))
                         writer.write(
                             ci,
@@ -300,6 +299,23 @@ def import_dataset(
     header["provenance"]["skipped_files"] = skipped
     writer.finalize(summary)
     return open_dataset(out)
+
+
+def _read_chunk(reader: Reader, cls: type[Reader], path: Path, ci: int, start: int, stop: int):
+    """Rows [start, stop) of ``path`` as chunk ``ci``, checked; any failure of the reader on this
+    file's contents is an InputFormatError naming the file (so --skip-bad-files can skip it)."""
+    try:
+        events = finish_chunk(reader.read(start, stop), ci, start)
+    except (DarkshowerError, MemoryError):
+        raise
+    except Exception as exc:
+        log.debug("reading %s rows %d-%d failed", path, start, stop, exc_info=True)
+        raise InputFormatError(
+            f"{path}: cannot import rows {start}-{stop} as '{cls.format_name}' ({type(exc).__name__}: {exc}); "
+            "the file holds data this format does not expect (pass --skip-bad-files to skip it)"
+        ) from None
+    check_chunk_finite(path, events, start)
+    return events
 
 
 def _num(jets):

@@ -48,9 +48,21 @@ class LHCOReader(Reader):
         self.table_mode = False
         if ptype == "frame":
             blocks = sorted(k for k in g._v_children if k.startswith("block") and k.endswith("_values"))
+            if not blocks:
+                raise self.fail(f"pandas table '{key[1:]}' is empty (no columns): no events to import")
             if blocks != ["block0_values"]:
                 raise self.fail(f"pandas table '{key[1:]}' has value blocks {blocks}; LHCO tables hold one float block")
             self.values = g._v_children["block0_values"]
+            attrs = self.values._v_attrs
+            if "shape" in attrs._v_attrnames and int(np.prod(attrs.shape)) == 0:
+                # pandas stores an empty DataFrame as a (1, 1) placeholder of uninitialized memory
+                shape = tuple(int(x) for x in reversed(attrs.shape))  # pandas blocks are (columns, rows)
+                raise self.fail(
+                    f"pandas table '{key[1:]}' is empty (shape {shape}): no events to import; "
+                    "check how the file was written"
+                )
+            if self.values.dtype.kind not in "biuf":
+                raise self.fail(f"'{key[1:]}/block0_values' holds {self.values.dtype} values; LHCO tables hold numbers")
             if len(self.values.shape) != 2:
                 raise self.fail(f"'{key[1:]}/block0_values' has shape {self.values.shape}, expected (N, 3*P+1)")
             self.n_events, self.n_cols = (int(x) for x in self.values.shape)
