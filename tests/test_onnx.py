@@ -21,15 +21,21 @@ FAST = {"batch_size": 32, "threads": 1, "early_stopping": {"patience": None}}
                                           ("ae-image", {}), ("clr", {"model": {"d_model": 16, "heads": 2, "layers": 1}})])
 def test_export_matches_torch(method, extra, qcd_ds, tmp_path):
     run = train(method, qcd_ds, tmp_path / "run", config={**FAST, **extra}, epochs=2, progress=False)
-    info = export_onnx(run, tmp_path / "m.onnx")
+    exp = tmp_path / "exp"
+    info = export_onnx(run, exp / "m.onnx")
+    export_onnx(run, exp / "m.onnx")  # a re-export replaces the file and leaves nothing else behind
     assert info["dynamic_batch"] and info["max_abs_diff"] < 1e-3
+    assert sorted(p.name for p in exp.iterdir()) == ["m.onnx"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "m.onnx").write_bytes((exp / "m.onnx").read_bytes())  # the .onnx alone is the model
     # real data through both: the same scores
     m, rep, _, _ = load_run(run)
     from darkshower.represent.build import build
     from darkshower.represent.store import store_from_rep, to_torch
 
     b = to_torch(store_from_rep(build(rep, qcd_ds.read_chunk(0)), 0.0))
-    sess = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    sess = ort.InferenceSession(str(elsewhere / "m.onnx"))
     feeds = {i.name: b[i.name].numpy() for i in sess.get_inputs()}
     got = sess.run(None, feeds)[0]
     with torch.no_grad():

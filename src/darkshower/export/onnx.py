@@ -4,7 +4,8 @@ Every method's ``export()`` gives a module taking plain tensors (``x``; point cl
 ``mask``) and returning the anomaly score per sample. The module is exported with the
 torch.export-based exporter (dynamic batch dimension), falling back to the TorchScript exporter;
 the file is written atomically and checked with onnxruntime against torch on the example inputs
-and on a batch of another size. Needs the optional packages onnx, onnxscript and onnxruntime
+and on a batch of another size. The .onnx is self-contained (weights embedded, no side file; ONNX limits
+one file to 2 GB, far above these models). Needs the optional packages onnx, onnxscript and onnxruntime
 (`pip install -e ".[onnx]"`).
 """
 
@@ -39,6 +40,26 @@ def _resize(inputs: tuple, batch: int) -> tuple:
     return tuple(t[:1].repeat(batch, *([1] * (t.dim() - 1))) if t.shape[0] else t for t in inputs)
 
 
+def _external_files(path: Path) -> list[Path]:
+    return [p for p in path.parent.glob(f"{path.name}*") if p != path]
+
+
+def _remove_external(path: Path) -> None:
+    for p in _external_files(path):
+        p.unlink(missing_ok=True)
+
+
+def _embed_external_data(path: Path) -> None:
+    """Make ``path`` self-contained: weights an exporter wrote to a side file go into the .onnx."""
+    if not _external_files(path):
+        return
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=True)
+    onnx.save_model(model, str(path), save_as_external_data=False)
+    _remove_external(path)
+
+
 def export_onnx(run, out, which: str = "best", opset: int = 18, rtol: float = 1e-4, atol: float = 1e-5) -> dict:
     """Export the run's model to ONNX at ``out``; returns a dict describing the export and its check."""
     import torch
@@ -64,7 +85,8 @@ def export_onnx(run, out, which: str = "best", opset: int = 18, rtol: float = 1e
             try:
                 if kind == "dynamo":
                     torch.onnx.export(module, inputs, str(tmp), dynamo=True, opset_version=opset, input_names=names,
-                                      dynamic_shapes=tuple({0: batch} for _ in inputs) if dyn else None, verbose=False)
+                                      dynamic_shapes=tuple({0: batch} for _ in inputs) if dyn else None, verbose=False,
+                                      external_data=False)
                 else:
                     torch.onnx.export(module, inputs, str(tmp), dynamo=False, opset_version=opset, input_names=names,
                                       dynamic_axes={n: {0: "batch"} for n in names})
@@ -74,8 +96,10 @@ def export_onnx(run, out, which: str = "best", opset: int = 18, rtol: float = 1e
                 attempts.append(f"{kind}{'' if dyn else ' (static shapes)'}: {type(exc).__name__}: "
                                 f"{str(exc).splitlines()[0][:160]}")
     if exporter is None:
+        _remove_external(tmp)
         raise ExportError(f"could not export {type(method).__name__} to ONNX: " + " | ".join(attempts))
     try:
+        _embed_external_data(tmp)
         sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         diffs = []
         same_batch = len({t.shape[0] for t in inputs}) == 1  # graphs: nodes/edges/graphs differ -> no resize
@@ -92,6 +116,7 @@ def export_onnx(run, out, which: str = "best", opset: int = 18, rtol: float = 1e
     finally:
         if tmp.exists():
             tmp.unlink()
+        _remove_external(tmp)
     info = {"path": str(out), "exporter": exporter, "opset": opset, "inputs": names, "dynamic_batch": dynamic,
             "max_abs_diff": max(diffs), "bytes": out.stat().st_size}
     log.info("exported %s with the %s exporter to %s (max |diff| %.2g)", type(method).__name__, exporter, out, max(diffs))
