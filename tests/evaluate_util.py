@@ -45,14 +45,20 @@ def synthetic_scores(ds, kind: str = "met", seed: int = 0, level: str = "jet") -
 
 
 def write_scores(path, datasets, kind: str = "met", method: str | None = "toy", seed: int = 0,
-                 level: str = "jet", events_file: bool = True, run: str = "runs/toy") -> Path:
-    """Write SCORES.parquet (+ SCORES.events.parquet) like `darkshower score` does."""
+                 level: str = "jet", events_file: bool = True, run: str = "runs/toy", identity: bool = True) -> Path:
+    """Write SCORES.parquet (+ SCORES.events.parquet) like `darkshower score` does (``identity=False``:
+    without the datasets' fingerprints, like files written before they were recorded)."""
+    from darkshower.data.fingerprint import dataset_fingerprint
+
     path = Path(path)
     jets = pd.concat([synthetic_scores(d, kind, seed + i, level) for i, d in enumerate(datasets)], ignore_index=True)
     table = pa.Table.from_pandas(jets, preserve_index=False)
     if method is not None:
         md = dict(table.schema.metadata or {})
-        md[b"darkshower"] = json.dumps({"method": method, "run": run}).encode()
+        meta = {"method": method, "run": run}
+        if identity:
+            meta["datasets"] = {str(Path(d.path).resolve()): dataset_fingerprint(d) for d in datasets}
+        md[b"darkshower"] = json.dumps(meta).encode()
         table = table.replace_schema_metadata(md)
     pq.write_table(table, path)
     if events_file:
@@ -71,5 +77,22 @@ def empty_dataset(src, dst) -> Path:
     dst.mkdir(parents=True)
     man = json.loads((Path(src.path) / "manifest.json").read_text())
     man.update(chunks=[], n_chunks=0, n_events=0)
+    (dst / "manifest.json").write_text(json.dumps(man))
+    return dst
+
+
+def no_jet_dataset(src, dst) -> Path:
+    """A copy of dataset ``src`` whose events keep everything but their jets (no event has a jet)."""
+    import awkward as ak
+
+    from darkshower.data.dataset import sha256_file
+
+    dst = Path(dst)
+    dst.mkdir(parents=True)
+    man = json.loads((Path(src.path) / "manifest.json").read_text())
+    for i, entry in enumerate(man["chunks"]):
+        chunk = src.read_chunk(i)
+        ak.to_parquet(ak.with_field(chunk, chunk.jets[:, :0], "jets"), dst / entry["file"])
+        entry.update(bytes=(dst / entry["file"]).stat().st_size, sha256=sha256_file(dst / entry["file"]))
     (dst / "manifest.json").write_text(json.dumps(man))
     return dst

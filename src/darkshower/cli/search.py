@@ -8,12 +8,12 @@ Bump hunt in MT (dijet-function fit) with and without anomaly-score cuts. Exampl
 
 from __future__ import annotations
 
-from darkshower.cli.options import efficiencies
-from darkshower.errors import ConfigError
+from darkshower.cli.options import number_list
 
 
 def _floats(text: str) -> tuple[float, ...]:
-    return efficiencies(text, "--cut-eff", include_one=False, example="0.1,0.01", allow_empty=True)
+    """Comma-separated numbers; their range is checked by the library (search)."""
+    return number_list(text, "--cut-eff", "0.1,0.01")
 
 
 def register(subparsers) -> None:
@@ -61,18 +61,14 @@ def run(args) -> int:
     from darkshower.evaluate import search
 
     cut_effs = _floats(args.cut_eff)
-    if args.bins < 5:
-        raise ConfigError(f"--bins {args.bins}: need at least 5 bins")
-    if args.mu < 0:
-        raise ConfigError(f"--mu {args.mu}: must be >= 0")
-    if not 0 < args.cl < 1:
-        raise ConfigError(f"--cl {args.cl}: must lie in (0, 1)")
     res = search(args.scores, args.background, args.signal, args.out, event_score=args.event_score,
                  xsec_pb=args.xsec, n_signal=args.n_signal, mu=args.mu, lumi_fb=args.lumi, cut_effs=cut_effs,
                  sqrt_s=args.sqrt_s, n_bins=args.bins, mt_range=args.mt_range, signal_shape=args.signal_shape,
                  pseudo_data=args.pseudo_data, background_shape=args.background_shape, n_params=args.params,
                  seed=args.seed, cl=args.cl)
     for s in res["searches"]:
+        if s.get("flags"):
+            print(f"{s['method']:>20s} | {s['signal']:<16s} [{', '.join(s['flags'])}]")
         for lv in s.get("levels", []):
             z = lv.get("z")
             el = (lv.get("expected_limit") or {}).get("median")
@@ -80,5 +76,10 @@ def run(args) -> int:
                   f"B={lv['bkg_expected']:.4g} S={lv['sig_injected']:.4g} "
                   f"Z={'—' if z is None else f'{z:.2f}'} exp. limit mu<{'—' if el is None else f'{el:.3g}'}"
                   + (f"  [{', '.join(lv['flags'])}]" if lv.get("flags") else ""))
+    for w in res.get("warnings", []):
+        print(f"warning: {w}")
+    for n in res.get("notes", []):
+        if "no (finite) score" in n:
+            print(f"note: {n}")
     print(f"wrote {args.out}/search/search.json")
     return 0

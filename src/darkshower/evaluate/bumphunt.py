@@ -33,7 +33,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import ndtr, ndtri
 
-from darkshower.errors import EvaluationError
+from darkshower.errors import ConfigError, EvaluationError
 
 log = logging.getLogger(__name__)
 
@@ -472,6 +472,79 @@ def run_search(inp: SearchInputs, *, mu_inject: float = 1.0, cut_effs=CUT_EFFS, 
     }
 
 
+def _finite(name: str, value, low: float, *, strict: bool = True, high: float | None = None,
+            meaning: str = "") -> None:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(value) and (value > low if strict else value >= low) and (high is None or value < high)
+    if not ok:
+        rng = (f"in ({low:g}, {high:g})" if high is not None else f"{'>' if strict else '>='} {low:g}")
+        raise ConfigError(f"{name} {value!r}: must be a number {rng}" + (f" ({meaning})" if meaning else ""))
+
+
+def check_search_options(*, event_score: str = "max2", xsec_pb: float | None = None, n_signal: float | None = None,
+                         mu: float = 1.0, lumi_fb: float = LUMI_FB, cut_effs=CUT_EFFS, sqrt_s: float = SQRT_S,
+                         n_bins: int = 30, mt_range=None, signal_shape: str = "gauss", pseudo_data: str = "toy",
+                         background_shape: str = "smooth", n_params: int = 4, cl: float = 0.95) -> tuple[float, ...]:
+    """Validate the options of :func:`search` before any file is read (ConfigError naming the option);
+    returns the cut efficiencies as a tuple of floats."""
+    from darkshower.evaluate.scores import EVENT_SCORES
+
+    if event_score not in EVENT_SCORES:
+        raise ConfigError(f"event_score (--event-score) {event_score!r}: choose one of {EVENT_SCORES}")
+    if xsec_pb is not None and n_signal is not None:
+        raise ConfigError("give either a signal cross-section (--xsec) or a number of signal events (--n-signal), "
+                          "not both")
+    if xsec_pb is not None:
+        _finite("xsec_pb (--xsec)", xsec_pb, 0.0, meaning="signal cross-section after the selection, in pb")
+    if n_signal is not None:
+        _finite("n_signal (--n-signal)", n_signal, 0.0, meaning="signal events before the anomaly cut")
+    _finite("mu (--mu)", mu, 0.0, strict=False, meaning="injected signal strength; 0 = background only")
+    _finite("lumi_fb (--lumi)", lumi_fb, 0.0, meaning="integrated luminosity in fb^-1")
+    _finite("sqrt_s (--sqrt-s)", sqrt_s, 0.0, meaning="centre-of-mass energy in GeV")
+    _finite("cl (--cl)", cl, 0.0, high=1.0, meaning="confidence level of the limits, e.g. 0.95")
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 5:
+        raise ConfigError(f"n_bins (--bins) {n_bins!r}: need an integer >= 5 (MT bins)")
+    if n_params not in (3, 4):
+        raise ConfigError(f"n_params (--params) {n_params!r}: the dijet function has 3 or 4 parameters")
+    for name, value, choices in (("signal_shape (--signal-shape)", signal_shape, ("gauss", "template")),
+                                 ("pseudo_data (--pseudo-data)", pseudo_data, ("toy", "asimov")),
+                                 ("background_shape (--background-shape)", background_shape, ("smooth", "mc"))):
+        if value not in choices:
+            raise ConfigError(f"{name} {value!r}: choose one of {choices}")
+    if mt_range is not None:
+        try:
+            lo, hi = (float(x) for x in mt_range)
+        except (TypeError, ValueError):
+            raise ConfigError(f"mt_range (--mt-range) {mt_range!r}: give two numbers LO HI in GeV") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi < sqrt_s):
+            raise ConfigError(f"mt_range (--mt-range) {lo:g} {hi:g}: need 0 < LO < HI < sqrt(s) = {sqrt_s:g} GeV")
+    try:
+        effs = tuple(float(e) for e in ([cut_effs] if isinstance(cut_effs, (int, float)) else cut_effs))
+    except (TypeError, ValueError):
+        raise ConfigError(f"cut_effs (--cut-eff) {cut_effs!r}: expected numbers, e.g. 0.1,0.01") from None
+    if any(not 0 < e < 1 for e in effs):  # also NaN
+        raise ConfigError(f"cut_effs (--cut-eff) {','.join(f'{e:g}' for e in effs)}: background efficiencies must "
+                          "lie in (0, 1)")
+    return effs
+
+
+def _scored(sf, d, event_score: str, warnings: list[str]) -> np.ndarray | None:
+    """Event scores of dataset ``d`` (NaN: no finite score); None when it has events but no jets and
+    ``sf`` no scores for it (nothing could be scored)."""
+    from darkshower.evaluate.scores import check_identity, has_scores, join_event_scores
+
+    if d.n_events and not d.n_jets and not has_scores(sf, d.path):
+        text = f"{d.role} dataset {d.name} ({d.path}) has {d.n_events} events but no jets: nothing to score"
+        if text not in warnings:
+            log.warning(text)
+            warnings.append(text)
+        return None
+    if not d.n_events:
+        return np.zeros(0)
+    check_identity(sf, d.path, d.fingerprint)
+    return join_event_scores(sf, d.events, d.path, event_score)
+
+
 def search(scores, background, signal, out=None, *, event_score: str = "max2", xsec_pb: float | None = None,
            n_signal: float | None = None, mu: float = 1.0, lumi_fb: float = LUMI_FB, cut_effs=CUT_EFFS,
            sqrt_s: float = SQRT_S, n_bins: int = 30, mt_range=None, signal_shape: str = "gauss",
@@ -484,50 +557,90 @@ def search(scores, background, signal, out=None, *, event_score: str = "max2", x
     reference (μ = 1) is ``n_signal`` events (before the anomaly cut), else ``L · xsec_pb``,
     else ``L · σ_sel`` of the signal manifest, spread over events by weight; ``mu`` scales the
     injected signal (0 = background only). Limits are on μ relative to that reference (and in pb
-    where the reference cross-section is known). Writes ``OUT/search/search.json`` and one PNG per
-    (method, signal) when ``out`` is given; returns the JSON-ready dict.
+    where the reference cross-section is known). Events without a finite score are left out (as
+    in :func:`~darkshower.evaluate.evaluate`; the sums Σw run over the scored events), counted in
+    ``n_unscored`` and flagged ``nonfinite_scores_dropped``. Writes ``OUT/search/search.json`` and
+    one PNG per (method, signal) when ``out`` is given; returns the JSON-ready dict.
+
+    Invalid options raise :class:`~darkshower.errors.ConfigError`, inputs that do not fit
+    together :class:`EvaluationError`, before anything is written.
     """
-    from darkshower.evaluate.scores import join_event_scores, read_score_files
+    from darkshower.evaluate.scores import read_score_files, unchecked_warning
     from darkshower.evaluate.tables import load_dataset, short_names
 
-    if (xsec_pb is not None) and (n_signal is not None):
-        raise EvaluationError("give either a signal cross-section or a number of signal events, not both")
-    if lumi_fb <= 0:
-        raise EvaluationError(f"luminosity {lumi_fb}: must be > 0 (fb^-1)")
+    cut_effs = check_search_options(event_score=event_score, xsec_pb=xsec_pb, n_signal=n_signal, mu=mu,
+                                    lumi_fb=lumi_fb, cut_effs=cut_effs, sqrt_s=sqrt_s, n_bins=n_bins,
+                                    mt_range=mt_range, signal_shape=signal_shape, pseudo_data=pseudo_data,
+                                    background_shape=background_shape, n_params=n_params, cl=cl)
     scores = [scores] if isinstance(scores, (str, os.PathLike)) else list(scores)
     background = [background] if isinstance(background, (str, os.PathLike)) else list(background)
     signal = [signal] if isinstance(signal, (str, os.PathLike)) else list(signal)
     if not scores or not background or not signal:
-        raise EvaluationError("search needs score files, background datasets and signal datasets")
+        raise EvaluationError("search needs score files (--scores), background datasets (--background) and signal "
+                              "datasets (--signal)")
+    resolved = [str(Path(p).resolve()) for p in background + signal]
+    dup = sorted({p for p in resolved if resolved.count(p) > 1})
+    if dup:
+        raise EvaluationError(f"dataset(s) given twice (as background and/or signal): {', '.join(dup)}; a dataset "
+                              "is either background or signal")
     files = read_score_files(scores)
     names = short_names(background + signal)
     bkg = [load_dataset(p, "background", n) for p, n in zip(background, names[: len(background)])]
     sigs = [load_dataset(p, "signal", n) for p, n in zip(signal, names[len(background):])]
+    if not sum(d.n_events for d in bkg):
+        raise EvaluationError(f"background dataset(s) {', '.join(map(str, background))} have no events")
     lumi_pb = lumi_fb * 1000.0
-    notes = []
-    yb = []
+    notes: list[str] = []
+    warnings: list[str] = []
     for d in bkg:
-        w = d.events["weight"].to_numpy()
         if d.cross_section_pb is None:
             notes.append(f"background {d.name}: no cross-section in the manifest; each event counts its weight")
-            yb.append(w)
-        else:
-            yb.append(lumi_pb * d.cross_section_pb * w / w.sum() if w.sum() > 0 else w * 0)
-    yield_bkg = np.concatenate(yb)
-    mt_bkg = np.concatenate([d.events["mt"].to_numpy() for d in bkg])
     result = {"settings": {
         "event_score": event_score, "lumi_fb": lumi_fb, "mu_injected": mu, "cut_effs": list(cut_effs),
         "sqrt_s": sqrt_s, "n_bins": n_bins, "signal_shape": signal_shape, "pseudo_data": pseudo_data,
         "background_shape": background_shape, "n_params": n_params, "seed": seed, "cl": cl,
         "xsec_pb": xsec_pb, "n_signal": n_signal,
-    }, "notes": notes, "searches": []}
+    }, "notes": notes, "warnings": warnings, "searches": []}
     for sf in files:
-        sc_b = np.concatenate([join_event_scores(sf, d.events, d.path, event_score) for d in bkg])
-        for j, sd in enumerate(sigs):
-            if not sd.n_events:
-                result["searches"].append({"method": sf.name, "signal": sd.name, "flags": ["empty_signal"], "levels": []})
+        if not isinstance(sf.meta.get("datasets"), dict):
+            log.warning(unchecked_warning(sf))
+            warnings.append(unchecked_warning(sf))
+        yb, mb, sb, n_un_b = [], [], [], 0
+        for d in bkg:
+            sc = _scored(sf, d, event_score, warnings)
+            if sc is None:
                 continue
-            w = sd.events["weight"].to_numpy()
+            keep = np.isfinite(sc)
+            n_un_b += int((~keep).sum())
+            w = d.events["weight"].to_numpy()[keep]
+            if d.cross_section_pb is None:
+                yb.append(w)
+            else:
+                yb.append(lumi_pb * d.cross_section_pb * w / w.sum() if w.sum() > 0 else w * 0)
+            mb.append(d.events["mt"].to_numpy()[keep])
+            sb.append(sc[keep])
+        if not sum(len(x) for x in sb):
+            raise EvaluationError(f"{sf.path} (method {sf.name!r}): no background event has a (finite) score; "
+                                  "nothing to cut on (rescore the background datasets)")
+        yield_bkg, mt_bkg, sc_b = np.concatenate(yb), np.concatenate(mb), np.concatenate(sb)
+        if n_un_b:
+            notes.append(f"{sf.name}: {n_un_b} background events have no (finite) score and are left out")
+        for j, sd in enumerate(sigs):
+            sc_s = _scored(sf, sd, event_score, warnings) if sd.n_events else np.zeros(0)
+            if sc_s is None or not sd.n_events:
+                flag = "empty_signal" if not sd.n_events else "no_jets"
+                result["searches"].append({"method": sf.name, "signal": sd.name, "flags": [flag], "levels": []})
+                continue
+            keep = np.isfinite(sc_s)
+            n_un_s = int((~keep).sum())
+            flags = ["nonfinite_scores_dropped"] if n_un_s or n_un_b else []
+            if n_un_s:
+                notes.append(f"{sf.name}: {n_un_s} events of {sd.name} have no (finite) score and are left out")
+            if not keep.any():
+                result["searches"].append({"method": sf.name, "signal": sd.name, "flags": flags + ["empty_signal"],
+                                           "n_unscored": {"background": n_un_b, "signal": n_un_s}, "levels": []})
+                continue
+            w = sd.events["weight"].to_numpy()[keep]
             wn = w / w.sum()
             if n_signal is not None:
                 ref, xs_ref = n_signal * wn, None
@@ -540,13 +653,14 @@ def search(scores, background, signal, out=None, *, event_score: str = "max2", x
                     f"signal {sd.path}: no cross-section in its manifest; give --xsec PB or --n-signal N"
                 )
             inp = SearchInputs(mt_bkg=mt_bkg, yield_bkg=yield_bkg, score_bkg=sc_b,
-                               mt_sig=sd.events["mt"].to_numpy(), yield_sig=ref,
-                               score_sig=join_event_scores(sf, sd.events, sd.path, event_score), xsec_ref_pb=xs_ref)
+                               mt_sig=sd.events["mt"].to_numpy()[keep], yield_sig=ref,
+                               score_sig=sc_s[keep], xsec_ref_pb=xs_ref)
             res = run_search(inp, mu_inject=mu, cut_effs=cut_effs, sqrt_s=sqrt_s, n_bins=n_bins, mt_range=mt_range,
                              signal_shape=signal_shape, pseudo_data=pseudo_data, background_shape=background_shape,
                              n_params=n_params, seed=seed + 1000 * j, cl=cl)
             res.update(settings=result["settings"], method=sf.name, signal=sd.name, signal_path=sd.path, signal_parameters=sd.parameters,
-                       xsec_ref_pb=xs_ref, n_signal_ref=float(ref.sum()))
+                       xsec_ref_pb=xs_ref, n_signal_ref=float(ref.sum()), flags=flags,
+                       n_unscored={"background": n_un_b, "signal": n_un_s})
             result["searches"].append(res)
             log.info("search %s on %s: %s", sf.name, sd.name, ", ".join(
                 f"cut {lv['cut']}: Z={lv.get('z', float('nan')):.2f}" for lv in res["levels"]))

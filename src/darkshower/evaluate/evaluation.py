@@ -27,8 +27,8 @@ from darkshower.data.dataset import atomic_write_parquet
 from darkshower.errors import ConfigError, EvaluationError
 from darkshower.evaluate import io as eio
 from darkshower.evaluate.metrics import EFF_B_POINTS, EFF_S_POINTS, MIN_BKG, binary_metrics
-from darkshower.evaluate.scores import (EVENT_SCORES, ScoreFile, join_event_scores, join_jet_scores,
-                                        read_score_files)
+from darkshower.evaluate.scores import (EVENT_SCORES, ScoreFile, check_identity, has_scores, join_event_scores,
+                                        join_jet_scores, read_score_files, unchecked_warning)
 from darkshower.evaluate.sculpting import SCULPT_EFFS, sculpting
 from darkshower.evaluate.tables import DatasetTables, load_dataset, short_names
 
@@ -268,19 +268,40 @@ def event_table(files: list[ScoreFile], bkg: list[DatasetTables], sigs: list[Dat
     unscored: dict[str, dict[str, int]] = {}
     for sf in files:
         col = np.full(len(events), np.nan)
+        checked = True
         for d in bkg + sigs:
             if not d.n_events:
                 continue
             rows = (events["dataset"] == d.path).to_numpy()
+            if not d.n_jets and not has_scores(sf, d.path):  # nothing a jet-level method could score
+                _warn_once(warnings, f"{d.role} dataset {d.name} ({d.path}) has {d.n_events} events but no jets: "
+                                     "nothing to score" + (", no metrics" if d.role == "signal" else ", left out"))
+                continue
+            checked &= check_identity(sf, d.path, d.fingerprint)
             col[rows] = join_event_scores(sf, d.events, d.path, event_score)
             n_un = int(np.isnan(col[rows]).sum())
             if n_un:
                 unscored.setdefault(sf.name, {})[d.name] = n_un
+        if all(not d.n_jets and not has_scores(sf, d.path) for d in bkg if d.n_events):
+            raise EvaluationError(
+                f"background dataset(s) {', '.join(f'{d.path} ({d.n_events} events)' for d in bkg)} have no jets: "
+                f"{sf.path} (method {sf.name!r}) has nothing to compare the signal with; give a background "
+                "dataset with jets"
+            )
+        if not checked:
+            log.warning(unchecked_warning(sf))
+            warnings.append(unchecked_warning(sf))
         events[f"score:{sf.name}"] = col
     for m, dd in unscored.items():
         for dname, n_un in dd.items():
             notes.append(f"{m}: {n_un} events of {dname} have no (finite) score and are left out")
     return events
+
+
+def _warn_once(warnings: list[str], text: str) -> None:
+    if text not in warnings:
+        log.warning(text)
+        warnings.append(text)
 
 
 def method_metrics(files: list[ScoreFile], bkg: list[DatasetTables], sigs: list[DatasetTables], bw: list[np.ndarray],
@@ -295,10 +316,15 @@ def method_metrics(files: list[ScoreFile], bkg: list[DatasetTables], sigs: list[
             entry = {"method": sf.name, "signal": sd.name, "level": "event", "supervised": sf.supervised}
             if not sd.n_events:
                 entry.update(opts.empty())
-                warnings.append(f"signal dataset {sd.name} ({sd.path}) has no events: no metrics")
+                _warn_once(warnings, f"signal dataset {sd.name} ({sd.path}) has no events: no metrics")
                 results.append(entry)
                 continue
             rs = (events["dataset"] == sd.path).to_numpy()
+            if not sd.n_jets and np.isnan(sc[rs]).all():  # warned by event_table
+                entry.update(opts.empty())
+                entry["flags"] = entry["flags"] + ["no_jets"]
+                results.append(entry)
+                continue
             entry.update(opts.metrics(sc[rs], sc[is_b], events["weight"].to_numpy()[rs], w_bkg, [opts.seed, i, j, 0]))
             if "degenerate_scores" in entry["flags"]:
                 warnings.append(f"{sf.name} on {sd.name}: all scores are equal (degenerate); AUC 0.5 by construction")
@@ -424,13 +450,13 @@ def _jet_entry(sf: ScoreFile, bkg: list[DatasetTables], bw: list[np.ndarray], sd
     entry = {"method": sf.name, "signal": sd.name, "level": "jet", "supervised": sf.supervised}
     sb, wb = [], []
     for d, w in zip(bkg, bw):
-        if not d.n_events:
+        if not d.n_events or not d.n_jets:
             continue
         jw = pd.Series(w, index=d.events["event_id"].to_numpy()).reindex(d.jets["event_id"].to_numpy()).to_numpy()
         sb.append(join_jet_scores(sf, d.jets, d.path))
         wb.append(jw)
     jets = sd.jets
-    s = join_jet_scores(sf, jets, sd.path)
+    s = join_jet_scores(sf, jets, sd.path) if len(jets) else np.zeros(0)
     ws = pd.Series(sd.events["weight"].to_numpy(), index=sd.events["event_id"].to_numpy()) \
         .reindex(jets["event_id"].to_numpy()).to_numpy()
     truth = "all jets"

@@ -338,6 +338,10 @@ def _search(search: dict | None, directory: Path) -> str:
                f'{_e(s0.get("pseudo_data"))} ({_e(s0.get("background_shape"))} background); injected signal strength '
                f'μ = {s0.get("mu_injected")}. Z: local significance √q0; limits: asymptotic CLs {s0.get("cl")}, '
                'on μ (and on σ where the reference cross-section is known).</p>')
+    for w in search.get("warnings", []):
+        out.append(f'<p class="warn">⚠ {_e(w)}</p>')
+    for n in search.get("notes", []):
+        out.append(f'<p class="note">{_e(n)}</p>')
     header = ["method", "signal", "cut ε_B", "ε_B", "ε_S", "B", "S inj.", "Z", "μ̂", "exp. limit μ [−1σ, +1σ]",
               "obs. limit μ", "exp. limit σ [pb]", "flags"]
     rows, figs = [], []
@@ -349,7 +353,7 @@ def _search(search: dict | None, directory: Path) -> str:
             rows.append([_e(s["method"]), _e(s["signal"]), _e(lv["cut"]), _fmt(lv.get("bkg_eff")), _fmt(lv.get("sig_eff")),
                          _fmt(lv.get("bkg_expected")), _fmt(lv.get("sig_injected")),
                          (_fmt(lv.get("z")), "head"), _fmt(lv.get("mu_hat")), exp, _fmt(lv.get("observed_limit")),
-                         "—" if not xs else _fmt(xs["median"]), _flags(lv.get("flags", []))])
+                         "—" if not xs else _fmt(xs["median"]), _flags(s.get("flags", []) + lv.get("flags", []))])
         if not s.get("levels"):
             rows.append([_e(s["method"]), _e(s["signal"])] + ["—"] * 10 + [_flags(s.get("flags", []))])
             continue

@@ -2,7 +2,9 @@
 
 A score file ``S.parquet`` has one row per scored jet (``dataset``, ``event_id``, ``jet_idx``,
 ``score``; ``jet_idx = -1`` for event-level methods) and the method in the Parquet metadata key
-``darkshower`` (JSON ``{"method": ..., "run": ...}``; without it the file stem is the method).
+``darkshower`` (JSON ``{"method": ..., "run": ..., "datasets": {path: fingerprint}}``; without it
+the file stem is the method; ``datasets`` identifies the scored version of each dataset, see
+:func:`check_identity`).
 ``S.events.parquet`` beside it has one row per event (``dataset``, ``event_id``, ``score_lead``,
 ``score_max2``). Either file may be missing as long as the other is there: the event scores
 are derived from the jet scores (leading jet; maximum of the two leading jets).
@@ -185,24 +187,70 @@ def _norm(p: str) -> str:
     return str(Path(p).resolve())
 
 
-def match_dataset(sf: ScoreFile, table: pd.DataFrame, dataset_path: str) -> pd.DataFrame:
-    """Rows of a score table for one dataset: same resolved path, else the unique same-named one."""
+def _matching_keys(sf: ScoreFile, keys, dataset_path: str) -> list[str]:
+    """Keys (dataset paths as recorded in ``sf``) of one dataset: the same resolved path, else the
+    unique key with the same directory name (a moved dataset, with a warning)."""
     target = _norm(dataset_path)
-    keys = {d: _norm(d) for d in table["dataset"].unique()}
-    hits = [d for d, r in keys.items() if r == target]
+    resolved = {d: _norm(d) for d in keys}
+    hits = [d for d, r in resolved.items() if r == target]
     if not hits:
-        same_name = [d for d in keys if Path(d).name == Path(target).name]
+        same_name = [d for d in resolved if Path(d).name == Path(target).name]
         if len(same_name) == 1:
             log.warning("%s: scores of dataset %s matched to %s by directory name (the dataset moved?)",
                         sf.path, same_name[0], target)
             hits = same_name
+    return hits
+
+
+def has_scores(sf: ScoreFile, dataset_path: str) -> bool:
+    """True when ``sf`` has rows for the dataset (see :func:`match_dataset`)."""
+    return bool(_matching_keys(sf, sf.events["dataset"].unique(), dataset_path))
+
+
+def match_dataset(sf: ScoreFile, table: pd.DataFrame, dataset_path: str) -> pd.DataFrame:
+    """Rows of a score table for one dataset: same resolved path, else the unique same-named one."""
+    hits = _matching_keys(sf, table["dataset"].unique(), dataset_path)
     if not hits:
-        have = ", ".join(sorted(keys)) or "none"
+        target = _norm(dataset_path)
+        have = ", ".join(sorted({_norm(d) for d in table["dataset"].unique()})) or "none"
         raise EvaluationError(
             f"{sf.path} (method {sf.name!r}) has no scores for dataset {target} (it has scores for: {have}); "
-            f"score it with `darkshower score RUN {target} --out ...`"
+            f"score it with `darkshower score {sf.run or 'RUN'} {target} --out ...`"
         )
     return table[table["dataset"].isin(hits)]
+
+
+def check_identity(sf: ScoreFile, dataset_path: str, fingerprint: str | None) -> bool:
+    """Check that ``sf`` scored this version of the dataset (its content fingerprint).
+
+    ``darkshower score`` records each dataset's fingerprint (metadata key ``datasets``); a
+    different one means the dataset was replaced at the same path after scoring, and the scores
+    would be joined to other events by event id: :class:`EvaluationError` naming the dataset and
+    the fix. Returns False (nothing to check) for score files without fingerprints (older files).
+    """
+    recorded = sf.meta.get("datasets")
+    if not isinstance(recorded, dict) or fingerprint is None:
+        return False
+    keys = _matching_keys(sf, recorded, dataset_path)
+    if not keys:
+        return False
+    was = recorded[keys[0]]
+    if was != fingerprint:
+        target = _norm(dataset_path)
+        raise EvaluationError(
+            f"{sf.path} (method {sf.name!r}): dataset {target} is not the one that was scored (its content "
+            f"fingerprint is {fingerprint[:19]}…, the score file recorded {str(was)[:19]}…): it was regenerated or "
+            f"replaced at the same path, and its events would be matched to old scores. Rescore it: "
+            f"`darkshower score {sf.run or 'RUN'} {target} ... --out NEW.parquet`"
+        )
+    return True
+
+
+def unchecked_warning(sf: ScoreFile) -> str:
+    """The warning for a score file without dataset fingerprints (accepted, but not checked)."""
+    return (f"{sf.path} (method {sf.name!r}) records no dataset fingerprints (written by an older darkshower): "
+            "cannot check that the datasets are the versions that were scored; rescore with `darkshower score` "
+            "to be sure")
 
 
 def join_event_scores(sf: ScoreFile, events: pd.DataFrame, dataset_path: str, event_score: str = "max2") -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from darkshower.data.dataset import Dataset, open_dataset
+from darkshower.data.fingerprint import dataset_fingerprint
 from darkshower.evaluate.quicklook import transverse_mass_dijet_met
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,17 @@ class DatasetTables:
     events: pd.DataFrame
     jets: pd.DataFrame
     features: pd.DataFrame | None = None
+    fingerprint: str | None = None  # content identity (darkshower.data.fingerprint)
+
+    @property
+    def n_jets(self) -> int:
+        return int(len(self.jets))
 
     def describe(self) -> dict:
         return {
             "name": self.name, "path": self.path, "role": self.role, "process": self.process, "kind": self.kind,
             "parameters": self.parameters, "cross_section_pb": self.cross_section_pb, "n_events": self.n_events,
+            "n_jets": self.n_jets, "fingerprint": self.fingerprint,
         }
 
 
@@ -163,7 +170,7 @@ def load_dataset(path, role: str, name: str | None = None, features: bool = Fals
     return DatasetTables(
         path=str(Path(ds.path).resolve()), name=name or Path(ds.path).name, role=role, process=ds.process,
         kind=str(m.get("kind", "?")), parameters=dict(ds.parameters), cross_section_pb=None if xs is None else float(xs),
-        n_events=int(len(events)), events=events, jets=jets, features=feats,
+        n_events=int(len(events)), events=events, jets=jets, features=feats, fingerprint=dataset_fingerprint(ds),
     )
 
 
