@@ -198,3 +198,17 @@ def test_resume_rejects_changes_it_would_ignore(qcd_ds, tmp_path):
     hist = json.loads((run / "metrics.json").read_text())
     assert [r["epoch"] for r in hist] == [1, 2]
     assert np.isfinite(hist[-1]["train_loss"])
+
+
+def test_failed_setup_leaves_no_run_directory(tmp_path):
+    """A representation that cannot be built (here: a dataset without constituents for images) fails
+    before the run exists: no half run directory is left at --out, and the error names the dataset."""
+    from darkshower.errors import DatasetError
+    from darkshower.io import import_dataset
+
+    from conftest import shared_file
+
+    ds = import_dataset("treemaker", [shared_file("cms_pfnano", "treemaker_svj_search.root")], tmp_path / "tm")
+    with pytest.raises(DatasetError, match=str(tmp_path / "tm")):
+        train("ae-image", ds, tmp_path / "out" / "r", config=FAST, epochs=1, progress=False)
+    assert not (tmp_path / "out" / "r").exists()

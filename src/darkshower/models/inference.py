@@ -14,7 +14,7 @@ import pandas as pd
 __all__ = ["score_arrays"]
 
 
-def score_arrays(method, rep, events, batch_size: int | None = None) -> pd.DataFrame:
+def score_arrays(method, rep, events, batch_size: int | None = None, source: str | None = None) -> pd.DataFrame:
     """Scores of one batch of events (awkward) with a loaded method:
     ``event_id``, ``jet_idx`` (-1 for event-level methods), ``score``, ``nonfinite_input``."""
     import torch
@@ -22,7 +22,7 @@ def score_arrays(method, rep, events, batch_size: int | None = None) -> pd.DataF
     from darkshower.represent.build import build
     from darkshower.represent.store import iter_batches, nonfinite_rows, store_from_rep, store_len
 
-    store = store_from_rep(build(rep, events), 0.0)
+    store = store_from_rep(build(rep, events, source), 0.0)
     n = store_len(store)
     batch_size = batch_size or method.score_batch_size
     out = np.empty(n, np.float64)

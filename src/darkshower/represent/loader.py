@@ -43,7 +43,7 @@ def write_representation(dataset, config, out: str | os.PathLike, label: float =
     from darkshower.data.dataset import open_dataset
 
     ds = open_dataset(dataset) if not hasattr(dataset, "read_chunk") else dataset
-    parts = [store_from_rep(build(config, ch), label) for ch in ds.iter_chunks()]
+    parts = [store_from_rep(build(config, ch, f"{ds.path} (chunk {i})"), label) for i, ch in enumerate(ds.iter_chunks())]
     return save_npz_atomic(out, concat(parts), config)
 
 
@@ -97,7 +97,7 @@ class RepresentationStream(IterableDataset):
                 store = load_npz(f)
                 store["label"] = np.full(store_len(store), lab, np.float32)
                 return store
-        store = store_from_rep(build(self.config, ds.read_chunk(i)), lab)
+        store = store_from_rep(build(self.config, ds.read_chunk(i), f"{ds.path} (chunk {i})"), lab)
         if self.cache_dir is not None:
             save_npz_atomic(f, store, self.config)
         return store

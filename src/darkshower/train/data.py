@@ -91,11 +91,11 @@ def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None =
             if needs_constituents:
                 n_constituents += _count_constituents(events, ds.path)
             try:
-                store = store_from_rep(build(rep, events), label)
+                store = store_from_rep(build(rep, events, f"{ds.path} (chunk {i})"), label)
             except DatasetError as exc:  # e.g. a representation that comes out empty
                 if needs_constituents and n_constituents == 0:
                     raise DatasetError(_no_constituents(ds, rep)) from None
-                raise DatasetError(f"{ds.path} (chunk {i}): {exc}") from None
+                raise
             except (KeyError, ValueError, ak.errors.FieldNotFoundError) as exc:
                 raise DatasetError(f"{ds.path}: cannot build representation '{rep.kind}' from chunk {i}: {exc}. "
                                    "The dataset lacks an input this representation needs (e.g. constituents "

@@ -31,7 +31,7 @@ def embed_dataset(method, rep, dataset, batch_size: int = 4096, jet_idx: int | N
     zs, ev, jx = [], [], []
     with torch.no_grad():
         for i in range(len(ds.chunks)):
-            store = store_from_rep(build(rep, ds.read_chunk(i)), 0.0)
+            store = store_from_rep(build(rep, ds.read_chunk(i), f"{ds.path} (chunk {i})"), 0.0)
             if jet_idx is not None and "jet_idx" in store:
                 keep = np.flatnonzero(store["jet_idx"] == jet_idx)
                 store = {k: v[keep] for k, v in store.items()}

@@ -17,6 +17,7 @@ and jets/s; run directory described in :mod:`darkshower.models.runs`.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -110,8 +111,14 @@ def train(method: str, data, out, val=None, config=None, epochs: int | None = No
     """Train ``method`` on background ``data`` (path or list of dataset paths) into run dir ``out``.
     ``callbacks`` run after the default ones (selection, checkpoints, metrics, log)."""
     session = open_session(method, data, out, val, config, epochs, seed, resume, command)
-    tdata = load_data(session, progress)
-    model = start_run(session, tdata)
+    created = not session.run.exists()
+    try:
+        tdata = load_data(session, progress)
+        model = start_run(session, tdata)
+    except BaseException:
+        if created and not (session.run / "run.json").exists():  # failed before the run existed: leave nothing
+            shutil.rmtree(session.run, ignore_errors=True)
+        raise
     loop = TrainingLoop(session, tdata, model, default_callbacks(session) + list(callbacks or []), progress)
     if session.checkpoint is not None:
         loop.restore(session.checkpoint)
