@@ -64,7 +64,7 @@ def _score_chunk(task) -> tuple[int, pd.DataFrame]:
         _WORKER.update(key=key, method=method, rep=rep)
     ds = open_dataset(path)
     try:
-        df = score_arrays(_WORKER["method"], _WORKER["rep"], ds.read_chunk(i), batch_size)
+        df = score_arrays(_WORKER["method"], _WORKER["rep"], ds.read_chunk(i), batch_size, f"{ds.path} (chunk {i})")
     except (KeyError, ValueError) as exc:
         raise DatasetError(f"{ds.path}: cannot build representation '{_WORKER['rep'].kind}' for scoring: {exc}") from None
     df.insert(0, "dataset", str(ds.path.resolve()))
