@@ -90,16 +90,15 @@ def comma_list(text: str) -> tuple[str, ...]:
 
 
 # -- shared options ---------------------------------------------------------------------------
-JOBS_HELP = "worker processes (0: all cores)"
 PROGRESS_HELP = ("no progress output (also: environment DARKSHOWER_NO_PROGRESS=1); without it, a bar on a "
                  "terminal, else one line every DARKSHOWER_PROGRESS_INTERVAL seconds (default 10)")
 
 
 def add_jobs(p: argparse.ArgumentParser, default: int | None, what: str = "") -> None:
     """``--jobs N``: worker processes, the same meaning in every command."""
-    dflt = "all cores" if default == 0 else ("the config's" if default is None else str(default))
+    dflt = "all cores" if default == 0 else ("the config's jobs, else all cores" if default is None else str(default))
     p.add_argument("--jobs", type=nonnegative_int, default=default, metavar="N",
-                   help=f"{JOBS_HELP}{' ' + what if what else ''} (default {dflt})")
+                   help=f"worker processes{' ' + what if what else ''} (0: all cores; default {dflt})")
 
 
 def add_progress(p: argparse.ArgumentParser) -> None:

@@ -16,8 +16,8 @@ def register(subparsers) -> None:
     p.add_argument("run", metavar="RUN", help="run directory written by darkshower train")
     p.add_argument("datasets", nargs="+", metavar="DS", help="dataset directories")
     p.add_argument("--out", required=True, metavar="S.parquet",
-                   help="output Parquet file (not a directory); a second score with the same --out waits its turn: "
-                        "it fails until the first has finished")
+                   help="output Parquet file (a file name, not a directory); while one score writes it, a second "
+                        "score with the same --out fails at once")
     p.add_argument("--model", choices=["best", "last"], default="best", help="which model of the run (default best)")
     p.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                    help="samples per batch (default: the method's, e.g. 4096 for dense models, 128 for conv nets)")
