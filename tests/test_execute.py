@@ -126,18 +126,20 @@ def _wait_for_children(pid, n, timeout=30):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-@pytest.mark.parametrize("pdeathsig", [True, False], ids=["prctl", "watchdog-only"])
-def test_workers_exit_when_parent_is_killed(tmp_path, monkeypatch, pdeathsig):
+@pytest.mark.parametrize("variant", ["prctl", "watchdog-only", "spawn"])
+def test_workers_exit_when_parent_is_killed(tmp_path, variant):
     script = tmp_path / "parent.py"
     src = PARENT
-    if not pdeathsig:  # the watchdog thread alone must do it too (non-Linux platforms)
+    if variant == "watchdog-only":  # the watchdog thread alone must do it too (non-Linux platforms)
         src = src.replace("from darkshower.execute import ProcessPool",
                           "import darkshower.execute as E\nE._set_parent_death_signal = lambda: False\n"
                           "from darkshower.execute import ProcessPool")
+    elif variant == "spawn":  # ProcessPool spawns (not forks) workers when torch is loaded, as in score
+        src = src.replace("import sys, time", "import sys, time\nsys.modules.setdefault('torch', None)")
     script.write_text(src)
     proc = subprocess.Popen([sys.executable, str(script)])
     try:
-        workers = _wait_for_children(proc.pid, 2)
+        workers = _wait_for_children(proc.pid, 3 if variant == "spawn" else 2)  # spawn: + resource tracker
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         t0 = time.time()
