@@ -80,9 +80,23 @@ def test_interval_from_environment(clock, monkeypatch):
             clock.t += 1
             bar.update()
     assert len(out.getvalue().splitlines()) == 6  # 2, 4, 6, 8, 10 s and the final line
-    monkeypatch.setenv("DARKSHOWER_PROGRESS_INTERVAL", "-1")
-    with pytest.raises(ConfigError, match="DARKSHOWER_PROGRESS_INTERVAL"):
-        prog.progress(10, "x", stream=io.StringIO())
+    for bad in ("-1", "soon", "inf"):
+        monkeypatch.setenv("DARKSHOWER_PROGRESS_INTERVAL", bad)
+        with pytest.raises(ConfigError, match=f"DARKSHOWER_PROGRESS_INTERVAL='{bad}'"):
+            prog.interval(strict=True)
+        # the library never stops a computation for it: warning, default interval
+        assert prog.progress(10, "x", stream=io.StringIO())._every == prog.DEFAULT_INTERVAL
+
+
+def test_cli_rejects_a_bad_interval_before_any_work(monkeypatch, tmp_path, capsys):
+    from darkshower.cli.main import main
+
+    monkeypatch.setenv("DARKSHOWER_PROGRESS_INTERVAL", "0")
+    out = tmp_path / "t.parquet"
+    assert main(["observables", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "DARKSHOWER_PROGRESS_INTERVAL='0'" in err and "missing" not in err  # checked first
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("how", ["enabled=False", "env", "set_enabled"])

@@ -30,6 +30,7 @@ the environment variable ``DARKSHOWER_NO_PROGRESS=1``; from Python, :func:`set_e
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -65,8 +66,10 @@ def is_enabled() -> bool:
     return os.environ.get(ENV_DISABLE, "").strip().lower() not in ("1", "true", "yes", "on")
 
 
-def interval() -> float:
-    """Seconds between plain progress lines: ``DARKSHOWER_PROGRESS_INTERVAL`` or 10."""
+def interval(strict: bool = False) -> float:
+    """Seconds between plain progress lines: ``DARKSHOWER_PROGRESS_INTERVAL`` or 10. A bad value raises
+    ConfigError with ``strict`` (the CLI checks it before any work), else it is logged and 10 is used
+    (a progress display never stops a computation half way)."""
     text = os.environ.get(ENV_INTERVAL, "").strip()
     if not text:
         return DEFAULT_INTERVAL
@@ -75,8 +78,12 @@ def interval() -> float:
     except ValueError:
         value = float("nan")
     if not value > 0 or value == float("inf"):
-        raise ConfigError(f"environment variable {ENV_INTERVAL}={text!r}: must be a positive number of seconds "
-                          f"(e.g. 30); unset it for the default {DEFAULT_INTERVAL:g}")
+        msg = (f"environment variable {ENV_INTERVAL}={text!r}: must be a positive number of seconds "
+               f"(e.g. 30); unset it for the default {DEFAULT_INTERVAL:g}")
+        if strict:
+            raise ConfigError(msg)
+        logging.getLogger(__name__).warning("%s; using %g s", msg, DEFAULT_INTERVAL)
+        return DEFAULT_INTERVAL
     return value
 
 

@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "no_progress", False):
         progress.set_enabled(False)  # every progress bar/line of the library, not only those the command passes it to
     try:
+        if not getattr(args, "no_progress", False) and progress.is_enabled():
+            progress.interval(strict=True)  # a bad DARKSHOWER_PROGRESS_INTERVAL fails here, before any work
         return int(args.func(args) or 0)
     except DarkshowerError as exc:
         print(f"darkshower: error: {exc}", file=sys.stderr)
