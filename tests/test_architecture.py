@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "darkshower"
 #: stage -> rank; a module may import modules of a lower or equal rank, never of a higher one.
 #: Stages of equal rank (siblings) must not import each other, except the listed allowances.
 RANK = {
-    "errors": 0, "config": 0, "versions": 0, "progress": 0, "execute": 0,
+    "errors": 0, "config": 0, "versions": 0, "progress": 0, "execute": 0, "_callable": 0,
     "data": 1,
     "simulate": 2, "io": 2,
     "represent": 3,

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from darkshower.cli.options import add_progress, nonnegative_float, nonnegative_int, positive_float
-from darkshower.errors import ConfigError, DarkshowerError
 
 log = logging.getLogger(__name__)
 
@@ -36,37 +34,13 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import pandas as pd
+    from darkshower.represent.observables import observables
 
-    from darkshower.data.dataset import atomic_write_parquet, open_dataset
-    from darkshower.progress import progress
-    from darkshower.represent.observables import event_observables, jet_observables
-
-    if args.max_jets < 0:
-        raise ConfigError(f"--max-jets {args.max_jets}: must be >= 0 (0 = all jets)")
-    if not 0 <= args.zcut < 1:
-        raise ConfigError(f"--zcut {args.zcut:g}: the soft-drop z_cut must lie in [0, 1)")
-    out = Path(args.out)
-    if out.is_dir():
-        raise DarkshowerError(f"--out {out}: is a directory; give a file name such as table.parquet")
-    ds = open_dataset(args.dataset)
-    max_jets = args.max_jets or None
-    bar = progress(ds.n_events, "observables", "ev", enabled=not args.no_progress)
-    jet_parts, ev_parts = [], []
-    for chunk in ds.iter_chunks():
-        jt = jet_observables(chunk, max_jets, not args.no_weights, args.zcut, args.sd_beta, args.r0, 1.0,
-                             not args.ecf_ungroomed)
-        ev = event_observables(chunk, use_weights=not args.no_weights)
-        jet_parts.append(jt.merge(ev, on="event_id", how="left", validate="many_to_one"))
-        ev_parts.append(ev)
-        bar.update(len(chunk))
-    bar.close()
-    table = pd.concat(jet_parts, ignore_index=True) if jet_parts else pd.DataFrame()
-    atomic_write_parquet(table, out)
-    msg = f"wrote {len(table)} jets of {ds.n_events} events to {out}"
+    table, evs = observables(args.dataset, args.out, args.events_out, max_jets=args.max_jets,
+                             use_weights=not args.no_weights, zcut=args.zcut, sd_beta=args.sd_beta, r0=args.r0,
+                             ecf_groomed=not args.ecf_ungroomed, progress=not args.no_progress)
+    msg = f"wrote {len(table)} jets of {len(evs)} events to {args.out}"
     if args.events_out:
-        evs = pd.concat(ev_parts, ignore_index=True) if ev_parts else pd.DataFrame()
-        atomic_write_parquet(evs, Path(args.events_out))
         msg += f" and {len(evs)} events to {args.events_out}"
     print(msg)
     return 0

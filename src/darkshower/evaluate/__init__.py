@@ -30,3 +30,8 @@ def __getattr__(name: str):  # lazy: keep `import darkshower.evaluate` light
 
         return report
     raise AttributeError(f"module 'darkshower.evaluate' has no attribute {name!r}")
+
+
+from darkshower._callable import make_callable  # noqa: E402
+
+make_callable(__name__, "evaluate")  # darkshower.evaluate(...) == darkshower.evaluate.evaluate(...)

@@ -195,3 +195,45 @@ def observables_table(
     out = jets.merge(evs, on="event_id", how="left", validate="many_to_one")
     out.attrs["event_collection"] = evs.attrs["event_collection"]
     return out
+
+
+def observables(dataset, out=None, events_out=None, *, max_jets: int | None = 2, use_weights: bool = True,
+                zcut: float = 0.1, sd_beta: float = 0.0, r0: float = 0.8, ecf_groomed: bool = True,
+                progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Observables of a whole dataset (what ``darkshower observables`` writes): the flat jet table (one
+    row per (event_id, jet_idx), per-event columns repeated) and the event table (one row per event),
+    chunk by chunk. With ``out`` (and ``events_out``) they are also written as Parquet (atomically).
+    ``max_jets``: leading jets per event (None or 0: all)."""
+    from pathlib import Path
+
+    from darkshower.data.dataset import atomic_write_parquet, open_dataset
+    from darkshower.errors import ConfigError
+    from darkshower.progress import progress as _progress
+
+    if max_jets is not None and (isinstance(max_jets, bool) or not isinstance(max_jets, (int, np.integer)) or max_jets < 0):
+        raise ConfigError(f"max_jets={max_jets!r}: must be an integer >= 0 (0 or None = all jets)")
+    if not (np.isfinite(zcut) and 0 <= zcut < 1):
+        raise ConfigError(f"zcut={zcut!r}: the soft-drop z_cut must lie in [0, 1)")
+    if not (np.isfinite(sd_beta) and sd_beta >= 0):
+        raise ConfigError(f"sd_beta={sd_beta!r}: the soft-drop beta must be >= 0")
+    if not (np.isfinite(r0) and r0 > 0):
+        raise ConfigError(f"r0={r0!r}: R0 must be > 0")
+    for name, path in (("out", out), ("events_out", events_out)):
+        if path is not None and Path(path).is_dir():
+            raise ConfigError(f"{name} {path}: is a directory; give a file name such as table.parquet")
+    ds = dataset if hasattr(dataset, "read_chunk") else open_dataset(dataset)
+    jet_parts, ev_parts = [], []
+    with _progress(ds.n_events, "observables", "ev", enabled=progress) as bar:
+        for chunk in ds.iter_chunks():
+            jt = jet_observables(chunk, max_jets or None, use_weights, zcut, sd_beta, r0, 1.0, ecf_groomed)
+            ev = event_observables(chunk, use_weights=use_weights)
+            jet_parts.append(jt.merge(ev, on="event_id", how="left", validate="many_to_one"))
+            ev_parts.append(ev)
+            bar.update(len(chunk))
+    jets = pd.concat(jet_parts, ignore_index=True) if jet_parts else pd.DataFrame()
+    evs = pd.concat(ev_parts, ignore_index=True) if ev_parts else pd.DataFrame()
+    if out is not None:
+        atomic_write_parquet(jets, Path(out))
+    if events_out is not None:
+        atomic_write_parquet(evs, Path(events_out))
+    return jets, evs

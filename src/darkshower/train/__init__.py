@@ -22,3 +22,8 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'darkshower.train' has no attribute {name!r}")
+
+
+from darkshower._callable import make_callable  # noqa: E402
+
+make_callable(__name__, "train")  # darkshower.train(...) == darkshower.train.train(...)
