@@ -90,7 +90,8 @@ def test_bad_numbers_exit_2_before_any_work(argv, needle, capsys, tmp_path, monk
 
 def test_zcut_out_of_range_is_a_clear_error(capsys, tmp_path, qcd_ds):
     assert main(["observables", str(qcd_ds.path), "--out", str(tmp_path / "t.parquet"), "--zcut", "1.5"]) == 2
-    assert "--zcut 1.5" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "zcut" in err and "1.5" in err and "[0, 1)" in err, err
     assert not (tmp_path / "t.parquet").exists()
 
 
