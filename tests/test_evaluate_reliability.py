@@ -171,3 +171,29 @@ def test_score_records_dataset_fingerprints(tmp_path, qcd_ds, svj_ds):
     m = evaluate([p], [qcd_ds.path], [svj_ds.path], supervised=False, n_bootstrap=0)
     assert not any("fingerprint" in w for w in m["warnings"])
     assert m["signals"][0]["fingerprint"] == dataset_fingerprint(svj_ds)
+
+
+def test_careless_paths_fail_before_work(tmp_path, qcd_ds, svj_ds, monkeypatch):
+    p = write_scores(tmp_path / "s.parquet", [qcd_ds, svj_ds])
+    f = tmp_path / "afile"
+    f.write_text("x")
+    for out, text in ((f, "--out .*afile: is a file, not a directory"), (f / "x", "afile is a file, not a directory")):
+        with pytest.raises(ConfigError, match=text):
+            evaluate([p], [qcd_ds.path], [svj_ds.path], out, supervised=False, n_bootstrap=0)
+        with pytest.raises(ConfigError, match=text):
+            search([p], [qcd_ds.path], [svj_ds.path], out, **SEARCH)
+    with pytest.raises(EvaluationError, match="is a directory; give a score file"):
+        evaluate([tmp_path], [qcd_ds.path], [svj_ds.path], supervised=False, n_bootstrap=0)
+    # a rewrite that fails half-way leaves no metrics.json describing the old tables
+    out = tmp_path / "ev"
+    evaluate([p], [qcd_ds.path], [svj_ds.path], out, supervised=False, n_bootstrap=0)
+    assert (out / "metrics.json").exists()
+    import darkshower.evaluate.evaluation as ev_mod
+
+    def disk_full(*a, **k):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(ev_mod, "atomic_write_parquet", disk_full)
+    with pytest.raises(OSError):
+        evaluate([p], [qcd_ds.path], [svj_ds.path], out, supervised=False, n_bootstrap=0)
+    assert not (out / "metrics.json").exists()

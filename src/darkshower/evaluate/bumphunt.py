@@ -583,6 +583,10 @@ def search(scores, background, signal, out=None, *, event_score: str = "max2", x
     if dup:
         raise EvaluationError(f"dataset(s) given twice (as background and/or signal): {', '.join(dup)}; a dataset "
                               "is either background or signal")
+    if out is not None:
+        from darkshower.evaluate.io import check_out_dir
+
+        check_out_dir(out)
     files = read_score_files(scores)
     names = short_names(background + signal)
     bkg = [load_dataset(p, "background", n) for p, n in zip(background, names[: len(background)])]

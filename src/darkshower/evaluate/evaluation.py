@@ -200,6 +200,8 @@ def evaluate(
     scores, supervised_scores = _as_list(scores), _as_list(supervised_scores)
     background, signal = _as_list(background), _as_list(signal)
     _check_inputs(scores, supervised_scores, background, signal)
+    if out is not None:
+        eio.check_out_dir(out)
     opts = _Settings(n_bootstrap=int(n_bootstrap), seed=seed, min_bkg=min_bkg, eff_s_points=effs["eff_s_points"],
                      eff_b_points=effs["eff_b_points"])
     files = read_score_files(scores, supervised_scores)
@@ -434,6 +436,8 @@ def write_evaluation(out, metrics: dict, events: pd.DataFrame, sup_rows: list[pd
     """Write the evaluation directory (data/ first, metrics.json last: its presence marks a complete one)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # an older metrics.json must not outlive a failed rewrite of data/ (it would describe other tables)
+    (out / eio.METRICS).unlink(missing_ok=True)
     atomic_write_parquet(events, out / eio.DATA_DIR / eio.EVENTS)
     if sup_rows:
         atomic_write_parquet(pd.concat(sup_rows, ignore_index=True), out / eio.DATA_DIR / eio.SUPERVISED)

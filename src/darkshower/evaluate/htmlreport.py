@@ -413,7 +413,7 @@ def load_evaluation(directory) -> tuple[dict, pd.DataFrame | None, pd.DataFrame 
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise _run_evaluate_first(directory, "no such directory")
+        raise _run_evaluate_first(directory, "not a directory" if directory.exists() else "no such directory")
     mpath = directory / eio.METRICS
     if not mpath.exists():
         raise _run_evaluate_first(directory, f"no {eio.METRICS}")

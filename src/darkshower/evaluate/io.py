@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from darkshower.data.dataset import atomic_write_text
-from darkshower.errors import EvaluationError
+from darkshower.errors import ConfigError, EvaluationError
 
 METRICS = "metrics.json"
 REPORT = "report.html"
@@ -52,6 +52,18 @@ def load_json(path: str | os.PathLike) -> dict:
         raise EvaluationError(f"{p}: not found") from None
     except json.JSONDecodeError as exc:
         raise EvaluationError(f"{p}: not valid JSON ({exc}); rerun `darkshower evaluate`") from None
+
+
+def check_out_dir(out, option: str = "--out") -> Path:
+    """Fail before any work when ``out`` cannot be an evaluation directory (a file, or below a file)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{option} {out}: is a file, not a directory; give an evaluation directory such as "
+                          f"{out.with_name(out.name + '_eval')}")
+    parent = next((a for a in out.parents if a.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"{option} {out}: {parent} is a file, not a directory; choose another output directory")
+    return out
 
 
 def slug(text: str) -> str:

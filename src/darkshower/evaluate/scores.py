@@ -109,6 +109,9 @@ def read_scores(path: str | os.PathLike, supervised: bool = False) -> ScoreFile:
         ev_path, jet_path = p, p.with_name(p.name[: -len(".events.parquet")] + ".parquet")
     else:
         jet_path, ev_path = p, events_path_of(p)
+    if p.is_dir():
+        raise EvaluationError(f"{p}: is a directory; give a score file written by `darkshower score ... --out "
+                              "S.parquet`")
     if not jet_path.exists() and not ev_path.exists():
         raise EvaluationError(f"{p}: score file not found")
     meta = _read_meta(jet_path if jet_path.exists() else ev_path)
