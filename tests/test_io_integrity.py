@@ -114,3 +114,14 @@ def test_read_values_unchanged_by_the_check(imported):
     via = ds.read_chunk(0, columns=["met_pt", "jets.pt"])
     assert ak.to_list(direct) == ak.to_list(via)
     assert np.isfinite(ak.to_numpy(ak.flatten(via.jets.pt))).all()
+
+
+def test_missing_chunk_fix_in_the_message_works(imported):
+    out, cmd = imported
+    (out / "chunk-00001.parquet").unlink()
+    with pytest.raises(DatasetError, match=r"chunk-00001\.parquet: chunk listed in the manifest is missing; "
+                                           r"delete its sidecar chunk-00001\.json"):
+        D.open_dataset(out)
+    (out / "chunk-00001.json").unlink()
+    assert main(cmd) == 0
+    assert D.open_dataset(out, verify=True).n_events == 200

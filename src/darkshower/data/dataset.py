@@ -495,11 +495,16 @@ def open_dataset(path: str | os.PathLike, verify: bool = False, allow_incomplete
     for entry in manifest.get("chunks", []):
         f = path / entry["file"]
         if not f.exists():
-            raise DatasetError(f"{f}: chunk listed in the manifest is missing; regenerate the dataset")
+            raise DatasetError(
+                f"{f}: chunk listed in the manifest is missing; delete its sidecar {Path(entry['file']).stem}.json "
+                "(if present) and rerun the command that made the dataset with the same --out: missing chunks "
+                "are regenerated"
+            )
         if f.stat().st_size != entry["bytes"]:
             raise DatasetError(
                 f"{f}: chunk is truncated ({f.stat().st_size} bytes, manifest says {entry['bytes']}); "
-                "delete it and its .json sidecar and rerun the command that made the dataset"
+                f"delete it and its sidecar {Path(entry['file']).stem}.json and rerun the command that made the "
+                "dataset with the same --out: missing chunks are regenerated"
             )
     ds = Dataset(path, manifest)
     if verify:
