@@ -241,6 +241,17 @@ class DatasetWriter:
         self._write_manifest(status="incomplete")
         return dict(self._entries)
 
+    def discard_if_empty(self) -> bool:
+        """After a failed run: remove the directory if this writer created it and no chunk is
+        complete (so a corrected rerun with the same --out starts afresh); release the lock.
+        Returns True when the directory was removed."""
+        removed = False
+        if getattr(self, "created", False) and not self._entries and not any(self.path.glob("chunk-*.json")):
+            remove_dataset_dir(self.path)
+            removed = not self.path.exists()
+        self.release()
+        return removed
+
     def _acquire_lock(self) -> None:
         """One writer per dataset: a lock file with the writer's pid (stale locks are taken over)."""
         self._lock = acquire_lock(self.path / LOCK, self.path, "this dataset")
