@@ -146,3 +146,14 @@ def test_lhco_bad_label_still_named(tmp_path):
     f = _lhco(tmp_path / "label.h5", pd.DataFrame(x))
     with pytest.raises(InputFormatError, match=r"truth label \(last column\) is 0\.5 in row 1"):
         import_dataset("lhco", [f], tmp_path / "ds")
+
+
+def test_lhco_string_columns(tmp_path):
+    df = pd.DataFrame(np.array([["a"] * 7] * 3, dtype=object))
+    f = _lhco(tmp_path / "strs.h5", df, fmt="table")
+    with pytest.raises(InputFormatError, match=r"strs\.h5: pandas table 'df' has non-numeric columns \(0, 1, 2, 3, 4\)"):
+        import_dataset("lhco", [f], tmp_path / "ds")
+    f = _lhco(tmp_path / "strs_fixed.h5", df)
+    with pytest.raises(InputFormatError, match=r"strs_fixed\.h5: pandas table 'df'"):
+        import_dataset("lhco", [f], tmp_path / "ds")
+    assert not (tmp_path / "ds").exists()

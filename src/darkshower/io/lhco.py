@@ -71,7 +71,12 @@ class LHCOReader(Reader):
 
             self.table_mode = True
             self.n_events = int(g.table.nrows)
-            self.n_cols = len(pd.read_hdf(self.path, key, start=0, stop=1).columns)
+            head = pd.read_hdf(self.path, key, start=0, stop=1)
+            self.n_cols = len(head.columns)
+            bad = [str(c) for c, t in head.dtypes.items() if t.kind not in "biuf"]
+            if bad:
+                raise self.fail(f"pandas table '{key[1:]}' has non-numeric columns ({', '.join(bad[:5])}); "
+                                "LHCO tables hold numbers")
         else:
             raise self.fail(
                 f"'{key[1:]}' is not a pandas DataFrame (pandas_type {ptype!r}); format 'lhco' expects the LHCO "
