@@ -64,7 +64,7 @@ def run(args) -> int:
 
     if args.resume:
         from darkshower.errors import ConfigError
-        from darkshower.train.run import read_run_config
+        from darkshower.models.runs import read_run_config
 
         out = Path(args.out)
         saved = read_run_config(out).model.get("teacher_run") if (out / "config.yaml").exists() else None

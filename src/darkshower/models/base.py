@@ -84,7 +84,7 @@ class Method(nn.Module):
 
     def __init__(self, config: StrictModel, spec: dict):
         super().__init__()
-        self.config = config
+        self.config: Any = config  # the method's own Config model (validated)
         self.spec = dict(spec)
 
     # -- data ---------------------------------------------------------------------------------
