@@ -268,7 +268,7 @@ class DatasetWriter:
             try:
                 entry = json.loads(side.read_text())
             except (json.JSONDecodeError, OSError) as exc:
-                raise DatasetError(f"{side}: unreadable chunk sidecar ({exc}); delete it to regenerate the chunk")
+                raise DatasetError(f"{side}: unreadable chunk sidecar ({exc}); delete it to regenerate the chunk") from None
             target = self.path / entry["file"]
             if not target.exists():
                 raise DatasetError(
@@ -313,7 +313,7 @@ class DatasetWriter:
             "config": self.identity,
             "n_events": int(sum(c["n_events"] for c in chunks)),
             "n_chunks": len(chunks),
-            "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "updated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             **(summary or {}),
             "chunks": chunks,
         }

@@ -27,8 +27,16 @@ from darkshower.data.dataset import atomic_write_parquet
 from darkshower.errors import ConfigError, EvaluationError
 from darkshower.evaluate import io as eio
 from darkshower.evaluate.metrics import EFF_B_POINTS, EFF_S_POINTS, MIN_BKG, binary_metrics
-from darkshower.evaluate.scores import (EVENT_SCORES, ScoreFile, check_identity, has_scores, join_event_scores,
-                                        join_jet_scores, read_score_files, unchecked_warning)
+from darkshower.evaluate.scores import (
+    EVENT_SCORES,
+    ScoreFile,
+    check_identity,
+    has_scores,
+    join_event_scores,
+    join_jet_scores,
+    read_score_files,
+    unchecked_warning,
+)
 from darkshower.evaluate.sculpting import SCULPT_EFFS, sculpting
 from darkshower.evaluate.tables import DatasetTables, load_dataset, short_names
 
@@ -221,7 +229,7 @@ def evaluate(
     metrics = eio.clean({
         "format": eio.FORMAT,
         "schema_version": eio.SCHEMA_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "settings": {
             "event_score": event_score, "n_bootstrap": n_bootstrap, "seed": seed, "min_bkg": min_bkg,
             "eff_s_points": list(opts.eff_s_points), "eff_b_points": list(opts.eff_b_points),

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from darkshower.data.dataset import (
-    MANIFEST,
     Dataset,
     DatasetWriter,
     chunk_name,
@@ -216,7 +215,7 @@ def import_dataset(
         },
         "provenance": {
             "versions": _versions(),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "command_line": list(sys.argv),
             "importer": cls.format_name,
             "options": {**opts, "chunk_size": chunk_size, "skip_bad_files": bool(skip_bad_files)},

@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from darkshower.io.common import UNKNOWN_TYPE, Reader, check_finite, event_fields
-from darkshower.io.common import list_some
+from darkshower.io.common import UNKNOWN_TYPE, Reader, check_finite, event_fields, list_some
 from darkshower.io.h5util import check_magic
 from darkshower.io.particles import cluster_particles, reclustered_jet_definition
 

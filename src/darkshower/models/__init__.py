@@ -70,7 +70,7 @@ def register_method(name: str, target: Any, replace: bool = False) -> None:
 def _entry_points() -> dict[str, str]:
     try:
         eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    except Exception as exc:  # noqa: BLE001 - a broken installed distribution must not break darkshower
+    except Exception as exc:
         log.warning("could not read entry points %r: %s", ENTRY_POINT_GROUP, exc)
         return {}
     out = {}

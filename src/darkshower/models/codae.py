@@ -20,8 +20,16 @@ from torch import nn
 
 from darkshower.config import StrictModel
 from darkshower.models.base import Method, _ScoreX
-from darkshower.models.image_blocks import (image_spec, ImageDecoder, ImageEncoder, ImageScale, PadConv2d, pad_image,
-                                            padded_size, reconstruction_loss)
+from darkshower.models.image_blocks import (
+    ImageDecoder,
+    ImageEncoder,
+    ImageScale,
+    PadConv2d,
+    image_spec,
+    pad_image,
+    padded_size,
+    reconstruction_loss,
+)
 from darkshower.models.layers import ACTIVATIONS
 
 Activation = Literal["relu", "elu", "gelu", "silu", "tanh", "leaky_relu"]

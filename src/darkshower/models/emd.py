@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import torch

@@ -51,7 +51,7 @@ class ConvDecoder(nn.Module):
         chans = list(reversed(channels))  # e.g. [32, 16]
         self.ups = nn.ModuleList()
         c = enc_shape[0]
-        for i, ch in enumerate(chans):
+        for i, _ch in enumerate(chans):
             nxt = chans[i + 1] if i + 1 < len(chans) else out_ch
             self.ups.append(nn.ConvTranspose2d(c + cond, nxt, 2, stride=2))
             c = nxt

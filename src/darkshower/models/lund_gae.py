@@ -239,7 +239,7 @@ class LundGraphEBAE(Method):
     def prepare(self, store) -> None:
         g = store["graphs"]
         self.pre.fit(g.x, g.node_counts)
-        t = lambda a: torch.from_numpy(np.asarray(a, np.int64))  # noqa: E731
+        t = lambda a: torch.from_numpy(np.asarray(a, np.int64))
         self.pre.fit_positions(graph_structure(t(g.edge_index), t(g.batch), t(g.node_counts))["pos"])
 
     # -- energy -------------------------------------------------------------------------------

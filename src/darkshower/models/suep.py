@@ -17,8 +17,15 @@ from pydantic import Field
 
 from darkshower.config import StrictModel
 from darkshower.models.base import Method, _ScoreX
-from darkshower.models.image_blocks import (image_spec, ImageDecoder, ImageEncoder, ImageScale, pad_image, padded_size,
-                                            reconstruction_loss)
+from darkshower.models.image_blocks import (
+    ImageDecoder,
+    ImageEncoder,
+    ImageScale,
+    image_spec,
+    pad_image,
+    padded_size,
+    reconstruction_loss,
+)
 
 Activation = Literal["relu", "elu", "gelu", "silu", "tanh", "leaky_relu"]
 

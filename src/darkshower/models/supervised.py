@@ -28,8 +28,7 @@ from darkshower.errors import ConfigError
 from darkshower.models.ae import HLF_COLUMNS, observables_spec
 from darkshower.models.base import Method, _ScoreX
 from darkshower.models.contrastive import CLOUD_REPRESENTATION, _ScoreCloud
-from darkshower.models.transformer import (CloudInput, EncoderConfig, TransformerEncoder, cloud_spec,
-                                           pair_features, trim)
+from darkshower.models.transformer import CloudInput, EncoderConfig, TransformerEncoder, cloud_spec, pair_features, trim
 
 
 class SupTransformerConfig(EncoderConfig):

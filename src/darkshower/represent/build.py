@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from darkshower.errors import DatasetError
+from darkshower.represent.common import jet_batch
 from darkshower.represent.config import (
     ConstituentsConfig,
     EventImageConfig,
@@ -13,7 +14,6 @@ from darkshower.represent.config import (
     ObservablesConfig,
     parse_representation,
 )
-from darkshower.represent.common import jet_batch
 
 
 def build(config, events, source: str | None = None) -> dict:
@@ -120,7 +120,7 @@ def _n_inputs(cfg, events) -> int | None:
         if "jets" in fields:
             return int(ak.sum(ak.num(events["jets"]["constituents"], axis=2)))
         return int(ak.sum(ak.num(events["constituents"], axis=1)))
-    except Exception:  # noqa: BLE001 -- a hint only; the error below is raised either way
+    except Exception:
         return None
 
 

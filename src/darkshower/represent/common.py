@@ -73,7 +73,7 @@ class JetBatch:
     def jet_index_of_constituent(self) -> np.ndarray:
         return np.repeat(np.arange(self.n_jets), self.counts)
 
-    def select(self, jets: np.ndarray) -> "JetBatch":
+    def select(self, jets: np.ndarray) -> JetBatch:
         """A new batch with only the jets ``jets`` (indices), in that order."""
         jets = np.asarray(jets, dtype=np.int64)
         counts = self.counts[jets]

@@ -7,7 +7,7 @@ bad value raises one ConfigError naming it. ``config.model_dump()`` round-trips.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -70,7 +70,7 @@ class ObservablesConfig(_Base):
 
 
 RepresentationConfig = Annotated[
-    Union[ConstituentsConfig, ImageConfig, EventImageConfig, LundConfig, ObservablesConfig],
+    ConstituentsConfig | ImageConfig | EventImageConfig | LundConfig | ObservablesConfig,
     Field(discriminator="kind"),
 ]
 _ADAPTER = TypeAdapter(RepresentationConfig)

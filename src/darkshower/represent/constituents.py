@@ -44,7 +44,7 @@ class Standardizer:
         self.std = np.asarray(std, np.float64)
 
     @classmethod
-    def fit(cls, clouds: PointClouds, skip: tuple[str, ...] = CATEGORICAL) -> "Standardizer":
+    def fit(cls, clouds: PointClouds, skip: tuple[str, ...] = CATEGORICAL) -> Standardizer:
         x = clouds.features[clouds.mask].astype(np.float64)
         if len(x) == 0:
             raise ConfigError("cannot fit a standardizer on an empty training set")
@@ -79,7 +79,7 @@ class Standardizer:
         return {"names": self.names, "mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Standardizer":
+    def from_dict(cls, d: dict) -> Standardizer:
         try:
             return cls(d["names"], d["mean"], d["std"])
         except KeyError as exc:
@@ -89,7 +89,7 @@ class Standardizer:
         return json.dumps(self.to_dict())
 
     @classmethod
-    def from_json(cls, text: str) -> "Standardizer":
+    def from_json(cls, text: str) -> Standardizer:
         return cls.from_dict(json.loads(text))
 
 

@@ -164,7 +164,7 @@ class SparseEventImages:
         out[rows, self.index[pos]] = self.value[pos]
         return out.reshape((len(sel),) + tuple(self.shape))
 
-    def select(self, events) -> "SparseEventImages":
+    def select(self, events) -> SparseEventImages:
         sel = np.atleast_1d(np.arange(len(self))[events])
         counts = self.offsets[sel + 1] - self.offsets[sel]
         starts = self.offsets[sel]

@@ -78,7 +78,7 @@ class RepresentationStream(IterableDataset):
 
     def _tasks(self):
         tasks = []
-        for d, (ds, lab) in enumerate(self.datasets):
+        for d, (ds, _lab) in enumerate(self.datasets):
             n = len(ds.chunks) if self.max_chunks is None else min(self.max_chunks, len(ds.chunks))
             tasks += [(d, i) for i in range(n)]
         rng = np.random.default_rng([self.seed, self.epoch])

@@ -43,7 +43,7 @@ class LundGraphs:
         """Graph index of every node."""
         return np.repeat(np.arange(len(self.node_counts)), self.node_counts)
 
-    def select(self, graphs) -> "LundGraphs":
+    def select(self, graphs) -> LundGraphs:
         """Sub-batch of the graphs ``graphs`` (indices), re-indexed."""
         g = np.atleast_1d(np.asarray(graphs, np.int64))
         noff = self.node_offsets

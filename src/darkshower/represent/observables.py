@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from darkshower.represent import kernels as K
-from darkshower.represent.common import event_collection as _event_collection
 from darkshower.represent.common import JetBatch, event_particles, jet_batch, wrap_phi
+from darkshower.represent.common import event_collection as _event_collection
 
 JET_COLUMNS = K.OBS_COLUMNS
 EVENT_COLUMNS = (

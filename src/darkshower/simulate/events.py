@@ -12,7 +12,7 @@ import numpy as np
 from darkshower.simulate import detector as det
 from darkshower.simulate.config import GenerateConfig
 from darkshower.simulate.jets import cluster_jets, kinematics_from_p4
-from darkshower.simulate.pythia import ChargeTable  # noqa: F401  (re-exported: build_events takes one)
+from darkshower.simulate.pythia import ChargeTable
 
 INVISIBLE_IDS = np.array([12, 14, 16, 51, 52, 53])
 DARK_QUARK = 4900101

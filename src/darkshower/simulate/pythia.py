@@ -56,9 +56,9 @@ def seed_settings(seed: int) -> list[str]:
 FLAG_WORDS = {"on", "off", "true", "false", "yes", "no", "ok", "1", "0"}
 #: particle-data properties (``id:prop = value``) and the kind of value Pythia expects
 PARTICLE_PROPERTY_KINDS = {
-    **{k: "parm" for k in ("m0", "mwidth", "mmin", "mmax", "tau0")},
-    **{k: "mode" for k in ("spintype", "chargetype", "coltype")},
-    **{k: "flag" for k in ("maydecay", "isresonance", "isvisible", "doexternaldecay", "varwidth", "doforcewidth")},
+    **dict.fromkeys(("m0", "mwidth", "mmin", "mmax", "tau0"), "parm"),
+    **dict.fromkeys(("spintype", "chargetype", "coltype"), "mode"),
+    **dict.fromkeys(("maydecay", "isresonance", "isvisible", "doexternaldecay", "varwidth", "doforcewidth"), "flag"),
 }
 
 

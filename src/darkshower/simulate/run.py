@@ -269,7 +269,7 @@ def generate(config: dict | GenerateConfig, out: str | Path, jobs: int | None = 
     done = writer.open()  # takes the lock, resumes, checks existing chunks
     header["provenance"] = {
         "versions": versions(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "command": command if command is not None else sys.argv,
         "host": platform.node(),
         "run_seed": cfg.seed,

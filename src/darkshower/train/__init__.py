@@ -9,7 +9,7 @@ from __future__ import annotations
 __all__ = ["TrainConfig", "RunError", "TrainingError", "load_run", "score", "train", "resolve_config"]
 
 # the function ``score`` shadows its (torch-free) module of the same name, so bind it eagerly
-from darkshower.train.score import score  # noqa: E402
+from darkshower.train.score import score
 
 _WHERE = {"TrainConfig": "darkshower.models.runconfig", "RunError": "darkshower.errors",
           "TrainingError": "darkshower.errors", "load_run": "darkshower.models.runs",

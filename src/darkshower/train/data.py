@@ -21,8 +21,15 @@ from darkshower.data.dataset import open_dataset
 from darkshower.errors import ConfigError, DatasetError
 from darkshower.represent.build import build
 from darkshower.represent.config import config_json
-from darkshower.represent.store import (concat, iter_batches, load_npz, save_npz_atomic, store_from_rep, store_len, take,
-                                        to_torch)
+from darkshower.represent.store import (
+    concat,
+    iter_batches,
+    load_npz,
+    save_npz_atomic,
+    store_from_rep,
+    store_len,
+    take,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +99,7 @@ def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None =
                 n_constituents += _count_constituents(events, ds.path)
             try:
                 store = store_from_rep(build(rep, events, f"{ds.path} (chunk {i})"), label)
-            except DatasetError as exc:  # e.g. a representation that comes out empty
+            except DatasetError:  # e.g. a representation that comes out empty
                 if needs_constituents and n_constituents == 0:
                     raise DatasetError(_no_constituents(ds, rep)) from None
                 raise

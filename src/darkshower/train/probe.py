@@ -68,8 +68,8 @@ def linear_probe(run, background, signal, which: str = "best", jet_idx: int | No
                  seed: int = 0, C: float = 1.0) -> dict:
     """AUC of a logistic regression on the frozen embedding of ``run`` (signal vs background,
     leading jets by default), trained on one part of the events and tested on the rest."""
-    from darkshower.train.data import event_fraction
     from darkshower.models.runs import load_run
+    from darkshower.train.data import event_fraction
 
     if not 0 < test_fraction < 1:
         raise ConfigError(f"test_fraction {test_fraction}: must be in (0, 1)")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +94,7 @@ def start_run(session: Session, data: TrainingData):
         "signal": [_dataset_ref(p) for p in cfg.data.signal],
         "n_train": data.n_train, "n_val": data.n_val,
         "seed": cfg.seed, "versions": versions(), "command": session.command or sys.argv,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     resolved = cfg.model_dump(mode="json")
     resolved["representation"] = rep.model_dump(mode="json")
@@ -130,6 +130,6 @@ def train(method: str, data, out, val=None, config=None, epochs: int | None = No
     info["status"] = "complete"
     info["epochs_done"] = len(history)
     info["best_epoch"] = next((r["epoch"] for r in reversed(history) if r.get("best")), None)
-    info["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     atomic_write_json(session.run / "run.json", info)
     return session.run

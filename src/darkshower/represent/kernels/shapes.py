@@ -33,7 +33,7 @@ def _tau(n, ny, nphi, npt, ax_y, ax_phi, nax, beta):
 def _one_pass(n, ny, nphi, npt, ax_y, ax_phi, nax, beta, precision, halt, assign, wy, wp, ww):
     """One pass of the iterative axis minimisation (the one-pass-optimised axes of N-subjettiness)."""
     p2 = precision * precision
-    for h in range(halt):
+    for _ in range(halt):
         for k in range(nax):
             wy[k] = 0.0
             wp[k] = 0.0
