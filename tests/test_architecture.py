@@ -21,7 +21,7 @@ RANK = {
     "models": 4,
     "train": 5,
     "export": 6, "evaluate": 6,
-    "pipeline": 7,
+    "pipeline": 7, "serve": 7,
     "cli": 8,
 }
 #: sibling edges that are part of the design: importers that start from particles cluster jets

@@ -43,3 +43,7 @@ class ExportError(DarkshowerError):
 
 class WorkerError(DarkshowerError):
     """A worker process of a parallel stage (--jobs) died without reporting an error."""
+
+
+class ServeError(DarkshowerError):
+    """An inference server or remote-scoring client cannot start, reach, or use a model."""

@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "report",
     "distill",
     "export",
+    "serve",
     "benchmark",
     "demo",
 ]

@@ -18,12 +18,21 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="S.parquet",
                    help="output Parquet file (a file name, not a directory); while one score writes it, a second "
                         "score with the same --out fails at once")
-    p.add_argument("--model", choices=["best", "last"], default="best", help="which model of the run (default best)")
+    p.add_argument("--model", default=None, metavar="best|last|NAME",
+                   help="which model of the run: best (default) or last; with --server: the served model's name "
+                        "(default: the run's directory name)")
     p.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                    help="samples per batch (default: the method's, e.g. 4096 for dense models, 128 for conv nets)")
     p.add_argument("--threads", type=positive_int, default=None, metavar="T",
                    help="torch threads (per worker with --jobs; default: all cores, 1 per worker with --jobs)")
     add_jobs(p, 1, "scoring chunks in parallel")
+    g = p.add_argument_group("scoring through an inference server (KServe v2 / Triton; needs the [serve] extra)")
+    g.add_argument("--server", default=None, metavar="URL",
+                   help="score with the model on this server (http://HOST:PORT, e.g. darkshower serve); "
+                        "representations are built here, batches sent as binary tensors")
+    g.add_argument("--model-version", default="", metavar="V", help="served model version (default: the latest)")
+    g.add_argument("--concurrency", type=positive_int, default=4, metavar="N",
+                   help="requests in flight with --server (default 4)")
     add_progress(p)
     p.set_defaults(func=run)
 
@@ -31,6 +40,25 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import pandas as pd
 
+    from darkshower.errors import ConfigError
+
+    if args.server:
+        from darkshower.serve.client import score_remote
+
+        if args.threads is not None or args.jobs != 1:
+            raise ConfigError("--threads/--jobs apply to local scoring; with --server use --concurrency")
+        jets, events = score_remote(args.run, args.datasets, args.out, args.server, args.model, args.model_version,
+                                    batch_size=args.batch_size or 1024, concurrency=args.concurrency,
+                                    progress=not args.no_progress)
+        n = len(pd.read_parquet(jets, columns=["score"]))
+        print(f"wrote {n} scores to {jets} (per event: {events}) via {args.server}")
+        return 0
+    if args.model_version or args.concurrency != 4:
+        raise ConfigError("--model-version/--concurrency apply to scoring through --server URL")
+    if args.model is None:
+        args.model = "best"
+    if args.model not in ("best", "last"):
+        raise ConfigError(f"--model {args.model!r}: choose best or last (a served model's name needs --server URL)")
     from darkshower.train import score
 
     jets, events = score(args.run, args.datasets, args.out, which=args.model, batch_size=args.batch_size,
