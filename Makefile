@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test test-all bench install clean
+.PHONY: demo check test test-all bench install clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found; set PY=/path/to/python3.11"; exit 1; }
@@ -20,10 +20,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/darkshower demo --out $(DEMO_OUT)
 
-test: $(STAMP)
+# static checks (configs in pyproject.toml: [tool.ruff], [tool.mypy]); run first by `make test`
+check: $(STAMP)
+	$(BIN)/ruff check src
+	$(BIN)/mypy
+
+test: check
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: $(STAMP)
+test-all: check
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

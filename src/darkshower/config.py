@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def validate(model: type[BaseModel], data: dict, where: str) -> Any:
         raise ConfigError(format_validation_error(exc, where)) from None
 
 
-def load_yaml(path: str | Path) -> dict:
+def load_yaml(path: str | os.PathLike) -> dict:
     p = Path(path)
     try:
         data = yaml.safe_load(p.read_text())

@@ -254,7 +254,7 @@ class DatasetWriter:
 
     def _acquire_lock(self) -> None:
         """One writer per dataset: a lock file with the writer's pid (stale locks are taken over)."""
-        self._lock = acquire_lock(self.path / LOCK, self.path, "this dataset")
+        self._lock: Path | None = acquire_lock(self.path / LOCK, self.path, "this dataset")
 
     def release(self) -> None:
         lock = getattr(self, "_lock", None)

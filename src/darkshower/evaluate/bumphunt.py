@@ -28,6 +28,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
@@ -599,7 +600,7 @@ def search(scores, background, signal, out=None, *, event_score: str = "max2", x
     for d in bkg:
         if d.cross_section_pb is None:
             notes.append(f"background {d.name}: no cross-section in the manifest; each event counts its weight")
-    result = {"settings": {
+    result: dict[str, Any] = {"settings": {
         "event_score": event_score, "lumi_fb": lumi_fb, "mu_injected": mu, "cut_effs": list(cut_effs),
         "sqrt_s": sqrt_s, "n_bins": n_bins, "signal_shape": signal_shape, "pseudo_data": pseudo_data,
         "background_shape": background_shape, "n_params": n_params, "seed": seed, "cl": cl,

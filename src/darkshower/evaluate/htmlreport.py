@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,10 @@ def _fmt(v, digits=3) -> str:
     return _e(v)
 
 
-def _table(header: list[str], rows: list[list[str]], left: int = 2) -> str:
+Cell = str | tuple[str, str]  # a table cell: html, or (html, extra css class)
+
+
+def _table(header: list[str], rows: Sequence[Sequence[Cell]], left: int = 2) -> str:
     h = "".join(f'<th class="{"l" if i < left else ""}">{c}</th>' for i, c in enumerate(header))
     body = []
     for r in rows:
@@ -112,13 +116,13 @@ def _summary(m: dict, search: dict | None) -> str:
     return "\n".join(out)
 
 
-def _metric_rows(m: dict, level: str) -> list[list]:
+def _metric_rows(m: dict, level: str) -> list[list[Cell]]:
     st = m["settings"]
     rows = []
     for r in m["results"]:
         if r["level"] != level:
             continue
-        row = [_e(r["method"]) + (" <i>(sup.)</i>" if r.get("supervised") else ""), _e(r["signal"]),
+        row: list[Cell] = [_e(r["method"]) + (" <i>(sup.)</i>" if r.get("supervised") else ""), _e(r["signal"]),
                P.fmt_pm(r["auc"])]
         if level == "event":
             row += [P.fmt_pm(r.get("supervised_auc")), (P.fmt_pm(r.get("ratio_to_supervised")), "head")]
@@ -344,7 +348,8 @@ def _search(search: dict | None, directory: Path) -> str:
         out.append(f'<p class="note">{_e(n)}</p>')
     header = ["method", "signal", "cut ε_B", "ε_B", "ε_S", "B", "S inj.", "Z", "μ̂", "exp. limit μ [−1σ, +1σ]",
               "obs. limit μ", "exp. limit σ [pb]", "flags"]
-    rows, figs = [], []
+    rows: list[list[Cell]] = []
+    figs = []
     for s in search["searches"]:
         for lv in s.get("levels", []):
             el = lv.get("expected_limit")

@@ -72,7 +72,7 @@ def compare_plots(samples: dict[str, dict[str, np.ndarray]], out_dir: str | Path
         else:
             bins = np.linspace(lo, hi if hi > lo else lo + 1, 40)
         for name, s in samples.items():
-            ax.hist(s[key], bins=bins, weights=s["weight"], density=True, histtype="step", lw=1.5, label=name)
+            ax.hist(s[key], bins=bins.tolist(), weights=s["weight"], density=True, histtype="step", lw=1.5, label=name)
         ax.set_xlabel(label)
         ax.set_ylabel("normalized")
         ax.legend()

@@ -55,6 +55,7 @@ class H54VecReader(Reader):
             if n is not None and ds.shape[0] != n:
                 raise self.fail(f"jet datasets differ in length: {self.jet_names[0]} has {n} rows, {name} has {ds.shape[0]}")
             n = ds.shape[0]
+        assert n is not None  # self.jet_names is not empty
         self.n_events = int(n)
         if self.n_events == 0:
             raise self.fail("the jet datasets hold no events")

@@ -115,6 +115,7 @@ class H5ConstituentsReader(Reader):
             feats = read_slice(self.fds, start, stop, self.path).astype(np.float64, copy=False)
             check_finite(self.path, self.opts["features"], feats, start)
         if self.relative:
+            assert feats is not None  # open() refuses relative coordinates without the axis features
             f = {k: feats[:, i] for i, k in enumerate(self.fnames)}
             axes_eta = [f["j1Eta"]]
             axes_phi = [f["j1Phi"]]
@@ -125,7 +126,8 @@ class H5ConstituentsReader(Reader):
             phi = wrap_phi(phi + np.stack(axes_phi, axis=1)[:, :, None])
         mask = pt > 0
         order = np.argsort(np.where(mask, -pt, np.inf), axis=2, kind="stable")
-        eta, phi, pt, mask = (np.take_along_axis(a, order, axis=2) for a in (eta, phi, pt, mask))
+        eta, phi, pt = (np.take_along_axis(a, order, axis=2) for a in (eta, phi, pt))
+        mask = np.take_along_axis(mask, order, axis=2)
         ncon = mask.sum(axis=2)
         has_jet = ncon > 0
         empty = ~has_jet.any(axis=1)
@@ -142,7 +144,7 @@ class H5ConstituentsReader(Reader):
         jpt, jeta, jphi, jm = jet_p4_sums(cpt, ceta, cphi, ce, jet_of_con, n_jets)
         slot = np.broadcast_to(np.arange(n_slots, dtype=np.int8), has_jet.shape)[has_jet]
         m = len(cpt)
-        cons = {
+        cons: dict[str, np.ndarray] = {
             "pt": cpt,
             "eta": ceta,
             "phi": cphi,

@@ -34,6 +34,11 @@ class HLFConfig(StrictModel):
 class HLFPreprocess(torch.nn.Module):
     """log1p on the listed columns, then (x - mean) / std fitted on training data, clipped."""
 
+    # buffers (register_buffer in __init__), typed for mypy
+    is_log: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, names: list[str], log_features: list[str], clip: float):
         super().__init__()
         self.register_buffer("is_log", torch.tensor([n in log_features for n in names]))
@@ -125,6 +130,9 @@ class ImageConfig(StrictModel):
 
 class ImagePreprocess(torch.nn.Module):
     """Images are pT-normalized (sum 1); scale by one number fitted so the mean pixel RMS is 1."""
+
+    # buffers (register_buffer in __init__), typed for mypy
+    scale: torch.Tensor
 
     def __init__(self):
         super().__init__()

@@ -34,7 +34,7 @@ Batches are dicts of tensors from :func:`darkshower.represent.loader.to_torch`: 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -80,7 +80,12 @@ class Method(nn.Module):
     #: exposes ``embed(batch)`` and ``embed_dim`` (frozen features for other methods and probes)
     has_embedding: ClassVar[bool] = False
     #: size of ``embed``'s output: methods with an embedding define it (usually as a property)
-    embed_dim: int | None = None
+    if TYPE_CHECKING:  # typed as a read-only property so that subclasses may define it as one
+
+        @property
+        def embed_dim(self) -> int | None: ...
+    else:
+        embed_dim = None
 
     def __init__(self, config: StrictModel, spec: dict):
         super().__init__()
@@ -120,7 +125,7 @@ class Method(nn.Module):
         return ()
 
     @classmethod
-    def extra_columns(cls, config: StrictModel, events, ids: dict) -> dict[str, np.ndarray]:
+    def extra_columns(cls, config: Any, events, ids: dict) -> dict[str, np.ndarray]:
         """Per-sample columns to add to the store, computed from a chunk's raw ``events``;
         ``ids`` holds the samples' ``event_id`` (and ``jet_idx``) to align with. Called only when
         ``extra_column_names(config)`` is not empty."""

@@ -85,6 +85,10 @@ class _Contrastive(Method):
     def input_spec(cls, store, rep) -> dict:
         return cloud_spec(store, rep)
 
+    # buffers (register_buffer in __init__), typed for mypy
+    bank: torch.Tensor
+    bank_n: torch.Tensor
+
     def __init__(self, config: ContrastiveConfig, spec: dict):
         super().__init__(config, spec)
         self.inp = CloudInput(spec["names"], config, spec.get("input_mean"), spec.get("input_std"))

@@ -104,6 +104,11 @@ def teacher_scores(config: DistillConfig, events, ids: dict) -> np.ndarray:
 class TargetTransform(nn.Module):
     """Teacher score -> regression target (monotone increasing), fitted on the training split."""
 
+    # buffers (register_buffer in __init__), typed for mypy
+    mean: torch.Tensor
+    std: torch.Tensor
+    quantiles: torch.Tensor
+
     def __init__(self, kind: str, n_quantiles: int = 1001):
         super().__init__()
         self.kind = kind
@@ -199,7 +204,7 @@ class Student(Method):
         if config.student == "mlp":
             names = spec.get("names") or [f"f{i}" for i in range(n)]
             self.pre = HLFPreprocess(names, config.log_features, config.clip)
-            self.net = mlp([n, *config.hidden, 1], config.activation)
+            self.net: nn.Module = mlp([n, *config.hidden, 1], config.activation)
         else:
             self.net = DeepSets(n, config.phi, config.hidden, config.activation)
         self.target = TargetTransform(config.target)

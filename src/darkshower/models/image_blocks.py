@@ -87,6 +87,9 @@ class ImageScale(nn.Module):
     ``"linear"`` (identity), ``"sqrt"`` or ``"log1p"`` (compress the pT range so that the many
     soft pixels weigh more against the few hard ones)."""
 
+    # buffers (register_buffer in __init__), typed for mypy
+    scale: torch.Tensor
+
     def __init__(self, mode: str = "nonzero", transform: str = "linear"):
         super().__init__()
         if transform not in TRANSFORMS:
@@ -174,6 +177,8 @@ class ImageEncoder(nn.Module):
         f = 2 ** len(channels)
         self.feature_shape = (c, size[0] // f, size[1] // f)
         self.spatial = spatial
+        self.head: nn.Module
+        self.out_shape: tuple[int, ...]
         if spatial:
             self.head = nn.Conv2d(c, latent, 1)
             self.out_shape = (latent, size[0] // f, size[1] // f)
@@ -205,6 +210,7 @@ class SpatialConditioning(nn.Module):
             yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
             self.register_buffer("grid", torch.stack([yy, xx])[None], persistent=False)
             self.expand = PadConv2d(cond_dim + 2, channels, 3, 1, periodic)
+            assert self.expand.conv.bias is not None  # PadConv2d convolutions have a bias
             nn.init.ones_(self.expand.conv.bias)
             self.out_channels = channels
         elif mode == "concat":

@@ -79,6 +79,17 @@ class LundPreprocess(nn.Module):
     """Node features: clamp to the training [0.1 %, 99.9 %] quantiles (removes the ln(0) = -69
     sentinels), standardize, clip to +-clip. Graph size: standardized ln(1 + n_nodes)."""
 
+    # buffers (register_buffer in __init__), typed for mypy
+    lo: torch.Tensor
+    hi: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    n_mean: torch.Tensor
+    n_std: torch.Tensor
+    n_ref: torch.Tensor
+    pos_mean: torch.Tensor
+    pos_std: torch.Tensor
+
     def __init__(self, clip: float):
         super().__init__()
         self.clip = clip
@@ -220,6 +231,9 @@ class LundGraphEBAE(Method):
         from darkshower.represent.lund import LUND_FEATURES
 
         return {"kind": rep.kind, "names": list(LUND_FEATURES), "n_features": N_FEATURES}
+
+    # buffers (register_buffer in __init__), typed for mypy
+    feature_weights: torch.Tensor
 
     def __init__(self, config: LundGAEConfig, spec: dict):
         super().__init__(config, spec)

@@ -246,9 +246,20 @@ class NormalizedAutoencoder(Method):
         return ecls.extra_columns(ecfg, events, ids)
 
     # -- construction ---------------------------------------------------------------------------
+    # buffers (register_buffer in __init__), typed for mypy
+    emb_mean: torch.Tensor
+    emb_std: torch.Tensor
+    box_lo: torch.Tensor
+    box_hi: torch.Tensor
+    replay: torch.Tensor
+    replay_n: torch.Tensor
+    replay_ptr: torch.Tensor
+
     def __init__(self, config: NAEConfig, spec: dict):
         super().__init__(config, spec)
-        self.embedder = None
+        self.embedder: Method | None = None
+        self.pre: HLFPreprocess | ImagePreprocess
+        self.space_shape: tuple[int, ...]
         kind = spec["kind"]
         if config.embedding_run is not None:
             self.mode = "embedding"
@@ -276,8 +287,9 @@ class NormalizedAutoencoder(Method):
                 raise ConfigError(f"{self.name}: image size {h}x{w} must be divisible by {f} "
                                   f"(2^len(model.channels)); set representation.n_pixels accordingly")
             self.latent = config.latent or 32
-            self.encoder = ConvEncoder(c, (h, w), config.channels, self.latent, config.activation)
-            self.decoder = ConvDecoder(c, self.encoder.out_shape, config.channels, self.latent, config.activation)
+            encoder = ConvEncoder(c, (h, w), config.channels, self.latent, config.activation)
+            self.encoder: nn.Module = encoder
+            self.decoder: nn.Module = ConvDecoder(c, encoder.out_shape, config.channels, self.latent, config.activation)
         else:
             self.latent = config.latent or 6
             sizes = [self.space_shape[0], *config.hidden, self.latent]
@@ -292,7 +304,7 @@ class NormalizedAutoencoder(Method):
         self._epoch: int | None = None
 
     @staticmethod
-    def _load_embedder(run_dir: str) -> nn.Module:
+    def _load_embedder(run_dir: str) -> Method:
         from darkshower.models.runs import load_run
 
         method, _rep, _cfg, info = load_run(run_dir, "best")
@@ -320,6 +332,7 @@ class NormalizedAutoencoder(Method):
     def to_space(self, batch: dict) -> torch.Tensor:
         """Batch -> the (preprocessed) input space where the energy and the sampler live."""
         if self.mode == "embedding":
+            assert self.embedder is not None  # mode "embedding" is set together with the embedder
             with torch.no_grad():
                 h = self.embedder.embed(batch).float()
             return (h - self.emb_mean) / self.emb_std
@@ -389,7 +402,7 @@ class NormalizedAutoencoder(Method):
         c = self.config
         lo, hi = (self.box_lo, self.box_hi) if c.clamp_samples else (None, None)
         z0 = self._initial_latent(n, gen)
-        params = [p for p in self.parameters() if p.requires_grad]
+        params: list[torch.Tensor] = [p for p in self.parameters() if p.requires_grad]
         z = langevin(z0, lambda z: self.energy(self._decode(z)), c.z_steps, c.z_step_size, c.z_noise, c.temperature,
                      c.z_grad_clip, project=_sphere if c.spherical else None, generator=gen, params=params)
         if push:

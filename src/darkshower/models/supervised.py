@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import pickle
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -51,6 +51,9 @@ class SupervisedTransformer(Method):
     @classmethod
     def input_spec(cls, store, rep) -> dict:
         return cloud_spec(store, rep)
+
+    # buffers (register_buffer in __init__), typed for mypy
+    pos_weight: torch.Tensor
 
     def __init__(self, config: SupTransformerConfig, spec: dict):
         super().__init__(config, spec)
@@ -139,7 +142,7 @@ class SupervisedBDT(Method):
 
     def __init__(self, config: BDTConfig, spec: dict):
         super().__init__(config, spec)
-        self.clf = None
+        self.clf: Any = None  # a fitted sklearn HistGradientBoostingClassifier (sklearn is imported lazily)
 
     # the fitted classifier travels in the state_dict
     def get_extra_state(self):

@@ -90,6 +90,13 @@ def use_bf16(precision: str) -> bool:
 class CloudInput(nn.Module):
     """Unstandardized point clouds -> (features [B, N, F_in], mask, pT weights [B, N])."""
 
+    # buffers (register_buffer in __init__), typed for mypy
+    mean: torch.Tensor
+    std: torch.Tensor
+    scaled: torch.Tensor
+    in_mean: torch.Tensor
+    in_std: torch.Tensor
+
     def __init__(self, names: list[str], cfg: EncoderConfig, input_mean=None, input_std=None):
         super().__init__()
         self.names = list(names)

@@ -12,7 +12,7 @@ from darkshower.represent import kernels as K
 from darkshower.represent.common import N_TYPES, JetBatch, event_collection, event_particles, jet_batch
 
 #: channel presets: name -> list of (channel name, candidate types)
-CHANNEL_PRESETS = {
+CHANNEL_PRESETS: dict[str, list[tuple[str, tuple[int, ...]]]] = {
     "all": [("all", (0, 1, 2, 3, 4))],
     "charged_neutral": [("charged", (0, 1, 2)), ("neutral", (3, 4))],
     "all_charged_neutral": [("all", (0, 1, 2, 3, 4)), ("charged", (0, 1, 2)), ("neutral", (3, 4))],

@@ -23,8 +23,8 @@ try:  # torch is a hard dependency of darkshower, but keep numpy use possible wi
     import torch
     from torch.utils.data import IterableDataset, get_worker_info
 except ImportError:  # pragma: no cover
-    torch = None
-    IterableDataset = object
+    torch = None  # type: ignore[assignment]  # fallback when torch is absent; mypy sees the installed torch
+    IterableDataset = object  # type: ignore[misc, assignment]  # same fallback: a plain base class
 
     def get_worker_info():
         return None

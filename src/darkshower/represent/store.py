@@ -48,7 +48,7 @@ def take(store: dict, idx: np.ndarray) -> dict:
 def concat(parts: list[dict]) -> dict:
     if len(parts) == 1:
         return parts[0]
-    out = {}
+    out: dict[str, object] = {}
     for k in parts[0]:
         vals = [p[k] for p in parts]
         if isinstance(vals[0], LundGraphs):
@@ -119,6 +119,11 @@ def _store_to_npz_dict(store: dict) -> dict:
     return d
 
 
+def _shape3(a) -> tuple[int, int, int]:
+    c, h, w = (int(x) for x in a)
+    return c, h, w
+
+
 def _store_from_npz(z) -> dict:
     store = {k: z[k] for k in z.files if "__" not in k}
     if "graphs__x" in z.files:
@@ -126,7 +131,7 @@ def _store_from_npz(z) -> dict:
                                        ("x", "edge_index", "level", "node_counts", "edge_counts", "event_id", "jet_idx")))
     if "sparse__index" in z.files:
         store["sparse"] = SparseEventImages(z["sparse__index"], z["sparse__value"], z["sparse__offsets"],
-                                            tuple(int(x) for x in z["sparse__shape"]),
+                                            _shape3(z["sparse__shape"]),
                                             [str(c) for c in z["sparse__channels"]], float(z["sparse__eta_max"]),
                                             z["sparse__event_id"])
     store.pop("config", None)

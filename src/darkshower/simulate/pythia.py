@@ -29,7 +29,7 @@ def pythia_module():
         import pythia8mc as pythia8
     except ImportError:  # conda-forge / source builds call it pythia8
         try:
-            import pythia8  # type: ignore[no-redef]
+            import pythia8
         except ImportError:
             raise PythiaSettingError(
                 "Pythia 8 Python bindings not found: install the PyPI package 'pythia8mc==8.317.2'"
