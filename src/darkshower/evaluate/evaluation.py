@@ -19,6 +19,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -323,7 +324,7 @@ def method_metrics(files: list[ScoreFile], bkg: list[DatasetTables], sigs: list[
     for i, sf in enumerate(files):
         sc = events[f"score:{sf.name}"].to_numpy()
         for j, sd in enumerate(sigs):
-            entry = {"method": sf.name, "signal": sd.name, "level": "event", "supervised": sf.supervised}
+            entry: dict[str, Any] = {"method": sf.name, "signal": sd.name, "level": "event", "supervised": sf.supervised}
             if not sd.n_events:
                 entry.update(opts.empty())
                 _warn_once(warnings, f"signal dataset {sd.name} ({sd.path}) has no events: no metrics")

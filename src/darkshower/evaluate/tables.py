@@ -144,7 +144,7 @@ def load_dataset(path, role: str, name: str | None = None, features: bool = Fals
     ev_parts, jet_parts, feat_parts = [], [], []
     if ds.n_events:
         efields = _event_fields(ds)
-        cols = None
+        cols: list[str] | None = None
         if not features:
             cols = [c for c in ("event_id", "weight", "met_pt", "met_phi") if c in efields]
             cols += [f"jets.{c}" for c in ("pt", "eta", "phi", "mass", "is_dark") if c in jf]

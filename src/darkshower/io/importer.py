@@ -125,7 +125,7 @@ def _open_reader(cls: type[Reader], path: Path, opts: dict[str, Any]) -> Reader:
     return reader
 
 
-def _versions() -> dict[str, str]:
+def _versions() -> dict[str, str | None]:
     from darkshower.versions import package_versions
 
     return package_versions("awkward", "uproot", "h5py", "numpy", "fastjet")
@@ -204,7 +204,7 @@ def import_dataset(
         "chunk_size": chunk_size,
         "inputs": [{k: v for k, v in i.items() if k in ("path", "bytes", "sha256")} for i in input_info],
     }
-    header = {
+    header: dict[str, Any] = {
         "kind": "imported",
         "process": cls.format_name,
         "parameters": {

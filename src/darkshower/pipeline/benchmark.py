@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import Field
@@ -184,7 +185,7 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
         if status.done(f"score:{m.label}"):
             scores[m.label] = sfile
     failed = {k: v.get("message") for k, v in status.data.items() if v.get("status") == "failed"}
-    summary = {"name": cfg.name, "runs": {k: str(v) for k, v in runs.items()},
+    summary: dict[str, Any] = {"name": cfg.name, "runs": {k: str(v) for k, v in runs.items()},
                "scores": {k: str(v) for k, v in scores.items()}, "failed": failed}
     if "evaluate" in want and scores:
         summary["evaluation"] = _stage(status, "evaluate", lambda: _evaluate(cfg, bench, scores, failed), force=True)
@@ -201,7 +202,8 @@ def _evaluate(cfg: BenchmarkConfig, bench: Path, scores: dict, failed: dict):
     from darkshower.evaluate import io as eio
 
     out = bench / "evaluation"
-    unsup, sup = [], []
+    unsup: list[Path] = []
+    sup: list[Path] = []
     for label, f in scores.items():
         info = json.loads((bench / "runs" / label / "run.json").read_text())
         (sup if info.get("supervised") else unsup).append(f)

@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class ResimulationSource(PythiaSource):
 
         self.k = cfg.resimulate
         self.seed = seed
-        self.hook = None
+        self.hook: Any = None  # set by attach() while Pythia initializes
 
         def attach(py):
             self.hook = make_reseed_hook(py)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import awkward as ak
@@ -80,7 +81,7 @@ def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None =
         raise DatasetError(f"{ds.path}: dataset has no chunks (generate/import it first)")
     parts, n, n_constituents = [], 0, 0
     needs_constituents = rep.kind in ("constituents", "image", "lund", "observables")
-    chunks = range(len(ds.chunks))
+    chunks: Iterable[int] = range(len(ds.chunks))
     if progress:
         from darkshower.progress import iterate
 
@@ -110,6 +111,7 @@ def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None =
             if f is not None:
                 save_npz_atomic(f, store, rep)
         if extra_needed:
+            assert method is not None  # extra_needed implies a method
             if events is None:
                 events = select_jets(ds.read_chunk(i), data_cfg)
             rep_ids = {k: store[k] for k in ("event_id", "jet_idx") if k in store}

@@ -213,7 +213,8 @@ class TrainingLoop:
         model.train()
         t_epoch = time.perf_counter()
         t_data = 0.0
-        loss_sum, logs_sum, n_seen = 0.0, {}, 0
+        loss_sum, n_seen = 0.0, 0
+        logs_sum: dict[str, float] = {}
         it = self.data.train_batches(model, cfg.batch_size, cfg.seed, epoch)
         with progress(self.data.n_train, f"{self.session.method} epoch {epoch + 1}/{cfg.epochs}", "jet",
                       enabled=self.progress, leave=False) as bar:

@@ -137,7 +137,7 @@ def _score(run, datasets, out, which, batch_size, progress, threads, jobs) -> tu
         info = read_run_json(Path(run))
     if isinstance(datasets, (str, os.PathLike)) or hasattr(datasets, "read_chunk"):
         datasets = [datasets]
-    tasks = []
+    tasks: list[tuple] = []
     fingerprints = {}  # each dataset's content identity: evaluate/search refuse scores of a replaced dataset
     for path in datasets:
         ds = path if hasattr(path, "read_chunk") else open_dataset(path)
