@@ -149,7 +149,8 @@ def test_dynamic_batching_merges_and_matches_unbatched(server, unbatched):
         # by the batch's row count (a few ulp; measured ~1e-7 relative)
         np.testing.assert_allclose(g, _infer(cu, "hlf", x), rtol=1e-6, atol=0)
     metrics = urllib.request.urlopen(unbatched.url + "/metrics", timeout=10).read().decode()
-    line = next(ln for ln in metrics.splitlines() if ln.startswith('darkshower_batch_size_count{model="hlf",version="2"}'))
+    line = next(ln for ln in metrics.splitlines()
+                if ln.startswith('darkshower_batch_size_count{model="hlf",version="2"}'))
     assert float(line.split()[-1]) == len(xs)  # batching off: one batch per request
     c.close()
     cu.close()

@@ -85,8 +85,9 @@ def export_onnx(run, out, which: str = "best", opset: int = 18, rtol: float = 1e
             try:
                 if kind == "dynamo":
                     torch.onnx.export(module, inputs, str(tmp), dynamo=True, opset_version=opset, input_names=names,
-                                      output_names=["score"], dynamic_shapes=tuple({0: batch} for _ in inputs) if dyn else None, verbose=False,
-                                      external_data=False)
+                                      output_names=["score"],
+                                      dynamic_shapes=tuple({0: batch} for _ in inputs) if dyn else None,
+                                      verbose=False, external_data=False)
                 else:
                     torch.onnx.export(module, inputs, str(tmp), dynamo=False, opset_version=opset, input_names=names,
                                       output_names=["score"], dynamic_axes={n: {0: "batch"} for n in names})
