@@ -86,21 +86,33 @@ def _json(obj, status: int = 200):
 
 
 async def _read_body(request, limit: int) -> bytes:
+    """The body, at most ``limit`` bytes (413 otherwise). An oversized body up to 4x the limit is read and
+    dropped before answering, so that the client, still sending, reads the 413 instead of a broken pipe."""
     cl = request.headers.get("content-length")
     if cl is not None:
         try:
-            if int(cl) > limit:
-                raise RequestError(413, f"request body of {int(cl)} bytes is over the limit of {limit} bytes "
-                                        "(--max-body-mb); send smaller batches")
+            n_declared = int(cl)
         except ValueError:
             raise RequestError(400, f"bad Content-Length header {cl!r}") from None
+        if n_declared > limit:
+            if n_declared <= 4 * limit:
+                async for _ in request.stream():
+                    pass
+            raise RequestError(413, f"request body of {n_declared} bytes is over the limit of {limit} bytes "
+                                    "(--max-body-mb); send smaller batches")
     chunks, n = [], 0
     async for chunk in request.stream():
         n += len(chunk)
         if n > limit:
-            raise RequestError(413, f"request body is over the limit of {limit} bytes (--max-body-mb); "
-                                    "send smaller batches")
+            if n > 4 * limit:
+                raise RequestError(413, f"request body is over the limit of {limit} bytes (--max-body-mb); "
+                                        "send smaller batches")
+            chunks = []  # keep reading (and dropping) up to 4x the limit, then answer 413
+            continue
         chunks.append(chunk)
+    if n > limit:
+        raise RequestError(413, f"request body of {n} bytes is over the limit of {limit} bytes (--max-body-mb); "
+                                "send smaller batches")
     body = b"".join(chunks)
     enc = request.headers.get("content-encoding", "").lower()
     if enc in ("gzip", "deflate"):
