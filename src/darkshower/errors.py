@@ -47,3 +47,8 @@ class WorkerError(DarkshowerError):
 
 class ServeError(DarkshowerError):
     """An inference server or remote-scoring client cannot start, reach, or use a model."""
+
+
+class ClusterError(DarkshowerError):
+    """A Dask executor or cluster cannot be used: the [dask] extra is missing, the scheduler cannot be
+    reached, a task keeps failing, or the workers cannot see the output directory."""

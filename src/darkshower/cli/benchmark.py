@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from darkshower.cli.options import add_jobs, add_progress, comma_list
+from darkshower.cli.options import add_executor, add_jobs, add_progress, comma_list
 
 
 def register(subparsers) -> None:
@@ -18,6 +18,7 @@ def register(subparsers) -> None:
     p.add_argument("config", metavar="CONFIG.yaml", help="benchmark YAML (e.g. configs/benchmark/default.yaml)")
     p.add_argument("--out", default=None, metavar="DIR", help="benchmark directory (default runs/<name>)")
     add_jobs(p, None, "for generation")
+    add_executor(p)
     p.add_argument("--stages", default=None, metavar="S,S,..",
                    help="comma-separated subset of generate,train,score,evaluate,report (default all)")
     add_progress(p)
@@ -35,7 +36,16 @@ def run(args) -> int:
         from darkshower.execute import available_cores
 
         jobs = available_cores()
-    summary = run_benchmark(cfg, out, jobs=jobs, progress=not args.no_progress, stages=stages)
+    executor = None
+    if args.executor or args.scheduler:  # the grid's jobs as tasks (without: the stages one after the other)
+        from darkshower.execute import resolve_executor
+
+        executor = resolve_executor(args.executor, args.scheduler, jobs)
+    try:
+        summary = run_benchmark(cfg, out, jobs=jobs, progress=not args.no_progress, stages=stages, executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
     for k, v in summary.get("failed", {}).items():
         print(f"[benchmark] failed: {k}: {v}")
     if summary.get("report"):

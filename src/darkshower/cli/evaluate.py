@@ -10,7 +10,7 @@ Example::
 
 from __future__ import annotations
 
-from darkshower.cli.options import number_list
+from darkshower.cli.options import add_executor, executor_of, number_list
 
 
 def _floats(flag: str, text: str) -> tuple[float, ...]:
@@ -49,16 +49,19 @@ def register(subparsers) -> None:
                    help="background efficiencies of the sculpting cuts (default 0.5,0.1,0.01)")
     p.add_argument("--no-supervised", action="store_true", help="skip the built-in supervised BDT reference")
     p.add_argument("--report", action="store_true", help="also render OUT/report.html")
+    add_executor(p, 1, "reading dataset chunks in parallel")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from darkshower.evaluate import evaluate, report
 
-    m = evaluate(args.scores, args.background, args.signal, args.out, supervised_scores=args.supervised_scores,
-                 event_score=args.event_score, n_bootstrap=args.bootstrap, seed=args.seed, min_bkg=args.min_bkg,
-                 supervised=not args.no_supervised, sculpt_effs=_floats("--sculpt-eff", args.sculpt_eff),
-                 eff_s_points=_floats("--eff-s", args.eff_s), eff_b_points=_floats("--eff-b", args.eff_b))
+    with executor_of(args) as ex:
+        m = evaluate(args.scores, args.background, args.signal, args.out, supervised_scores=args.supervised_scores,
+                     event_score=args.event_score, n_bootstrap=args.bootstrap, seed=args.seed, min_bkg=args.min_bkg,
+                     supervised=not args.no_supervised, sculpt_effs=_floats("--sculpt-eff", args.sculpt_eff),
+                     eff_s_points=_floats("--eff-s", args.eff_s), eff_b_points=_floats("--eff-b", args.eff_b),
+                     executor=ex)
     for r in m["results"]:
         if r["level"] != "event":
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 
+from darkshower.cli.options import add_executor, executor_of
 from darkshower.config import load_yaml, parse_assignment, set_nested
 
 
@@ -39,6 +40,7 @@ def register(sub) -> None:
     p.add_argument("--resimulate", type=int, metavar="K",
                    help="K shower+hadronization realizations of each hard process (shared resim_id)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_executor(p)
     p.set_defaults(func=run)
 
 
@@ -79,8 +81,9 @@ def run(args) -> int:
     from darkshower.simulate.run import generate
 
     data = build_config(args)
-    ds = generate(data, args.out, jobs=args.jobs, progress=False if args.no_progress else None,
-                  command=["darkshower", *sys.argv[1:]])
+    with executor_of(args) as ex:
+        ds = generate(data, args.out, progress=False if args.no_progress else None,
+                      command=["darkshower", *sys.argv[1:]], executor=ex)
     xs = ds.manifest.get("cross_section", {})
     print(f"wrote {ds.n_events} {ds.process} events in {len(ds.chunks)} chunks to {ds.path}")
     if xs:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from darkshower.cli.options import add_executor, executor_of
+
 FORMAT_HELP = """formats:
   pfnano           CMS PFNano NanoAOD (FatJet + FatJetPFCands, per-jet or PFCands-indexed layout)
   treemaker        CMS TreeMaker ntuple (JetsAK8 + substructure; no constituents)
@@ -46,6 +48,7 @@ def register(subparsers) -> None:
     p.add_argument("--chunk-size", type=int, default=None, metavar="N", help="events per chunk (default 5000)")
     p.add_argument("--skip-bad-files", action="store_true", help="skip unreadable/bad inputs and report them")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_executor(p, 1, "reading chunks in parallel")
     g = p.add_argument_group("format options (only those that apply to FORMAT are accepted)")
     g.add_argument("--tree", help="tree name (pfnano: Events, treemaker: PreSelection, delphes: Delphes)")
     g.add_argument("--jets", help="h5-4vec: datasets, one per jet slot (default jet1_PFCands,jet2_PFCands)")
@@ -70,15 +73,17 @@ def run(args) -> int:
     from darkshower.io import DEFAULT_CHUNK_SIZE, import_dataset
 
     options = {lib: getattr(args, cli) for cli, lib in FORMAT_OPTIONS.items() if getattr(args, cli, None) is not None}
-    ds = import_dataset(
-        args.format,
-        args.inputs,
-        args.out,
-        chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE,
-        skip_bad_files=args.skip_bad_files,
-        progress=False if args.no_progress else None,
-        **options,
-    )
+    with executor_of(args) as ex:
+        ds = import_dataset(
+            args.format,
+            args.inputs,
+            args.out,
+            chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE,
+            skip_bad_files=args.skip_bad_files,
+            progress=False if args.no_progress else None,
+            executor=ex,
+            **options,
+        )
     m = ds.manifest
     n_jets = m.get("n_jets", 0)
     n_inputs = len(m["provenance"]["inputs"])

@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "export",
     "serve",
     "benchmark",
+    "cluster",
     "demo",
 ]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from darkshower.cli.options import add_progress, nonnegative_float, nonnegative_int, positive_float
+from darkshower.cli.options import (add_executor, add_progress, executor_of, nonnegative_float, nonnegative_int,
+                                    positive_float)
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ def register(subparsers) -> None:
     p.add_argument("--r0", type=positive_float, default=0.8, help="R0 of soft drop and N-subjettiness (default 0.8)")
     p.add_argument("--no-weights", action="store_true", help="ignore per-constituent weights (PUPPI)")
     p.add_argument("--ecf-ungroomed", action="store_true", help="compute C2/D2/N2 on all constituents")
+    add_executor(p, 1, "computing chunks in parallel")
     add_progress(p)
     p.set_defaults(func=run)
 
@@ -36,9 +38,10 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from darkshower.represent.observables import observables
 
-    table, evs = observables(args.dataset, args.out, args.events_out, max_jets=args.max_jets,
-                             use_weights=not args.no_weights, zcut=args.zcut, sd_beta=args.sd_beta, r0=args.r0,
-                             ecf_groomed=not args.ecf_ungroomed, progress=not args.no_progress)
+    with executor_of(args) as ex:
+        table, evs = observables(args.dataset, args.out, args.events_out, max_jets=args.max_jets,
+                                 use_weights=not args.no_weights, zcut=args.zcut, sd_beta=args.sd_beta, r0=args.r0,
+                                 ecf_groomed=not args.ecf_ungroomed, progress=not args.no_progress, executor=ex)
     msg = f"wrote {len(table)} jets of {len(evs)} events to {args.out}"
     if args.events_out:
         msg += f" and {len(evs)} events to {args.events_out}"

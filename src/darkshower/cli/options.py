@@ -104,3 +104,28 @@ def add_jobs(p: argparse.ArgumentParser, default: int | None, what: str = "") ->
 def add_progress(p: argparse.ArgumentParser) -> None:
     """``--no-progress`` (every command has it; cli.main adds it where a command did not)."""
     p.add_argument("--no-progress", action="store_true", help=PROGRESS_HELP)
+
+
+EXECUTOR_HELP = ("where the chunks run: local (this process), processes (--jobs worker processes) or dask "
+                 "(a Dask cluster: --scheduler; needs the [dask] extra). Default: local with --jobs 1, else "
+                 "processes; dask when --scheduler is given")
+SCHEDULER_HELP = ("Dask scheduler: local:N starts a LocalCluster of N worker processes on this machine (default "
+                  "local:<--jobs or all cores>); an address such as tcp://HOST:8786 connects to a running one "
+                  "(e.g. printed by `darkshower cluster`); see docs/scale-out.md")
+
+
+def add_executor(p: argparse.ArgumentParser, jobs_default: int | None = -1, what: str = "") -> None:
+    """``--executor local|processes|dask`` and ``--scheduler ADDRESS|local:N`` (and ``--jobs N`` unless
+    ``jobs_default`` is -1: the command adds its own). ``executor_of(args)`` makes the executor."""
+    if jobs_default != -1:
+        add_jobs(p, jobs_default, what)
+    p.add_argument("--executor", choices=["local", "processes", "dask"], default=None, help=EXECUTOR_HELP)
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS|local:N", help=SCHEDULER_HELP)
+
+
+def executor_of(args):
+    """The executor the options ``--executor/--scheduler/--jobs`` ask for (a context manager closing a Dask
+    cluster it started): ``with executor_of(args) as ex``. Bad combinations are a ConfigError (exit 2)."""
+    from darkshower.execute import using
+
+    return using(getattr(args, "executor", None), getattr(args, "scheduler", None), getattr(args, "jobs", None))

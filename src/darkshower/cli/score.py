@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from darkshower.cli.options import add_jobs, add_progress, positive_int
+from darkshower.cli.options import add_executor, add_jobs, add_progress, executor_of, positive_int
 
 
 def register(subparsers) -> None:
@@ -26,6 +26,7 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=positive_int, default=None, metavar="T",
                    help="torch threads (per worker with --jobs; default: all cores, 1 per worker with --jobs)")
     add_jobs(p, 1, "scoring chunks in parallel")
+    add_executor(p)
     g = p.add_argument_group("scoring through an inference server (KServe v2 / Triton; needs the [serve] extra)")
     g.add_argument("--server", default=None, metavar="URL",
                    help="score with the model on this server (http://HOST:PORT, e.g. darkshower serve); "
@@ -45,8 +46,10 @@ def run(args) -> int:
     if args.server:
         from darkshower.serve.client import score_remote
 
-        if args.threads is not None or args.jobs != 1:
-            raise ConfigError("--threads/--jobs apply to local scoring; with --server use --concurrency")
+        if args.threads is not None or args.jobs != 1 or args.executor or args.scheduler:
+            raise ConfigError("--threads/--jobs/--executor/--scheduler apply to local scoring; with --server use "
+                              "--concurrency")
+
         jets, events = score_remote(args.run, args.datasets, args.out, args.server, args.model, args.model_version,
                                     batch_size=args.batch_size or 1024, concurrency=args.concurrency,
                                     progress=not args.no_progress)
@@ -61,8 +64,9 @@ def run(args) -> int:
         raise ConfigError(f"--model {args.model!r}: choose best or last (a served model's name needs --server URL)")
     from darkshower.train import score
 
-    jets, events = score(args.run, args.datasets, args.out, which=args.model, batch_size=args.batch_size,
-                         progress=not args.no_progress, threads=args.threads, jobs=args.jobs)
+    with executor_of(args) as ex:
+        jets, events = score(args.run, args.datasets, args.out, which=args.model, batch_size=args.batch_size,
+                             progress=not args.no_progress, threads=args.threads, executor=ex)
     n = len(pd.read_parquet(jets, columns=["score"]))
     print(f"wrote {n} scores to {jets} (per event: {events})")
     return 0

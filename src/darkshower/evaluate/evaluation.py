@@ -191,6 +191,7 @@ def evaluate(
     eff_s_points=EFF_S_POINTS,
     eff_b_points=EFF_B_POINTS,
     jet_level: bool = True,
+    executor=None,
 ) -> dict:
     """Evaluate anomaly scores against background and signal datasets.
 
@@ -199,7 +200,9 @@ def evaluate(
     dataset directories. Event metrics use the event score ``event_score`` (``max2``: the
     maximum of the two leading jets' scores, ``lead``: the leading jet's). With ``supervised``,
     a gradient-boosted classifier per signal is the supervised reference. With ``out`` the
-    evaluation directory is written (see module docstring). Returns the metrics dict.
+    evaluation directory is written (see module docstring). Returns the metrics dict. The datasets
+    (and their observables) are read one task per chunk on ``executor`` (darkshower.execute; default
+    in process).
 
     Invalid options raise :class:`~darkshower.errors.ConfigError` and inputs that do not fit
     together :class:`~darkshower.errors.EvaluationError`, before anything is written.
@@ -214,7 +217,10 @@ def evaluate(
     opts = _Settings(n_bootstrap=int(n_bootstrap), seed=seed, min_bkg=min_bkg, eff_s_points=effs["eff_s_points"],
                      eff_b_points=effs["eff_b_points"])
     files = read_score_files(scores, supervised_scores)
-    bkg, sigs = _load_datasets(background, signal, features=supervised)
+    from darkshower.execute import using
+
+    with using(executor) as ex:
+        bkg, sigs = _load_datasets(background, signal, features=supervised, executor=ex)
     notes: list[str] = []
     warnings: list[str] = []
     bw = _bkg_weights(bkg, notes)
@@ -254,10 +260,12 @@ def evaluate(
 
 
 # -- the steps of evaluate(), in order ------------------------------------------------------------------
-def _load_datasets(background: list, signal: list, features: bool) -> tuple[list[DatasetTables], list[DatasetTables]]:
+def _load_datasets(background: list, signal: list, features: bool,
+                   executor=None) -> tuple[list[DatasetTables], list[DatasetTables]]:
     names = short_names(background + signal)
-    bkg = [load_dataset(p, "background", n, features=features) for p, n in zip(background, names)]
-    sigs = [load_dataset(p, "signal", n, features=features) for p, n in zip(signal, names[len(background):])]
+    bkg = [load_dataset(p, "background", n, features=features, executor=executor) for p, n in zip(background, names)]
+    sigs = [load_dataset(p, "signal", n, features=features, executor=executor)
+            for p, n in zip(signal, names[len(background):])]
     if not sum(d.n_events for d in bkg):
         raise EvaluationError(f"background dataset(s) {', '.join(map(str, background))} have no events")
     return bkg, sigs

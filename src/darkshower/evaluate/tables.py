@@ -134,8 +134,21 @@ def _chunk_features(chunk: ak.Array, basic: pd.DataFrame) -> pd.DataFrame:
     return evo
 
 
-def load_dataset(path, role: str, name: str | None = None, features: bool = False) -> DatasetTables:
-    """Read a dataset into evaluation tables (``features=True`` also computes observables)."""
+def _chunk_all(task) -> tuple[int, pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None]:
+    """The tables of one chunk (runs where the executor runs it): (index, events, jets, features)."""
+    path, i, cols, has_dark, features = task
+    chunk = open_dataset(path).read_chunk(i, cols)
+    if not len(chunk):
+        return i, None, None, None
+    e, j = _chunk_tables(chunk, has_dark)
+    return i, e, j, (_chunk_features(chunk, e) if features else None)
+
+
+def load_dataset(path, role: str, name: str | None = None, features: bool = False, executor=None) -> DatasetTables:
+    """Read a dataset into evaluation tables (``features=True`` also computes observables), one task per chunk
+    on ``executor`` (darkshower.execute: ``Local()``, ``Processes(n)``, ``Dask(...)``; default in process)."""
+    from darkshower.execute import using
+
     ds = open_dataset(path)
     m = ds.manifest
     xs = (m.get("cross_section") or {}).get("sigma_selected_pb")
@@ -148,20 +161,23 @@ def load_dataset(path, role: str, name: str | None = None, features: bool = Fals
         if not features:
             cols = [c for c in ("event_id", "weight", "met_pt", "met_phi") if c in efields]
             cols += [f"jets.{c}" for c in ("pt", "eta", "phi", "mass", "is_dark") if c in jf]
-        from darkshower.progress import progress
+        parts: dict[int, tuple] = {}
+
+        def fold(res) -> None:
+            parts[res[0]] = res[1:]
 
         # observables for the supervised reference take a while on large datasets: show progress
-        bar = progress(len(ds.chunks), f"reading {Path(ds.path).name}", "chunk", leave=False)
-        for chunk in ds.iter_chunks(cols):
-            bar.update(1)
-            if not len(chunk):
+        with using(executor) as ex:
+            ex.run(_chunk_all, [(str(ds.path), i, cols, has_dark, features) for i in range(len(ds.chunks))], fold,
+                   desc=f"reading {Path(ds.path).name}", unit="chunk", name=lambda t: f"{t[0]} chunk {t[1]}")
+        for i in sorted(parts):
+            e, j, f = parts[i]
+            if e is None:
                 continue
-            e, j = _chunk_tables(chunk, has_dark)
             ev_parts.append(e)
             jet_parts.append(j)
             if features:
-                feat_parts.append(_chunk_features(chunk, e))
-        bar.close()
+                feat_parts.append(f)
     events = pd.concat(ev_parts, ignore_index=True) if ev_parts else _empty_events()
     jets = (pd.concat(jet_parts, ignore_index=True) if jet_parts
             else pd.DataFrame({"event_id": pd.Series(dtype=np.int64), "jet_idx": pd.Series(dtype=np.int64),

@@ -28,6 +28,7 @@ from darkshower.data.dataset import (
     remove_dataset_dir,
     sha256_file,
     sidecar_name,
+    write_chunk,
 )
 from darkshower.errors import ConfigError, DarkshowerError, InputFormatError
 from darkshower.io.common import Reader, check_chunk_finite, finish_chunk
@@ -138,6 +139,8 @@ def import_dataset(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     skip_bad_files: bool = False,
     progress: bool | None = None,
+    executor=None,
+    jobs: int | None = 1,
     **options: Any,
 ) -> Dataset:
     """Import ``inputs`` (files of format ``fmt``) into the dataset directory ``out``.
@@ -145,6 +148,9 @@ def import_dataset(
     ``options`` are the format's options (see docs/importers.md), e.g. ``jets="a,b"``,
     ``extra="ae_loss1"``, ``radius=1.0``. Returns the opened :class:`Dataset`. The result's
     manifest lists skipped files under ``skipped_files`` (only with ``skip_bad_files``).
+    Each chunk (rows of one input file) is one task of ``executor`` (darkshower.execute: ``Local()``,
+    ``Processes(n)``, ``Dask(...)``; default: ``jobs`` processes, 1 = in process); the dataset does
+    not depend on it.
     """
     cls = get_format(fmt)
     opts = resolve_options(cls, options)
@@ -238,49 +244,64 @@ def import_dataset(
     writer = _Writer(out, identity, header)
     done = writer.open()
     written_now: list[int] = []
-    from darkshower.progress import progress as _progress
+    from darkshower.execute import using
 
     todo = [p for p in plan if p[0] not in done]
-    bar = _progress(sum(p[4] - p[3] for p in todo), f"import {cls.format_name}", "ev", enabled=progress)
-    try:
-        by_file: dict[Path, list] = {}
-        for item in todo:
-            by_file.setdefault(item[1], []).append(item)
-        for path, items in by_file.items():
-            file_chunks: list[int] = []
-            try:
-                reader = _open_reader(cls, path, opts)
-                try:
-                    for ci, _, fi, s, e in items:
-                        events = _read_chunk(reader, cls, path, ci, s, e)
-                        n_jets = int(np.sum(np.asarray(_num(events["jets"]))))
-                        writer.write(
-                            ci,
-                            events,
-                            {"input_file": str(path), "input_index": fi, "row_start": s, "row_stop": e, "n_jets": n_jets},
-                        )
-                        file_chunks.append(ci)
-                        written_now.append(ci)
-                        bar.update(e - s)
-                finally:
-                    reader.close()
-            except InputFormatError as exc:
-                if not skip_bad_files:
-                    raise
-                log.warning("skipping %s", exc)
-                for ci in file_chunks:
-                    writer.forget(ci)
+    bad: dict[Path, str] = {}  # input file -> reason (skip_bad_files)
+
+    def drop_file(path: Path) -> None:
+        """Forget every chunk of a bad file: written by this run or (the file is bad) by an earlier one."""
+        for ci, p, *_ in plan:
+            if p == path and ci in writer.entries:
+                writer.forget(ci)
+                if ci in written_now:
                     written_now.remove(ci)
-                # chunks of this file from earlier runs are dropped too: the file is bad
-                for ci, p, *_ in plan:
-                    if p == path and ci in writer.entries:
-                        writer.forget(ci)
-                skipped.append({"path": str(path), "reason": str(exc)})
+
+    def fold(res) -> None:
+        ci, path, value = res
+        path = Path(path)
+        if isinstance(value, InputFormatError):
+            if not skip_bad_files:
+                raise value
+            if path not in bad:
+                log.warning("skipping %s", value)
+                bad[path] = str(value)
+                drop_file(path)
+            return
+        if path in bad:  # a chunk of a file found bad meanwhile (parallel executors)
+            writer.forget(ci)
+            return
+        writer.record(value)
+        written_now.append(ci)
+
+    ex = None
+    try:
+        with using(executor, jobs=jobs) as ex:
+            keep_open = ex.in_process  # in process: one open reader per file, as the chunks come in order
+            if todo:
+                ex.check_output_dir(out)
+            tasks = ((ci, cls.format_name, str(path), fi, s, e, opts, str(out), keep_open)
+                     for ci, path, fi, s, e in todo)
+            if keep_open:  # lazily: chunks of a file found bad are not read
+                tasks = (t for t in tasks if Path(t[2]) not in bad)
+            else:
+                tasks = list(tasks)
+            ex.run(_import_chunk, tasks, fold, desc=f"import {cls.format_name}", unit="chunk",
+                   progress=progress if todo else False, size=lambda r: 0 if isinstance(r[2], Exception) else r[2]["n_events"],
+                   name=lambda t: f"{t[2]} rows {t[4]}-{t[5]}", total=len(todo))
+        for path, reason in bad.items():
+            skipped.append({"path": str(path), "reason": reason})
         if skipped and len(skipped) == len(inputs):
             raise InputFormatError("every input file was bad: " + "; ".join(s["reason"] for s in skipped))
     except BaseException as exc:
-        bar.close()
-        if isinstance(exc, InputFormatError):
+        _close_cached_reader()
+        if isinstance(exc, InputFormatError):  # bad data: nothing of this run stays (other failures: resumable)
+            if ex is not None and not ex.in_process:
+                # chunks a worker wrote whose result never came back (the stage stopped first)
+                for ci, *_ in todo:
+                    if ci not in writer.entries and ci not in done:
+                        for name in (sidecar_name(ci), chunk_name(ci)):
+                            (out / name).unlink(missing_ok=True)
             for ci in written_now:
                 writer.forget(ci)
             if created_dir and not writer.entries:
@@ -289,7 +310,7 @@ def import_dataset(
                 writer.abort(str(exc))
         writer.release()
         raise
-    bar.close()
+    _close_cached_reader()
     entries = writer.entries
     summary = {
         "n_jets": int(sum(int(e.get("n_jets", 0)) for e in entries.values())),
@@ -298,6 +319,45 @@ def import_dataset(
     header["provenance"]["skipped_files"] = skipped
     writer.finalize(summary)
     return open_dataset(out)
+
+
+_READER: dict = {}  # the reader kept open between the chunks of one file (in-process imports)
+
+
+def _close_cached_reader() -> None:
+    reader = _READER.pop("reader", None)
+    _READER.clear()
+    if reader is not None:
+        reader.close()
+
+
+def _import_chunk(task) -> tuple[int, str, Any]:
+    """One chunk (rows [start, stop) of one input file) read, checked and written atomically (runs where the
+    executor runs it). Returns (chunk, path, manifest entry), or (chunk, path, InputFormatError) for a bad file."""
+    ci, fmt, path, fi, start, stop, opts, out, keep_open = task
+    cls = get_format(fmt)
+    path = Path(path)
+    key = (fmt, str(path), repr(sorted(opts.items())))
+    try:
+        if _READER.get("key") == key:
+            reader = _READER["reader"]
+        else:
+            _close_cached_reader()
+            reader = _open_reader(cls, path, opts)
+            if keep_open:
+                _READER.update(key=key, reader=reader)
+        try:
+            events = _read_chunk(reader, cls, path, ci, start, stop)
+        finally:
+            if not keep_open:
+                reader.close()
+    except InputFormatError as exc:
+        _close_cached_reader()
+        return ci, str(path), exc
+    n_jets = int(np.sum(np.asarray(_num(events["jets"]))))
+    entry = write_chunk(out, ci, events,
+                        {"input_file": str(path), "input_index": fi, "row_start": start, "row_stop": stop, "n_jets": n_jets})
+    return ci, str(path), entry
 
 
 def _read_chunk(reader: Reader, cls: type[Reader], path: Path, ci: int, start: int, stop: int):

@@ -123,8 +123,114 @@ def sample_path(bench: Path, s: SampleSpec) -> Path:
     return Path(s.path) if s.path else bench / "data" / s.name
 
 
-def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, stages: tuple[str, ...] | None = None) -> dict:
-    """Run (or resume) a benchmark into ``out``; returns the summary dict (also BENCH/summary.json)."""
+def _grid_task(task) -> tuple[str, str, float, Exception | None]:
+    """One independent job of a benchmark grid (runs where the executor runs it): generate a sample, train a
+    method, or score with a run; the stage itself runs in that process. Returns (key, stage, seconds, error)."""
+    key, stage, kw = task
+    from darkshower.execute import Local
+
+    t0 = time.perf_counter()
+    try:
+        if stage == "generate":
+            from darkshower.simulate.run import generate
+
+            generate(kw["config"], kw["out"], progress=False, command=["darkshower", "benchmark"], executor=Local())
+        elif stage == "train":
+            from darkshower.train import train
+
+            train(kw["method"], kw["data"], kw["out"], config=kw["config"], epochs=kw["epochs"], resume=kw["resume"],
+                  progress=False, command=["darkshower", "benchmark"])
+        else:
+            from darkshower.train import score
+
+            score(kw["run"], kw["datasets"], kw["out"], progress=False, threads=kw["threads"], executor=Local())
+    except DarkshowerError as exc:
+        return key, stage, round(time.perf_counter() - t0, 2), exc
+    return key, stage, round(time.perf_counter() - t0, 2), None
+
+
+def _map_grid(executor, status: _Status, tasks: list, progress: bool) -> dict[str, Exception | None]:
+    """Run independent grid jobs on ``executor``; the status of each is recorded here as it completes."""
+    out: dict[str, Exception | None] = {}
+    if not tasks:
+        return out
+    for key, _, _ in tasks:
+        print(f"[benchmark] {key} ...", flush=True)
+
+    def fold(res) -> None:
+        key, _, seconds, exc = res
+        out[key] = exc
+        if exc is None:
+            status.set(key, status="done", seconds=seconds)
+        else:
+            status.set(key, status="failed", seconds=seconds, message=str(exc))
+            print(f"[benchmark] {key} FAILED: {exc}", flush=True)
+
+    executor.run(_grid_task, tasks, fold, desc=f"benchmark {tasks[0][1]}", unit="job", progress=progress,
+                 name=lambda t: t[0])
+    return out
+
+
+def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, executor, progress: bool):
+    """The grid as three maps of independent jobs on ``executor``: generate every sample, train every method,
+    score with every run. Each job runs its stage in one worker; resumable like the sequential path."""
+    from darkshower.models import get_method
+
+    samples = [cfg.train, cfg.background, *cfg.signals]
+    if "generate" in want:
+        tasks = []
+        for i, s in enumerate(samples):
+            if s.path or status.done(f"generate:{s.name}"):
+                continue
+            gcfg = {**s.generate, "process": s.process, "events": s.events,
+                    "seed": s.seed if s.seed is not None else cfg.seed * 1000 + i, "params": s.params}
+            tasks.append((f"generate:{s.name}", "generate", {"config": gcfg, "out": str(sample_path(bench, s))}))
+        failed = [exc for exc in _map_grid(executor, status, tasks, progress).values() if exc is not None]
+        if failed:  # every later stage needs the data
+            raise failed[0]
+    retrained = set()
+    if "train" in want:
+        tasks = []
+        for m in cfg.methods:
+            key, run = f"train:{m.label}", bench / "runs" / m.label
+            if status.done(key):
+                continue
+            mcfg = dict(m.config)
+            if cfg.threads and "threads" not in mcfg:
+                mcfg["threads"] = cfg.threads
+            mcfg.setdefault("seed", cfg.seed)
+            if get_method(m.method).supervised:  # references train on the first signal as label 1
+                mcfg["data"] = {**mcfg.get("data", {}), "signal": [str(sample_path(bench, cfg.signals[0]))]}
+            resume = (run / "checkpoint.pt").exists()
+            tasks.append((key, "train", {"method": m.method, "data": str(sample_path(bench, cfg.train)), "out": str(run),
+                                         "config": None if resume else mcfg, "epochs": m.epochs, "resume": resume}))
+        retrained = {k for k, exc in _map_grid(executor, status, tasks, progress).items() if exc is None}
+    runs, scores = {}, {}
+    tasks = []
+    datasets = [str(sample_path(bench, s)) for s in [cfg.background, *cfg.signals]]
+    for m in cfg.methods:
+        if not status.done(f"train:{m.label}"):
+            continue
+        runs[m.label] = bench / "runs" / m.label
+        sfile = bench / "scores" / f"{m.label}.parquet"
+        key = f"score:{m.label}"
+        if "score" in want and (f"train:{m.label}" in retrained or not sfile.exists() or not status.done(key)):
+            tasks.append((key, "score", {"run": str(runs[m.label]), "datasets": datasets, "out": str(sfile),
+                                         "threads": cfg.threads}))
+    _map_grid(executor, status, tasks, progress)
+    for m in cfg.methods:
+        if m.label in runs and status.done(f"score:{m.label}"):
+            scores[m.label] = bench / "scores" / f"{m.label}.parquet"
+    return runs, scores
+
+
+def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, stages: tuple[str, ...] | None = None,
+                  executor=None) -> dict:
+    """Run (or resume) a benchmark into ``out``; returns the summary dict (also BENCH/summary.json).
+    With ``executor`` (darkshower.execute: ``Local()``, ``Processes(n)``, ``Dask(...)``) the independent jobs of
+    the grid run as tasks: every sample's generation, then every method's training, then every run's scoring
+    (each job runs its stage in one worker); without it, the stages run one after the other here, generation
+    with ``jobs`` processes."""
     from darkshower.models import get_method
     from darkshower.simulate.run import generate
     from darkshower.train import score, train
@@ -138,7 +244,12 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
     want = set(stages or ("generate", "train", "score", "evaluate", "report"))
 
     samples = [cfg.train, cfg.background, *cfg.signals]
-    if "generate" in want:
+    if executor is not None:
+        from darkshower.execute import using
+
+        with using(executor) as ex:
+            runs, scores = _run_grid(cfg, bench, status, want, ex, progress)
+    if executor is None and "generate" in want:
         for i, s in enumerate(samples):
             if s.path:
                 continue
@@ -147,8 +258,9 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
             _stage(status, f"generate:{s.name}",
                    lambda gcfg=gcfg, s=s: generate(gcfg, sample_path(bench, s), jobs=jobs or cfg.jobs, progress=progress,
                                                    command=["darkshower", "benchmark"]))
-    runs, scores = {}, {}
-    for m in cfg.methods:
+    if executor is None:
+        runs, scores = {}, {}
+    for m in (cfg.methods if executor is None else []):
         run = bench / "runs" / m.label
         mcfg = dict(m.config)
         if cfg.threads and "threads" not in mcfg:

@@ -197,18 +197,31 @@ def observables_table(
     return out
 
 
+def _observables_chunk(task) -> tuple[int, pd.DataFrame, pd.DataFrame]:
+    """One chunk of :func:`observables` (runs where the executor runs it): (index, jet table, event table)."""
+    path, i, max_jets, use_weights, zcut, sd_beta, r0, ecf_groomed = task
+    from darkshower.data.dataset import open_dataset
+
+    chunk = open_dataset(path).read_chunk(i)
+    jt = jet_observables(chunk, max_jets, use_weights, zcut, sd_beta, r0, 1.0, ecf_groomed)
+    ev = event_observables(chunk, use_weights=use_weights)
+    return i, jt.merge(ev, on="event_id", how="left", validate="many_to_one"), ev
+
+
 def observables(dataset, out=None, events_out=None, *, max_jets: int | None = 2, use_weights: bool = True,
                 zcut: float = 0.1, sd_beta: float = 0.0, r0: float = 0.8, ecf_groomed: bool = True,
-                progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                progress: bool = True, executor=None, jobs: int | None = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Observables of a whole dataset (what ``darkshower observables`` writes): the flat jet table (one
     row per (event_id, jet_idx), per-event columns repeated) and the event table (one row per event),
     chunk by chunk. With ``out`` (and ``events_out``) they are also written as Parquet (atomically).
-    ``max_jets``: leading jets per event (None or 0: all)."""
+    ``max_jets``: leading jets per event (None or 0: all). Chunks run on ``executor`` (darkshower.execute:
+    ``Local()``, ``Processes(n)``, ``Dask(...)``; default: ``jobs`` processes, 1 = in process); the tables
+    do not depend on it."""
     from pathlib import Path
 
     from darkshower.data.dataset import atomic_write_parquet, open_dataset
     from darkshower.errors import ConfigError
-    from darkshower.progress import progress as _progress
+    from darkshower.execute import using
 
     if max_jets is not None and (isinstance(max_jets, bool) or not isinstance(max_jets, (int, np.integer)) or max_jets < 0):
         raise ConfigError(f"max_jets={max_jets!r}: must be an integer >= 0 (0 or None = all jets)")
@@ -222,14 +235,18 @@ def observables(dataset, out=None, events_out=None, *, max_jets: int | None = 2,
         if path is not None and Path(path).is_dir():
             raise ConfigError(f"{name} {path}: is a directory; give a file name such as table.parquet")
     ds = dataset if hasattr(dataset, "read_chunk") else open_dataset(dataset)
-    jet_parts, ev_parts = [], []
-    with _progress(ds.n_events, "observables", "ev", enabled=progress) as bar:
-        for chunk in ds.iter_chunks():
-            jt = jet_observables(chunk, max_jets or None, use_weights, zcut, sd_beta, r0, 1.0, ecf_groomed)
-            ev = event_observables(chunk, use_weights=use_weights)
-            jet_parts.append(jt.merge(ev, on="event_id", how="left", validate="many_to_one"))
-            ev_parts.append(ev)
-            bar.update(len(chunk))
+    tasks = [(str(ds.path), i, max_jets or None, use_weights, float(zcut), float(sd_beta), float(r0), ecf_groomed)
+             for i in range(len(ds.chunks))]
+    results: dict[int, tuple[pd.DataFrame, pd.DataFrame]] = {}
+
+    def fold(res) -> None:
+        results[res[0]] = (res[1], res[2])
+
+    with using(executor, jobs=jobs) as ex:
+        ex.run(_observables_chunk, tasks, fold, desc="observables", unit="chunk", progress=progress,
+               size=lambda res: len(res[2]), name=lambda t: f"{t[0]} chunk {t[1]}")
+    jet_parts = [results[i][0] for i in sorted(results)]
+    ev_parts = [results[i][1] for i in sorted(results)]
     jets = pd.concat(jet_parts, ignore_index=True) if jet_parts else pd.DataFrame()
     evs = pd.concat(ev_parts, ignore_index=True) if ev_parts else pd.DataFrame()
     if out is not None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from darkshower.data.dataset import Dataset, DatasetWriter, open_dataset, write_chunk
 from darkshower.errors import DarkshowerError
-from darkshower.execute import make_executor
+from darkshower.execute import Executor, using
 from darkshower.simulate.config import GenerateConfig, resolve_config
 from darkshower.simulate.processes import PROCESSES
 
@@ -243,11 +243,12 @@ def _cross_section(entries: list[dict]) -> dict:
 
 
 def generate(config: dict | GenerateConfig, out: str | Path, jobs: int | None = None, progress: bool | None = None,
-             command: list[str] | None = None) -> Dataset:
+             command: list[str] | None = None, executor: Executor | str | None = None) -> Dataset:
     """Generate a dataset (library entry point of ``darkshower generate``).
 
     ``config`` is a dict (validated) or a GenerateConfig. Rerunning with the same config and
-    ``out`` completes missing chunks only.
+    ``out`` completes missing chunks only. Chunks run on ``executor`` (``Local()``, ``Processes(n)``,
+    ``Dask(...)``, see darkshower.execute; default: ``jobs`` processes); the data do not depend on it.
     """
     if isinstance(config, GenerateConfig):
         config = config.model_dump(mode="json")
@@ -281,39 +282,21 @@ def generate(config: dict | GenerateConfig, out: str | Path, jobs: int | None = 
     todo = [t for t in tasks if t.index not in done]
     if done:
         log.info("resuming %s: %d of %d chunks already complete", out, len(done), len(tasks))
-    n_todo = sum(t.n_target for t in todo)
-    bar = _progress(n_todo, progress, f"generate {cfg.process}")
-    t0 = time.perf_counter()
-    generated = [0]
-
-    def on_result(entry: dict) -> None:
-        writer.record(entry)
-        generated[0] += entry["n_generated"]
-        if bar is not None:
-            bar.update(entry["n_events"])
-            dt = max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix(generated=f"{generated[0] / dt:.0f} ev/s")
-
     try:
-        make_executor(jobs).run(run_chunk, todo, on_result)
+        with using(executor, jobs=jobs) as ex:
+            if todo:
+                ex.check_output_dir(out)  # workers elsewhere must see --out (one clear error if not)
+            ex.run(run_chunk, todo, writer.record, desc=f"generate {cfg.process}", unit="chunk",
+                   progress=progress if todo else False, size=lambda e: e["n_events"],
+                   name=lambda t: f"{out} chunk {t.index}")
     except BaseException:
         writer.discard_if_empty()  # a run that completed no chunk leaves no directory behind
         raise
     finally:
-        if bar is not None:
-            bar.close()
         writer.release()
     entries = [e for _, e in sorted(writer.entries.items())]
     writer.finalize({"cross_section": _cross_section(entries)})
     return open_dataset(out)
-
-
-def _progress(total: int, enabled: bool | None, desc: str):
-    if enabled is False or total == 0:
-        return None
-    from darkshower.progress import progress
-
-    return progress(total, desc, "ev", enabled=enabled)
 
 
 __all__ = ["generate", "derive_seed", "plan_chunks", "run_chunk", "ChunkTask"]

@@ -71,14 +71,72 @@ def _cache_key(rep, ds, entry, data_cfg) -> str:
     return h.hexdigest()[:24]
 
 
+def _cache_chunk(task) -> tuple[int, int]:
+    """Build chunk ``i``'s representation into its cache file (runs where the executor runs it); returns
+    (i, constituents seen). The errors are load_store's."""
+    path, i, rep, data_cfg, cache_dir = task
+    ds = open_dataset(path)
+    f = Path(cache_dir) / f"{_cache_key(rep, ds, ds.chunks[i], data_cfg)}.npz"
+    if f.exists():
+        return i, 1
+    events = select_jets(ds.read_chunk(i), data_cfg)
+    needs_constituents = rep.kind in ("constituents", "image", "lund", "observables")
+    n_constituents = _count_constituents(events, ds.path) if needs_constituents else 0
+    try:
+        store = store_from_rep(build(rep, events, f"{ds.path} (chunk {i})"), 0.0)
+    except DatasetError:
+        if needs_constituents and n_constituents == 0:
+            raise DatasetError(_no_constituents(ds, rep)) from None
+        raise
+    except (KeyError, ValueError, ak.errors.FieldNotFoundError) as exc:
+        raise DatasetError(f"{ds.path}: cannot build representation '{rep.kind}' from chunk {i}: {exc}. "
+                           "The dataset lacks an input this representation needs (e.g. constituents "
+                           "for point clouds, particles or jets for event images).") from None
+    save_npz_atomic(f, store, rep)
+    return i, n_constituents
+
+
+def build_cache(path, rep, data_cfg, cache_dir, executor=None, progress: bool = False) -> int:
+    """Build the per-chunk representation cache of a dataset (npz files in ``cache_dir``, each written
+    atomically) as one task per missing chunk on ``executor`` (darkshower.execute; default in process);
+    chunks already cached are kept. Returns the number of chunks built. :func:`load_store` then reads
+    the cache; the stores do not depend on the executor."""
+    from darkshower.execute import using
+
+    ds = open_dataset(path)
+    if not ds.chunks:
+        raise DatasetError(f"{ds.path}: dataset has no chunks (generate/import it first)")
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    todo = [(str(ds.path), i, rep, data_cfg, str(cache_dir)) for i in range(len(ds.chunks))
+            if not (cache_dir / f"{_cache_key(rep, ds, ds.chunks[i], data_cfg)}.npz").exists()]
+    if not todo:
+        return 0
+    seen = [0]
+
+    def fold(res) -> None:
+        seen[0] += res[1]
+
+    with using(executor) as ex:
+        ex.check_output_dir(cache_dir)
+        ex.run(_cache_chunk, todo, fold, desc=f"representation {ds.path.name}", unit="chunk", progress=progress,
+               name=lambda t: f"{t[0]} chunk {t[1]}")
+    if rep.kind in ("constituents", "image", "lund", "observables") and seen[0] == 0:
+        raise DatasetError(_no_constituents(ds, rep))
+    return len(todo)
+
+
 def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None = None, method: tuple | None = None,
-               progress: bool = False, max_samples: int | None = None) -> tuple[dict, float]:
+               progress: bool = False, max_samples: int | None = None, executor=None) -> tuple[dict, float]:
     """Representation of a whole dataset as one store; returns (store, seconds spent building).
-    ``method``: (method class, model config) whose ``extra_columns`` are added."""
+    ``method``: (method class, model config) whose ``extra_columns`` are added. With ``executor`` and
+    ``cache_dir``, the missing cache files are first built as one task per chunk (:func:`build_cache`)."""
     t0 = time.perf_counter()
     ds = open_dataset(path)
     if not ds.chunks:
         raise DatasetError(f"{ds.path}: dataset has no chunks (generate/import it first)")
+    if executor is not None and cache_dir is not None and max_samples is None:
+        build_cache(path, rep, data_cfg, cache_dir, executor, progress)
     parts, n, n_constituents = [], 0, 0
     needs_constituents = rep.kind in ("constituents", "image", "lund", "observables")
     chunks: Iterable[int] = range(len(ds.chunks))

@@ -91,10 +91,11 @@ def check_score_output(out) -> Path:
 
 
 def score(run, datasets, out, which: str = "best", batch_size: int | None = None, progress: bool = True,
-          threads: int | None = None, jobs: int | None = 1) -> tuple[Path, Path]:
+          threads: int | None = None, jobs: int | None = 1, executor=None) -> tuple[Path, Path]:
     """Score every dataset with the run's model; returns (jet table path, event table path).
     ``jobs`` > 1 scores chunks in worker processes (each with ``threads`` torch threads, default 1);
-    0 or None: all cores. While scoring, ``.OUT.lock`` next to OUT keeps a second ``score`` with the same
+    0 or None: all cores. ``executor`` (darkshower.execute: ``Local()``, ``Processes(n)``, ``Dask(...)``)
+    replaces ``jobs``; the scores do not depend on it. While scoring, ``.OUT.lock`` next to OUT keeps a second ``score`` with the same
     OUT out (it fails with a clear error); a lock left by a killed process is taken over."""
     from darkshower.data.dataset import acquire_lock
 
@@ -109,7 +110,10 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
     lock = None
     try:
         lock = acquire_lock(out.with_name(f".{out.name}.lock"), f"--out {out}", "these scores", ConfigError)
-        return _score(run, datasets, out, which, batch_size, progress, threads, jobs)
+        from darkshower.execute import using
+
+        with using(executor, jobs=jobs if jobs and jobs > 0 else None) as ex:
+            return _score(run, datasets, out, which, batch_size, progress, threads, ex)
     finally:
         if lock is not None:
             lock.unlink(missing_ok=True)
@@ -120,11 +124,11 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
                 break
 
 
-def _score(run, datasets, out, which, batch_size, progress, threads, jobs) -> tuple[Path, Path]:
-    from darkshower.execute import make_executor
+def _score(run, datasets, out, which, batch_size, progress, threads, ex) -> tuple[Path, Path]:
     from darkshower.models.runs import load_run
 
-    if jobs == 1:  # load once here; the in-process tasks reuse it (a fresh load also drops a stale cache)
+    local = ex.in_process
+    if local:  # load once here; the in-process tasks reuse it (a fresh load also drops a stale cache)
         import torch
 
         if threads:
@@ -145,19 +149,15 @@ def _score(run, datasets, out, which, batch_size, progress, threads, jobs) -> tu
         if not ds.chunks:
             raise DatasetError(f"{ds.path}: dataset has no chunks")
         tasks += [(len(tasks) + i, str(Path(run)), which, str(ds.path), i, batch_size,
-                   threads if jobs == 1 else (threads or 1)) for i in range(len(ds.chunks))]
+                   threads if local else (threads or 1)) for i in range(len(ds.chunks))]
     t0 = time.perf_counter()
     results: dict[int, pd.DataFrame] = {}
-    from darkshower.progress import progress as _progress
-
-    bar = _progress(len(tasks), f"score {Path(run).name}", "chunk", enabled=progress, leave=False)
 
     def collect(res):
         results[res[0]] = res[1]
-        bar.update(1)
 
-    with bar:
-        make_executor(jobs if jobs and jobs > 0 else None).run(_score_chunk, tasks, collect)
+    ex.run(_score_chunk, tasks, collect, desc=f"score {Path(run).name}", unit="chunk", progress=progress,
+           size=lambda res: len(res[1]), size_unit="jet", name=lambda t: f"{t[3]} chunk {t[4]}")
     jets = pd.concat([results[k] for k in sorted(results)], ignore_index=True)
     n_jets = len(jets)
     n_bad = int(jets["nonfinite_input"].sum())
