@@ -74,7 +74,7 @@ def run(args) -> int:
     else:
         cfg = build_config(args.teacher, args.student, config_from_args(args))
     out = train("distill", args.data, args.out, val=args.val, config=cfg, epochs=args.epochs, seed=args.seed,
-                resume=args.resume, progress=not args.no_progress, command=["darkshower", *sys.argv[1:]])
+                resume=args.resume, progress=not args.no_progress, command=["darkshower", *sys.argv[1:]], nproc=args.nproc)
     import json
 
     info = json.loads((out / "run.json").read_text())

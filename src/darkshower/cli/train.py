@@ -37,6 +37,9 @@ def add_training_options(p, data_help: str, set_example: str) -> None:
     p.add_argument("--seed", type=nonnegative_int, default=None, metavar="S", help="run seed (overrides the config)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--threads", type=positive_int, default=None, metavar="T", help="torch threads (default: all cores)")
+    p.add_argument("--nproc", type=positive_int, default=None, metavar="N",
+                   help="data-parallel training processes on this machine (torch.distributed DDP: gloo on CPU, "
+                        "nccl on GPUs; default 1; under torchrun its environment is used)")
     add_progress(p)
 
 
@@ -58,7 +61,8 @@ def run(args) -> int:
 
     cfg = config_from_args(args)
     out = train(args.method, args.data, args.out, val=args.val, config=cfg, epochs=args.epochs, seed=args.seed,
-                resume=args.resume, progress=not args.no_progress, command=["darkshower", *sys.argv[1:]])
+                resume=args.resume, progress=not args.no_progress, command=["darkshower", *sys.argv[1:]],
+                nproc=args.nproc)
     import json
 
     info = json.loads((out / "run.json").read_text())

@@ -15,6 +15,10 @@ After every callback has seen the epoch, the loop itself writes the full ``check
 optimizer, scheduler, RNG, history, every callback's state, and whether a callback stopped the run),
 so a resumed run continues from exactly that state.
 
+In a distributed run (:mod:`darkshower.train.distributed`) every rank runs every callback with the
+same (all-reduced) epoch row, so selection and early stopping agree; the callbacks that write files
+do so on rank 0 only.
+
 A new selection metric is a callback that adds its value to the epoch row before
 :class:`Selection` runs (pass it first in ``callbacks``) and names it in ``selection``.
 """
@@ -103,6 +107,8 @@ class Checkpointer(Callback):
         self.selection = selection
 
     def on_epoch_end(self, loop, epoch, row):
+        if not loop.world.is_main:  # one writer in a distributed run
+            return
         run = loop.session.run
         state = {"model": loop.model.state_dict(), "epoch": epoch + 1}
         atomic_torch_save(state, run / "model_last.pt")
@@ -114,11 +120,14 @@ class MetricsWriter(Callback):
     """``metrics.json`` and ``metrics.csv``: one row per epoch."""
 
     def on_epoch_end(self, loop, epoch, row):
-        write_metrics(loop.session.run, loop.history + [row])
+        if loop.world.is_main:
+            write_metrics(loop.session.run, loop.history + [row])
 
 
 class EpochLog(Callback):
     def on_epoch_end(self, loop, epoch, row):
+        if not loop.world.is_main:
+            return
         log.info("%s epoch %d/%d: train %.5g, %s %.5g, %.0f jets/s", loop.session.method, epoch + 1,
                  loop.session.cfg.epochs, row["train_loss"], loop.session.selection, row.get("selection_value", math.nan),
                  row["jets_per_s"])

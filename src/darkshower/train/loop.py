@@ -20,11 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
-from darkshower.errors import RunError, TrainingError
+from darkshower.errors import ConfigError, RunError, TrainingError
 from darkshower.models.runs import atomic_torch_save
 from darkshower.represent.store import iter_batches, store_len, take, to_torch
+from darkshower.train import distributed as D
 from darkshower.train.callbacks import Callback
+from darkshower.train.distributed import SINGLE, World
 
 log = logging.getLogger(__name__)
 
@@ -45,27 +48,33 @@ class TrainingData:
     def n_val(self) -> int:
         return store_len(self.val)
 
-    def train_batches(self, model, batch_size: int, seed: int, epoch: int):
+    def train_batches(self, model, batch_size: int, seed: int, epoch: int, world: World = SINGLE):
         """One epoch of training batches: the method's order if it has one, else a (seed, epoch) shuffle;
-        the last incomplete batch is dropped."""
+        the last incomplete batch is dropped. In a distributed run the batches are cut into whole rounds
+        of ``world.size`` and this rank takes every ``world.size``-th one (every rank takes as many steps)."""
         order = model.batch_order(self.train, batch_size, seed, epoch)
         if order is None:
-            return iter_batches(self.train, batch_size, seed, epoch, drop_last=True)
-        return _ordered_batches(self.train, batch_size, order)
+            if not world.distributed:
+                return iter_batches(self.train, batch_size, seed, epoch, drop_last=True)
+            order = np.random.default_rng([seed, epoch]).permutation(self.n_train)
+        order = np.asarray(order)
+        n_batches = len(order) // batch_size if len(order) >= batch_size else (1 if len(order) else 0)
+        starts = np.arange(n_batches) * batch_size
+        if world.distributed:
+            rounds = n_batches // world.size
+            starts = starts[: rounds * world.size][world.rank::world.size]
+        return (to_torch(take(self.train, order[a:a + batch_size])) for a in starts)
 
-    def val_batches(self, batch_size: int) -> list:
-        return list(iter_batches(self.val, batch_size))
+    def val_batches(self, batch_size: int, world: World = SINGLE) -> list:
+        """Validation batches (in a distributed run: of this rank's share of the samples, every
+        ``world.size``-th one, so the shares differ by at most one sample)."""
+        if not world.distributed:
+            return list(iter_batches(self.val, batch_size))
+        return list(iter_batches(take(self.val, np.arange(world.rank, self.n_val, world.size)), batch_size))
 
     def emd_batches(self, n_samples: int) -> list:
         n = min(self.n_val, n_samples)
         return list(iter_batches(take(self.val, np.arange(n)), n))
-
-
-def _ordered_batches(store, batch_size: int, order):
-    order = np.asarray(order)
-    stop = (len(order) // batch_size) * batch_size if len(order) >= batch_size else len(order)
-    for a in range(0, stop, batch_size):
-        yield to_torch(take(store, order[a:a + batch_size]))
 
 
 def make_optimizer(params, cfg):
@@ -104,6 +113,17 @@ def set_rng_state(s: dict) -> None:
     random.setstate(s["python"])
 
 
+class _LossModule(torch.nn.Module):
+    """The method's loss as a module's forward, so DistributedDataParallel can hook the backward."""
+
+    def __init__(self, method):
+        super().__init__()
+        self.method = method
+
+    def forward(self, batch, ctx):
+        return self.method.loss(batch, ctx)
+
+
 class TrainingLoop:
     """Runs the epochs of one session; see the module docstring."""
 
@@ -115,7 +135,17 @@ class TrainingLoop:
         self.data = data
         self.model = model
         self.callbacks = list(callbacks)
-        self.progress = progress
+        self.world = D.current_world()
+        self.progress = progress and self.world.is_main
+        self.loss_fn = model.loss
+        if self.world.distributed:
+            if session.cls.fits_offline:
+                raise ConfigError(f"{session.method} is fitted offline (no gradient steps): train it without --nproc")
+            # gradients averaged over the ranks by DistributedDataParallel; buffers (e.g. an NAE's replay
+            # buffer) stay per rank; some methods leave parameters unused in a phase (pre-training)
+            self.ddp = torch.nn.parallel.DistributedDataParallel(_LossModule(model), broadcast_buffers=False,
+                                                                 find_unused_parameters=True)
+            self.loss_fn = self.ddp
         # a model without trainable parameters (e.g. sup-bdt, fitted offline) gets a dummy one
         params = [p for p in model.parameters() if p.requires_grad] or [torch.zeros((), requires_grad=True)]
         self.optimizer = make_optimizer(params, self.cfg)
@@ -134,7 +164,8 @@ class TrainingLoop:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.scheduler.load_state_dict(ckpt["scheduler"])
-            set_rng_state(ckpt["rng"])
+            ranks = ckpt.get("rng_ranks")
+            set_rng_state(ranks[self.world.rank] if ranks and len(ranks) == self.world.size else ckpt["rng"])
             self.history, self.start_epoch = ckpt["history"], ckpt["epoch"] + 1
             for cb in self.callbacks:
                 cb.load_state_dict(ckpt)
@@ -145,9 +176,13 @@ class TrainingLoop:
 
     def checkpoint_state(self, epoch: int) -> dict:
         """Everything ``--resume`` needs to continue after ``epoch`` exactly."""
+        rngs = D.gather_objects(rng_state())  # a collective in a distributed run: every rank calls this
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "rng": rng_state(), "epoch": epoch,
+                 "scheduler": self.scheduler.state_dict(), "rng": rngs[0], "epoch": epoch,
                  "history": self.history, "stopped_early": self.should_stop}
+        if self.world.distributed:
+            state["rng_ranks"] = rngs
+            state["world_size"] = self.world.size
         for cb in self.callbacks:
             state.update(cb.state_dict())
         return state
@@ -164,7 +199,7 @@ class TrainingLoop:
             return self.history
         offline = self.session.cls.fits_offline
         self.step = self.start_epoch * math.ceil(self.data.n_train / self.cfg.batch_size)
-        val_batches = self.data.val_batches(self.cfg.eval_batch_size)
+        val_batches = self.data.val_batches(self.cfg.eval_batch_size, self.world)
         for cb in self.callbacks:
             cb.on_train_start(self)
         for epoch in range(self.start_epoch, 1 if offline else self.cfg.epochs):
@@ -179,7 +214,9 @@ class TrainingLoop:
             for cb in self.callbacks:
                 cb.on_epoch_end(self, epoch, row)
             self.history.append(row)
-            atomic_torch_save(self.checkpoint_state(epoch), self.session.checkpoint_file)
+            state = self.checkpoint_state(epoch)
+            if self.world.is_main:
+                atomic_torch_save(state, self.session.checkpoint_file)
             if self.should_stop:
                 log.info(self.stop_reason)
                 break
@@ -188,6 +225,10 @@ class TrainingLoop:
         return self.history
 
     def _epoch_row(self, loss_sum: float, logs_sum: dict, n_seen: int, t_train: float, t_data: float) -> dict:
+        if self.world.distributed:  # averages over every rank's samples; throughput of the whole job
+            tot = D.all_reduce_sums({"loss": loss_sum, "n": n_seen, **{f"log_{k}": v for k, v in logs_sum.items()}})
+            loss_sum, n_seen = tot.pop("loss"), int(tot.pop("n"))
+            logs_sum = {k[4:]: v for k, v in tot.items()}
         row = {"train_loss": loss_sum / max(n_seen, 1)}
         row.update({f"train_{k}": v / max(n_seen, 1) for k, v in logs_sum.items()})
         row.update({"train_seconds": t_train, "data_seconds": t_data, "data_fraction": t_data / max(t_train, 1e-12),
@@ -215,7 +256,7 @@ class TrainingLoop:
         t_data = 0.0
         loss_sum, n_seen = 0.0, 0
         logs_sum: dict[str, float] = {}
-        it = self.data.train_batches(model, cfg.batch_size, cfg.seed, epoch)
+        it = self.data.train_batches(model, cfg.batch_size, cfg.seed, epoch, self.world)
         with progress(self.data.n_train, f"{self.session.method} epoch {epoch + 1}/{cfg.epochs}", "jet",
                       enabled=self.progress, leave=False) as bar:
             while True:
@@ -224,8 +265,11 @@ class TrainingLoop:
                 t_data += time.perf_counter() - t0
                 if batch is None:
                     break
-                loss, logs = model.loss(batch, StepContext(epoch, self.step, cfg.epochs))
-                if not torch.isfinite(loss):
+                loss, logs = self.loss_fn(batch, StepContext(epoch, self.step, cfg.epochs))
+                bad = not bool(torch.isfinite(loss))
+                if self.world.distributed:
+                    bad = D.any_rank(bad)  # every rank stops together
+                if bad:
                     self._fail_nonfinite(loss.item(), epoch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -252,7 +296,8 @@ class TrainingLoop:
         run = self.session.run
         info = self.session.info
         info["status"] = f"failed: non-finite loss at epoch {epoch + 1}, step {self.step}"
-        atomic_write_json(run / "run.json", info)
+        if self.world.is_main:
+            atomic_write_json(run / "run.json", info)
         raise TrainingError(
             f"{run}: loss became {value} at epoch {epoch + 1}, step {self.step}; training stopped. "
             f"The last good checkpoint (epoch {epoch}) is kept. Lower optimizer.lr, keep grad_clip on, "
@@ -273,8 +318,15 @@ class TrainingLoop:
                 for k, v in model.val_metrics(b).items():
                     vsum[k] = vsum.get(k, 0.0) + float(v) * bs
                 nv += bs
+        if self.world.distributed:  # the selection metric sees every rank's share of the validation data
+            tot = D.all_reduce_sums({"__n": nv, **vsum})
+            nv = int(tot.pop("__n"))
+            vsum = tot
         row: dict[str, Any] = {f"val_{k}": v / max(nv, 1) for k, v in vsum.items()}
         if self.session.cls.energy_based:
-            row["val_emd"] = float(model.validation_emd(self.data.emd_batches(self.cfg.emd_samples)))
+            emd = float(model.validation_emd(self.data.emd_batches(self.cfg.emd_samples)))
+            if self.world.distributed:  # each rank's own model samples; the mean over ranks
+                emd = D.all_reduce_sums({"emd": emd})["emd"] / self.world.size
+            row["val_emd"] = emd
         row["val_seconds"] = time.perf_counter() - t0
         return row

@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 
 from darkshower.data.dataset import atomic_write_json, atomic_write_text, open_dataset
+from darkshower.errors import ConfigError
 from darkshower.models.runs import RUN_FORMAT, RUN_FORMAT_VERSION, versions
 from darkshower.represent.store import concat, store_len, take
 from darkshower.train.callbacks import Callback, default_callbacks
@@ -78,8 +79,9 @@ def load_data(session: Session, progress: bool = True) -> TrainingData:
     return TrainingData(train_store, val_store, t_build)
 
 
-def start_run(session: Session, data: TrainingData):
-    """The method's model; for a fresh run also its fitted preprocessing, ``run.json`` and ``config.yaml``."""
+def start_run(session: Session, data: TrainingData, write: bool = True):
+    """The method's model; for a fresh run also its fitted preprocessing and (with ``write``)
+    ``run.json`` and ``config.yaml``."""
     cls, cfg, rep = session.cls, session.cfg, session.rep
     spec = session.info["spec"] if session.resumed else cls.input_spec(data.train, rep)
     model = cls(session.model_cfg, spec)
@@ -96,6 +98,8 @@ def start_run(session: Session, data: TrainingData):
         "seed": cfg.seed, "versions": versions(), "command": session.command or sys.argv,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if not write:
+        return model
     resolved = cfg.model_dump(mode="json")
     resolved["representation"] = rep.model_dump(mode="json")
     resolved["model"] = session.model_cfg.model_dump(mode="json")
@@ -107,17 +111,59 @@ def start_run(session: Session, data: TrainingData):
 
 def train(method: str, data, out, val=None, config=None, epochs: int | None = None, seed: int | None = None,
           resume: bool = False, progress: bool = True, command: list[str] | None = None,
-          callbacks: list[Callback] | None = None) -> Path:
+          callbacks: list[Callback] | None = None, nproc: int | None = None) -> Path:
     """Train ``method`` on background ``data`` (path or list of dataset paths) into run dir ``out``.
-    ``callbacks`` run after the default ones (selection, checkpoints, metrics, log)."""
+    ``callbacks`` run after the default ones (selection, checkpoints, metrics, log). ``nproc`` > 1
+    trains with that many data-parallel processes on this machine (:mod:`darkshower.train.distributed`);
+    under ``torchrun`` the process group it describes is joined instead."""
+    from darkshower.train import distributed as D
+
+    args = (method, data, out, val, config, epochs, seed, resume, progress, command, callbacks)
+    world = D.current_world()
+    if not world.distributed:
+        env = D.env_world()
+        if env is not None and env.distributed:  # started by torchrun: join its group
+            D.init(env)
+            try:
+                return _train(*args)
+            finally:
+                D.shutdown()
+    if nproc is not None and nproc > 1 and not world.distributed:
+        if isinstance(nproc, bool) or not isinstance(nproc, int):
+            raise ConfigError(f"nproc={nproc!r}: give an integer number of processes")
+        if not resume:
+            resolve_config(method, config, {"epochs": epochs, "seed": seed})  # config errors fail here, once
+        if callbacks:
+            raise ConfigError("callbacks cannot be passed to the spawned processes of nproc > 1; run under torchrun")
+        from darkshower.models import get_method
+
+        if get_method(method).fits_offline:
+            raise ConfigError(f"{method} is fitted offline (no gradient steps): train it without --nproc")
+        D.launch(int(nproc), _train, *args)
+        return Path(out)
+    if nproc is not None and nproc < 1:
+        raise ConfigError(f"nproc={nproc}: must be >= 1")
+    return _train(*args)
+
+
+def _train(method, data, out, val, config, epochs, seed, resume, progress, command, callbacks) -> Path:
+    from darkshower.train import distributed as D
+
+    world = D.current_world()
     session = open_session(method, data, out, val, config, epochs, seed, resume, command)
+    D.barrier()  # every rank has looked at the run directory before rank 0 writes into it
     created = not session.run.exists()
     try:
-        tdata = load_data(session, progress)
-        model = start_run(session, tdata)
+        if world.is_main:  # rank 0 builds the representation cache, the others then read it
+            tdata = load_data(session, progress)
+            D.barrier()
+        else:
+            D.barrier()
+            tdata = load_data(session, False)
+        model = start_run(session, tdata, write=world.is_main)
     except BaseException:
-        if created and not (session.run / "run.json").exists():  # failed before the run existed: leave nothing
-            shutil.rmtree(session.run, ignore_errors=True)
+        if world.is_main and created and not (session.run / "run.json").exists():
+            shutil.rmtree(session.run, ignore_errors=True)  # failed before the run existed: leave nothing
         raise
     loop = TrainingLoop(session, tdata, model, default_callbacks(session) + list(callbacks or []), progress)
     if session.checkpoint is not None:
@@ -131,5 +177,9 @@ def train(method: str, data, out, val=None, config=None, epochs: int | None = No
     info["epochs_done"] = len(history)
     info["best_epoch"] = next((r["epoch"] for r in reversed(history) if r.get("best")), None)
     info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-    atomic_write_json(session.run / "run.json", info)
+    if world.distributed:
+        info["world_size"] = world.size
+    if world.is_main:
+        atomic_write_json(session.run / "run.json", info)
+    D.barrier()
     return session.run
