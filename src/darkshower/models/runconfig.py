@@ -39,6 +39,13 @@ class DataConfig(StrictModel):
     jet_mass_max: float | None = Field(None, gt=0)
     cache: bool = Field(True, description="cache each chunk's representation in RUN/cache (npz)")
     signal: list[str] = Field(default_factory=list, description="signal datasets (label 1): supervised references only")
+    streaming: Literal["auto", "on", "off"] = Field(
+        "auto", description="read training batches chunk by chunk from the cache instead of holding the training "
+                            "set in memory; auto: when it has more than stream_above samples")
+    stream_above: int = Field(2_000_000, ge=1, description="auto streaming: sample count above which training streams")
+    shuffle_buffer: int = Field(200_000, ge=1, description="streaming: samples shuffled together (a larger buffer "
+                                                           "mixes better and uses more memory)")
+    prepare_samples: int = Field(200_000, ge=1, description="streaming: training samples the preprocessing is fitted on")
 
 
 class TrainConfig(StrictModel):

@@ -45,15 +45,51 @@ def _dataset_ref(path) -> dict:
             "chunks_sha256": [c.get("sha256") for c in ds.chunks]}
 
 
-def load_data(session: Session, progress: bool = True) -> TrainingData:
+def _streams(session: Session, cache: Path | None) -> bool:
+    """Whether this run reads its training data chunk by chunk (data.streaming; auto: by size)."""
+    cfg, cls = session.cfg, session.cls
+    mode = cfg.data.streaming
+    if mode == "off":
+        return False
+    why = ("data.cache is false" if cache is None else
+           f"{session.method} is fitted offline on the whole training set" if cls.fits_offline else None)
+    if why is not None:
+        if mode == "on":
+            raise ConfigError(f"data.streaming: on is impossible here: {why}; use data.streaming: off")
+        return False
+    if mode == "on":
+        return True
+    from darkshower.train.stream import cache_files, count_samples
+
+    assert cache is not None
+    files = [f for p in [*session.data_paths, *cfg.data.signal]
+             for f in cache_files(p, session.rep, cfg.data, cache, progress=False)]
+    n = count_samples(files)
+    if n > cfg.data.stream_above:
+        log.info("%d training samples > data.stream_above %d: streaming from %s", n, cfg.data.stream_above, cache)
+        return True
+    return False
+
+
+def load_data(session: Session, progress: bool = True):
     """Build (or read from the run's cache) the representation of the training, signal (supervised
-    references) and validation datasets; split by event when no validation data are given."""
+    references) and validation datasets; split by event when no validation data are given. Returns
+    in-memory :class:`TrainingData`, or :class:`~darkshower.train.stream.StreamingData` when the run
+    streams (``data.streaming``)."""
     cfg, cls = session.cfg, session.cls
     session.run.mkdir(parents=True, exist_ok=True)
     cache = session.run / "cache" if cfg.data.cache else None
     if session.rep is None:
         session.rep = resolve_representation(cls, cfg.representation, session.data_paths, cfg.data, cfg.seed,
                                              session.model_cfg)
+    if _streams(session, cache):
+        from darkshower.train.stream import StreamingData
+
+        assert cache is not None
+        sdata = StreamingData(session, cache, progress=progress)
+        check_nonempty(sdata.train, "training", session.data_paths[0])
+        check_nonempty(sdata.val, "validation", (session.val_paths or session.data_paths)[0])
+        return sdata
     t_build = 0.0
 
     def load(paths, label):
@@ -94,7 +130,7 @@ def start_run(session: Session, data: TrainingData, write: bool = True):
         "selection": session.selection, "representation": rep.model_dump(mode="json"), "spec": spec,
         "data": [_dataset_ref(p) for p in session.data_paths], "val": [_dataset_ref(p) for p in session.val_paths or []],
         "signal": [_dataset_ref(p) for p in cfg.data.signal],
-        "n_train": data.n_train, "n_val": data.n_val,
+        "n_train": data.n_train, "n_val": data.n_val, "streaming": type(data).__name__ == "StreamingData",
         "seed": cfg.seed, "versions": versions(), "command": session.command or sys.argv,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
