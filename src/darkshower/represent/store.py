@@ -98,7 +98,8 @@ def to_torch(store: dict) -> dict:
         elif isinstance(v, SparseEventImages):
             out["x"] = torch.from_numpy(v.dense())
         else:
-            out[k] = torch.from_numpy(np.ascontiguousarray(v))
+            a = np.ascontiguousarray(v)
+            out[k] = torch.from_numpy(a if a.flags.writeable else a.copy())  # torch wants writable memory
     return out
 
 
