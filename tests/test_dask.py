@@ -378,3 +378,19 @@ def test_unreachable_scheduler_is_named():
 
 def test_cluster_error_is_a_darkshower_error():
     assert issubclass(ClusterError, DarkshowerError) and ClusterError.exit_code == 2
+
+
+def test_cli_observables_and_score_on_the_cluster(dask_ex, ae_run, qcd_ds, tmp_path, capsys):
+    from darkshower.represent.observables import observables
+    from darkshower.train import score
+
+    address = dask_ex.client.scheduler.address
+    assert main(["observables", str(qcd_ds.path), "--out", str(tmp_path / "obs.parquet"), "--scheduler", address,
+                 "--no-progress"]) == 0, capsys.readouterr().err
+    jets, _ = observables(qcd_ds, progress=False, executor=Local())
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "obs.parquet"), jets, check_exact=True)
+    assert main(["score", str(ae_run), str(qcd_ds.path), "--out", str(tmp_path / "s.parquet"), "--threads", "1",
+                 "--executor", "dask", "--scheduler", address, "--no-progress"]) == 0, capsys.readouterr().err
+    ref, _ = score(ae_run, [qcd_ds], tmp_path / "ref.parquet", progress=False, threads=1, executor=Local())
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "s.parquet"), pd.read_parquet(ref), check_exact=True)
+    assert dask_ex.workers == 2
