@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from darkshower.cli.options import (add_executor, add_progress, executor_of, nonnegative_float, nonnegative_int,
-                                    positive_float)
+from darkshower.cli.options import (
+    add_executor,
+    add_progress,
+    executor_of,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+)
 
 log = logging.getLogger(__name__)
 

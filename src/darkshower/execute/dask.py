@@ -34,6 +34,7 @@ import time
 import uuid
 import weakref
 from pathlib import Path
+from typing import Any
 
 from darkshower.errors import ClusterError, ConfigError, DarkshowerError
 from darkshower.execute import Executor, available_cores
@@ -129,7 +130,7 @@ class Dask(Executor):
         self.cancel_wait = float(cancel_wait)
         self.timeout = float(timeout)  # seconds to wait for a scheduler at an address
         self._client = client
-        self._cluster = None
+        self._cluster: Any = None
         self._own_client = False
 
     # -- pickling: the client is dropped ----------------------------------------------------------
@@ -143,7 +144,7 @@ class Dask(Executor):
         return {"scheduler": scheduler, "retries": self.retries, "cancel_wait": self.cancel_wait, "timeout": self.timeout}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
+        Dask.__init__(self, **state)
 
     def __repr__(self) -> str:
         where = self.scheduler or ("client" if self._client is not None else "default")

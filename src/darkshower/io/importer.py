@@ -15,6 +15,7 @@ import datetime as _dt
 import logging
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -280,12 +281,10 @@ def import_dataset(
             keep_open = ex.in_process  # in process: one open reader per file, as the chunks come in order
             if todo:
                 ex.check_output_dir(out)
-            tasks = ((ci, cls.format_name, str(path), fi, s, e, opts, str(out), keep_open)
+            every = ((ci, cls.format_name, str(path), fi, s, e, opts, str(out), keep_open)
                      for ci, path, fi, s, e in todo)
-            if keep_open:  # lazily: chunks of a file found bad are not read
-                tasks = (t for t in tasks if Path(t[2]) not in bad)
-            else:
-                tasks = list(tasks)
+            # in process, lazily: the chunks of a file found bad are not read
+            tasks: Iterable = (t for t in every if Path(t[2]) not in bad) if keep_open else list(every)
             ex.run(_import_chunk, tasks, fold, desc=f"import {cls.format_name}", unit="chunk",
                    progress=progress if todo else False, size=lambda r: 0 if isinstance(r[2], Exception) else r[2]["n_events"],
                    name=lambda t: f"{t[2]} rows {t[4]}-{t[5]}", total=len(todo))

@@ -177,8 +177,8 @@ def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, exe
     from darkshower.models import get_method
 
     samples = [cfg.train, cfg.background, *cfg.signals]
+    tasks: list[tuple[str, str, dict[str, Any]]] = []
     if "generate" in want:
-        tasks = []
         for i, s in enumerate(samples):
             if s.path or status.done(f"generate:{s.name}"):
                 continue
