@@ -212,3 +212,14 @@ def test_failed_setup_leaves_no_run_directory(tmp_path):
     with pytest.raises(DatasetError, match=str(tmp_path / "tm")):
         train("ae-image", ds, tmp_path / "out" / "r", config=FAST, epochs=1, progress=False)
     assert not (tmp_path / "out" / "r").exists()
+
+
+def test_cache_built_on_an_executor_gives_the_same_model(qcd_ds, tmp_path):
+    from darkshower.execute import Processes
+
+    a = train("ae-hlf", qcd_ds, tmp_path / "a", config=FAST, epochs=1, seed=1, progress=False)
+    b = train("ae-hlf", qcd_ds, tmp_path / "b", config=FAST, epochs=1, seed=1, progress=False, executor=Processes(2))
+    assert len(list((b / "cache").glob("*.npz"))) == len(qcd_ds.chunks)
+    ma = torch.load(a / "model_last.pt", weights_only=False)["model"]
+    mb = torch.load(b / "model_last.pt", weights_only=False)["model"]
+    assert all(torch.equal(ma[k], mb[k]) for k in ma)

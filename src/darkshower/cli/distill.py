@@ -73,8 +73,13 @@ def run(args) -> int:
         cfg = None
     else:
         cfg = build_config(args.teacher, args.student, config_from_args(args))
-    out = train("distill", args.data, args.out, val=args.val, config=cfg, epochs=args.epochs, seed=args.seed,
-                resume=args.resume, progress=not args.no_progress, command=["darkshower", *sys.argv[1:]], nproc=args.nproc)
+    from darkshower.cli.options import executor_of
+
+    asked = args.executor is not None or args.scheduler is not None or args.jobs != 1
+    with executor_of(args) as ex:
+        out = train("distill", args.data, args.out, val=args.val, config=cfg, epochs=args.epochs, seed=args.seed,
+                    resume=args.resume, progress=not args.no_progress, command=["darkshower", *sys.argv[1:]],
+                    nproc=args.nproc, executor=ex if asked else None)
     import json
 
     info = json.loads((out / "run.json").read_text())

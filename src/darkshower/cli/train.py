@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from darkshower.cli.options import add_progress, nonnegative_int, positive_int
+from darkshower.cli.options import add_executor, add_progress, executor_of, nonnegative_int, positive_int
 from darkshower.config import parse_assignment, set_nested
 
 
@@ -40,6 +40,7 @@ def add_training_options(p, data_help: str, set_example: str) -> None:
     p.add_argument("--nproc", type=positive_int, default=None, metavar="N",
                    help="data-parallel training processes on this machine (torch.distributed DDP: gloo on CPU, "
                         "nccl on GPUs; default 1; under torchrun its environment is used)")
+    add_executor(p, jobs_default=1, what="for building the representation cache, one task per chunk")
     add_progress(p)
 
 
@@ -60,9 +61,11 @@ def run(args) -> int:
     from darkshower.train import train
 
     cfg = config_from_args(args)
-    out = train(args.method, args.data, args.out, val=args.val, config=cfg, epochs=args.epochs, seed=args.seed,
-                resume=args.resume, progress=not args.no_progress, command=["darkshower", *sys.argv[1:]],
-                nproc=args.nproc)
+    asked = args.executor is not None or args.scheduler is not None or args.jobs != 1
+    with executor_of(args) as ex:
+        out = train(args.method, args.data, args.out, val=args.val, config=cfg, epochs=args.epochs, seed=args.seed,
+                    resume=args.resume, progress=not args.no_progress, command=["darkshower", *sys.argv[1:]],
+                    nproc=args.nproc, executor=ex if asked else None)
     import json
 
     info = json.loads((out / "run.json").read_text())

@@ -45,7 +45,7 @@ def _dataset_ref(path) -> dict:
             "chunks_sha256": [c.get("sha256") for c in ds.chunks]}
 
 
-def _streams(session: Session, cache: Path | None) -> bool:
+def _streams(session: Session, cache: Path | None, executor=None) -> bool:
     """Whether this run reads its training data chunk by chunk (data.streaming; auto: by size)."""
     cfg, cls = session.cfg, session.cls
     mode = cfg.data.streaming
@@ -63,7 +63,7 @@ def _streams(session: Session, cache: Path | None) -> bool:
 
     assert cache is not None
     files = [f for p in [*session.data_paths, *cfg.data.signal]
-             for f in cache_files(p, session.rep, cfg.data, cache, progress=False)]
+             for f in cache_files(p, session.rep, cfg.data, cache, executor, progress=False)]
     n = count_samples(files)
     if n > cfg.data.stream_above:
         log.info("%d training samples > data.stream_above %d: streaming from %s", n, cfg.data.stream_above, cache)
@@ -71,22 +71,23 @@ def _streams(session: Session, cache: Path | None) -> bool:
     return False
 
 
-def load_data(session: Session, progress: bool = True):
+def load_data(session: Session, progress: bool = True, executor=None):
     """Build (or read from the run's cache) the representation of the training, signal (supervised
     references) and validation datasets; split by event when no validation data are given. Returns
     in-memory :class:`TrainingData`, or :class:`~darkshower.train.stream.StreamingData` when the run
-    streams (``data.streaming``)."""
+    streams (``data.streaming``). ``executor`` (darkshower.execute) builds the per-chunk representation
+    cache (one task per chunk; needs ``data.cache``)."""
     cfg, cls = session.cfg, session.cls
     session.run.mkdir(parents=True, exist_ok=True)
     cache = session.run / "cache" if cfg.data.cache else None
     if session.rep is None:
         session.rep = resolve_representation(cls, cfg.representation, session.data_paths, cfg.data, cfg.seed,
                                              session.model_cfg)
-    if _streams(session, cache):
+    if _streams(session, cache, executor):
         from darkshower.train.stream import StreamingData
 
         assert cache is not None
-        sdata = StreamingData(session, cache, progress=progress)
+        sdata = StreamingData(session, cache, executor=executor, progress=progress)
         check_nonempty(sdata.train, "training", session.data_paths[0])
         check_nonempty(sdata.val, "validation", (session.val_paths or session.data_paths)[0])
         return sdata
@@ -96,7 +97,8 @@ def load_data(session: Session, progress: bool = True):
         nonlocal t_build
         parts = []
         for p in paths:
-            s, t = load_store(p, session.rep, cfg.data, label, cache, (cls, session.model_cfg), progress)
+            s, t = load_store(p, session.rep, cfg.data, label, cache, (cls, session.model_cfg), progress,
+                              executor=executor)
             parts.append(s)
             t_build += t
         return parts
@@ -147,14 +149,16 @@ def start_run(session: Session, data: TrainingData, write: bool = True):
 
 def train(method: str, data, out, val=None, config=None, epochs: int | None = None, seed: int | None = None,
           resume: bool = False, progress: bool = True, command: list[str] | None = None,
-          callbacks: list[Callback] | None = None, nproc: int | None = None) -> Path:
+          callbacks: list[Callback] | None = None, nproc: int | None = None, executor=None) -> Path:
     """Train ``method`` on background ``data`` (path or list of dataset paths) into run dir ``out``.
     ``callbacks`` run after the default ones (selection, checkpoints, metrics, log). ``nproc`` > 1
     trains with that many data-parallel processes on this machine (:mod:`darkshower.train.distributed`);
-    under ``torchrun`` the process group it describes is joined instead."""
+    under ``torchrun`` the process group it describes is joined instead. ``executor``
+    (:mod:`darkshower.execute`: ``Local()``, ``Processes(n)``, ``Dask(...)``) builds the representation
+    cache, one task per chunk."""
     from darkshower.train import distributed as D
 
-    args = (method, data, out, val, config, epochs, seed, resume, progress, command, callbacks)
+    args = (method, data, out, val, config, epochs, seed, resume, progress, command, callbacks, executor)
     world = D.current_world()
     if not world.distributed:
         env = D.env_world()
@@ -169,8 +173,8 @@ def train(method: str, data, out, val=None, config=None, epochs: int | None = No
             raise ConfigError(f"nproc={nproc!r}: give an integer number of processes")
         if not resume:
             resolve_config(method, config, {"epochs": epochs, "seed": seed})  # config errors fail here, once
-        if callbacks:
-            raise ConfigError("callbacks cannot be passed to the spawned processes of nproc > 1; run under torchrun")
+        if callbacks or executor is not None:
+            raise ConfigError("callbacks and executors cannot be passed to the spawned processes of nproc > 1; run under torchrun")
         from darkshower.models import get_method
 
         if get_method(method).fits_offline:
@@ -182,7 +186,7 @@ def train(method: str, data, out, val=None, config=None, epochs: int | None = No
     return _train(*args)
 
 
-def _train(method, data, out, val, config, epochs, seed, resume, progress, command, callbacks) -> Path:
+def _train(method, data, out, val, config, epochs, seed, resume, progress, command, callbacks, executor=None) -> Path:
     from darkshower.train import distributed as D
 
     world = D.current_world()
@@ -191,7 +195,7 @@ def _train(method, data, out, val, config, epochs, seed, resume, progress, comma
     created = not session.run.exists()
     try:
         if world.is_main:  # rank 0 builds the representation cache, the others then read it
-            tdata = load_data(session, progress)
+            tdata = load_data(session, progress, executor)
             D.barrier()
         else:
             D.barrier()
