@@ -343,40 +343,49 @@ def create_app(models: list, max_batch: int = 4096, max_delay_ms: float = 5.0, b
             metrics.requests.labels(*labels).inc()
             if not m.ready:
                 raise RequestError(503, f"model {m.name} version {m.version} is not ready: {m.reason}")
-            body = await _read_body(request, max_body_bytes)
-            hl = request.headers.get(HEADER_LEN)
-            if hl is not None:
-                try:
-                    hl = int(hl)
-                    if not 0 <= hl <= len(body):
-                        raise ValueError
-                except ValueError:
-                    raise RequestError(400, f"Inference-Header-Content-Length {request.headers.get(HEADER_LEN)!r} "
-                                            f"is not a length within the {len(body)}-byte body") from None
-                head, binary = body[:hl], body[hl:]
-            else:
-                head, binary = body, b""
+            batcher = batchers[labels]
+            batcher.arrive()
             try:
-                req = json.loads(head)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise RequestError(400, f"request is not valid JSON ({exc})") from None
-            feeds, rows = _decode_inputs(req, binary, m)
-            _outputs_wanted(req, m)  # unknown output names fail before inference
-            if rows == 0:
-                result = {o["name"]: np.zeros(0, V2_DTYPES[o["datatype"]]) for o in m.outputs}
-            else:
-                try:
-                    result = await batchers[labels].infer(feeds, rows)
-                except Exception as exc:
-                    log.error("inference of %s/%s failed: %s", m.name, m.version, exc)
-                    raise RequestError(500, f"inference failed: {str(exc).splitlines()[0] if str(exc) else exc!r}") \
-                        from None
-            resp = _encode(m, req, result, rows)
-            metrics.request.labels(*labels).observe(time.perf_counter() - t0)
-            return resp
+                return await _infer(request, m, batcher, labels, t0)
+            finally:
+                batcher.leave()
         except RequestError as exc:
             metrics.failures.labels(*labels, str(exc.status)).inc()
             return _error(exc.status, exc.reason)
+
+    async def _infer(request, m, batcher, labels, t0):
+        """Body -> tensors -> (batched) inference -> response; RequestError on a bad request."""
+        body = await _read_body(request, max_body_bytes)
+        hl = request.headers.get(HEADER_LEN)
+        if hl is not None:
+            try:
+                hl = int(hl)
+                if not 0 <= hl <= len(body):
+                    raise ValueError
+            except ValueError:
+                raise RequestError(400, f"Inference-Header-Content-Length {request.headers.get(HEADER_LEN)!r} "
+                                        f"is not a length within the {len(body)}-byte body") from None
+            head, binary = body[:hl], body[hl:]
+        else:
+            head, binary = body, b""
+        try:
+            req = json.loads(head)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RequestError(400, f"request is not valid JSON ({exc})") from None
+        feeds, rows = _decode_inputs(req, binary, m)
+        _outputs_wanted(req, m)  # unknown output names fail before inference
+        if rows == 0:
+            result = {o["name"]: np.zeros(0, V2_DTYPES[o["datatype"]]) for o in m.outputs}
+        else:
+            try:
+                result = await batcher.infer(feeds, rows)
+            except Exception as exc:
+                log.error("inference of %s/%s failed: %s", m.name, m.version, exc)
+                raise RequestError(500, f"inference failed: {str(exc).splitlines()[0] if str(exc) else exc!r}") \
+                    from None
+        resp = _encode(m, req, result, rows)
+        metrics.request.labels(*labels).observe(time.perf_counter() - t0)
+        return resp
 
     async def prom(request):
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -385,6 +394,9 @@ def create_app(models: list, max_batch: int = 4096, max_delay_ms: float = 5.0, b
 
     @asynccontextmanager
     async def lifespan(app):
+        import asyncio
+
+        app.state.loop = asyncio.get_running_loop()  # the server's event loop (tests stall it to form bursts)
         for b in batchers.values():
             b.start()
         try:
@@ -407,6 +419,7 @@ def create_app(models: list, max_batch: int = 4096, max_delay_ms: float = 5.0, b
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.metrics = metrics
     app.state.models = models
+    app.state.batchers = batchers
 
     async def not_found(request, exc):
         return _error(getattr(exc, "status_code", 404), f"{request.method} {request.url.path}: "

@@ -1,6 +1,11 @@
 """Dynamic batching: requests queued per model are merged up to ``max_batch`` rows or ``max_delay_ms``
 after the oldest one arrived, run once with ONNX Runtime, and split back.
 
+A request that is alone (the only request of its model in the server: nothing else queued, being read or
+being run) is dispatched at once instead of waiting ``max_delay_ms`` for company that is not coming; the
+server's request handler tells the batcher when a request starts and ends (:meth:`Batcher.arrive`,
+:meth:`Batcher.leave`). As soon as a second request is in flight, the delay applies as configured.
+
 One worker coroutine per model instance (each with its own session) takes from the model's queue, so
 ``instances`` batches of one model run at the same time (ONNX Runtime releases the GIL). With batching off,
 a worker takes one request at a time (the same path, for a fair comparison). A request larger than
@@ -38,6 +43,7 @@ class Batcher:
         self.metrics = metrics
         self.pending: deque[_Item] = deque()
         self.pending_rows = 0
+        self.in_flight = 0  # requests of this model received and not yet answered (queued ones included)
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
         self._pool: ThreadPoolExecutor | None = None
@@ -59,6 +65,20 @@ class Batcher:
         self.pending.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def arrive(self) -> None:
+        """A request for this model started (its body is still to be read): it may join the next batch."""
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        """A request that :meth:`arrive` announced was answered (or failed)."""
+        self.in_flight -= 1
+        if self.in_flight == 1 and len(self.pending) == 1 and self._wake is not None:
+            self._wake.set()  # a queued request waiting for company is now alone: dispatch it
+
+    def _alone(self) -> bool:
+        """The one queued request is the only request of this model in the server: waiting cannot merge it."""
+        return len(self.pending) == 1 and self.in_flight <= 1
 
     async def infer(self, feeds: dict, rows: int) -> dict:
         """Outputs {name: array with ``rows`` rows} for one request's inputs."""
@@ -85,9 +105,9 @@ class Batcher:
             while not self.pending:
                 self._wake.clear()
                 await self._wake.wait()
-            if self.batching and self.delay > 0:
+            if self.batching and self.delay > 0 and not self._alone():
                 deadline = self.pending[0].t_enqueue + self.delay
-                while self.pending and self.pending_rows < self.max_batch:
+                while self.pending and self.pending_rows < self.max_batch and not self._alone():
                     left = deadline - time.perf_counter()
                     if left <= 0:
                         break
