@@ -5,13 +5,16 @@ Example::
     darkshower generate svj --events 2000 --seed 1 --out data/svj --set r_inv=0.5 --set m_dark=10
     darkshower generate qcd --events 5000 --out data/qcd --set pthat_min=300 --detector none
     darkshower generate qcd --events 1000 --out data/qcd --pythia "PartonLevel:MPI = off"
+    darkshower generate minbias --events 2000 --out data/minbias
+    darkshower generate svj --events 1000 --out data/svj_pu30 --pileup 30 --pileup-library data/minbias \
+        --pu-mitigation puppi
 """
 
 from __future__ import annotations
 
 import sys
 
-from darkshower.cli.options import add_executor, executor_of
+from darkshower.cli.options import add_executor, executor_of, nonnegative_float, positive_float
 from darkshower.config import load_yaml, parse_assignment, set_nested
 
 
@@ -39,6 +42,15 @@ def register(sub) -> None:
     p.add_argument("--ecm", type=float, help="centre-of-mass energy in GeV (default 13000)")
     p.add_argument("--resimulate", type=int, metavar="K",
                    help="K shower+hadronization realizations of each hard process (shared resim_id)")
+    p.add_argument("--pileup", type=nonnegative_float, metavar="MU",
+                   help="overlay Poisson(MU) minimum-bias interactions per event (needs --pileup-library)")
+    p.add_argument("--pileup-library", metavar="DIR",
+                   help="minimum-bias library made by `darkshower generate minbias --events N --out DIR`")
+    p.add_argument("--beam-spot-z-mm", type=positive_float, metavar="MM",
+                   help="Gaussian width of the vertex z distribution in mm (default 35)")
+    p.add_argument("--pu-mitigation", choices=["none", "chs", "puppi"],
+                   help="pileup mitigation in the detector step: none (default), chs (drop charged "
+                        "candidates not from the primary vertex) or puppi (PUPPI-like weights per candidate)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_executor(p)
     p.set_defaults(func=run)
@@ -46,15 +58,19 @@ def register(sub) -> None:
 
 def build_config(args) -> dict:
     from darkshower.errors import ConfigError
+    from darkshower.simulate.config import GenerateConfig
+    from darkshower.simulate.processes import PROCESSES
 
     data: dict = load_yaml(args.config) if args.config else {}
     if "process" in data and data["process"] != args.process:
         raise ConfigError(f"--config {args.config}: process {data['process']!r} differs from the command's {args.process!r}")
     data["process"] = args.process
     data.setdefault("params", {})
-    for text in args.sets:
+    proc = PROCESSES.get(args.process)
+    params = proc.Params.model_fields if proc is not None else {}
+    for text in args.sets:  # a process parameter, else a top-level config key (store_particles=true), or dotted
         key, value = parse_assignment(text)
-        if "." in key:
+        if "." in key or (key in GenerateConfig.model_fields and key not in params):
             set_nested(data, key, value)
         else:
             data["params"][key] = value
@@ -70,6 +86,13 @@ def build_config(args) -> dict:
         data["ecm"] = args.ecm
     if args.resimulate is not None:
         data["resimulate"] = args.resimulate
+    for opt, key in (("pileup", "mu"), ("pileup_library", "library"), ("beam_spot_z_mm", "beam_spot_z_mm"),
+                     ("pu_mitigation", "mitigation")):
+        if getattr(args, opt) is not None:
+            section = data.setdefault("pileup", {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"--config {args.config}: 'pileup' must be a section (mu, library, ...)")
+            section[key] = getattr(args, opt)
     if args.pythia:
         data["pythia"] = list(data.get("pythia", [])) + list(args.pythia)
     if "events" not in data:

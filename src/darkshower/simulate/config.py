@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -28,6 +29,45 @@ class DetectorConfig(StrictModel):
     d0_resolution_mm: float = Field(0.02, ge=0, description="Gaussian smearing of the track impact parameter")
 
 
+class PuppiConfig(StrictModel):
+    """PUPPI-like weights (arXiv:1407.6013); see docs/pileup.md."""
+
+    r0: float = Field(0.4, gt=0.0, le=1.5, description="cone radius R0 of the local shape alpha")
+    r_min: float = Field(0.02, ge=0.0, lt=0.4, description="neighbours closer than this are ignored (collinear splits)")
+    weight_min: float = Field(0.01, ge=0.0, lt=1.0, description="weights below this are set to 0")
+    neutral_pt_min: float = Field(0.2, ge=0.0, description="neutrals need weighted pT >= A + B * N_vertices [GeV]: A")
+    neutral_pt_slope: float = Field(0.015, ge=0.0, description="... B [GeV per vertex]")
+    min_charged_pu: int = Field(2, ge=1, description="fewer charged pileup tracks in an event: neutrals keep weight 1")
+
+
+class PileupConfig(StrictModel):
+    """Pileup overlay and its mitigation (docs/pileup.md). Inactive (mu = 0, mitigation none) by default."""
+
+    mu: float = Field(0.0, ge=0.0, le=1000.0, description="mean number of overlaid minimum-bias interactions (Poisson)")
+    library: str | None = Field(None, description="minimum-bias library dataset (darkshower generate minbias)")
+    beam_spot_z_mm: float = Field(35.0, gt=0.0, le=1000.0, description="Gaussian width of the vertex z distribution [mm]")
+    mitigation: Literal["none", "chs", "puppi"] = Field("none", description="none, chs or puppi (detector step)")
+    dz_resolution_mm: float = Field(0.03, ge=0.0, description="constant term a of the track dz resolution [mm]")
+    dz_ms_mm_gev: float = Field(
+        0.10, ge=0.0, description="multiple-scattering term b [mm GeV]: sigma_dz = sqrt(a^2 + (b sqrt(cosh eta) / pT)^2)"
+    )
+    association_nsigma: float = Field(3.0, gt=0.0, description="tracks with |dz| < n sigma_dz are associated with the PV")
+    puppi: PuppiConfig = PuppiConfig()
+
+    @property
+    def active(self) -> bool:
+        return self.mu > 0 or self.mitigation != "none"
+
+    @model_validator(mode="after")
+    def _library(self):
+        if self.mu > 0 and not self.library:
+            raise ValueError(
+                f"mu = {self.mu:g} needs a minimum-bias library: make one with "
+                "`darkshower generate minbias --events N --out DIR` and pass --pileup-library DIR"
+            )
+        return self
+
+
 class GenerateConfig(StrictModel):
     process: str
     events: int = Field(..., gt=0, description="number of selected events to produce")
@@ -48,6 +88,7 @@ class GenerateConfig(StrictModel):
     max_generated_factor: float = Field(
         200.0, gt=1, description="give up when a chunk generated this many times its target without filling it"
     )
+    pileup: PileupConfig = PileupConfig()
 
     @model_validator(mode="after")
     def _check_process(self):
@@ -55,7 +96,17 @@ class GenerateConfig(StrictModel):
 
         if self.process not in PROCESSES:
             raise ValueError(f"unknown process {self.process!r}; choose one of {sorted(PROCESSES)}")
+        if self.pileup.active and hasattr(PROCESSES[self.process], "FORCED_CONFIG"):
+            raise ValueError(f"process {self.process!r} makes a pileup library: it takes no pileup or mitigation")
         return self
+
+    def identity(self) -> dict:
+        """The config as recorded in the manifest (and compared on resume). An inactive ``pileup``
+        section is left out, so that mu = 0 reproduces datasets made before pileup existed."""
+        out = self.model_dump(mode="json")
+        if not self.pileup.active:
+            del out["pileup"]
+        return out
 
 
 def resolve_config(data: dict, where: str = "config") -> tuple[GenerateConfig, Any]:
@@ -65,6 +116,21 @@ def resolve_config(data: dict, where: str = "config") -> tuple[GenerateConfig, A
     process = data.get("process")
     if process is not None and process not in PROCESSES:
         raise ConfigError(f"{where}: unknown process {process!r}; choose one of {sorted(PROCESSES)}")
+    forced = getattr(PROCESSES[process], "FORCED_CONFIG", {}) if process is not None else {}
+    if forced:
+        data = copy.deepcopy(data)
+    for dotted, value in forced.items():  # e.g. minbias: particle level, no jet selection
+        node = data
+        *head, last = dotted.split(".")
+        for part in head:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else node
+        if not isinstance(node, dict):
+            raise ConfigError(f"{where}: '{'.'.join(head)}' must be a section")
+        if last in node and node[last] != value:
+            raise ConfigError(
+                f"{where}: process {process!r} requires {dotted} = {value!r} (got {node[last]!r}); drop that option"
+            )
+        node[last] = value
     cfg = validate(GenerateConfig, data, where)
     proc = PROCESSES[cfg.process]
     params = validate(proc.Params, cfg.params, f"{where}: {cfg.process} parameter")

@@ -13,7 +13,8 @@ Model (see docs/detector.md):
   nothing; charged particles too soft to reach the calorimeter (pT < 0.74 GeV in 3.8 T at
   R = 1.29 m) deposit nothing; tower energies are log-normally smeared with the card's
   resolutions and pass the card's absolute and significance thresholds; tower positions are
-  drawn uniformly inside the tower;
+  drawn uniformly inside the tower; with pileup towers sum the particles of all vertices and
+  tracks carry a smeared dz (darkshower.simulate.pileup);
 - particle flow: tracks are kept; each tower's energy in excess of the tracks pointing at it
   becomes a neutral candidate (photon in the ECAL, neutral hadron in the HCAL) if significant.
 Missing pT is minus the vector sum of all reconstructed candidates.
@@ -21,6 +22,7 @@ Missing pT is minus the vector sum of all reconstructed candidates.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -199,18 +201,22 @@ def candidate_type(absid: np.ndarray, charge: np.ndarray) -> np.ndarray:
 def particle_level(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``--detector none``: visible stable particles as they are, typed by PDG id."""
     absid = np.abs(p["pid"])
-    out = {k: p[k] for k in ("ev", "pt", "eta", "phi", "e", "pid", "charge", "d0", "r_prod")}
+    out: dict[str, np.ndarray] = {k: p[k] for k in ("ev", "pt", "eta", "phi", "e", "pid", "charge", "d0", "r_prod", "dz", "from_pv") if k in p}
     out["type"] = candidate_type(absid, p["charge"])
     return out
 
 
 def cms_detector(p: dict[str, np.ndarray], rng: np.random.Generator, track_r_max_mm: float = 600.0,
-                 d0_resolution_mm: float = 0.02) -> dict[str, np.ndarray]:
+                 d0_resolution_mm: float = 0.02, dz_sigma: Callable | None = None) -> dict[str, np.ndarray]:
     """Simulate the CMS-like detector on flat visible particles of many events.
 
     ``p`` has flat arrays ev, pt, eta, phi, e, pid, charge, d0, r_prod (visible particles only).
     Returns flat reconstructed candidates with the same keys plus ``type``.
+    With pileup, ``p`` also has ``dz`` (true vertex z minus the PV z, mm) and ``from_pv``: tracks
+    keep them, dz smeared by ``dz_sigma(pT, eta)``; a neutral candidate is ``from_pv`` when the PV
+    carries most of the tower energy not matched by tracks, and has dz = 0.
     """
+    pu = "from_pv" in p
     ev, pt, eta, phi, e = p["ev"], p["pt"], p["eta"], p["phi"], p["e"]
     pid, charge, d0, r_prod = p["pid"], p["charge"], p["d0"], p["r_prod"]
     absid = np.abs(pid)
@@ -230,6 +236,10 @@ def cms_detector(p: dict[str, np.ndarray], rng: np.random.Generator, track_r_max
     t_q32 = t_q.astype(np.int32)
     t_pid = np.where(t_abs == 11, -11 * t_q32, np.where(t_abs == 13, -13 * t_q32, 211 * t_q32)).astype(np.int32)
     t_d0 = d0[ti] + d0_resolution_mm * rng.standard_normal(len(ti))
+    extra: dict[str, np.ndarray] = {}
+    if pu:
+        sig_dz = dz_sigma(pt[ti], eta[ti]) if dz_sigma is not None else np.zeros(len(ti))
+        extra = {"dz": p["dz"][ti] + sig_dz * rng.standard_normal(len(ti)), "from_pv": p["from_pv"][ti]}
 
     # ---- calorimeter deposits ----------------------------------------------------------------
     reaches = (~charged | (pt >= MIN_PT_REACH_CALO)) & (np.abs(eta) < CALO_ETA_MAX) & (absid != 13)
@@ -239,7 +249,7 @@ def cms_detector(p: dict[str, np.ndarray], rng: np.random.Generator, track_r_max
 
     cands = [
         dict(ev=ev[ti], pt=t_pt, eta=eta[ti], phi=phi[ti], e=t_e, pid=t_pid, charge=t_q, type=t_type,
-             d0=t_d0, r_prod=r_prod[ti])
+             d0=t_d0, r_prod=r_prod[ti], **extra)
     ]
     # tracks pointing at each calorimeter: electrons at the ECAL, charged hadrons at the HCAL
     for calo, e_dep, sigma_fn, trk_sel, ntype, npid in (
@@ -275,10 +285,17 @@ def cms_detector(p: dict[str, np.ndarray], rng: np.random.Generator, track_r_max
         ni = np.flatnonzero(neutral)
         n_eta, n_phi = calo.tower_position(tw[ni], rng)
         n_e = e_n[ni]
+        if pu:  # truth: does the PV carry most of the energy not matched by tracks?
+            untracked = ~tracked[dep][valid]
+            pos_d, _ = _lookup(uniq, keys)
+            e_res = np.bincount(pos_d[untracked], weights=e_dep[dep][valid][untracked], minlength=len(uniq))
+            pv_res = np.bincount(pos_d[untracked], weights=(e_dep[dep][valid] * p["from_pv"][dep][valid])[untracked],
+                                 minlength=len(uniq))
+            extra = {"dz": np.zeros(len(ni)), "from_pv": pv_res[ni] >= 0.5 * e_res[ni]}
         cands.append(
             dict(ev=tw_ev[ni], pt=n_e / np.cosh(n_eta), eta=n_eta, phi=n_phi, e=n_e,
                  pid=np.full(len(ni), npid, np.int32), charge=np.zeros(len(ni), np.int8),
-                 type=np.full(len(ni), ntype, np.int8), d0=np.zeros(len(ni)), r_prod=np.zeros(len(ni)))
+                 type=np.full(len(ni), ntype, np.int8), d0=np.zeros(len(ni)), r_prod=np.zeros(len(ni)), **extra)
         )
     out = {k: np.concatenate([c[k] for c in cands]) for k in cands[0]}
     order = np.argsort(out["ev"], kind="stable")

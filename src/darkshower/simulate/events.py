@@ -6,10 +6,14 @@ detector (numpy, flat arrays), jet clustering (FastJet, multi-event), jet truth 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
+
 import awkward as ak
 import numpy as np
 
 from darkshower.simulate import detector as det
+from darkshower.simulate import pileup as pu
 from darkshower.simulate.config import GenerateConfig
 from darkshower.simulate.jets import cluster_jets, kinematics_from_p4
 from darkshower.simulate.pythia import ChargeTable
@@ -22,14 +26,27 @@ def _is_invisible(absid: np.ndarray) -> np.ndarray:
     return np.isin(absid, INVISIBLE_IDS) | ((absid >= 4900000) & (absid < 5000000)) | (absid >= 999990)
 
 
+@dataclass
+class PileupSource:
+    """The minimum-bias library and the random stream of one chunk's pileup overlay."""
+
+    library: pu.Library | None
+    rng: np.random.Generator
+
+
+def _pu_field(x: np.ndarray, name: str) -> np.ndarray:
+    return x.astype(bool) if name == "from_pv" else x.astype(np.float32)
+
+
 def _delta_phi(a, b):
     return (a - b + np.pi) % (2 * np.pi) - np.pi
 
 
 def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng: np.random.Generator,
-                 chunk: int, first_event: int) -> tuple[ak.Array, np.ndarray, np.ndarray]:
+                 chunk: int, first_event: int, pileup: PileupSource | None = None) -> tuple[ak.Array, np.ndarray, np.ndarray]:
     """Turn one generated batch into event records.
 
+    ``pileup`` (when ``cfg.pileup`` is active): the library and random stream of the overlay.
     Returns (records of the selected events, selection mask, weights of all events of the batch)."""
     prt = batch.prt
     n_ev = len(prt)
@@ -71,14 +88,25 @@ def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng
     parts = dict(ev=ev_all[vi], pt=v_pt, eta=v_eta, phi=v_phi, e=e[vi], pid=v_pid, charge=charges(v_pid),
                  d0=d0, r_prod=r_prod)
 
+    dz_sigma = None
+    if pileup is not None:  # overlay minimum-bias interactions (adds dz, from_pv)
+        eta_max = det.CALO_ETA_MAX if cfg.detector.name == "cms" else None  # beyond it pileup is unseen
+        parts, n_pu, pv_z = pu.overlay(parts, n_ev, pileup.library, cfg.pileup, pileup.rng, eta_max)
+        dz_sigma = partial(pu.dz_sigma, cfg=cfg.pileup)
     if cfg.detector.name == "cms":
-        cands = det.cms_detector(parts, rng, cfg.detector.track_r_max_mm, cfg.detector.d0_resolution_mm)
+        cands = det.cms_detector(parts, rng, cfg.detector.track_r_max_mm, cfg.detector.d0_resolution_mm, dz_sigma)
     else:
         cands = det.particle_level(parts)
+    pu_fields: tuple[str, ...] = ()
+    if pileup is not None:
+        cands = pu.mitigate(cands, cfg.pileup, n_pu + 1, particle_level=cfg.detector.name == "none")
+        pu_fields = ("dz", "from_pv", "weight") if "weight" in cands else ("dz", "from_pv")
 
     # ---- missing pT from what the detector sees ---------------------------------------------
     cpx = cands["pt"] * np.cos(cands["phi"])
     cpy = cands["pt"] * np.sin(cands["phi"])
+    if "weight" in cands:  # PUPPI-like weights scale the candidates' 4-momenta
+        cpx, cpy = cpx * cands["weight"], cpy * cands["weight"]
     mex = -np.bincount(cands["ev"], weights=cpx, minlength=n_ev)
     mey = -np.bincount(cands["ev"], weights=cpy, minlength=n_ev)
 
@@ -87,27 +115,35 @@ def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng
     # jets with |eta| < eta_max cannot hold particles beyond eta_max + 2R: skip those in clustering
     jc = cfg.jets
     central = np.abs(cands["eta"]) < jc.eta_max + 2 * jc.radius
+    if "weight" in cands:  # weighted candidates are clustered; weight 0 ones are not
+        central &= cands["weight"] > 0
     cands = {k: v[central] for k, v in cands.items()}
     cpx, cpy = cpx[central], cpy[central]
     ccount = np.bincount(cands["ev"], minlength=n_ev)
     pz_c = cands["pt"] * np.sinh(cands["eta"])
+    e_c = cands["e"]
+    if "weight" in cands:
+        pz_c, e_c = pz_c * cands["weight"], e_c * cands["weight"]
     flat = ak.zip(
         {
-            "px": cpx, "py": cpy, "pz": pz_c, "e": cands["e"],
+            "px": cpx, "py": cpy, "pz": pz_c, "e": e_c,
             "pt": cands["pt"].astype(np.float32), "eta": cands["eta"].astype(np.float32),
             "phi": cands["phi"].astype(np.float32), "charge": cands["charge"].astype(np.int8),
             "pid": cands["pid"].astype(np.int32), "type": cands["type"].astype(np.int8),
             "d0": cands["d0"].astype(np.float32), "r_prod": cands["r_prod"].astype(np.float32),
+            **({"e_raw": cands["e"]} if "weight" in cands else {}),
+            **{k: _pu_field(cands[k], k) for k in pu_fields},
         }
     )
     particles = ak.unflatten(flat, ccount)
     jets = cluster_jets(particles, jc.radius, jc.pt_min, jc.eta_max)
-    # keep only the stored constituent fields (E as float32)
+    # keep only the stored constituent fields (E as float32; unweighted: `weight` holds the weight)
     cons = jets.constituents
     cons = ak.zip(
         {
-            "pt": cons.pt, "eta": cons.eta, "phi": cons.phi, "e": ak.values_astype(cons.e, np.float32),
+            "pt": cons.pt, "eta": cons.eta, "phi": cons.phi, "e": ak.values_astype(cons["e_raw" if "weight" in cands else "e"], np.float32),
             "charge": cons.charge, "pid": cons.pid, "type": cons["type"], "d0": cons.d0, "r_prod": cons.r_prod,
+            **{k: cons[k] for k in pu_fields},
         }
     )
     # dark-parton matching
@@ -147,6 +183,9 @@ def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng
         "met_phi": np.arctan2(mey, mex).astype(np.float32),
         "jets": jets,
     }
+    if pileup is not None:
+        rec["n_pu"] = n_pu.astype(np.int32)
+        rec["pv_z"] = pv_z.astype(np.float32)
     if cfg.resimulate > 1:
         group = event_number // cfg.resimulate
         rec["resim_id"] = (np.int64(chunk) << 32) | group.astype(np.int64)
@@ -159,7 +198,7 @@ def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng
             "phi": ac["phi"].astype(np.float32), "e": ac["e"].astype(np.float32),
             "charge": ac["charge"].astype(np.int8), "pid": ac["pid"].astype(np.int32),
             "type": ac["type"].astype(np.int8), "d0": ac["d0"].astype(np.float32),
-            "r_prod": ac["r_prod"].astype(np.float32)}), pcount)
+            "r_prod": ac["r_prod"].astype(np.float32), **{k: _pu_field(ac[k], k) for k in pu_fields}}), pcount)
     if jc.store_r04:
         j4 = cluster_jets(particles, 0.4, jc.r04_pt_min, jc.eta_max, with_constituents=False)
         rec["jets_r04"] = j4

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from darkshower.data.dataset import Dataset, DatasetWriter, open_dataset, write_chunk
-from darkshower.errors import DarkshowerError
+from darkshower.errors import DarkshowerError, DatasetError
 from darkshower.execute import Executor, using
 from darkshower.simulate.config import GenerateConfig, resolve_config
 from darkshower.simulate.processes import PROCESSES
@@ -34,6 +34,11 @@ def derive_seed(run_seed: int, index: int, stream: int = 0) -> int:
     """A Pythia seed (1..900000000) for chunk ``index`` of run ``run_seed``."""
     state = np.random.SeedSequence([run_seed, index, stream]).generate_state(1, dtype=np.uint32)[0]
     return int(state % 900_000_000) + 1
+
+
+def pileup_seed(run_seed: int, index: int) -> int:
+    """The seed of chunk ``index``'s pileup overlay (Poisson counts, library picks, vertices, dz)."""
+    return derive_seed(run_seed, index, 2)
 
 
 def process_settings(cfg: GenerateConfig) -> list[str]:
@@ -140,11 +145,17 @@ def generate_chunk_events(cfg: GenerateConfig, index: int, n_target: int, seed: 
     """Generate one chunk in this process; return (events, metadata)."""
     import awkward as ak
 
-    from darkshower.simulate.events import build_events
+    from darkshower.simulate.events import PileupSource, build_events
 
     t_init = time.perf_counter()
     source = open_source(cfg, seed)
     charges = source.charges
+    pileup = None
+    if cfg.pileup.active:  # its own random stream: the hard events and mu = 0 are untouched
+        from darkshower.simulate.pileup import open_library
+
+        library = open_library(cfg.pileup.library, cfg.ecm) if cfg.pileup.mu > 0 and cfg.pileup.library else None
+        pileup = PileupSource(library, np.random.default_rng(pileup_seed(cfg.seed, index)))
     t_loop = time.perf_counter()
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, index, 1]))
     parts, n_sel, n_gen = [], 0, 0
@@ -159,7 +170,7 @@ def generate_chunk_events(cfg: GenerateConfig, index: int, n_target: int, seed: 
             raise DarkshowerError(
                 f"chunk {index}: Pythia produced no events in a batch of {bs} (all failed); check the settings"
             )
-        recs, selected, w = build_events(batch, charges, cfg, rng, index, n_gen)
+        recs, selected, w = build_events(batch, charges, cfg, rng, index, n_gen, pileup)
         if n_sel + len(recs) > n_target:  # keep exactly n_target; later events count as not generated
             cut = n_target - n_sel
             last = np.flatnonzero(selected)[cut - 1]
@@ -190,6 +201,8 @@ def generate_chunk_events(cfg: GenerateConfig, index: int, n_target: int, seed: 
         "init_seconds": round(t_loop - t_init, 3),
         "event_seconds": round(time.perf_counter() - t_loop, 3),
     }
+    if pileup is not None:
+        meta["pileup_seed"] = pileup_seed(cfg.seed, index)
     return events, meta
 
 
@@ -220,6 +233,30 @@ def _precheck(cfg: GenerateConfig) -> dict:
         return effective_values(src.pythia, settings)
     py = make_pythia(settings, derive_seed(cfg.seed, 0))
     return effective_values(py, settings)
+
+
+def _pileup_header(cfg: GenerateConfig, out: Path) -> dict:
+    """The manifest's ``pileup`` section; the library is opened (and checked) here, before anything
+    is written. Resuming with a library whose manifest changed is an error."""
+    import json
+
+    from darkshower.simulate.pileup import library_header
+
+    head = library_header(cfg.pileup, cfg.ecm)
+    assert head is not None
+    old_sha = None
+    try:
+        old = json.loads((out / "manifest.json").read_text())
+        old_sha = ((old.get("pileup") or {}).get("library") or {}).get("manifest_sha256")
+    except (OSError, ValueError):
+        pass
+    new_sha = (head.get("library") or {}).get("manifest_sha256")
+    if old_sha and new_sha and old_sha != new_sha:
+        raise DatasetError(
+            f"{out}: its chunks were made with another version of the pileup library {cfg.pileup.library} "
+            f"(manifest checksum {old_sha[:12]}..., now {new_sha[:12]}...); use a new --out, or the original library"
+        )
+    return head
 
 
 def _cross_section(entries: list[dict]) -> dict:
@@ -255,8 +292,10 @@ def generate(config: dict | GenerateConfig, out: str | Path, jobs: int | None = 
     cfg, params = resolve_config(dict(config))
     proc = PROCESSES[cfg.process]
     out = Path(out)
+    if cfg.pileup.library:  # workers and resumed runs find it from anywhere
+        cfg.pileup.library = str(Path(cfg.pileup.library).resolve())
     tasks = plan_chunks(cfg, out)
-    identity = cfg.model_dump(mode="json")
+    identity = cfg.identity()
     header = {
         "kind": "generated",
         "process": cfg.process,
@@ -267,6 +306,8 @@ def generate(config: dict | GenerateConfig, out: str | Path, jobs: int | None = 
     }
     writer = DatasetWriter(out, identity, header)
     writer.check()  # --out errors first, before the slow Pythia initialization; nothing written yet
+    if cfg.pileup.active:
+        header["pileup"] = _pileup_header(cfg, out)
     effective = _precheck(cfg)  # rejected settings fail here and leave nothing behind
     done = writer.open()  # takes the lock, resumes, checks existing chunks
     header["provenance"] = {
@@ -279,6 +320,8 @@ def generate(config: dict | GenerateConfig, out: str | Path, jobs: int | None = 
         "pythia_settings": process_settings(cfg),
         "pythia_effective": effective,
     }
+    if cfg.pileup.active:
+        header["provenance"]["pileup_chunk_seeds"] = [pileup_seed(cfg.seed, t.index) for t in tasks]
     todo = [t for t in tasks if t.index not in done]
     if done:
         log.info("resuming %s: %d of %d chunks already complete", out, len(done), len(tasks))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from darkshower.simulate.processes import emj, qcd, suep, svj, ttbar
+from darkshower.simulate.processes import emj, minbias, qcd, suep, svj, ttbar
 
 PROCESSES: dict[str, ModuleType] = {
     "qcd": qcd,
@@ -12,4 +12,5 @@ PROCESSES: dict[str, ModuleType] = {
     "ttbar": ttbar,
     "emj": emj,
     "suep": suep,
+    "minbias": minbias,
 }
