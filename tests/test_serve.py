@@ -369,7 +369,11 @@ def test_score_through_server_equals_local(runs, repo, server, qcd_ds, tmp_path)
                  "--model", "other", "--no-progress"]) == 0
     a, b = pd.read_parquet(local), pd.read_parquet(remote)
     assert list(a.columns) == list(b.columns) and len(a) == len(b) > 0
-    pd.testing.assert_frame_equal(a.drop(columns="score"), b.drop(columns="score"))
+    pd.testing.assert_frame_equal(a.drop(columns=["score", "eff_b"]), b.drop(columns=["score", "eff_b"]))
+    # eff_b from the run's validation scores; ONNX and torch differ in the last float bits, so a sample next to
+    # a validation score (here: its own, the validation jets are in qcd_ds) may flip by one of n_val
+    n_val = len(np.load(runs[1] / "val_scores.npy"))
+    assert a.eff_b.notna().all() and np.abs(a.eff_b - b.eff_b).max() <= 2 / n_val + 1e-12
     assert np.nanmax(np.abs(a.score.to_numpy() - b.score.to_numpy())) <= 1e-5
     ea, eb = pd.read_parquet(str(local).replace(".parquet", ".events.parquet")), \
         pd.read_parquet(str(remote).replace(".parquet", ".events.parquet"))

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "observables",
     "train",
     "score",
+    "ensemble",
     "evaluate",
     "search",
     "report",

@@ -44,6 +44,8 @@ METHODS: dict[str, str] = {
     "sup-transformer": "supervised:SupervisedTransformer",
     "sup-bdt": "supervised:SupervisedBDT",
     "distill": "distill:Student",
+    "gmm": "density:GaussianMixtureDensity",
+    "flow": "density:NormalizingFlow",
 }
 
 #: methods registered at run time (register_method) or by entry points: name -> class or "module:Class"

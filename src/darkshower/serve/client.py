@@ -181,7 +181,7 @@ def score_remote(run, datasets, out, server: str, model: str | None = None, vers
     from darkshower.data.fingerprint import dataset_fingerprint
     from darkshower.models.runs import read_run_json
     from darkshower.progress import progress as _progress
-    from darkshower.train.score import check_score_output, event_table, events_path
+    from darkshower.train.score import check_score_output, eff_b, event_table, events_path, read_val_scores
 
     run = Path(run)
     info = read_run_json(run)
@@ -220,6 +220,7 @@ def score_remote(run, datasets, out, server: str, model: str | None = None, vers
             if n_bad:
                 log.warning("%d of %d samples have NaN/inf model inputs: not scored (score NaN, "
                             "nonfinite_input=True)", n_bad, len(jets))
+            jets["eff_b"] = eff_b(read_val_scores(run, "best"), jets["score"].to_numpy())  # as local scoring
             meta = {"method": info["method"], "run": str(run.resolve()), "model": "server",
                     "server": server, "server_model": model, "server_model_version": scorer.version,
                     "representation": info["representation"]["kind"], "level": info.get("level", "jet"),

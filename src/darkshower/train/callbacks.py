@@ -9,7 +9,9 @@ merged into ``checkpoint.pt`` at top level, so they must not collide). The defau
   ``last``), the best value so far and early stopping (``patience``, ``min_delta``);
 - :class:`Checkpointer` — ``model_last.pt`` and ``model_best.pt``, written atomically;
 - :class:`MetricsWriter` — ``metrics.json`` / ``metrics.csv`` after every epoch;
-- :class:`EpochLog` — one log line per epoch.
+- :class:`EpochLog` — one log line per epoch;
+- :class:`ValidationScores` — at the end, the sorted validation-background scores of the best and
+  last model (``val_scores.npy``, ``val_scores_last.npy``: the reference of ``score``'s ``eff_b``).
 
 After every callback has seen the epoch, the loop itself writes the full ``checkpoint.pt`` (model,
 optimizer, scheduler, RNG, history, every callback's state, and whether a callback stopped the run),
@@ -25,11 +27,14 @@ A new selection metric is a callback that adds its value to the epoch row before
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import logging
 import math
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from darkshower.data.dataset import atomic_write_json, atomic_write_text
 from darkshower.models.runs import atomic_torch_save
@@ -146,7 +151,60 @@ def write_metrics(run, history: list[dict]) -> None:
 
 
 def default_callbacks(session: Any) -> list[Callback]:
-    """Selection (+ early stopping), checkpoints, metrics files, the epoch log line."""
+    """Selection (+ early stopping), checkpoints, metrics files, the epoch log line, validation scores."""
     es = session.cfg.early_stopping
     sel = Selection(session.selection, es.patience, es.min_delta)
-    return [sel, Checkpointer(sel), MetricsWriter(), EpochLog()]
+    return [sel, Checkpointer(sel), MetricsWriter(), EpochLog(), ValidationScores()]
+
+
+class ValidationScores(Callback):
+    """At the end of training: the ascending scores of the validation background under the best and the
+    last model, ``RUN/val_scores.npy`` and ``RUN/val_scores_last.npy`` (float64; samples with non-finite
+    inputs or scores left out) — the reference of the ``eff_b`` column that ``score`` writes."""
+
+    def scores(self, loop: TrainingLoop) -> np.ndarray:
+        import torch
+
+        from darkshower.represent.store import iter_batches, nonfinite_rows
+
+        store = loop.data.val
+        parts = []
+        loop.model.eval()
+        with torch.no_grad():
+            for b in iter_batches(store, loop.cfg.eval_batch_size):
+                parts.append(loop.model.score(b).detach().double().cpu().numpy())
+        s = np.concatenate(parts) if parts else np.empty(0)
+        keep = ~nonfinite_rows(store)
+        if "label" in store:  # supervised references validate on signal too: keep the background
+            keep &= np.asarray(store["label"]) <= 0.5
+        s = s[keep]
+        return np.sort(s[np.isfinite(s)])
+
+    def on_train_end(self, loop):
+        if not loop.world.is_main:  # rank 0 holds the whole validation store
+            return
+        from darkshower.models.runs import torch_load
+        from darkshower.train.score import VAL_SCORES
+
+        run = loop.session.run
+        last = copy.deepcopy(loop.model.state_dict())  # tensors and extra state (e.g. a fitted sklearn model)
+        _atomic_save_npy(run / VAL_SCORES["last"], self.scores(loop))
+        best = run / "model_best.pt"
+        if best.exists():
+            loop.model.load_state_dict(torch_load(best, "model")["model"])
+            try:
+                _atomic_save_npy(run / VAL_SCORES["best"], self.scores(loop))
+            finally:
+                loop.model.load_state_dict(last)
+
+
+def _atomic_save_npy(path, arr: np.ndarray) -> None:
+    import os
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

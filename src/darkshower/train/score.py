@@ -2,7 +2,9 @@
 
 OUT (per jet or, for event-level methods, per event with ``jet_idx = -1``):
     dataset (absolute dataset path), event_id, jet_idx, score, nonfinite_input (True: the model input held
-    NaN/inf; the sample is not scored and its score is NaN)
+    NaN/inf; the sample is not scored and its score is NaN), eff_b (the fraction of the run's validation
+    background scored above this score: RUN/val_scores.npy, written at the end of training; NaN with a
+    warning for runs without it)
 OUT with suffix ``.events.parquet`` (per event):
     dataset, event_id, score_lead (leading jet), score_max2 (max of the two leading jets)
 Both carry the parquet metadata key ``darkshower`` (JSON: method, run, model, representation, and
@@ -25,6 +27,28 @@ from darkshower.errors import ConfigError, DatasetError
 from darkshower.models.inference import score_arrays
 
 log = logging.getLogger(__name__)
+
+
+#: sorted validation-background scores of a run's best / last model (written at the end of training)
+VAL_SCORES = {"best": "val_scores.npy", "last": "val_scores_last.npy"}
+
+
+def read_val_scores(run, which: str = "best") -> np.ndarray | None:
+    """The run's sorted validation-background scores of model ``which``, or None when the run has none."""
+    p = Path(run) / VAL_SCORES[which]
+    if not p.exists():
+        return None
+    return np.load(p, allow_pickle=False)
+
+
+def eff_b(val_sorted: np.ndarray | None, scores) -> np.ndarray:
+    """Fraction of the (ascending) validation scores strictly above each score: the background
+    efficiency of a cut at that score. NaN scores, or no validation scores, give NaN."""
+    scores = np.asarray(scores, np.float64)
+    if val_sorted is None or len(val_sorted) == 0:
+        return np.full(scores.shape, np.nan)
+    above = len(val_sorted) - np.searchsorted(val_sorted, scores, side="right")
+    return np.where(np.isnan(scores), np.nan, above / len(val_sorted))
 
 
 def events_path(out: str | os.PathLike) -> Path:
@@ -164,10 +188,15 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex) -> tupl
     if n_bad:
         log.warning("%d of %d samples have NaN/inf model inputs: not scored (score NaN, nonfinite_input=True); "
                     "evaluate drops and counts them", n_bad, n_jets)
+    val = read_val_scores(run, which)
+    if val is None:
+        log.warning("%s has no %s (trained before darkshower stored validation scores): eff_b is NaN; retrain the "
+                    "run to calibrate its scores", run, VAL_SCORES[which])
+    jets["eff_b"] = eff_b(val, jets["score"].to_numpy())
     ev = event_table(jets)
     meta = {"method": info["method"], "run": str(Path(run).resolve()), "model": which,
             "representation": info["representation"]["kind"], "level": info.get("level", "jet"),
-            "supervised": info.get("supervised", False), "n_nonfinite_input": n_bad, "datasets": fingerprints, "jets_per_s": n_jets / max(time.perf_counter() - t0, 1e-9)}
+            "supervised": info.get("supervised", False), "n_nonfinite_input": n_bad, "n_val_scores": None if val is None else len(val), "datasets": fingerprints, "jets_per_s": n_jets / max(time.perf_counter() - t0, 1e-9)}
     out = Path(out)
     atomic_write_parquet(jets, out, meta)
     evp = events_path(out)

@@ -1,0 +1,150 @@
+"""Calibrated scores (``eff_b``: the fraction of the run's validation background above a score) and
+ensembles of runs (rank average of eff_b)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from darkshower.cli.main import main
+from darkshower.errors import ConfigError
+from darkshower.train import score, train
+from darkshower.train.data import event_fraction
+from darkshower.train.ensemble import rank_average
+from darkshower.train.score import eff_b, read_val_scores
+
+FAST = {"batch_size": 32, "threads": 1, "early_stopping": {"patience": None}}
+
+
+def test_eff_b_by_hand():
+    val = np.array([1.0, 2.0, 2.0, 3.0, 10.0])
+    got = eff_b(val, [0.0, 1.0, 1.5, 2.0, 3.0, 9.0, 10.0, 11.0, np.nan])
+    np.testing.assert_array_equal(got[:-1], [1.0, 0.8, 0.8, 0.4, 0.2, 0.2, 0.0, 0.0])  # strictly above
+    assert np.isnan(got[-1])
+    assert np.isnan(eff_b(None, [1.0, 2.0])).all() and np.isnan(eff_b(np.empty(0), [1.0])).all()
+
+
+def test_eff_b_is_uniform_on_background_and_monotone():
+    g = np.random.default_rng(0)
+    val = np.sort(g.gamma(2.0, 1.0, 5000))
+    # the validation scores themselves: exactly the grid (n-1-i)/n
+    np.testing.assert_allclose(eff_b(val, val), (len(val) - 1 - np.arange(len(val))) / len(val))
+    # fresh background from the same distribution: uniform (Kolmogorov-Smirnov)
+    from scipy.stats import kstest
+
+    fresh = eff_b(val, g.gamma(2.0, 1.0, 5000))
+    assert kstest(fresh, "uniform").pvalue > 0.01
+    # a cut at eff_b <= 0.1 keeps 10 % of background
+    assert np.mean(fresh <= 0.1) == pytest.approx(0.1, abs=0.015)
+    # non-increasing in the score
+    s = np.sort(g.normal(2, 3, 1000))
+    assert (np.diff(eff_b(val, s)) <= 0).all()
+
+
+def test_runs_store_validation_scores_and_score_writes_eff_b(qcd_ds, svj_ds, tmp_path, caplog):
+    run = train("ae-hlf", qcd_ds, tmp_path / "ae", config=FAST, epochs=3, progress=False)
+    info = json.loads((run / "run.json").read_text())
+    best, last = read_val_scores(run, "best"), read_val_scores(run, "last")
+    for v in (best, last):
+        assert v is not None and v.dtype == np.float64 and (np.diff(v) >= 0).all()
+        assert 0 < len(v) <= info["n_val"] and np.isfinite(v).all()
+    jets, events = score(run, [qcd_ds, svj_ds], tmp_path / "s.parquet", progress=False)
+    df = pd.read_parquet(jets)
+    assert "eff_b" in df.columns and df.eff_b.between(0, 1).all()
+    np.testing.assert_array_equal(df.eff_b, eff_b(best, df.score))
+    # the validation jets (held-out events of the training data) get uniform eff_b: their scores are the reference
+    val_rows = df[df.dataset.str.endswith("qcd") & (event_fraction(df.event_id.to_numpy(), 0) < 0.2)]
+    assert len(val_rows) == len(best)
+    e = np.sort(val_rows.eff_b.to_numpy())[::-1]
+    assert np.max(np.abs(e - (len(e) - 1 - np.arange(len(e))) / len(e))) <= 2 / len(e)
+    # larger score <=> smaller eff_b
+    o = np.argsort(df.score.to_numpy())
+    assert (np.diff(df.eff_b.to_numpy()[o]) <= 0).all()
+    # --model last uses the last model's validation scores
+    jl, _ = score(run, [qcd_ds], tmp_path / "l.parquet", which="last", progress=False)
+    dl = pd.read_parquet(jl)
+    np.testing.assert_array_equal(dl.eff_b, eff_b(last, dl.score))
+    # a run without validation scores (trained before they were stored): NaN with a warning
+    (run / "val_scores.npy").unlink()
+    with caplog.at_level(logging.WARNING):
+        jo, _ = score(run, [qcd_ds], tmp_path / "o.parquet", progress=False)
+    assert pd.read_parquet(jo).eff_b.isna().all()
+    assert "val_scores.npy" in caplog.text and "eff_b is NaN" in caplog.text
+
+
+def test_supervised_reference_calibrates_on_background_only(qcd_ds, svj_ds, tmp_path):
+    run = train("sup-bdt", qcd_ds, tmp_path / "bdt", config={"threads": 1, "data": {"signal": [str(svj_ds.path)]},
+                                                            "model": {"max_iter": 20}}, progress=False)
+    val = read_val_scores(run)
+    info = json.loads((run / "run.json").read_text())
+    assert val is not None and 0 < len(val) < info["n_val"]  # the signal part of the validation split is left out
+
+
+def _table(ds, ids, jet_idx, eff, nonfinite=None):
+    t = pd.DataFrame({"dataset": ds, "event_id": ids, "jet_idx": jet_idx, "eff_b": eff})
+    if nonfinite is not None:
+        t["nonfinite_input"] = nonfinite
+    return t
+
+
+def test_rank_average_by_hand():
+    a = _table("d", [1, 1, 2, 3], [0, 1, 0, 0], [0.5, 0.1, 1.0, 0.02], [False, False, False, False])
+    b = _table("d", [1, 1, 2, 3], [0, 1, 0, 0], [0.3, 0.3, 0.0, np.nan], [False, False, False, True])
+    c = _table("d", [3, 2, 1, 1], [0, 0, 1, 0], [0.06, 0.5, 0.2, 0.1])  # another row order, no nonfinite column
+    out = rank_average([a, b, c], ["a", "b", "c"])
+    assert list(out.columns) == ["dataset", "event_id", "jet_idx", "score", "nonfinite_input",
+                                 "eff_b.a", "eff_b.b", "eff_b.c"]
+    assert out[["event_id", "jet_idx"]].values.tolist() == [[1, 0], [1, 1], [2, 0], [3, 0]]
+    np.testing.assert_allclose(out.score[:3], [1 - 0.3, 1 - 0.2, 1 - 0.5])
+    assert np.isnan(out.score[3]) and out.nonfinite_input.tolist() == [False, False, False, True]
+    # a sample one member did not score: NaN
+    out = rank_average([a, b.iloc[:3]], ["a", "b"])
+    assert np.isnan(out.score.iloc[3]) and out.score.iloc[0] == pytest.approx(0.6)
+    with pytest.raises(ConfigError, match="eff_b"):
+        rank_average([a, a.drop(columns="eff_b")], ["a", "b"])
+    with pytest.raises(ConfigError, match="unique name"):
+        rank_average([a, b], ["a", "a"])
+
+
+def test_ensemble_command(qcd_ds, svj_ds, tmp_path, capsys):
+    ae = train("ae-hlf", qcd_ds, tmp_path / "ae", config=FAST, epochs=2, progress=False)
+    gmm = train("gmm", qcd_ds, tmp_path / "gmm", config={"threads": 1, "model": {"components": [1, 2]}},
+                progress=False)
+    out = tmp_path / "e" / "ens.parquet"
+    assert main(["ensemble", str(ae), str(gmm), "--data", str(qcd_ds.path), str(svj_ds.path), "--out", str(out),
+                 "--no-progress"]) == 0
+    df = pd.read_parquet(out)
+    np.testing.assert_allclose(df.score, 1 - (df["eff_b.ae"] + df["eff_b.gmm"]) / 2)
+    assert df.dataset.nunique() == 2 and df.score.between(0, 1).all()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # the members' scores were removed
+    # the members' eff_b are their own score files' eff_b
+    s_ae, _ = score(ae, [qcd_ds, svj_ds], tmp_path / "ae.parquet", progress=False)
+    ref = pd.read_parquet(s_ae).merge(df, on=["dataset", "event_id", "jet_idx"])
+    assert len(ref) == len(df)
+    np.testing.assert_array_equal(ref["eff_b"], ref["eff_b.ae"])
+    # score files combine too, and evaluate reads the result (with its per-event table)
+    s_gmm, _ = score(gmm, [qcd_ds, svj_ds], tmp_path / "gmm.parquet", progress=False)
+    out2 = tmp_path / "ens2.parquet"
+    assert main(["ensemble", str(s_ae), str(s_gmm), "--out", str(out2), "--no-progress"]) == 0
+    got = pd.read_parquet(out2)
+    np.testing.assert_allclose(got.score, df.score)
+    from darkshower.evaluate.scores import read_scores
+
+    sf = read_scores(out2)
+    assert sf.method == "ensemble" and len(sf.events) == df[["dataset", "event_id"]].drop_duplicates().shape[0]
+    assert (sf.events.score_max2 >= sf.events.score_lead - 1e-12).all()
+    # errors: one clear line, exit code 2, nothing written
+    capsys.readouterr()
+    bad = tmp_path / "bad.parquet"
+    assert main(["ensemble", str(ae), "--data", str(qcd_ds.path), "--out", str(bad), "--no-progress"]) == 2
+    assert "at least two" in capsys.readouterr().err
+    assert main(["ensemble", str(ae), str(gmm), "--out", str(bad), "--no-progress"]) == 2
+    assert "--data" in capsys.readouterr().err
+    (gmm / "val_scores.npy").unlink()
+    assert main(["ensemble", str(ae), str(gmm), "--data", str(qcd_ds.path), "--out", str(bad), "--no-progress"]) == 2
+    assert "val_scores.npy" in capsys.readouterr().err
+    assert not bad.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".bad")]

@@ -1,0 +1,218 @@
+"""Density methods: the Gaussian-mixture baseline (`gmm`) and the normalizing flow (`flow`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from darkshower.config import validate
+from darkshower.errors import ConfigError
+from darkshower.models import get_method
+from darkshower.train import load_run, score, train
+
+from conftest import assert_onnx_matches_torch
+
+FAST = {"threads": 1, "early_stopping": {"patience": None}}
+
+
+def _gmm(names, **cfg):
+    cls = get_method("gmm")
+    return cls(validate(cls.Config, cfg, "model"), {"kind": "observables", "names": names, "n_features": len(names)})
+
+
+def _store(x):
+    return {"x": np.asarray(x, np.float32), "label": np.zeros(len(x), np.float32)}
+
+
+def _log_normal_pdf(y, mu, cov):
+    d = y - mu
+    inv = np.linalg.inv(cov)
+    return -0.5 * np.einsum("bi,ij,bj->b", d, inv, d) - 0.5 * np.log(np.linalg.det(2 * np.pi * cov))
+
+
+# -- gmm ------------------------------------------------------------------------------------------
+def test_gmm_score_is_the_analytic_negative_log_density_of_one_gaussian():
+    """One correlated Gaussian in (log m, a): the score is -log N of the standardized features, i.e. the
+    analytic -log density of (log m, a) up to a constant (the standardization's Jacobian)."""
+    g = np.random.default_rng(0)
+    mu, cov = np.array([4.0, 1.0]), np.array([[0.25, 0.3], [0.3, 1.0]])
+    y = g.multivariate_normal(mu, cov, 40000)
+    x = np.column_stack([np.exp(y[:, 0]), y[:, 1]])  # mass is log-normal: its log is the Gaussian coordinate
+    m = _gmm(["mass", "a"], components=[1], log_features=["mass"])
+    m.prepare(_store(x[:30000]))
+    logs = m.fit_offline(_store(x[:30000]), _store(x[30000:]))
+    assert int(m.n_components) == 1 and logs["n_components"] == 1
+    with torch.no_grad():
+        s = m.score({"x": torch.from_numpy(x[30000:])}).double().numpy()
+    # one component's maximum-likelihood fit is the sample mean and covariance of (log m, a): by hand
+    yt = np.column_stack([np.log(x[:30000, 0].astype(np.float32).astype(np.float64)), x[:30000, 1]])
+    diff = s + _log_normal_pdf(y[30000:], yt.mean(0), np.cov(yt.T, bias=True))
+    # the same up to one constant, -log(std_logm * std_a): the Jacobian of the standardization
+    assert np.std(diff) < 1e-3
+    assert np.mean(diff) == pytest.approx(-np.log(m.pre.std.numpy()).sum(), abs=1e-3)
+    # and the true density, up to the estimation error of 30000 samples
+    assert np.std(s + _log_normal_pdf(y[30000:], mu, cov)) < 0.03
+    # the training loss is the mean -log density of the training jets
+    with torch.no_grad():
+        train_s = m.score({"x": torch.from_numpy(x[:30000])}).double().numpy()
+    assert logs["loss"] == pytest.approx(train_s.mean(), abs=1e-4)
+    # the validation metric of the trainer is the mean score (validation NLL)
+    with torch.no_grad():
+        assert float(m.val_metrics({"x": torch.from_numpy(x[30000:])})["loss"]) == pytest.approx(s.mean(), abs=1e-4)
+
+
+def test_gmm_torch_density_equals_sklearn_and_chooses_components_without_labels():
+    g = np.random.default_rng(1)
+    centres = np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 1.0], [0.0, 7.0, -2.0]])
+    x = np.concatenate([c + g.normal(0, 1, (1500, 3)) for c in centres])
+    g.shuffle(x)
+    for select in ("val_loglik", "bic"):
+        m = _gmm(["a", "b", "c"], components=[1, 2, 3, 4, 5], log_features=[], select=select, n_init=1)
+        m.prepare(_store(x[:3000]))
+        m.fit_offline(_store(x[:3000]), _store(x[3000:]))
+        assert int(m.n_components) == 3, (select, m.cand_val_loglik, m.cand_bic)
+    # the chosen candidate has the best validation log-likelihood / the lowest BIC of the table
+    assert int(m.candidates[torch.argmin(m.cand_bic)]) == 3
+    # the padded torch mixture evaluates sklearn's fitted density
+    from sklearn.mixture import GaussianMixture
+
+    z = m.pre.transform_np(x[3000:])
+    ref = GaussianMixture(3, random_state=0, n_init=1, max_iter=300, tol=1e-4, reg_covar=1e-6).fit(
+        m.pre.transform_np(x[:3000]))
+    with torch.no_grad():
+        got = m.log_density(torch.from_numpy(z)).numpy()
+    np.testing.assert_allclose(got, ref.score_samples(z), rtol=1e-6, atol=1e-6)
+    # diagonal covariances too
+    d = _gmm(["a", "b", "c"], components=[3], log_features=[], covariance="diag", n_init=1)
+    d.prepare(_store(x[:3000]))
+    d.fit_offline(_store(x[:3000]), _store(x[3000:]))
+    ref = GaussianMixture(3, covariance_type="diag", random_state=0, n_init=1).fit(d.pre.transform_np(x[:3000]))
+    with torch.no_grad():
+        got = d.log_density(torch.from_numpy(d.pre.transform_np(x[3000:]))).numpy()
+    np.testing.assert_allclose(got, ref.score_samples(d.pre.transform_np(x[3000:])), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, match", [({"components": []}, "at least one"), ({"components": [0, 2]}, "1..64"),
+                                        ({"components": [2, 2]}, "duplicate"), ({"select": "auc"}, "select"),
+                                        ({"log_floor": 0}, "log_floor")])
+def test_gmm_config_is_validated(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        validate(get_method("gmm").Config, bad, "train config: model")
+
+
+def test_gmm_trains_scores_and_exports(qcd_ds, svj_ds, tmp_path):
+    run = train("gmm", qcd_ds, tmp_path / "gmm", config={**FAST, "model": {"components": [1, 2, 3]}}, progress=False)
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "complete" and info["epochs_done"] == 1
+    assert info["representation"]["columns"] == ["mass", "n_constituents", "pt"]
+    hist = json.loads((run / "metrics.json").read_text())
+    assert hist[0]["train_n_components"] in (1, 2, 3) and math.isfinite(hist[0]["val_loss"])
+    m, rep, _, _ = load_run(run)
+    # the chosen k has the best validation log-likelihood of the candidates
+    best = int(m.candidates[torch.argmax(torch.nan_to_num(m.cand_val_loglik, nan=-1e300))])
+    assert int(m.n_components) == best == hist[0]["train_n_components"]
+    jets, _ = score(run, [qcd_ds, svj_ds], tmp_path / "s.parquet", progress=False)
+    df = pd.read_parquet(jets)
+    assert np.isfinite(df.score).all() and df.eff_b.between(0, 1).all()
+    from darkshower.represent.build import build
+
+    xs = torch.from_numpy(build(rep, svj_ds.arrays())["x"][:9]).float()
+    assert_onnx_matches_torch(m, {"x": xs}, tmp_path / "gmm.onnx")
+
+
+# -- flow -----------------------------------------------------------------------------------------
+def _flow(names, **cfg):
+    cls = get_method("flow")
+    return cls(validate(cls.Config, {"log_features": [], "dequantize": [], **cfg}, "model"),
+               {"kind": "observables", "names": names, "n_features": len(names)})
+
+
+def _fit(m, x, steps=400, lr=3e-3, batch=256, seed=0):
+    torch.manual_seed(seed)
+    m.prepare(_store(x))
+    opt = torch.optim.Adam(m.parameters(), lr=lr)
+    xt = torch.from_numpy(np.asarray(x, np.float32))
+    g = torch.Generator().manual_seed(seed)
+    losses = []
+    for step in range(steps):
+        idx = torch.randint(0, len(xt), (batch,), generator=g)
+        loss, _ = m.loss({"x": xt[idx]}, None)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_conditional_flow_score_is_independent_of_pt():
+    """x depends on pT in location and width; the conditional flow's (base-space) score does not."""
+    g = np.random.default_rng(2)
+    n = 8000
+    pt = g.uniform(0, 3, n)
+    x1 = 2 * pt + (0.3 + 0.5 * pt) * g.normal(size=n)
+    x2 = -pt + 0.5 * x1 + (0.3 + 0.3 * pt) * g.normal(size=n)
+    x = np.column_stack([x1, x2, pt])
+    m = _flow(["x1", "x2", "pt"], condition=["pt"], transform="maf", transforms=3, hidden=[32, 32])
+    assert m.score_kind == "base"
+    losses = _fit(m, x[:6000], steps=600)
+    assert np.mean(losses[-50:]) < np.mean(losses[:10]) - 0.5  # the NLL went down
+    test = x[6000:]  # held out
+    m.eval()
+    with torch.no_grad():
+        s = m.score({"x": torch.from_numpy(test).float()}).numpy()
+        nll = m.nll({"x": torch.from_numpy(test).float()}).numpy()
+    pt_t = test[:, 2]
+    assert abs(np.corrcoef(test[:, 0], pt_t)[0, 1]) > 0.8  # the inputs are strongly pT-dependent
+    assert abs(np.corrcoef(s, pt_t)[0, 1]) < 0.08
+    lo, hi = s[pt_t < 1], s[pt_t > 2]
+    assert abs(np.median(lo) - np.median(hi)) < 0.15 and abs(np.quantile(lo, 0.9) - np.quantile(hi, 0.9)) < 0.5
+    # base score of a 2-d standard normal: 0.5 chi2(2), mean 1
+    assert abs(s.mean() - 1.0) < 0.15
+    # -log p(x | pT) keeps the pT-dependent width (log sigma(pT)): not decorrelated
+    assert np.corrcoef(nll, pt_t)[0, 1] > 0.3
+
+
+def test_flow_config_and_columns():
+    with pytest.raises(ConfigError, match="duplicate"):
+        validate(get_method("flow").Config, {"condition": ["pt", "pt"]}, "model")
+    with pytest.raises(ConfigError, match="not columns of the representation"):
+        _flow(["mass", "tau21"], condition=["pt"])
+    with pytest.raises(ConfigError, match="nothing is left"):
+        _flow(["pt"], condition=["pt"])
+    cls = get_method("flow")
+    req = cls.representation_request(validate(cls.Config, {"condition": ["pt", "mass"]}, "model"), {})
+    assert req["columns"][-1] == "pt" and req["columns"].count("mass") == 1  # pt added, mass already there
+    assert _flow(["a", "b"]).score_kind == "nll"
+
+
+def test_missing_zuko_is_one_clear_error(monkeypatch, qcd_ds, tmp_path):
+    monkeypatch.setitem(sys.modules, "zuko", None)  # import zuko -> ImportError
+    with pytest.raises(ConfigError, match=r"zuko.*\[flow\]"):
+        validate(get_method("flow").Config, {}, "model")
+    with pytest.raises(ConfigError, match=r"\[flow\]"):
+        train("flow", qcd_ds, tmp_path / "f", config=FAST, epochs=1, progress=False)
+    assert not (tmp_path / "f").exists()
+
+
+def test_flow_trains_with_the_shared_trainer_and_exports(qcd_ds, svj_ds, tmp_path):
+    cfg = {**FAST, "batch_size": 32, "optimizer": {"lr": 3e-3},
+           "model": {"condition": ["pt"], "transforms": 2, "hidden": [32, 32]}}
+    run = train("flow", qcd_ds, tmp_path / "flow", config=cfg, epochs=5, progress=False)
+    hist = json.loads((run / "metrics.json").read_text())
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert all(math.isfinite(r["val_loss"]) for r in hist)
+    m, rep, _, info = load_run(run)
+    assert info["representation"]["columns"][-1] == "pt" and m.score_kind == "base"
+    jets, _ = score(run, [qcd_ds, svj_ds], tmp_path / "s.parquet", progress=False)
+    df = pd.read_parquet(jets)
+    assert np.isfinite(df.score).all() and (df.score >= 0).all()
+    from darkshower.represent.build import build
+
+    xs = torch.from_numpy(build(rep, svj_ds.arrays())["x"][:9]).float()
+    assert_onnx_matches_torch(m, {"x": xs}, tmp_path / "flow.onnx")
