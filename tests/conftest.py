@@ -1,9 +1,10 @@
-"""Shared fixtures: small datasets generated once per test session."""
+"""Shared fixtures: small datasets generated once per test session; the ONNX parity check."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,6 +17,36 @@ def shared_file(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"real-data file {p} not available (../shared/data absent)")
     return p
+
+
+def onnx_scores(path, batch: dict) -> np.ndarray:
+    """Run the ONNX file at ``path`` in onnxruntime on the tensors of ``batch`` named like the graph's inputs."""
+    import onnxruntime as ort  # in the test extra: a missing package fails the test
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {i.name: batch[i.name].numpy() for i in sess.get_inputs()})[0]
+
+
+def assert_onnx_matches_torch(method, batch: dict, path, rtol: float = 1e-3, atol: float = 1e-4) -> dict:
+    """Export ``method`` in eval mode with :func:`darkshower.export.onnx.export_onnx` to ``path``, run the
+    file in onnxruntime on ``batch`` (a batch size other than the export's example inputs, so the batch
+    dimension must really be dynamic) and assert it gives ``method.score(batch)``; returns the export info."""
+    import torch
+
+    from darkshower.export.onnx import export_onnx
+
+    method.eval()
+    _, example = method.export()
+    n = len(next(iter(batch.values())))
+    assert n != example[0].shape[0], "check the ONNX graph on a batch size other than the example's"
+    info = export_onnx(method, path)
+    assert info["dynamic_batch"], info
+    with torch.no_grad():
+        want = method.score(batch).numpy()
+    got = onnx_scores(path, batch)
+    assert got.shape == want.shape == (n,)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    return info
 
 
 def _gen(tmp_path_factory, name: str, cfg: dict):

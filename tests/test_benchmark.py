@@ -25,12 +25,20 @@ def _config(qcd_ds, svj_ds, methods):
     }
 
 
-def test_benchmark_end_to_end_resume_and_failure(qcd_ds, svj_ds, tmp_path, monkeypatch):
+@pytest.mark.parametrize("full", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_benchmark_end_to_end_resume_and_failure(full, qcd_ds, svj_ds, tmp_path, monkeypatch):
+    """full: the defaults (supervised reference, evaluation on the default executor) and the bump-hunt
+    search; else the same pipeline with the cheap options (no supervised reference, datasets read in this
+    process, no search)."""
     from darkshower.models.ae import ImageAutoencoder
 
     monkeypatch.setattr(ImageAutoencoder, "loss", lambda self, b, ctx: (torch.tensor(float("nan"), requires_grad=True), {}))
-    cfg = _config(qcd_ds, svj_ds, [{"method": "ae-hlf", "epochs": 2, "config": {"batch_size": 32}},
+    cfg = _config(qcd_ds, svj_ds, [{"method": "ae-hlf", "epochs": 2 if full else 1, "config": {"batch_size": 32}},
                                    {"method": "ae-image", "name": "broken", "epochs": 1}])
+    if not full:
+        cfg["supervised_reference"] = False
+        cfg["evaluation"]["executor"] = "local"
+        cfg["search"] = None
     out = tmp_path / "bench"
     s = run_benchmark(cfg, out, jobs=1, progress=False)
     status = json.loads((out / "status.json").read_text())
@@ -41,9 +49,10 @@ def test_benchmark_end_to_end_resume_and_failure(qcd_ds, svj_ds, tmp_path, monke
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert any("broken" in w and "FAILED" in w for w in metrics["warnings"])
     assert {r["method"] for r in metrics["results"]} >= {"ae-hlf"}
+    assert any(r["method"] == "ae-hlf" and 0 <= r["auc"]["value"] <= 1 for r in metrics["results"])
     html = (out / "evaluation" / "report.html").read_text()
     assert "FAILED" in html and "ae-hlf" in html
-    assert (out / "evaluation" / "search" / "search.json").exists()
+    assert (out / "evaluation" / "search" / "search.json").exists() == full
     # rerun: finished stages are skipped (the run is not retrained)
     mtime = (out / "runs" / "ae-hlf" / "model_last.pt").stat().st_mtime_ns
     run_benchmark(cfg, out, jobs=1, progress=False, stages=("generate", "train", "score"))
@@ -68,6 +77,8 @@ def test_shipped_grids_are_valid():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "configs" / "benchmark"
-    for f in sorted(root.glob("*.yaml")):
+    files = sorted(root.glob("*.yaml"))
+    assert files, f"no benchmark grids in {root}"
+    for f in files:
         cfg = load_benchmark_config(f)
         assert len(cfg.signals) >= 9 and cfg.methods

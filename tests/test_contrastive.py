@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from darkshower.cli.main import main
-from darkshower.errors import ConfigError, DarkshowerError, DatasetError
+from darkshower.errors import ConfigError, DarkshowerError, DatasetError, ExportError
 from darkshower.models.contrastive import CLR, in_batch_pairs, nt_xent
 from darkshower.models.transformer import CloudInput, EncoderConfig, TransformerEncoder
 from darkshower.represent.build import build
@@ -104,6 +104,8 @@ def test_augmentations_reproducible_with_generator():
     a = A.physical(x, m, f, cfg, torch.Generator().manual_seed(3))
     b = A.physical(x, m, f, cfg, torch.Generator().manual_seed(3))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    c = A.physical(x, m, f, cfg, torch.Generator().manual_seed(4))  # the generator drives the draws
+    assert not torch.equal(a[0], c[0]) and not torch.equal(a[0], x)
 
 
 # -- encoder -----------------------------------------------------------------------------------------
@@ -142,19 +144,24 @@ def test_encoder_is_permutation_invariant_and_ignores_padding():
 
 
 def test_pt_weighted_angular_encoder_is_collinear_and_soft_safe():
-    inp, enc, x, m, f = _encoder(features=["deta", "dphi", "dr", "charge"], pt_weighted_attention=True, pooling="pt")
-    z = _z(inp, enc, x, m)
-    xs, ms = A.collinear_split(x, m, f, 0.5, torch.Generator().manual_seed(1))
-    assert (ms.sum(1) > m.sum(1)).any()
-    assert torch.allclose(z, _z(inp, enc, xs, ms), atol=1e-4)
-    # an (almost) zero-pT emission anywhere in the jet
-    xe, me = x.clone(), m.clone()
-    k = m.sum(1)
-    rows = torch.arange(len(x))
-    xe[rows, k, f.idx["deta"]] = 0.3
-    xe[rows, k, f.idx["log_pt"]] = -30.0
-    me[rows, k] = True
-    assert torch.allclose(z, _z(inp, enc, xe, me), atol=1e-4)
+    @torch.no_grad()
+    def changes(**kw):
+        """max |dz| from a collinear split, and from adding an (almost) zero-pT emission anywhere in the jet"""
+        inp, enc, x, m, f = _encoder(features=["deta", "dphi", "dr", "charge"], **kw)
+        z = _z(inp, enc, x, m)
+        xs, ms = A.collinear_split(x, m, f, 0.5, torch.Generator().manual_seed(1))
+        assert (ms.sum(1) > m.sum(1)).any()
+        xe, me = x.clone(), m.clone()
+        k = m.sum(1)
+        rows = torch.arange(len(x))
+        xe[rows, k, f.idx["deta"]] = 0.3
+        xe[rows, k, f.idx["log_pt"]] = -30.0
+        me[rows, k] = True
+        return float((z - _z(inp, enc, xs, ms)).abs().max()), float((z - _z(inp, enc, xe, me)).abs().max())
+
+    assert max(changes(pt_weighted_attention=True, pooling="pt")) < 1e-4
+    # control: the same angular encoder with plain attention and mean pooling is neither
+    assert min(changes(pt_weighted_attention=False, pooling="mean")) > 1e-2
 
 
 # -- loss ----------------------------------------------------------------------------------------------
@@ -190,7 +197,8 @@ def test_in_batch_pairs():
 
 
 # -- training through the framework ------------------------------------------------------------------
-@pytest.mark.parametrize("method", ["clr", "aclr"])
+# aclr's training (anomalous augmentations) is also run by test_resume_reproduces_uninterrupted_run
+@pytest.mark.parametrize("method", ["clr", pytest.param("aclr", marks=pytest.mark.slow)])
 def test_training_reduces_loss_and_scores(method, qcd_ds, tmp_path):
     run = train(method, qcd_ds, tmp_path / "run", config={**FAST, "model": TINY}, epochs=5, progress=False)
     hist = json.loads((run / "metrics.json").read_text())
@@ -209,20 +217,14 @@ def test_training_reduces_loss_and_scores(method, qcd_ds, tmp_path):
         assert m.knn_distance(m.embed({"x": weird, "mask": b["mask"]})).median() > s["knn"].median()
         z = m.embed(b)
         assert z.shape == (len(store["x"]), TINY["output"])
-    _check_export(m)
+    _check_export(m, b, tmp_path / "m.onnx")
 
 
-def _check_export(m):
-    mod, ex = m.export()
-    traced = torch.jit.trace(mod, ex)
-    assert torch.allclose(traced(*ex), mod(*ex), atol=1e-5)
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        return
-    import io
+def _check_export(m, b, path):
+    """The ONNX graph (exported in eval mode) reproduces the method's score on real jets, at another batch size."""
+    from conftest import assert_onnx_matches_torch
 
-    torch.onnx.export(mod, ex, io.BytesIO(), input_names=["x", "mask"][: len(ex)])
+    assert_onnx_matches_torch(m, {"x": b["x"][:9], "mask": b["mask"][:9]}, path)
 
 
 def test_resume_reproduces_uninterrupted_run(qcd_ds, tmp_path):
@@ -266,6 +268,44 @@ def test_batch_order_keeps_groups_together():
 
 
 # -- supervised references ---------------------------------------------------------------------------
+def _sup_transformer(n=12, **cfg):
+    from darkshower.config import validate
+    from darkshower.models.supervised import SupervisedTransformer
+
+    torch.manual_seed(0)
+    x0, m0, f = _clouds(n, n_prongs=1, seed=1)
+    x1, m1, _ = _clouds(n, n_prongs=3, seed=2)
+    x, m = torch.cat([x0, x1]), torch.cat([m0, m1])
+    y = torch.cat([torch.zeros(len(x0)), torch.ones(len(x1))])
+    cfg = validate(SupervisedTransformer.Config,
+                   {**{k: v for k, v in TINY.items() if k not in ("bank_size", "output")}, **cfg}, "t")
+    return SupervisedTransformer(cfg, {"names": f.names, "n_constituents": x.shape[1]}), x, m, y
+
+
+def test_sup_transformer_learns_and_needs_both_classes():
+    from darkshower.models.base import StepContext
+
+    model, x, m, y = _sup_transformer(16)
+    with pytest.raises(ConfigError, match="both classes"):
+        model.prepare({"x": x.numpy(), "mask": m.numpy(), "label": np.zeros(len(x))})
+    bkg, sig = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
+    keep = np.r_[bkg[:20], sig[:5]]  # 20 background, 5 signal jets: the signal is weighted up 4x
+    model.prepare({"x": x[keep].numpy(), "mask": m[keep].numpy(), "label": y[keep].numpy()})
+    assert float(model.pos_weight) == 4.0
+    b = {"x": x, "mask": m, "label": y}
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    model.train()
+    losses = []
+    for step in range(15):
+        loss, _ = model.loss(b, StepContext(0, step, 1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.slow  # learning itself: test_sup_transformer_learns_and_needs_both_classes
 def test_sup_transformer_beats_chance_on_easy_toy():
     from sklearn.metrics import roc_auc_score
 
@@ -297,7 +337,22 @@ def test_sup_transformer_beats_chance_on_easy_toy():
     with torch.no_grad():
         s = model.score({"x": x[ntr:], "mask": m[ntr:]})
     assert roc_auc_score(y[ntr:].numpy(), s.numpy()) > 0.8
-    _check_export(model)
+
+
+# the ONNX exporter's graph optimizer (onnxscript 0.7, `x + 0` -> x with abs_tol 1e-8) drops the `+ eps`
+# (eps = 1e-8) inside the logs of models/transformer.py:pair_features: padded pairs give log(0) * 0 = NaN
+PAIR_BIAS_EPS_DROPPED = pytest.mark.xfail(
+    strict=True, raises=ExportError,
+    reason="pair_features' `log(... + 1e-8)`: the exporter removes the 1e-8, NaN in onnxruntime (clamp instead)")
+
+
+# without the pair bias the encoder is clr's, exported by test_training_reduces_loss_and_scores[clr]
+@pytest.mark.parametrize("pair_bias", [pytest.param(True, marks=PAIR_BIAS_EPS_DROPPED),
+                                       pytest.param(False, marks=pytest.mark.slow)])
+def test_sup_transformer_export_matches_torch(pair_bias, tmp_path):
+    model, x, m, y = _sup_transformer(pair_bias=pair_bias)
+    model.prepare({"x": x.numpy(), "mask": m.numpy(), "label": y.numpy()})
+    _check_export(model, {"x": x, "mask": m}, tmp_path / "m.onnx")
 
 
 def test_cli_train_score_clr_and_sup_bdt(qcd_ds, svj_ds, tmp_path):
@@ -361,9 +416,15 @@ def test_bad_inputs_give_clear_errors(qcd_ds, tmp_path):
 
 
 def test_canonicalized_inputs_are_rotation_and_translation_invariant():
-    inp, enc, x, m, f = _encoder(canonicalize="centre_rotate")
-    z = _z(inp, enc, x, m)
-    xr, mr = A.rotate(x, m, f, angle=torch.full((len(x),), 2.0))
-    xr, mr = A.translate(xr, mr, f, 0.0, shift=torch.full((len(x), 2), 0.1))
+    @torch.no_grad()
+    def change(**kw):
+        inp, enc, x, m, f = _encoder(**kw)
+        z = _z(inp, enc, x, m)
+        xr, mr = A.rotate(x, m, f, angle=torch.full((len(x),), 2.0))
+        xr, mr = A.translate(xr, mr, f, 0.0, shift=torch.full((len(x), 2), 0.1))
+        return (torch.abs(_z(inp, enc, xr, mr) - z).max(1).values / z.abs().max(1).values).median()
+
     # rotation about the jet momentum ~ a rotation in the (deta, dphi) plane for narrow jets
-    assert (torch.abs(_z(inp, enc, xr, mr) - z).max(1).values / z.abs().max(1).values).median() < 0.02
+    assert change(canonicalize="centre_rotate") < 0.02
+    # controls: the same encoder without canonicalization, or only centred, sees the change
+    assert change(canonicalize="none") > 0.2 and change(canonicalize="centre") > 0.1

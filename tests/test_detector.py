@@ -57,6 +57,8 @@ def test_hcal_thresholds_remove_soft_neutrals():
     rng = np.random.default_rng(4)
     out = det.cms_detector(particles(2000, 130, 0.5, 0.0), rng)  # K0L of 0.5 GeV: below HCAL EnergyMin
     assert len(out["pt"]) < 200
+    hard = det.cms_detector(particles(2000, 130, 20.0, 0.0), rng)  # well above it: all seen
+    assert len(hard["pt"]) == 2000
 
 
 def test_displaced_tracks_are_lost_far_out():

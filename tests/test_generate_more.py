@@ -113,16 +113,18 @@ def test_resimulation_shares_hard_process_and_differs_downstream(tmp_path):
     assert set(ridx.tolist()) <= {0, 1, 2}
     pairs = positive_pairs(rid)
     assert len(pairs) > 0 and (rid[pairs[:, 0]] == rid[pairs[:, 1]]).all()
-    same_hard = differ = 0
+    same_hard = differ = n_pair_mass = 0
     for i, j in pairs:
         # the hard process is shared: identical pT-hat, and the same dark-quark pair (its invariant
         # mass; the pair as a whole recoils against the realization's own initial-state radiation)
         assert a.pt_hat[i] == a.pt_hat[j] and a.x1[i] == a.x1[j] and a.x2[i] == a.x2[j]
         if len(a.dark_partons[i]) == 2:
             assert pair_mass(a.dark_partons[i]) == pytest.approx(pair_mass(a.dark_partons[j]), rel=1e-3)
+            n_pair_mass += 1
         same_hard += 1
         differ += ak.to_list(a.jets[i].constituents.pt) != ak.to_list(a.jets[j].constituents.pt)
     assert differ == same_hard  # every realization has its own shower and hadronization
+    assert n_pair_mass > len(pairs) / 2  # the dark-quark pair check ran on most pairs
     # different hard processes across groups
     assert len(set(ak.to_list(a.x1))) == len(set(rid.tolist()))
     rng_pairs = positive_pairs(rid, np.random.default_rng(0))

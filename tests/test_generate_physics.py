@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import awkward as ak
 import numpy as np
+import pytest
 
 from darkshower.evaluate.quicklook import transverse_mass_dijet_met
 
@@ -15,6 +16,7 @@ def test_svj_has_more_met_than_qcd(qcd_ds, svj_ds):
     assert np.median(met_svj) > np.median(met_qcd)
 
 
+@pytest.mark.slow  # two more samples; r_inv's effect: test_invisible_fraction_tracks_rinv
 def test_met_grows_with_rinv(svj_low_rinv_ds, svj_ds, svj_high_rinv_ds):
     low, mid, high = (ak.to_numpy(d.arrays().met_pt).mean() for d in (svj_low_rinv_ds, svj_ds, svj_high_rinv_ds))
     assert low < mid and high > 1.3 * low

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import io
 import json
 
 import numpy as np
@@ -175,6 +173,8 @@ def test_suep_diffuse_toy_scores_higher_than_qcd(suep_run, qcd_ds):
     assert weird.median() > 2 * normal.median()
 
 
+# deterministic autoencoders: the trainer's exact resume is test_train.py::test_same_seed_same_model_and_resume_is_exact
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["suep-ae", "codae"])
 def test_resume_reproduces_uninterrupted_run(method, qcd_ds, tmp_path):
     a = train(method, qcd_ds, tmp_path / "a", config=CFG[method], epochs=2, seed=4, progress=False)
@@ -222,24 +222,32 @@ def test_errors(qcd_ds, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["suep-ae", "codae"])
-def test_export(method):
+def test_export(method, tmp_path):
+    """The ONNX graph, exported in eval mode by the torch.export-based exporter with a dynamic batch, gives
+    the method's score on images of another batch size; a corrupted graph is caught by the same comparison."""
+    import onnx
+
+    from conftest import assert_onnx_matches_torch, onnx_scores
+
     torch.manual_seed(0)
     if method == "suep-ae":
         m = SUEPAutoencoder(SUEPConfig(channels=[4, 8], latent=4), {"kind": "event_image", "shape": [3, 14, 16]})
     else:
         m = DualEncoderAutoencoder(CoDAEConfig(channels=[4, 8], cond_channels=[4], latent=4),
                                    {"kind": "image", "shape": [1, 16, 16]})
-    m.eval()
-    module, inputs = m.export()
+    _, inputs = m.export()
+    other = {"x": torch.rand(5, *inputs[0].shape[1:], generator=torch.Generator().manual_seed(1))}
+    path = tmp_path / "m.onnx"
+    info = assert_onnx_matches_torch(m, other, path)
+    assert info["exporter"] == "dynamo" and info["inputs"] == ["x"]
+    # the comparison can fail: scale the graph's weights (initializers named after the torch parameters)
+    model = onnx.load(str(path))
+    weights = [t for t in model.graph.initializer if t.name.startswith("method.")]
+    assert weights
+    for t in weights:
+        t.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(t) * 1.5, t.name))
+    onnx.save(model, str(tmp_path / "bad.onnx"))
     with torch.no_grad():
-        expected = module(*inputs)
-        assert expected.shape == (inputs[0].shape[0],)
-        other = torch.rand(5, *inputs[0].shape[1:])
-        traced = torch.jit.trace(module, inputs)
-        torch.testing.assert_close(traced(other), module(other))
-        # the graph capture the ONNX (dynamo) exporter uses, with a dynamic batch size
-        exported = torch.export.export(module, inputs, dynamic_shapes=({0: torch.export.Dim("batch")},))
-        torch.testing.assert_close(exported.module()(other), module(other))
-    if importlib.util.find_spec("onnx") is not None:
-        torch.onnx.export(module, inputs, io.BytesIO(), input_names=["x"], output_names=["score"],
-                          dynamic_axes={"x": {0: "batch"}})
+        want = m.score(other).numpy()
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(onnx_scores(tmp_path / "bad.onnx", other), want, rtol=1e-3, atol=1e-4)
