@@ -219,7 +219,7 @@ def evaluate(
     files = read_score_files(scores, supervised_scores)
     from darkshower.execute import using
 
-    with using(executor) as ex:
+    with using(executor if executor is not None else "local") as ex:  # in process unless asked
         bkg, sigs = _load_datasets(background, signal, features=supervised, executor=ex)
     notes: list[str] = []
     warnings: list[str] = []

@@ -167,7 +167,7 @@ def load_dataset(path, role: str, name: str | None = None, features: bool = Fals
             parts[res[0]] = res[1:]
 
         # observables for the supervised reference take a while on large datasets: show progress
-        with using(executor) as ex:
+        with using(executor if executor is not None else "local") as ex:  # in process unless asked
             ex.run(_chunk_all, [(str(ds.path), i, cols, has_dark, features) for i in range(len(ds.chunks))], fold,
                    desc=f"reading {Path(ds.path).name}", unit="chunk", name=lambda t: f"{t[0]} chunk {t[1]}")
         for i in sorted(parts):

@@ -117,7 +117,7 @@ def build_cache(path, rep, data_cfg, cache_dir, executor=None, progress: bool = 
     def fold(res) -> None:
         seen[0] += res[1]
 
-    with using(executor) as ex:
+    with using(executor if executor is not None else "local") as ex:  # in process unless asked
         ex.check_output_dir(cache_dir)
         ex.run(_cache_chunk, todo, fold, desc=f"representation {ds.path.name}", unit="chunk", progress=progress,
                name=lambda t: f"{t[0]} chunk {t[1]}")
