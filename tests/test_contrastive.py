@@ -339,15 +339,8 @@ def test_sup_transformer_beats_chance_on_easy_toy():
     assert roc_auc_score(y[ntr:].numpy(), s.numpy()) > 0.8
 
 
-# the ONNX exporter's graph optimizer (onnxscript 0.7, `x + 0` -> x with abs_tol 1e-8) drops the `+ eps`
-# (eps = 1e-8) inside the logs of models/transformer.py:pair_features: padded pairs give log(0) * 0 = NaN
-PAIR_BIAS_EPS_DROPPED = pytest.mark.xfail(
-    strict=True, raises=ExportError,
-    reason="pair_features' `log(... + 1e-8)`: the exporter removes the 1e-8, NaN in onnxruntime (clamp instead)")
-
-
 # without the pair bias the encoder is clr's, exported by test_training_reduces_loss_and_scores[clr]
-@pytest.mark.parametrize("pair_bias", [pytest.param(True, marks=PAIR_BIAS_EPS_DROPPED),
+@pytest.mark.parametrize("pair_bias", [True,
                                        pytest.param(False, marks=pytest.mark.slow)])
 def test_sup_transformer_export_matches_torch(pair_bias, tmp_path):
     model, x, m, y = _sup_transformer(pair_bias=pair_bias)

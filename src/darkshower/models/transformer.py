@@ -211,9 +211,11 @@ def pair_features(x, mask, idx: dict):
     ptmin = torch.minimum(pt[:, :, None], pt[:, None, :])
     ptsum = pt[:, :, None] + pt[:, None, :]
     m2 = 2 * pt[:, :, None] * pt[:, None, :] * (torch.cosh(de) - torch.cos(dp))
+    # clamp, not `+ eps`: the ONNX exporter's optimizer folds `x + 1e-8` into `x` (then padded pairs give
+    # log(0) * 0 = NaN in onnxruntime)
     eps = 1e-8
-    out = torch.stack([torch.log(delta + eps), torch.log(ptmin * delta + eps), torch.log(ptmin / (ptsum + eps) + eps),
-                       torch.log(m2 + eps)], -1)
+    out = torch.stack([torch.log(delta.clamp(min=eps)), torch.log((ptmin * delta).clamp(min=eps)),
+                       torch.log((ptmin / ptsum.clamp(min=eps)).clamp(min=eps)), torch.log(m2.clamp(min=eps))], -1)
     pm = (mask[:, :, None] & mask[:, None, :])[..., None]
     return out * pm
 
