@@ -69,7 +69,9 @@ def export_onnx(run, out, which: str = "best", opset: int = 18, rtol: float = 1e
     _require()
     import onnxruntime as ort
 
-    method = run if isinstance(run, torch.nn.Module) else load_run(run, which)[0]
+    from darkshower.models.base import Method
+
+    method: Method = run if isinstance(run, Method) else load_run(run, which)[0]
     module, inputs = method.export()
     module.eval()
     names = _names(len(inputs))
