@@ -100,7 +100,8 @@ async def _read_body(request, limit: int) -> bytes:
                     pass
             raise RequestError(413, f"request body of {n_declared} bytes is over the limit of {limit} bytes "
                                     "(--max-body-mb); send smaller batches")
-    chunks, n = [], 0
+    chunks: list[bytes] = []
+    n = 0
     async for chunk in request.stream():
         n += len(chunk)
         if n > limit:
@@ -136,7 +137,8 @@ def _decode_inputs(req: dict, binary: bytes, model) -> tuple[dict, int]:
     if not isinstance(inputs, list) or not inputs:
         raise RequestError(400, "request has no 'inputs' list")
     want = {t["name"]: t for t in model.inputs}
-    feeds, offset = {}, 0
+    feeds: dict[str, np.ndarray] = {}
+    offset = 0
     for i, t in enumerate(inputs):
         if not isinstance(t, dict) or not isinstance(t.get("name"), str):
             raise RequestError(400, f"inputs[{i}] must be an object with a 'name'")

@@ -76,6 +76,13 @@ class Batcher:
         if self.in_flight == 1 and len(self.pending) == 1 and self._wake is not None:
             self._wake.set()  # a queued request waiting for company is now alone: dispatch it
 
+    @property
+    def wake(self) -> asyncio.Event:
+        """Set when requests are queued (exists once :meth:`start` ran inside the server's event loop)."""
+        if self._wake is None:
+            raise RuntimeError(f"batcher of {self.model.name} used before start()")
+        return self._wake
+
     def _alone(self) -> bool:
         """The one queued request is the only request of this model in the server: waiting cannot merge it."""
         return len(self.pending) == 1 and self.in_flight <= 1
@@ -85,7 +92,7 @@ class Batcher:
         fut = asyncio.get_running_loop().create_future()
         self.pending.append(_Item(feeds, rows, fut, time.perf_counter()))
         self.pending_rows += rows
-        self._wake.set()
+        self.wake.set()
         return await fut
 
     def _take(self) -> list[_Item]:
@@ -103,17 +110,17 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             while not self.pending:
-                self._wake.clear()
-                await self._wake.wait()
+                self.wake.clear()
+                await self.wake.wait()
             if self.batching and self.delay > 0 and not self._alone():
                 deadline = self.pending[0].t_enqueue + self.delay
                 while self.pending and self.pending_rows < self.max_batch and not self._alone():
                     left = deadline - time.perf_counter()
                     if left <= 0:
                         break
-                    self._wake.clear()
+                    self.wake.clear()
                     try:
-                        await asyncio.wait_for(self._wake.wait(), left)
+                        await asyncio.wait_for(self.wake.wait(), left)
                     except TimeoutError:
                         break
                 if not self.pending:  # another instance took them

@@ -71,7 +71,7 @@ def session_options(threads: int | None):
 
 
 def _open(model: ServedModel, path: Path, instances: int, threads: int | None,
-          declared: tuple[list[dict], list[dict]] | None = None, max_batch: int = 4096) -> ServedModel:
+          declared: tuple[list[dict], list[dict], int] | None = None, max_batch: int = 4096) -> ServedModel:
     """Sessions and tensor descriptions of ``path`` into ``model`` (READY), checked against ``declared``
     (a config.pbtxt's tensors) when given."""
     import onnxruntime as ort
