@@ -101,3 +101,15 @@ def test_streaming_refusals(qcd_ds, svj_ds, tmp_path):
         train("sup-bdt", qcd_ds, tmp_path / "b", config={"threads": 1, "data": {"streaming": "on",
                                                                                 "signal": [str(svj_ds.path)]}},
               epochs=1, progress=False)
+
+
+def test_streaming_on_off_from_the_command_line_yaml():
+    """`--set data.streaming=on` reaches the config as YAML's boolean true."""
+    from darkshower.config import parse_assignment
+    from darkshower.models.runconfig import DataConfig
+
+    k, v = parse_assignment("data.streaming=on")
+    assert DataConfig(streaming=v).streaming == "on"
+    assert DataConfig(streaming=False).streaming == "off"
+    with pytest.raises(Exception, match="streaming"):
+        DataConfig(streaming="sometimes")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from darkshower.config import StrictModel
 
@@ -46,6 +46,12 @@ class DataConfig(StrictModel):
     shuffle_buffer: int = Field(200_000, ge=1, description="streaming: samples shuffled together (a larger buffer "
                                                            "mixes better and uses more memory)")
     prepare_samples: int = Field(200_000, ge=1, description="streaming: training samples the preprocessing is fitted on")
+
+    @field_validator("streaming", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, v):
+        # YAML reads a bare on/off (e.g. `--set data.streaming=on`) as a boolean
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
 
 class TrainConfig(StrictModel):
