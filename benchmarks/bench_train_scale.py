@@ -49,10 +49,13 @@ def make_dataset(path: Path, n_jets: int, seed: int = 1) -> Path:
     return path
 
 
-def run_train(data: Path, out: Path, method: str, epochs: int, streaming: str, nproc: int = 1) -> dict:
+def run_train(data: Path, out: Path, method: str, epochs: int, streaming: str, nproc: int = 1,
+              extra: list[str] | None = None) -> dict:
     cmd = [str(REPO / ".venv/bin/darkshower"), "train", method, "--data", str(data), "--out", str(out),
            "--epochs", str(epochs), "--no-progress", "--set", f"data.streaming={streaming}",
            "--set", "early_stopping.patience=null"]
+    for kv in extra or []:
+        cmd += ["--set", kv]
     cmd += ["--nproc", str(nproc)] if nproc > 1 else ["--threads", "1"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -73,9 +76,13 @@ def main() -> int:
     ap.add_argument("--method", default="ae-hlf")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--ddp", action="store_true", help="also train the smallest size with --nproc 2")
+    ap.add_argument("--max-train", type=int, default=None,
+                    help="data.max_train: samples per epoch (the whole set is still built and, in memory, held)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra training config")
     ap.add_argument("--work", default="/tmp/darkshower_bench_train_scale")
-    ap.add_argument("--out", default=str(REPO / "benchmarks/results/train_scale.json"))
+    ap.add_argument("--out", default=None, help="JSON (default benchmarks/results/train_scale_METHOD.json)")
     args = ap.parse_args()
+    args.out = args.out or str(REPO / f"benchmarks/results/train_scale_{args.method}.json")
     work = Path(args.work)
     rows = []
     for n in args.jets:
@@ -86,7 +93,8 @@ def main() -> int:
                 import shutil
 
                 shutil.rmtree(out)
-            r = run_train(data, out, args.method, args.epochs, streaming)
+            extra = [*args.set, *([f"data.max_train={args.max_train}"] if args.max_train else [])]
+            r = run_train(data, out, args.method, args.epochs, streaming, extra=extra)
             r.update(jets=n, method=args.method)
             rows.append(r)
             print(f"{args.method} {n:>9} jets streaming={streaming:<3}: peak RSS {r['peak_rss_mb']:8.0f} MB, "
@@ -114,7 +122,7 @@ def main() -> int:
         summary["rss_growth_in_memory"] = pick(hi, "off")["peak_rss_mb"] / pick(lo, "off")["peak_rss_mb"]
         summary["throughput_streaming_over_in_memory"] = {
             n: pick(n, "on")["jets_per_s_last_epoch"] / pick(n, "off")["jets_per_s_last_epoch"] for n in sizes}
-    result = {"benchmark": "train_scale", "uptime": os.getloadavg(), "cpus": os.cpu_count(), "rows": rows,
+    result = {"benchmark": "train_scale", "max_train": args.max_train, "set": args.set, "uptime": os.getloadavg(), "cpus": os.cpu_count(), "rows": rows,
               "summary": summary, "command": " ".join([sys.executable, *sys.argv])}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

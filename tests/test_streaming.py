@@ -113,3 +113,19 @@ def test_streaming_on_off_from_the_command_line_yaml():
     assert DataConfig(streaming=False).streaming == "off"
     with pytest.raises(Exception, match="streaming"):
         DataConfig(streaming="sometimes")
+
+
+def test_max_train_caps_each_streamed_epoch(qcd_ds, tmp_path):
+    from darkshower.train.session import open_session
+    from darkshower.train.trainer import load_data
+
+    cfg = {**FAST, "data": {"streaming": "on", "shuffle_buffer": 40, "max_train": 64}}
+    data = load_data(open_session("ae-hlf", qcd_ds, tmp_path / "r", config=cfg, seed=3), progress=False)
+
+    class M:
+        def batch_order(self, *a):
+            return None
+
+    batches = list(data.train_batches(M(), 16, 3, 0))
+    assert data.n_train == 64 and len(batches) == 4
+    assert data._n_train > 64  # the data were not cut, the epoch was

@@ -120,8 +120,7 @@ class StreamingData:
         self.train = prep  # what input_spec / prepare see (all of it when the set is small)
         self.build_seconds = 0.0
         self._n_train = sum(c.n_train for c in self.chunks)
-        if cfg.data.max_train:
-            log.warning("data.max_train is ignored when streaming (every cached training sample is used)")
+        self.max_train = cfg.data.max_train
 
     # -- reading -------------------------------------------------------------------------------
     def _read(self, path: str, i: int, cache_file: str, label: float) -> dict:
@@ -144,7 +143,8 @@ class StreamingData:
     # -- the TrainingData interface ------------------------------------------------------------
     @property
     def n_train(self) -> int:
-        return self._n_train
+        """Training samples per epoch (``data.max_train`` caps them)."""
+        return min(self._n_train, self.max_train) if self.max_train else self._n_train
 
     @property
     def n_val(self) -> int:
@@ -165,17 +165,21 @@ class StreamingData:
         return [int(k) for k in order[world.rank::world.size]]
 
     def steps(self, batch_size: int, epoch: int, world: World = SINGLE) -> int:
-        """Batches this rank takes in ``epoch`` (the same on every rank)."""
+        """Batches this rank takes in ``epoch`` (the same on every rank; ``data.max_train`` caps the
+        samples of the epoch over all ranks)."""
         if not world.distributed:
             return self.n_train // batch_size
         per_rank = [sum(self.chunks[k].n_train for k in self._share(epoch, World(r, world.size))) // batch_size
                     for r in range(world.size)]
-        return min(per_rank)
+        cap = (self.max_train // batch_size) // world.size if self.max_train else min(per_rank)
+        return min(min(per_rank), cap)
 
     def train_batches(self, model, batch_size: int, seed: int, epoch: int, world: World = SINGLE):
-        if self.n_train <= self.buffer_size and not world.distributed:
-            # one buffer holds everything: the in-memory order exactly
+        if self._n_train <= self.buffer_size and not world.distributed:
+            # one buffer holds everything: the in-memory order exactly (max_train as in memory: the first samples)
             store = concat([self._train_part(c) for c in self.chunks])
+            if self.max_train and store_len(store) > self.max_train:
+                store = take(store, np.arange(self.max_train))
             order = model.batch_order(store, batch_size, seed, epoch)
             if order is None:
                 return iter_batches(store, batch_size, seed, epoch, drop_last=True)
