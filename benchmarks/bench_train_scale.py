@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHUNK_EVENTS = 50_000
 
 
-def make_dataset(path: Path, n_jets: int, seed: int = 1) -> Path:
+def make_dataset(path: Path, n_jets: int, seed: int = 1, chunk_events: int = CHUNK_EVENTS) -> Path:
     from darkshower.data import DatasetWriter, open_dataset
     from darkshower.represent.toys import toy_events
 
@@ -40,8 +40,8 @@ def make_dataset(path: Path, n_jets: int, seed: int = 1) -> Path:
     n_events = n_jets // 2
     w = DatasetWriter(path, {"toy": seed, "n_jets": n_jets}, {"kind": "generated", "process": "toy"})
     w.open()
-    for i, a in enumerate(range(0, n_events, CHUNK_EVENTS)):
-        n = min(CHUNK_EVENTS, n_events - a)
+    for i, a in enumerate(range(0, n_events, chunk_events)):
+        n = min(chunk_events, n_events - a)
         ev = toy_events(n, n_prongs=1, seed=seed * 1000 + i, n_constituents=(15, 30))
         ev = ak.with_field(ev, ak.Array(np.arange(n, dtype=np.int64) + a), "event_id")
         w.write(i, ev)
@@ -78,6 +78,7 @@ def main() -> int:
     ap.add_argument("--ddp", action="store_true", help="also train the smallest size with --nproc 2")
     ap.add_argument("--max-train", type=int, default=None,
                     help="data.max_train: samples per epoch (the whole set is still built and, in memory, held)")
+    ap.add_argument("--chunk-events", type=int, default=CHUNK_EVENTS, help="events per toy-dataset chunk")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra training config")
     ap.add_argument("--work", default="/tmp/darkshower_bench_train_scale")
     ap.add_argument("--out", default=None, help="JSON (default benchmarks/results/train_scale_METHOD.json)")
@@ -86,7 +87,7 @@ def main() -> int:
     work = Path(args.work)
     rows = []
     for n in args.jets:
-        data = make_dataset(work / f"toy_{n}", n)
+        data = make_dataset(work / f"toy_{n}_c{args.chunk_events}", n, chunk_events=args.chunk_events)
         for streaming in ("on", "off"):
             out = work / f"run_{args.method}_{n}_{streaming}"
             if out.exists():
@@ -107,7 +108,7 @@ def main() -> int:
                 import shutil
 
                 shutil.rmtree(out)
-            r = run_train(work / f"toy_{n}", out, args.method, args.epochs, "off", nproc=nproc)
+            r = run_train(work / f"toy_{n}_c{args.chunk_events}", out, args.method, args.epochs, "off", nproc=nproc)
             r.update(jets=n, method=args.method)
             rows.append(r)
             print(f"{args.method} {n:>9} jets nproc={nproc}: {r['jets_per_s_last_epoch']:9.0f} jets/s", flush=True)
@@ -122,7 +123,8 @@ def main() -> int:
         summary["rss_growth_in_memory"] = pick(hi, "off")["peak_rss_mb"] / pick(lo, "off")["peak_rss_mb"]
         summary["throughput_streaming_over_in_memory"] = {
             n: pick(n, "on")["jets_per_s_last_epoch"] / pick(n, "off")["jets_per_s_last_epoch"] for n in sizes}
-    result = {"benchmark": "train_scale", "max_train": args.max_train, "set": args.set, "uptime": os.getloadavg(), "cpus": os.cpu_count(), "rows": rows,
+    result = {"benchmark": "train_scale", "max_train": args.max_train, "set": args.set,
+              "chunk_events": args.chunk_events, "uptime": os.getloadavg(), "cpus": os.cpu_count(), "rows": rows,
               "summary": summary, "command": " ".join([sys.executable, *sys.argv])}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

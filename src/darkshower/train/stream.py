@@ -217,9 +217,14 @@ class StreamingData:
             buf.append(part)
             n_buf += store_len(part)
             if n_buf >= self.buffer_size:
-                rest = yield from drain(concat(buf), final=False)
+                merged = concat(buf)
+                buf = []  # the parts go as soon as they are merged: at most ~2 buffers in memory
+                rest = yield from drain(merged, final=False)
+                del merged
                 fill += 1
                 buf = [rest] if rest is not None else []
                 n_buf = store_len(rest) if rest is not None else 0
         if buf and emitted < limit:
-            yield from drain(concat(buf), final=True)
+            merged = concat(buf)
+            buf = []
+            yield from drain(merged, final=True)
