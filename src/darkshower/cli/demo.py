@@ -1,5 +1,5 @@
 """``darkshower demo --out DIR`` — the default end-to-end job (what ``make demo`` runs):
-generate QCD + SVJ + ttbar, train two fast methods on QCD, score, evaluate, search, report."""
+generate QCD + SVJ + ttbar, train two fast methods and the gmm density baseline on QCD, score, evaluate, search, report."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ def register(sub) -> None:
     p.add_argument("--events", type=positive_int, default=1500, metavar="N",
                    help="events per test sample (QCD training: twice that; default 1500)")
     p.add_argument("--epochs", type=positive_int, default=20, metavar="N", help="training epochs per method (default 20)")
-    p.add_argument("--methods", default="ae-hlf,nae", metavar="M,M,..", help="comma-separated methods (default ae-hlf,nae)")
+    p.add_argument("--methods", default="ae-hlf,nae,gmm", metavar="M,M,..",
+                   help="comma-separated methods (default ae-hlf,nae and the gmm density baseline)")
     p.add_argument("--seed", type=nonnegative_int, default=1, metavar="S", help="seed of generation and training (default 1)")
     add_jobs(p, 0)
     add_progress(p)

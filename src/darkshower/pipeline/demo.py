@@ -1,5 +1,5 @@
 """The default end-to-end job behind ``make demo``: generate a small QCD + SVJ + ttbar sample,
-train two fast background-only methods, score, evaluate, search and write the HTML report.
+train two fast background-only methods and the gmm density baseline, score, evaluate, search and write the HTML report.
 
 It is a :mod:`darkshower.pipeline.benchmark` run on embedded defaults (resumable the same way).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def demo_config(events: int = 1500, seed: int = 1, methods: tuple[str, ...] = ("ae-hlf", "nae"),
+def demo_config(events: int = 1500, seed: int = 1, methods: tuple[str, ...] = ("ae-hlf", "nae", "gmm"),
                 epochs: int = 20) -> dict:
     """The embedded demo benchmark: QCD train/test, SVJ (2 TeV Z', m_dark 20, r_inv 0.3), ttbar."""
     return {
@@ -52,7 +52,7 @@ def auc_table(metrics: dict) -> list[str]:
 
 
 def run_demo(out: str | Path, events: int = 1500, seed: int = 1, jobs: int | None = None,
-             progress: bool | None = None, methods: tuple[str, ...] = ("ae-hlf", "nae"), epochs: int = 20) -> dict:
+             progress: bool | None = None, methods: tuple[str, ...] = ("ae-hlf", "nae", "gmm"), epochs: int = 20) -> dict:
     from darkshower.pipeline import run_benchmark
 
     out = Path(out)
