@@ -177,11 +177,11 @@ def score_remote(run, datasets, out, server: str, model: str | None = None, vers
                  batch_size: int = 1024, concurrency: int = 4, progress: bool = True) -> tuple[Path, Path]:
     """Like :func:`darkshower.train.score.score`, with the model on ``server`` (served as ``model``, default: the
     run's directory name): the same two score files. Representations are built here from the run's config."""
-    from darkshower.data.dataset import acquire_lock, atomic_write_parquet, open_dataset
+    from darkshower.data.dataset import acquire_lock, open_dataset
     from darkshower.data.fingerprint import dataset_fingerprint
     from darkshower.models.runs import read_run_json
     from darkshower.progress import progress as _progress
-    from darkshower.train.score import check_score_output, eff_b, event_table, events_path, read_val_scores
+    from darkshower.train.score import check_score_output, eff_b, read_val_scores, write_score_files
 
     run = Path(run)
     info = read_run_json(run)
@@ -226,13 +226,7 @@ def score_remote(run, datasets, out, server: str, model: str | None = None, vers
                     "representation": info["representation"]["kind"], "level": info.get("level", "jet"),
                     "supervised": info.get("supervised", False), "n_nonfinite_input": n_bad,
                     "datasets": fingerprints, "jets_per_s": len(jets) / max(time.perf_counter() - t0, 1e-9)}
-            atomic_write_parquet(jets, out, meta)
-            evp = events_path(out)
-            try:
-                atomic_write_parquet(event_table(jets), evp, meta)
-            except BaseException:
-                out.unlink(missing_ok=True)
-                raise
+            out, evp = write_score_files(jets, out, meta)
             log.info("scored %d samples through %s in %.1f s", len(jets), server, time.perf_counter() - t0)
             return out, evp
         finally:

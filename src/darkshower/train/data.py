@@ -71,27 +71,38 @@ def _cache_key(rep, ds, entry, data_cfg) -> str:
     return h.hexdigest()[:24]
 
 
-def _cache_chunk(task) -> tuple[int, int]:
-    """Build chunk ``i``'s representation into its cache file (runs where the executor runs it); returns
-    (i, constituents seen). The errors are load_store's."""
-    path, i, rep, data_cfg, cache_dir = task
-    ds = open_dataset(path)
-    f = Path(cache_dir) / f"{_cache_key(rep, ds, ds.chunks[i], data_cfg)}.npz"
-    if f.exists():
-        return i, 1
+NEEDS_CONSTITUENTS = ("constituents", "image", "lund", "observables")
+
+
+def _build_chunk(ds, i: int, rep, data_cfg, label: float, seen_before: int = 0) -> tuple[dict, ak.Array, int]:
+    """Chunk ``i``'s store (selected jets, representation built), its selected events and the number of
+    constituents in it; one clear DatasetError when it cannot be built. ``seen_before``: constituents of
+    the chunks already built, so that "the jets have no constituents" is said only when none has any."""
     events = select_jets(ds.read_chunk(i), data_cfg)
-    needs_constituents = rep.kind in ("constituents", "image", "lund", "observables")
-    n_constituents = _count_constituents(events, ds.path) if needs_constituents else 0
+    needs = rep.kind in NEEDS_CONSTITUENTS
+    n_constituents = _count_constituents(events, ds.path) if needs else 0
     try:
-        store = store_from_rep(build(rep, events, f"{ds.path} (chunk {i})"), 0.0)
-    except DatasetError:
-        if needs_constituents and n_constituents == 0:
+        store = store_from_rep(build(rep, events, f"{ds.path} (chunk {i})"), label)
+    except DatasetError:  # e.g. a representation that comes out empty
+        if needs and seen_before + n_constituents == 0:
             raise DatasetError(_no_constituents(ds, rep)) from None
         raise
     except (KeyError, ValueError, ak.errors.FieldNotFoundError) as exc:
         raise DatasetError(f"{ds.path}: cannot build representation '{rep.kind}' from chunk {i}: {exc}. "
                            "The dataset lacks an input this representation needs (e.g. constituents "
                            "for point clouds, particles or jets for event images).") from None
+    return store, events, n_constituents
+
+
+def _cache_chunk(task) -> tuple[int, int]:
+    """Build chunk ``i``'s representation into its cache file (runs where the executor runs it); returns
+    (i, constituents seen)."""
+    path, i, rep, data_cfg, cache_dir = task
+    ds = open_dataset(path)
+    f = Path(cache_dir) / f"{_cache_key(rep, ds, ds.chunks[i], data_cfg)}.npz"
+    if f.exists():
+        return i, 1
+    store, _, n_constituents = _build_chunk(ds, i, rep, data_cfg, 0.0)
     save_npz_atomic(f, store, rep)
     return i, n_constituents
 
@@ -121,7 +132,7 @@ def build_cache(path, rep, data_cfg, cache_dir, executor=None, progress: bool = 
         ex.check_output_dir(cache_dir)
         ex.run(_cache_chunk, todo, fold, desc=f"representation {ds.path.name}", unit="chunk", progress=progress,
                name=lambda t: f"{t[0]} chunk {t[1]}")
-    if rep.kind in ("constituents", "image", "lund", "observables") and seen[0] == 0:
+    if rep.kind in NEEDS_CONSTITUENTS and seen[0] == 0:
         raise DatasetError(_no_constituents(ds, rep))
     return len(todo)
 
@@ -138,7 +149,7 @@ def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None =
     if executor is not None and cache_dir is not None and max_samples is None:
         build_cache(path, rep, data_cfg, cache_dir, executor, progress)
     parts, n, n_constituents = [], 0, 0
-    needs_constituents = rep.kind in ("constituents", "image", "lund", "observables")
+    needs_constituents = rep.kind in NEEDS_CONSTITUENTS
     chunks: Iterable[int] = range(len(ds.chunks))
     if progress:
         from darkshower.progress import iterate
@@ -153,19 +164,8 @@ def load_store(path, rep, data_cfg, label: float = 0.0, cache_dir: Path | None =
             store = load_npz(f)
             store["label"] = np.full(store_len(store), label, np.float32)
         else:
-            events = select_jets(ds.read_chunk(i), data_cfg)
-            if needs_constituents:
-                n_constituents += _count_constituents(events, ds.path)
-            try:
-                store = store_from_rep(build(rep, events, f"{ds.path} (chunk {i})"), label)
-            except DatasetError:  # e.g. a representation that comes out empty
-                if needs_constituents and n_constituents == 0:
-                    raise DatasetError(_no_constituents(ds, rep)) from None
-                raise
-            except (KeyError, ValueError, ak.errors.FieldNotFoundError) as exc:
-                raise DatasetError(f"{ds.path}: cannot build representation '{rep.kind}' from chunk {i}: {exc}. "
-                                   "The dataset lacks an input this representation needs (e.g. constituents "
-                                   "for point clouds, particles or jets for event images).") from None
+            store, events, n_c = _build_chunk(ds, i, rep, data_cfg, label, n_constituents)
+            n_constituents += n_c
             if f is not None:
                 save_npz_atomic(f, store, rep)
         if extra_needed:

@@ -76,8 +76,7 @@ def ensemble(inputs, out, datasets=None, which: str = "best", batch_size: int | 
              threads: int | None = None) -> tuple[Path, Path]:
     """Combine runs (scored here on ``datasets``) and/or score files into one score file ``out`` (and its
     ``.events.parquet``) by the rank average of ``eff_b``; returns both paths. See the module docstring."""
-    from darkshower.data.dataset import atomic_write_parquet
-    from darkshower.train.score import check_score_output, event_table, events_path, score
+    from darkshower.train.score import check_score_output, score, write_score_files
 
     paths = [Path(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))]
     if len(paths) < 2:
@@ -129,13 +128,7 @@ def ensemble(inputs, out, datasets=None, which: str = "best", batch_size: int | 
                 "combination": "1 - mean eff_b", "representation": "ensemble",
                 "level": metas[0].get("level", "jet"), "supervised": any(m.get("supervised") for m in metas),
                 "n_nonfinite_input": int(jets["nonfinite_input"].sum()), "datasets": fingerprints}
-        atomic_write_parquet(jets, out, meta)
-        evp = events_path(out)
-        try:
-            atomic_write_parquet(event_table(jets), evp, meta)
-        except BaseException:
-            out.unlink(missing_ok=True)
-            raise
+        out, evp = write_score_files(jets, out, meta)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("ensemble of %d members: %d samples -> %s", len(paths), len(jets), out)

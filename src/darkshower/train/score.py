@@ -73,6 +73,20 @@ def event_table(jets: pd.DataFrame) -> pd.DataFrame:
 _WORKER: dict = {}
 
 
+def write_score_files(jets: pd.DataFrame, out, meta: dict) -> tuple[Path, Path]:
+    """The score-file pair: per-jet table at ``out`` and per-event table beside it (``events_path``),
+    both atomic and with ``meta``; never one without the other. Used by local, remote and ensemble scoring."""
+    out = Path(out)
+    atomic_write_parquet(jets, out, meta)
+    evp = events_path(out)
+    try:
+        atomic_write_parquet(event_table(jets), evp, meta)
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    return out, evp
+
+
 def _score_chunk(task) -> tuple[int, pd.DataFrame]:
     """Score chunk ``i`` of dataset ``path`` (runs in a worker; the model is loaded once per process)."""
     order, run, which, path, i, batch_size, threads = task
@@ -193,17 +207,9 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex) -> tupl
         log.warning("%s has no %s (trained before darkshower stored validation scores): eff_b is NaN; retrain the "
                     "run to calibrate its scores", run, VAL_SCORES[which])
     jets["eff_b"] = eff_b(val, jets["score"].to_numpy())
-    ev = event_table(jets)
     meta = {"method": info["method"], "run": str(Path(run).resolve()), "model": which,
             "representation": info["representation"]["kind"], "level": info.get("level", "jet"),
             "supervised": info.get("supervised", False), "n_nonfinite_input": n_bad, "n_val_scores": None if val is None else len(val), "datasets": fingerprints, "jets_per_s": n_jets / max(time.perf_counter() - t0, 1e-9)}
-    out = Path(out)
-    atomic_write_parquet(jets, out, meta)
-    evp = events_path(out)
-    try:
-        atomic_write_parquet(ev, evp, meta)
-    except BaseException:
-        out.unlink(missing_ok=True)  # never one table without the other
-        raise
+    out, evp = write_score_files(jets, out, meta)
     log.info("scored %d samples in %.1f s (%.0f/s)", n_jets, time.perf_counter() - t0, meta["jets_per_s"])
     return out, evp

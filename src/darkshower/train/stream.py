@@ -180,12 +180,9 @@ class StreamingData:
             store = concat([self._train_part(c) for c in self.chunks])
             if self.max_train and store_len(store) > self.max_train:
                 store = take(store, np.arange(self.max_train))
-            order = model.batch_order(store, batch_size, seed, epoch)
-            if order is None:
-                return iter_batches(store, batch_size, seed, epoch, drop_last=True)
-            order = np.asarray(order)
-            n_b = len(order) // batch_size if len(order) >= batch_size else (1 if len(order) else 0)
-            return (to_torch(take(store, order[a:a + batch_size])) for a in np.arange(n_b) * batch_size)
+            from darkshower.train.loop import TrainingData
+
+            return TrainingData(store, self.val).train_batches(model, batch_size, seed, epoch)
         return self._stream(model, batch_size, seed, epoch, world)
 
     def _stream(self, model, batch_size: int, seed: int, epoch: int, world: World):
