@@ -34,9 +34,10 @@ import numpy as np
 
 from darkshower.data.dataset import open_dataset
 from darkshower.errors import ConfigError
-from darkshower.represent.store import concat, iter_batches, load_npz, store_len, take, to_torch
+from darkshower.represent.store import concat, load_npz, store_len, take, to_torch
 from darkshower.train.data import _cache_key, build_cache, event_fraction, select_jets
 from darkshower.train.distributed import SINGLE, World
+from darkshower.train.loop import TrainingData
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,9 @@ def count_samples(files: list[Path]) -> int:
     return n
 
 
-class StreamingData:
-    """See the module docstring."""
+class StreamingData(TrainingData):
+    """See the module docstring. Validation (``val``, ``n_val``, ``val_batches``, ``emd_batches``) is
+    :class:`TrainingData`'s, in memory; ``train`` holds only the preprocessing sample."""
 
     def __init__(self, session, cache_dir: Path, executor=None, progress: bool = False):
         cfg, cls = session.cfg, session.cls
@@ -146,19 +148,6 @@ class StreamingData:
         """Training samples per epoch (``data.max_train`` caps them)."""
         return min(self._n_train, self.max_train) if self.max_train else self._n_train
 
-    @property
-    def n_val(self) -> int:
-        return store_len(self.val)
-
-    def val_batches(self, batch_size: int, world: World = SINGLE) -> list:
-        if not world.distributed:
-            return list(iter_batches(self.val, batch_size))
-        return list(iter_batches(take(self.val, np.arange(world.rank, self.n_val, world.size)), batch_size))
-
-    def emd_batches(self, n_samples: int) -> list:
-        n = min(self.n_val, n_samples)
-        return list(iter_batches(take(self.val, np.arange(n)), n))
-
     def _share(self, epoch: int, world: World) -> list[int]:
         """This rank's chunks, in this epoch's order."""
         order = np.random.default_rng([self.cfg.seed, epoch, 1]).permutation(len(self.chunks))
@@ -180,8 +169,6 @@ class StreamingData:
             store = concat([self._train_part(c) for c in self.chunks])
             if self.max_train and store_len(store) > self.max_train:
                 store = take(store, np.arange(self.max_train))
-            from darkshower.train.loop import TrainingData
-
             return TrainingData(store, self.val).train_batches(model, batch_size, seed, epoch)
         return self._stream(model, batch_size, seed, epoch, world)
 
