@@ -34,6 +34,7 @@ import numpy as np
 
 from darkshower.data.dataset import open_dataset
 from darkshower.errors import ConfigError
+from darkshower.progress import iterate
 from darkshower.represent.store import concat, load_npz, store_len, take, to_torch
 from darkshower.train.data import _cache_key, build_cache, event_fraction, select_jets
 from darkshower.train.distributed import SINGLE, World
@@ -91,7 +92,8 @@ class StreamingData(TrainingData):
         sources = [(p, 0.0) for p in session.data_paths] + [(p, 1.0) for p in cfg.data.signal]
         for path, label in sources:
             files = cache_files(path, self.rep, cfg.data, cache_dir, executor, progress)
-            for i, f in enumerate(files):
+            for i, f in iterate(list(enumerate(files)), desc=f"split {Path(path).name}", unit="chunk",
+                                enabled=progress, leave=False):
                 store = self._read(str(path), i, str(f), label)
                 if split:
                     val = event_fraction(store["event_id"], cfg.seed) < cfg.data.val_fraction
