@@ -48,3 +48,43 @@ def test_export_cli(qcd_ds, tmp_path, capsys):
     assert main(["export", str(run), "--out", str(tmp_path / "x.onnx")]) == 0
     assert "dynamic batch" in capsys.readouterr().out and (tmp_path / "x.onnx").stat().st_size > 0
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "y.onnx")]) == 2
+
+
+def test_check_tolerance_follows_float32_noise():
+    from darkshower.export.onnx import tolerance
+
+    ref64 = np.linspace(1.0, 2.0, 50)
+    quiet = (ref64 * (1 + 1e-7)).astype(np.float32)
+    assert tolerance(quiet, ref64, 1e-4, 1e-5) == 1e-4  # a small net: rtol as given
+    noisy = (ref64 * (1 + 3e-4 * np.cos(np.arange(50)))).astype(np.float32)
+    tol = tolerance(noisy, ref64, 1e-4, 1e-5)
+    assert 2e-3 < tol < 4e-3  # 10 x the float32 noise of a large net
+    assert tolerance(quiet, None, 1e-4, 1e-5) == 1e-4  # no float64 reference: rtol alone
+
+
+class _GraphDiffers(torch.nn.Module):
+    """Exports an op that torch's eager forward skips: ONNX Runtime then disagrees by 1 %."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 1)
+
+    def forward(self, x):
+        y = self.lin(x).squeeze(-1)
+        if torch.onnx.is_in_onnx_export():
+            return y * 1.01
+        return y
+
+
+def test_export_check_refuses_a_mismatch(tmp_path):
+    from darkshower.errors import ExportError
+    from darkshower.models.base import Method
+
+    class M(Method):
+        def export(self):
+            return _GraphDiffers(), (torch.randn(6, 4),)
+
+    m = M.__new__(M)
+    with pytest.raises(ExportError, match="disagrees with torch"):
+        export_onnx(m, tmp_path / "m.onnx")
+    assert not list(tmp_path.iterdir())  # nothing left behind
