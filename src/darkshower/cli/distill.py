@@ -27,8 +27,9 @@ def register(subparsers) -> None:
                      "See docs/methods/distill.md."),
     )
     p.add_argument("teacher", metavar="TEACHER_RUN", help="run directory of the teacher")
-    p.add_argument("--student", choices=["mlp", "deepsets"], default=None,
-                   help="student architecture (default: the config's model.student, else mlp)")
+    p.add_argument("--student", choices=["mlp", "deepsets", "per-particle"], default=None,
+                   help="student architecture (default: the config's model.student, else mlp); per-particle: "
+                        "the DistillNet pileup student of a pu-gnn teacher (docs/pileup.md)")
     add_training_options(p, data_help="background dataset director(y/ies) to distill on",
                          set_example="--set model.hidden=[64,64] --set model.target=quantile")
     p.set_defaults(func=run)
@@ -59,9 +60,47 @@ def build_config(teacher, student: str | None = None, config: dict | None = None
     return cfg
 
 
+def _teacher_method(teacher) -> str | None:
+    import json
+
+    try:
+        return json.loads((Path(teacher) / "run.json").read_text()).get("method")
+    except (OSError, ValueError):
+        return None  # the library call names the problem
+
+
+def run_per_particle(args) -> int:
+    """``distill PU_GNN_RUN --student per-particle``: the DistillNet student (train/pileup.py)."""
+    import json
+
+    from darkshower.errors import ConfigError
+    from darkshower.train.pileup import distill_particles
+
+    if args.nproc not in (None, 1):
+        raise ConfigError("--nproc: the per-particle student trains in one process")
+    out = distill_particles(args.teacher, args.data, args.out, val=args.val, config=config_from_args(args),
+                            epochs=args.epochs, seed=args.seed, resume=args.resume, progress_=not args.no_progress,
+                            command=["darkshower", *sys.argv[1:]])
+    info = json.loads((out / "run.json").read_text())
+    hist = json.loads((out / "metrics.json").read_text())
+    best = next((r for r in hist if r["epoch"] == info.get("best_epoch")), hist[-1] if hist else {})
+    print(f"distilled {args.teacher} into a per-particle student: {info.get('epochs_done')} epochs, best epoch "
+          f"{info.get('best_epoch')}, correlation with the teacher {best.get('val_corr', float('nan')):.3f}, AUC "
+          f"{best.get('val_auc', float('nan')):.4f} (teacher {best.get('teacher_val_auc', float('nan')):.4f}) -> "
+          f"{out / 'student.npz'}")
+    return 0
+
+
 def run(args) -> int:
+    from darkshower.errors import ConfigError
     from darkshower.train import train
 
+    is_pu = _teacher_method(args.teacher) == "pu-gnn"
+    if args.student == "per-particle":
+        return run_per_particle(args)
+    if is_pu:
+        raise ConfigError(f"{args.teacher} is a pu-gnn (pileup) teacher: distill it with --student per-particle "
+                          "(mlp and deepsets students distill jet-level anomaly scores)")
     if args.resume:
         from darkshower.errors import ConfigError
         from darkshower.models.runs import read_run_config

@@ -48,9 +48,11 @@ def register(sub) -> None:
                    help="minimum-bias library made by `darkshower generate minbias --events N --out DIR`")
     p.add_argument("--beam-spot-z-mm", type=positive_float, metavar="MM",
                    help="Gaussian width of the vertex z distribution in mm (default 35)")
-    p.add_argument("--pu-mitigation", choices=["none", "chs", "puppi"],
+    p.add_argument("--pu-mitigation", metavar="none|chs|puppi|distillnet:RUN",
                    help="pileup mitigation in the detector step: none (default), chs (drop charged "
-                        "candidates not from the primary vertex) or puppi (PUPPI-like weights per candidate)")
+                        "candidates not from the primary vertex), puppi (PUPPI-like weights per candidate) or "
+                        "distillnet:RUN (the weights of a DistillNet student, `darkshower distill --student "
+                        "per-particle`)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_executor(p)
     p.set_defaults(func=run)

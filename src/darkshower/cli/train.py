@@ -58,6 +58,8 @@ def config_from_args(args) -> dict:
 
 
 def run(args) -> int:
+    if args.method == "pu-gnn":  # DistillNet teacher: its own trainer (docs/pileup.md)
+        return run_pu_gnn(args)
     from darkshower.train import train
 
     cfg = config_from_args(args)
@@ -76,3 +78,25 @@ def run(args) -> int:
           f"({info.get('selection')} {best.get('selection_value', float('nan')):.5g}), "
           f"{last.get('jets_per_s', 0):.0f} jets/s -> {out}")
     return 0
+
+
+def run_pu_gnn(args) -> int:
+    """``darkshower train pu-gnn``: the event-level pileup GNN (train/pileup.py)."""
+    import json
+
+    from darkshower.errors import ConfigError
+    from darkshower.train.pileup import train_pu_gnn
+
+    if args.nproc not in (None, 1):
+        raise ConfigError("--nproc: train pu-gnn runs in one process")
+    out = train_pu_gnn(args.data, args.out, val=args.val, config=config_from_args(args), epochs=args.epochs,
+                       seed=args.seed, resume=args.resume, progress_=not args.no_progress,
+                       command=["darkshower", *sys.argv[1:]])
+    info = json.loads((out / "run.json").read_text())
+    hist = json.loads((out / "metrics.json").read_text())
+    best = next((r for r in hist if r["epoch"] == info.get("best_epoch")), hist[-1] if hist else {})
+    print(f"trained pu-gnn ({info['spec'].get('parameters')} parameters): {info.get('epochs_done')} epochs, best epoch "
+          f"{info.get('best_epoch')} (val loss {best.get('val_loss', float('nan')):.4g}, per-particle AUC "
+          f"{best.get('val_auc', float('nan')):.4f}, neutrals {best.get('val_auc_neutral', float('nan')):.4f}) -> {out}")
+    return 0
+

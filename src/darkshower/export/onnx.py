@@ -86,6 +86,17 @@ def tolerance(ref32: np.ndarray, ref64: np.ndarray | None, rtol: float, atol: fl
     return max(rtol, noise_factor * float(noise.max())) if noise.size else rtol
 
 
+def _pileup_kind(run) -> str | None:
+    """"pu-gnn" / "pu-student" when ``run`` is a DistillNet run directory, else None."""
+    import json
+
+    try:
+        kind = json.loads((Path(run) / "run.json").read_text()).get("method")
+    except (TypeError, OSError, ValueError, AttributeError):
+        return None
+    return kind if kind in ("pu-gnn", "pu-student") else None
+
+
 def export_onnx(run, out, which: str = "best", opset: int = 18, rtol: float = 1e-4, atol: float = 1e-5,
                 noise_factor: float = 10.0) -> dict:
     """Export the run's model to ONNX at ``out``; returns a dict describing the export and its check.
@@ -106,10 +117,20 @@ def export_onnx(run, out, which: str = "best", opset: int = 18, rtol: float = 1e
 
     from darkshower.models.base import Method
 
-    method: Method = run if isinstance(run, Method) else load_run(run, which)[0]
-    module, inputs = method.export()
+    pu_kind = _pileup_kind(run)
+    resizable = pu_kind != "pu-gnn"  # the GNN's neighbour indices do not survive repeating rows
+    if pu_kind is not None:  # DistillNet teacher / per-particle student (models/pileup_gnn.py)
+        from darkshower.models.pileup_gnn import export_module
+
+        module, inputs = export_module(run, which)
+        method_name = pu_kind
+        names = ["x", "coords", "nbr"] if pu_kind == "pu-gnn" else ["x"]
+    else:
+        method: Method = run if isinstance(run, Method) else load_run(run, which)[0]
+        module, inputs = method.export()
+        method_name = type(method).__name__
+        names = _names(len(inputs))
     module.eval()
-    names = _names(len(inputs))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -135,13 +156,13 @@ def export_onnx(run, out, which: str = "best", opset: int = 18, rtol: float = 1e
                                 f"{str(exc).splitlines()[0][:160]}")
     if exporter is None:
         _remove_external(tmp)
-        raise ExportError(f"could not export {type(method).__name__} to ONNX: " + " | ".join(attempts))
+        raise ExportError(f"could not export {method_name} to ONNX: " + " | ".join(attempts))
     try:
         _embed_external_data(tmp)
         sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         diffs: list[float] = []
         tols: list[float] = []
-        same_batch = len({t.shape[0] for t in inputs}) == 1  # graphs: nodes/edges/graphs differ -> no resize
+        same_batch = resizable and len({t.shape[0] for t in inputs}) == 1  # graphs: no resize
         for b in ((inputs[0].shape[0], 7) if dynamic and same_batch else (inputs[0].shape[0],)):
             inp = inputs if b == inputs[0].shape[0] else _resize(inputs, b)
             with torch.no_grad():
@@ -162,5 +183,5 @@ def export_onnx(run, out, which: str = "best", opset: int = 18, rtol: float = 1e
         _remove_external(tmp)
     info = {"path": str(out), "exporter": exporter, "opset": opset, "inputs": names, "dynamic_batch": dynamic,
             "max_abs_diff": max(diffs), "check_rtol": max(tols), "bytes": out.stat().st_size}
-    log.info("exported %s with the %s exporter to %s (max |diff| %.2g)", type(method).__name__, exporter, out, max(diffs))
+    log.info("exported %s with the %s exporter to %s (max |diff| %.2g)", method_name, exporter, out, max(diffs))
     return info

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from darkshower.config import StrictModel, validate
 from darkshower.errors import ConfigError
@@ -46,7 +47,9 @@ class PileupConfig(StrictModel):
     mu: float = Field(0.0, ge=0.0, le=1000.0, description="mean number of overlaid minimum-bias interactions (Poisson)")
     library: str | None = Field(None, description="minimum-bias library dataset (darkshower generate minbias)")
     beam_spot_z_mm: float = Field(35.0, gt=0.0, le=1000.0, description="Gaussian width of the vertex z distribution [mm]")
-    mitigation: Literal["none", "chs", "puppi"] = Field("none", description="none, chs or puppi (detector step)")
+    mitigation: str = Field(
+        "none", description="none, chs, puppi or distillnet:RUN (a DistillNet student run; detector step)"
+    )
     dz_resolution_mm: float = Field(0.03, ge=0.0, description="constant term a of the track dz resolution [mm]")
     dz_ms_mm_gev: float = Field(
         0.10, ge=0.0, description="multiple-scattering term b [mm GeV]: sigma_dz = sqrt(a^2 + (b sqrt(cosh eta) / pT)^2)"
@@ -57,6 +60,18 @@ class PileupConfig(StrictModel):
     @property
     def active(self) -> bool:
         return self.mu > 0 or self.mitigation != "none"
+
+    @field_validator("mitigation")
+    @classmethod
+    def _mitigation(cls, v: str) -> str:
+        if v in ("none", "chs", "puppi"):
+            return v
+        if v.startswith("distillnet:") and v.split(":", 1)[1].strip():
+            return "distillnet:" + str(Path(v.split(":", 1)[1].strip()).expanduser().resolve())
+        raise ValueError(
+            f"mitigation {v!r}: choose none, chs, puppi or distillnet:RUN (RUN: the --out of "
+            "`darkshower distill PU_GNN_RUN --student per-particle`)"
+        )
 
     @model_validator(mode="after")
     def _library(self):

@@ -333,13 +333,16 @@ def puppi_weights(c: dict[str, np.ndarray], assoc: np.ndarray, n_vertices: np.nd
 
 def mitigate(c: dict[str, np.ndarray], cfg: PileupConfig, n_vertices: np.ndarray,
              particle_level: bool = False) -> dict[str, np.ndarray]:
-    """Apply ``cfg.mitigation`` to the flat candidates: none (unchanged), chs (pileup tracks dropped)
-    or puppi (``weight`` added; nothing dropped)."""
+    """Apply ``cfg.mitigation`` to the flat candidates: none (unchanged), chs (pileup tracks dropped),
+    puppi or distillnet:RUN (``weight`` added: PUPPI-like or the DistillNet student's; nothing dropped)."""
     if cfg.mitigation == "none":
         return c
     assoc = pv_associated(c, cfg, particle_level)
     if cfg.mitigation == "chs":
         return chs(c, assoc)
+    if cfg.mitigation.startswith("distillnet:"):
+        student = load_student(student_path(cfg.mitigation))
+        return {**c, "weight": distillnet_weights(c, assoc, np.asarray(n_vertices), cfg, student, particle_level)}
     return {**c, "weight": puppi_weights(c, assoc, np.asarray(n_vertices), cfg.puppi)}
 
 
@@ -350,8 +353,160 @@ def library_header(cfg: PileupConfig, ecm: float) -> dict | None:
     out: dict = {"mu": cfg.mu, "beam_spot_z_mm": cfg.beam_spot_z_mm, "mitigation": cfg.mitigation}
     if cfg.mu > 0 and cfg.library:
         out["library"] = open_library(cfg.library, ecm).summary()
+    if cfg.mitigation.startswith("distillnet:"):  # checked here, before any event is generated
+        st = load_student(student_path(cfg.mitigation))
+        out["distillnet"] = {"run": st.path, "student_sha256": st.sha256, "feature_version": FEATURE_VERSION}
     return out
 
 
 __all__ = ["Library", "open_library", "overlay", "dz_sigma", "pv_associated", "chs", "puppi_weights", "mitigate",
-           "manifest_checksum"]
+           "manifest_checksum", "particle_features", "feature_names", "FEATURE_VERSION", "Student", "load_student",
+           "distillnet_weights"]
+
+
+# ---- DistillNet student features and weights -------------------------------------------------------
+#: version of :func:`particle_features` (stored in student.npz; a student of another version is refused)
+FEATURE_VERSION = 1
+#: neighbourhood radii of the PUPPI-like sums of the student's features
+FEATURE_RADII = (0.4, 0.2)
+_N_TYPES = 5  # darkshower.data.schema.CANDIDATE_TYPES
+
+
+def feature_names(radii: tuple[float, ...] = FEATURE_RADII) -> list[str]:
+    """Names of the columns of :func:`particle_features`, in order."""
+    names = ["log_pt", "eta", "log_e", "charge", *[f"type_{t}" for t in range(_N_TYPES)], "has_track", "assoc_pv",
+             "log1p_dz_sig"]
+    for r in radii:
+        names += [f"alpha_pv_{r:g}", f"alpha_pu_{r:g}", f"alpha_neutral_{r:g}", f"alpha_pv_z_{r:g}"]
+    return names
+
+
+def particle_features(c: dict[str, np.ndarray], cfg: PileupConfig, n_vertices: np.ndarray | None = None,
+                      assoc: np.ndarray | None = None, particle_level: bool = False,
+                      radii: tuple[float, ...] = FEATURE_RADII) -> np.ndarray:
+    """The DistillNet student's per-particle inputs, [n candidates, len(feature_names(radii))] float32.
+
+    ``c``: flat candidates of a batch of events sorted by event (keys ev, pt, eta, e, charge, type, dz);
+    ``n_vertices`` is accepted for symmetry with :func:`puppi_weights` and unused (the features carry no
+    event-level pileup count, so a student can be applied at another mu). Columns (``feature_names``):
+    log pT, eta, log E, charge, one-hot type (5), has-track flag, PV association (1 associated track, else 0),
+    log(1 + |dz| / sigma_dz) for tracks (0 otherwise); then for each radius R in ``radii`` the PUPPI-like
+    neighbourhood sums S = sum_j (pT_j / dR_ij)^2 over neighbours with r_min <= dR < R (r_min from
+    ``cfg.puppi``) as log(1 + S): over the PV-associated tracks, over the pileup tracks, over the candidates
+    without a track; and the first of them standardized per event like PUPPI's chi: (a - median) / RMS with
+    the median and RMS over the event's pileup tracks (0 when the event has fewer than
+    ``cfg.puppi.min_charged_pu`` of them). No absolute phi. Vectorized over the batch."""
+    n = len(c["pt"])
+    if assoc is None:
+        assoc = pv_associated(c, cfg, particle_level)
+    pt = np.asarray(c["pt"], np.float64)
+    eta = np.asarray(c["eta"], np.float64)
+    trk = assoc >= 0
+    cols = [np.log(np.maximum(pt, 1e-3)), eta, np.log(np.maximum(np.asarray(c["e"], np.float64), 1e-3)),
+            np.asarray(c["charge"], np.float64)]
+    typ = np.asarray(c["type"], np.int64)
+    cols += [(typ == t).astype(np.float64) for t in range(_N_TYPES)]
+    if particle_level:
+        dzs = np.where(trk, np.where(assoc == 1, 0.0, 10.0), 0.0)
+    else:
+        dzs = np.where(trk, np.abs(np.asarray(c["dz"], np.float64)) / dz_sigma(pt, eta, cfg), 0.0)
+    cols += [trk.astype(np.float64), (assoc == 1).astype(np.float64), np.log1p(np.minimum(dzs, 1e6))]
+    if n == 0:
+        return np.zeros((0, len(feature_names(radii))), np.float32)
+    ev = np.asarray(c["ev"], np.int64)
+    n_ev = int(ev.max()) + 1
+    everyone = np.arange(n)
+    refs = (np.flatnonzero(assoc == 1), np.flatnonzero(assoc == 0), np.flatnonzero(assoc < 0))
+    pu_trk = refs[1]
+    for r in radii:
+        sums = [np.log1p(_local_sum(c, everyone, ref, r, cfg.puppi.r_min)) for ref in refs]
+        med, rms, has = _median_rms(sums[0][pu_trk], ev[pu_trk], n_ev, cfg.puppi.min_charged_pu)
+        ok = has[ev]
+        z = np.where(ok, (sums[0] - np.nan_to_num(med[ev])) / np.maximum(np.nan_to_num(rms[ev]), 1e-3), 0.0)
+        cols += [*sums, np.clip(z, -50.0, 50.0)]
+    return np.column_stack(cols).astype(np.float32)
+
+
+@dataclass
+class Student:
+    """A DistillNet per-particle student as numpy arrays (read from a run's student.npz): standardization,
+    then Linear+ReLU layers and a final Linear + sigmoid."""
+
+    path: str
+    sha256: str
+    mean: np.ndarray
+    std: np.ndarray
+    layers: list[tuple[np.ndarray, np.ndarray]]
+    radii: tuple[float, ...]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Student output (probability of coming from the PV) for features ``x`` [n, F] (float32 math)."""
+        h = (np.asarray(x, np.float32) - self.mean) / self.std
+        for i, (w, b) in enumerate(self.layers):
+            h = h @ w.T + b
+            if i < len(self.layers) - 1:
+                h = np.maximum(h, 0.0)
+        z = h[:, 0].astype(np.float64)
+        return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)  # sigmoid without overflow
+
+
+STUDENT_FILE = "student.npz"
+_STUDENTS: dict[tuple[str, str], Student] = {}
+
+
+def student_path(spec: str) -> Path:
+    """The run directory of a ``distillnet:RUN`` mitigation."""
+    return Path(spec.split(":", 1)[1])
+
+
+def load_student(run: str | Path) -> Student:
+    """Read and check ``RUN/student.npz`` (written by ``darkshower distill --student per-particle``); cached
+    per process by path and checksum. Missing, corrupt or incompatible files raise one DatasetError."""
+    p = Path(run) / STUDENT_FILE
+    hint = ("make it with `darkshower distill PU_GNN_RUN --student per-particle --data DS --out RUN`, "
+            "then pass --pu-mitigation distillnet:RUN")
+    try:
+        raw = p.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise DatasetError(f"--pu-mitigation distillnet:{run}: no {STUDENT_FILE} in {run}; {hint}") from None
+    sha = hashlib.sha256(raw).hexdigest()
+    key = (str(p.resolve()), sha)
+    if key in _STUDENTS:
+        return _STUDENTS[key]
+    import io
+    import zipfile
+
+    try:
+        z = np.load(io.BytesIO(raw), allow_pickle=False)
+        version = int(z["feature_version"])
+        names = [str(s) for s in z["feature_names"]]
+        radii = tuple(float(r) for r in z["radii"])
+        n_layers = int(z["n_layers"])
+        layers = [(z[f"w{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32)) for i in range(n_layers)]
+        mean, std = z["mean"].astype(np.float32), z["std"].astype(np.float32)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise DatasetError(f"--pu-mitigation distillnet:{run}: {p} is corrupt or not a student file "
+                           f"({type(exc).__name__}: {exc}); {hint}") from None
+    if version != FEATURE_VERSION or names != feature_names(radii):
+        raise DatasetError(f"--pu-mitigation distillnet:{run}: {p} was made for particle features version {version} "
+                           f"({len(names)} features); this darkshower computes version {FEATURE_VERSION}; "
+                           f"distill the student again ({hint})")
+    shapes_ok = (len(layers) >= 1 and layers[0][0].shape[1] == len(names) == len(mean) == len(std)
+                 and layers[-1][0].shape[0] == 1
+                 and all(w.shape[0] == b.shape[0] for w, b in layers)
+                 and all(layers[i + 1][0].shape[1] == layers[i][0].shape[0] for i in range(len(layers) - 1)))
+    if not shapes_ok or not all(np.isfinite(a).all() for w, b in layers for a in (w, b)) or not (std > 0).all():
+        raise DatasetError(f"--pu-mitigation distillnet:{run}: {p} holds inconsistent or non-finite layers; {hint}")
+    st = Student(str(Path(run).resolve()), sha, mean, std, layers, radii)
+    _STUDENTS.clear()
+    _STUDENTS[key] = st
+    return st
+
+
+def distillnet_weights(c: dict[str, np.ndarray], assoc: np.ndarray, n_vertices: np.ndarray, cfg: PileupConfig,
+                       student: Student, particle_level: bool = False) -> np.ndarray:
+    """The student's output per candidate as its weight; below ``cfg.puppi.weight_min`` it becomes 0 (as
+    for PUPPI). Tracks too get the student's output (it sees their association and dz)."""
+    x = particle_features(c, cfg, n_vertices, assoc, particle_level, student.radii)
+    w = student(x) if len(x) else np.zeros(0, np.float32)
+    return np.where(w < cfg.puppi.weight_min, np.float32(0.0), w).astype(np.float32)

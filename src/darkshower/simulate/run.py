@@ -244,7 +244,7 @@ def _pileup_header(cfg: GenerateConfig, out: Path) -> dict:
 
     head = library_header(cfg.pileup, cfg.ecm)
     assert head is not None
-    old_sha = None
+    old_sha, old = None, {}
     try:
         old = json.loads((out / "manifest.json").read_text())
         old_sha = ((old.get("pileup") or {}).get("library") or {}).get("manifest_sha256")
@@ -256,6 +256,11 @@ def _pileup_header(cfg: GenerateConfig, out: Path) -> dict:
             f"{out}: its chunks were made with another version of the pileup library {cfg.pileup.library} "
             f"(manifest checksum {old_sha[:12]}..., now {new_sha[:12]}...); use a new --out, or the original library"
         )
+    old_st = ((old.get("pileup") or {}).get("distillnet") or {}).get("student_sha256") if isinstance(old, dict) else None
+    new_st = (head.get("distillnet") or {}).get("student_sha256")
+    if old_st and new_st and old_st != new_st:
+        raise DatasetError(f"{out}: its chunks were weighted by another student.npz of {cfg.pileup.mitigation} "
+                           f"(sha256 {old_st[:12]}..., now {new_st[:12]}...); use a new --out, or the original student")
     return head
 
 
