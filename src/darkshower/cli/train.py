@@ -17,9 +17,10 @@ def register(subparsers) -> None:
         description=("Train METHOD on the background DATASET(s) and write a run directory (resolved config, "
                      "versions, per-epoch metrics, atomic checkpoints, best and last model). The best model is "
                      "chosen without signal labels (validation loss, or validation EMD for energy-based methods). "
-                     f"Methods: {', '.join(METHODS)}. See docs/training.md."),
+                     f"Methods: {', '.join(METHODS)}; auto: the recommended default, its representation chosen "
+                     "from what the data have. See docs/training.md."),
     )
-    p.add_argument("method", metavar="METHOD", help="method name, e.g. ae-hlf, nae, wnae, clr")
+    p.add_argument("method", metavar="METHOD", help="method name, e.g. ae-hlf, nae, wnae, clr, or auto")
     add_training_options(p, data_help="background dataset director(y/ies)",
                          set_example="--set model.latent=8 --set optimizer.lr=3e-4")
     p.set_defaults(func=run)
@@ -58,6 +59,8 @@ def config_from_args(args) -> dict:
 
 
 def run(args) -> int:
+    if args.method == "auto":  # the recommended default, representation chosen from the data (train/auto.py)
+        return run_auto(args)
     if args.method == "pu-gnn":  # DistillNet teacher: its own trainer (docs/pileup.md)
         return run_pu_gnn(args)
     from darkshower.train import train
@@ -100,3 +103,18 @@ def run_pu_gnn(args) -> int:
           f"{best.get('val_auc', float('nan')):.4f}, neutrals {best.get('val_auc_neutral', float('nan')):.4f}) -> {out}")
     return 0
 
+
+def run_auto(args) -> int:
+    """``darkshower train auto``: train.auto.DEFAULT_METHOD with what the data have (docs/training.md)."""
+    from darkshower.errors import ConfigError
+    from darkshower.train.auto import train_auto
+
+    if args.nproc not in (None, 1):
+        raise ConfigError("--nproc: train auto trains the default (fitted offline) in one process")
+    asked = args.executor is not None or args.scheduler is not None or args.jobs != 1
+    with executor_of(args) as ex:
+        out, choice = train_auto(args.data, args.out, val=args.val, config=config_from_args(args), epochs=args.epochs,
+                                 seed=args.seed, resume=args.resume, progress=not args.no_progress,
+                                 command=["darkshower", *sys.argv[1:]], executor=ex if asked else None)
+    print(f"trained {choice['method']} ({choice['level']} level) -> {out}; the choice is in {out / 'run.json'} (auto)")
+    return 0

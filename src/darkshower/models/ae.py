@@ -23,6 +23,15 @@ HLF_LOG = ["mass", "msoftdrop", "pt", "pt_softdrop", "d2", "n_constituents", "n_
            "lund_n_primary", "met_pt", "mt", "mjj", "ht", "n_event_constituents", "n_event_particles"]
 
 
+def feature_base(name: str) -> str:
+    """The observable behind a representation column: ``j1_mass`` (event level, jet slot 1) -> ``mass``; other
+    names unchanged. Preprocessing lists (log_features, dequantize) name observables, so they apply to every slot."""
+    from darkshower.represent.config import slot_column
+
+    sc = slot_column(name)
+    return sc[1] if sc else name
+
+
 class HLFConfig(StrictModel):
     hidden: list[int] = Field(default_factory=lambda: [64, 32], description="encoder widths (decoder mirrors)")
     latent: int = Field(6, ge=1)
@@ -41,7 +50,7 @@ class HLFPreprocess(torch.nn.Module):
 
     def __init__(self, names: list[str], log_features: list[str], clip: float):
         super().__init__()
-        self.register_buffer("is_log", torch.tensor([n in log_features for n in names]))
+        self.register_buffer("is_log", torch.tensor([feature_base(n) in log_features for n in names]))
         self.register_buffer("mean", torch.zeros(len(names)))
         self.register_buffer("std", torch.ones(len(names)))
         self.clip = clip

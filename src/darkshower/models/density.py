@@ -27,7 +27,7 @@ from pydantic import Field, field_validator, model_validator
 
 from darkshower.config import StrictModel
 from darkshower.errors import ConfigError
-from darkshower.models.ae import HLF_COLUMNS, HLF_LOG, HLFPreprocess, observables_spec
+from darkshower.models.ae import HLF_COLUMNS, HLF_LOG, HLFPreprocess, feature_base, observables_spec
 from darkshower.models.base import Method, _ScoreX
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 DENSITY_COLUMNS = ["mass", "n_constituents", "pt"]
 #: integer-valued observables (dequantized by the flow: uniform noise in [0, 1) while training)
 INTEGER_COLUMNS = ["n_constituents", "n_charged", "n_softdrop", "lund_n_primary", "lund_n_primary_lnkt_gt0",
-                   "n_jets", "n_event_constituents", "n_event_particles"]
+                   "n_jets", "n_event_constituents", "n_event_particles", "present"]
 #: log-weight of unused (padding) mixture components: exp(-1e4) is exactly 0 in float64
 _UNUSED = -1.0e4
 
@@ -83,7 +83,7 @@ class LogStandardize(torch.nn.Module):
 
     def __init__(self, names: list[str], log_features: list[str], floor: float):
         super().__init__()
-        self.register_buffer("is_log", torch.tensor([n in log_features for n in names]))
+        self.register_buffer("is_log", torch.tensor([feature_base(n) in log_features for n in names]))
         self.register_buffer("mean", torch.zeros(len(names), dtype=torch.float64))
         self.register_buffer("std", torch.ones(len(names), dtype=torch.float64))
         self.floor = float(floor)
@@ -316,7 +316,7 @@ class NormalizingFlow(Method):
             raise ConfigError(f"flow: every representation column is in model.condition ({config.condition}); "
                               "nothing is left to model")
         self.pre = HLFPreprocess(names, config.log_features, config.clip)
-        self.register_buffer("is_deq", torch.tensor([c in config.dequantize for c in names]))
+        self.register_buffer("is_deq", torch.tensor([feature_base(c) in config.dequantize for c in names]))
         kw: dict[str, Any] = {"transforms": config.transforms, "hidden_features": list(config.hidden)}
         if config.transform == "nsf":
             self.flow = zuko.flows.NSF(len(self.feat_idx), context=len(self.cond_idx), bins=config.bins, **kw)

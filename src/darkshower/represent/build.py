@@ -57,6 +57,8 @@ def _build(cfg, events) -> dict:
 
         g = lund_graphs(events, cfg.max_level, cfg.undirected, cfg.max_jets, cfg.use_weights)
         return {"graphs": g, "event_id": g.event_id, "jet_idx": g.jet_idx, "names": list(LUND_FEATURES)}
+    if isinstance(cfg, ObservablesConfig) and cfg.level == "event":
+        return _build_event_level(cfg, events)
     if isinstance(cfg, ObservablesConfig):
         from darkshower.represent.observables import event_observables, jet_observables
 
@@ -74,6 +76,67 @@ def _build(cfg, events) -> dict:
         return {"x": df[cols].to_numpy(np.float32), "event_id": df.event_id.to_numpy(),
                 "jet_idx": df.jet_idx.to_numpy(), "names": cols}
     raise AssertionError(cfg)  # pragma: no cover
+
+
+def has_met(events) -> bool:
+    """Whether ``events`` carry a missing transverse momentum: a ``met_pt`` field that is not 0 everywhere
+    (importers of formats without MET write met_pt = 0, and say so in the manifest's notes)."""
+    import awkward as ak
+
+    if len(events) == 0 or "met_pt" not in ak.fields(events):
+        return False
+    return bool(np.any(ak.to_numpy(events["met_pt"]) != 0))
+
+
+def _build_event_level(cfg: ObservablesConfig, events) -> dict:
+    import logging
+
+    from darkshower.represent.config import met_column
+    from darkshower.represent.observables import event_level_table
+
+    cols = list(cfg.columns or [])
+    need_met = [c for c in cols if met_column(c)]
+    if need_met and len(events) and not has_met(events):
+        raise DatasetError(
+            f"representation observables (level event): columns {need_met} need the missing transverse momentum, "
+            "but these events have none (met_pt is 0 everywhere or absent; formats such as LHCO, h5-4vec and "
+            "h5-constituents carry no MET). Fix: score data with MET, or train on this kind of data: the run then "
+            "leaves the MET columns out (see left_out in its config.yaml)")
+    df = event_level_table(events, int(cfg.max_jets or 2), cfg.use_weights, cfg.zcut, cfg.sd_beta, cfg.r0,
+                           cfg.tau_beta, cfg.ecf_groomed)
+    if df.attrs.get("n_without_jets"):
+        logging.getLogger(__name__).info("observables (level event): %d events without any jet left out",
+                                         df.attrs["n_without_jets"])
+    return {"x": df[cols].to_numpy(np.float32), "event_id": df.event_id.to_numpy(), "names": cols}
+
+
+def adapt_to_data(config, events, source: str | None = None):
+    """The representation ``config`` fitted to what a dataset has (``events``: a sample of it, e.g. its first
+    chunk): an event-level observables config on events without MET drops the columns that need MET and lists
+    them in ``left_out`` (a warning says so). Other configs come back unchanged."""
+    cfg = parse_representation(config)
+    if not (isinstance(cfg, ObservablesConfig) and cfg.level == "event") or has_met(events):
+        return cfg
+    from darkshower.represent.config import met_column
+
+    drop = [c for c in [*(cfg.columns or []), *(cfg.event_columns or [])] if met_column(c)]
+    if not drop:
+        return cfg
+    drop = list(dict.fromkeys(drop))
+    data = cfg.model_dump(mode="json")
+    data["left_out"] = list(dict.fromkeys([*cfg.left_out, *drop]))
+    data["columns"] = [c for c in cfg.columns or [] if c not in drop]
+    data["event_columns"] = [c for c in cfg.event_columns or [] if c not in drop]
+    if not data["columns"]:
+        raise DatasetError(f"{source or 'the data'}: no column of the event-level representation is left once the "
+                           f"MET columns {drop} are left out (the data have no MET); add jet observables to "
+                           "representation.columns (e.g. [mass, n_constituents, pt])")
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "%s has no MET (met_pt is 0 everywhere): the event-level representation leaves out %s (recorded as "
+        "representation.left_out in the run config)", source or "the data", ", ".join(drop))
+    return parse_representation(data)
 
 
 def _empty_reason(cfg, out) -> tuple[int, str, str] | None:

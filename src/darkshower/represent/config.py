@@ -7,9 +7,10 @@ bad value raises one ConfigError naming it. ``config.model_dump()`` round-trips.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from darkshower.errors import ConfigError
 
@@ -58,6 +59,35 @@ class LundConfig(_Base):
     undirected: bool = False
 
 
+#: jet observables (one value per jet; represent/observables.py JET_COLUMNS, kept here to avoid the numba import)
+OBS_JET_COLUMNS = (
+    "pt", "eta", "phi", "mass", "msoftdrop", "pt_softdrop", "tau1", "tau2", "tau3", "tau21", "tau32", "c2", "d2",
+    "n2", "girth", "ptd", "axis_major", "axis_minor", "n_constituents", "n_charged", "n_softdrop", "lund_n_primary",
+    "lund_n_primary_lnkt_gt0", "lund_max_lnkt",
+)
+#: per-event columns of represent/observables.py event_observables (EVENT_COLUMNS)
+OBS_EVENT_COLUMNS = (
+    "met_pt", "met_phi", "mt", "mjj", "dphi_min", "ht", "n_jets", "n_event_constituents", "n_event_particles",
+    "sphericity", "aplanarity",
+)
+#: event-level representation: per-event columns it adds besides OBS_EVENT_COLUMNS (``dphi_j{i}`` per slot too)
+EVENT_LEVEL_EXTRA = ("rt",)
+#: event-level representation: the default event columns (the MET topology; ``dphi_j{i}`` added per jet slot)
+EVENT_LEVEL_DEFAULT = ("met_pt", "mt", "rt", "mjj", "dphi_min")
+_SLOT = re.compile(r"^j(\d+)_(.+)$")
+
+
+def met_column(name: str) -> bool:
+    """Whether an event-level column needs the missing transverse momentum (met_pt, met_phi)."""
+    return name in ("met_pt", "met_phi", "mt", "rt", "dphi_min") or re.fullmatch(r"dphi_j\d+", name) is not None
+
+
+def slot_column(name: str) -> tuple[int, str] | None:
+    """(slot, jet column) of an event-level per-jet column ``j{slot}_{column}``, else None."""
+    m = _SLOT.match(name)
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
 class ObservablesConfig(_Base):
     kind: Literal["observables"] = "observables"
     zcut: float = Field(0.1, ge=0, lt=0.5)
@@ -67,6 +97,73 @@ class ObservablesConfig(_Base):
     ecf_groomed: bool = True
     columns: list[str] | None = None
     include_event: bool = True
+    level: Literal["jet", "event"] = Field(
+        "jet", description="jet: one row per jet (the max_jets leading jets); event: one row per event with the "
+                           "max_jets leading jets' observables side by side (j0_mass, j1_mass, ...; missing jets "
+                           "padded with 0 and flagged by j{i}_present) and the event_columns")
+    event_columns: list[str] | None = Field(
+        None, description="level event: per-event columns (None: the MET topology met_pt, mt, rt = met_pt/mt, mjj, "
+                          "dphi_min and dphi_j{i} per jet slot); resolved into `columns`")
+    left_out: list[str] = Field(
+        default_factory=list, description="level event: columns the training data could not give (e.g. the MET "
+                                          "columns for data without MET); filled when a run is resolved")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_event_level(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("level") == "event":
+            return resolve_event_columns(data)
+        return data
+
+
+def event_level_event_columns(n_slots: int) -> list[str]:
+    """Every per-event column an event-level representation with ``n_slots`` jet slots can hold."""
+    return [*OBS_EVENT_COLUMNS, *EVENT_LEVEL_EXTRA, *(f"dphi_j{i}" for i in range(n_slots))]
+
+
+def resolve_event_columns(data: dict) -> dict:
+    """The explicit ``columns`` of an event-level observables config (a dict, before validation).
+
+    ``columns`` entries: a jet observable (``mass``) expands to every slot (``j0_mass``, ``j1_mass``, ...)
+    and adds the slots' ``j{i}_present`` flags (from slot 1 on: slot 0 is missing only in events without
+    jets); ``j{i}_<observable>`` and ``j{i}_present`` are kept; per-event names are kept. ``columns`` None:
+    every jet observable. Then the ``event_columns`` (default EVENT_LEVEL_DEFAULT + ``dphi_j{i}``) not
+    already listed and not in ``left_out`` are appended. The result is idempotent, so a resolved config
+    (config.yaml of a run) parses to itself."""
+    data = dict(data)
+    n = data.get("max_jets", 2)
+    if n is None or isinstance(n, bool) or not isinstance(n, int) or n < 1 or n > 16:
+        raise ValueError(f"level event needs max_jets = the number of jet slots (an integer 1..16, e.g. 2), got {n!r}")
+    left = set(data.get("left_out") or [])
+    ev_all = event_level_event_columns(n)
+    cols = data.get("columns")
+    out: list[str] = []
+    flags: list[str] = []
+    bad: list[str] = []
+    for c in (list(OBS_JET_COLUMNS) if cols is None else list(cols)):
+        sc = slot_column(c)
+        if c in OBS_JET_COLUMNS:
+            out.extend(f"j{i}_{c}" for i in range(n))
+            flags.extend(f"j{i}_present" for i in range(1, n))
+        elif sc is not None and sc[0] < n and (sc[1] in OBS_JET_COLUMNS or sc[1] == "present"):
+            out.append(c)
+        elif c in ev_all:
+            out.append(c)
+        else:
+            bad.append(c)
+    evc = data.get("event_columns")
+    evc = [*EVENT_LEVEL_DEFAULT, *(f"dphi_j{i}" for i in range(n))] if evc is None else list(evc)
+    bad += [c for c in evc if c not in ev_all]
+    if bad:
+        raise ValueError(f"level event: unknown columns {bad}; use jet observables ({', '.join(OBS_JET_COLUMNS)}), "
+                         f"optionally as j{{slot}}_<name> with slot < max_jets={n}, j{{slot}}_present, or per-event "
+                         f"columns ({', '.join(ev_all)})")
+    for c in flags + evc:
+        if c not in left:
+            out.append(c)
+    data["columns"] = list(dict.fromkeys(out))
+    data["event_columns"] = [c for c in evc if c not in left]
+    return data
 
 
 RepresentationConfig = Annotated[

@@ -197,6 +197,43 @@ def observables_table(
     return out
 
 
+def event_level_table(events, max_jets: int = 2, use_weights: bool = True, zcut: float = 0.1, sd_beta: float = 0.0,
+                      r0: float = 0.8, tau_beta: float = 1.0, ecf_groomed: bool = True) -> pd.DataFrame:
+    """One row per event with at least one jet: the ``max_jets`` leading jets' observables side by side
+    (``j{i}_<JET_COLUMNS>``), a ``j{i}_present`` flag per slot (1 = the event has that jet; a missing jet's
+    observables are 0), the :func:`event_observables` columns, ``rt`` = met_pt / mt (R_T; 0 when mt is 0)
+    and ``dphi_j{i}`` = |dphi(jet i, MET)| (0 for a missing jet). Events without any jet are left out (as
+    at jet level; ``df.attrs["n_without_jets"]`` counts them). ``mt``, ``mjj`` and ``dphi_min`` use the two
+    leading jets whatever ``max_jets`` (as in :func:`event_observables`)."""
+    batch = jet_batch(events, max_jets=max_jets, use_weights=use_weights)
+    n = batch.n_events
+    arr = jet_observables_array(batch, zcut, sd_beta, r0, tau_beta, ecf_groomed)
+    k = len(JET_COLUMNS)
+    slots = np.zeros((n, max_jets, k + 2), np.float64)  # + present, dphi to MET
+    slots[batch.event_index, batch.jet_idx, :k] = arr
+    slots[batch.event_index, batch.jet_idx, k] = 1.0
+    evs = event_observables(events, use_weights=use_weights)
+    metphi = evs["met_phi"].to_numpy()
+    slots[batch.event_index, batch.jet_idx, k + 1] = np.abs(wrap_phi(batch.jet_phi - metphi[batch.event_index]))
+    cols: dict[str, np.ndarray] = {"event_id": evs["event_id"].to_numpy()}
+    for i in range(max_jets):
+        for j, c in enumerate(JET_COLUMNS):
+            cols[f"j{i}_{c}"] = slots[:, i, j]
+        cols[f"j{i}_present"] = slots[:, i, k]
+    for c in EVENT_COLUMNS:
+        cols[c] = evs[c].to_numpy()
+    mt = evs["mt"].to_numpy()
+    cols["rt"] = np.divide(evs["met_pt"].to_numpy(), mt, out=np.zeros(n), where=mt > 0)
+    for i in range(max_jets):
+        cols[f"dphi_j{i}"] = slots[:, i, k + 1]
+    df = pd.DataFrame(cols)
+    has_jet = slots[:, 0, k] > 0
+    out = df[has_jet].reset_index(drop=True)
+    out.attrs["n_without_jets"] = int((~has_jet).sum())
+    out.attrs["event_collection"] = evs.attrs["event_collection"]
+    return out
+
+
 def _observables_chunk(task) -> tuple[int, pd.DataFrame, pd.DataFrame]:
     """One chunk of :func:`observables` (runs where the executor runs it): (index, jet table, event table)."""
     path, i, max_jets, use_weights, zcut, sd_beta, r0, ecf_groomed = task

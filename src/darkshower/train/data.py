@@ -231,6 +231,11 @@ def resolve_representation(method_cls, user: dict, train_paths: list, data_cfg, 
         raise ConfigError(f"method {method_cls.name!r} needs 'representation.kind' in the config")
     rep = parse_representation(merged)
     method_cls.check_representation(rep)
+    if getattr(rep, "level", "jet") == "event":  # uses what the data have (no MET: MET columns left out, recorded)
+        from darkshower.represent.build import adapt_to_data
+
+        ds0 = open_dataset(train_paths[0])
+        rep = adapt_to_data(rep, select_jets(ds0.read_chunk(0), data_cfg), str(ds0.path))
     if isinstance(rep, ConstituentsConfig) and rep.standardize and rep.standardizer is None:
         from darkshower.represent.constituents import Standardizer, point_clouds
 

@@ -128,7 +128,7 @@ def start_run(session: Session, data: TrainingData, write: bool = True):
     model.prepare(data.train)
     session.info = {
         "format": RUN_FORMAT, "format_version": RUN_FORMAT_VERSION, "method": session.method, "status": "running",
-        "level": "event" if rep.kind == "event_image" else cls.level, "supervised": cls.supervised,
+        "level": "event" if rep.kind == "event_image" or getattr(rep, "level", "jet") == "event" else cls.level, "supervised": cls.supervised,
         "selection": session.selection, "representation": rep.model_dump(mode="json"), "spec": spec,
         "data": [_dataset_ref(p) for p in session.data_paths], "val": [_dataset_ref(p) for p in session.val_paths or []],
         "signal": [_dataset_ref(p) for p in cfg.data.signal],

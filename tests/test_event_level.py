@@ -1,0 +1,175 @@
+"""Event-level observables (one row per event: the leading jets side by side + the MET topology) and
+``darkshower train auto`` (issue #12 parts 8 and 9)."""
+
+from __future__ import annotations
+
+import json
+
+import awkward as ak
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from darkshower.errors import ConfigError, DatasetError
+from darkshower.represent.build import adapt_to_data, build
+from darkshower.represent.config import OBS_EVENT_COLUMNS, OBS_JET_COLUMNS, parse_representation
+from darkshower.represent.observables import EVENT_COLUMNS, JET_COLUMNS, event_level_table, jet_observables
+from darkshower.represent.toys import toy_events
+
+
+def _events() -> ak.Array:
+    """Three events: two jets, one jet, no jet; known MET."""
+    ev = toy_events(3, seed=1)
+    flat = ak.flatten(ev.jets)
+    ev = ak.with_field(ev, ak.unflatten(flat[[0, 1, 2]], [2, 1, 0]), "jets")
+    ev = ak.with_field(ev, np.array([100.0, 50.0, 20.0], np.float32), "met_pt")
+    return ak.with_field(ev, np.array([0.3, -2.0, 1.0], np.float32), "met_phi")
+
+
+def _wrap(x):
+    return (x + np.pi) % (2 * np.pi) - np.pi
+
+
+def test_config_lists_stay_in_step_with_the_tables():
+    assert OBS_JET_COLUMNS == tuple(JET_COLUMNS) and OBS_EVENT_COLUMNS == tuple(EVENT_COLUMNS)
+
+
+def test_event_columns_by_hand():
+    ev = _events()
+    df = event_level_table(ev, max_jets=2)
+    assert list(df.event_id) == [0, 1] and df.attrs["n_without_jets"] == 1  # the event without jets is left out
+    j = ev.jets
+    pt, eta, phi, m = (ak.to_numpy(ak.flatten(getattr(j, f))).astype(np.float64) for f in ("pt", "eta", "phi", "mass"))
+    # event 0 by hand: dijet 4-vector, MT of (jj + MET), R_T, dphi to each jet
+    px, py, pz = pt[:2] * np.cos(phi[:2]), pt[:2] * np.sin(phi[:2]), pt[:2] * np.sinh(eta[:2])
+    e = np.sqrt((pt[:2] * np.cosh(eta[:2])) ** 2 + m[:2] ** 2)
+    mjj = np.sqrt(e.sum() ** 2 - px.sum() ** 2 - py.sum() ** 2 - pz.sum() ** 2)
+    etjj = np.sqrt(mjj**2 + px.sum() ** 2 + py.sum() ** 2)
+    mx, my = 100.0 * np.cos(np.float32(0.3)), 100.0 * np.sin(np.float32(0.3))
+    mt = np.sqrt((etjj + 100.0) ** 2 - (px.sum() + mx) ** 2 - (py.sum() + my) ** 2)
+    r0 = df.iloc[0]
+    np.testing.assert_allclose([r0.mjj, r0.mt, r0.rt], [mjj, mt, 100.0 / mt], rtol=1e-5)
+    dphi = np.abs(_wrap(phi[:2] - np.float32(0.3)))
+    np.testing.assert_allclose([r0.dphi_j0, r0.dphi_j1, r0.dphi_min], [dphi[0], dphi[1], dphi.min()], rtol=1e-5)
+    assert r0.j0_present == 1 and r0.j1_present == 1
+    # the slots hold the jet-level observables of each jet
+    jt = jet_observables(ev, max_jets=2)
+    for c in ("mass", "n_constituents", "tau21", "pt"):
+        np.testing.assert_allclose([r0[f"j0_{c}"], r0[f"j1_{c}"], df.iloc[1][f"j0_{c}"]], jt[c].to_numpy(), rtol=1e-6)
+    # event 1 has one jet: slot 1 padded with 0 and flagged absent; dphi_min is its one jet's
+    r1 = df.iloc[1]
+    assert r1.j0_present == 1 and r1.j1_present == 0
+    assert all(r1[f"j1_{c}"] == 0 for c in JET_COLUMNS) and r1.dphi_j1 == 0
+    np.testing.assert_allclose(r1.dphi_min, abs(_wrap(phi[2] - np.float32(-2.0))), rtol=1e-5)
+
+
+def test_event_level_config_expands_and_round_trips():
+    c = parse_representation({"kind": "observables", "level": "event", "columns": ["mass", "pt", "j0_tau21"]})
+    assert c.columns == ["j0_mass", "j1_mass", "j0_pt", "j1_pt", "j0_tau21", "j1_present",
+                         "met_pt", "mt", "rt", "mjj", "dphi_min", "dphi_j0", "dphi_j1"]
+    assert parse_representation(c.model_dump(mode="json")) == c  # config.yaml of a run parses to itself
+    three = parse_representation({"kind": "observables", "level": "event", "max_jets": 3, "columns": ["mass"],
+                                  "event_columns": ["rt", "ht"]})
+    assert three.columns == ["j0_mass", "j1_mass", "j2_mass", "j1_present", "j2_present", "rt", "ht"]
+    out = build(three, _events())
+    assert out["x"].shape == (2, 7) and "jet_idx" not in out  # one row per event: scored at event level
+    with pytest.raises(ConfigError, match=r"unknown columns \['j2_mass'\].*max_jets=2"):
+        parse_representation({"kind": "observables", "level": "event", "columns": ["j2_mass"]})
+    with pytest.raises(ConfigError, match="level event needs max_jets"):
+        parse_representation({"kind": "observables", "level": "event", "max_jets": None})
+
+
+def test_data_without_met_leave_the_met_columns_out():
+    ev = _events()
+    no_met = ak.with_field(ev, np.zeros(3, np.float32), "met_pt")
+    c = parse_representation({"kind": "observables", "level": "event", "columns": ["mass"]})
+    assert adapt_to_data(c, ev) == c  # MET present: unchanged
+    a = adapt_to_data(c, no_met, "ds")
+    assert a.left_out == ["met_pt", "mt", "rt", "dphi_min", "dphi_j0", "dphi_j1"]
+    assert a.columns == ["j0_mass", "j1_mass", "j1_present", "mjj"]
+    assert parse_representation(a.model_dump(mode="json")) == a  # the left-out columns are not added back
+    assert build(a, no_met)["x"].shape == (2, 4)
+    with pytest.raises(DatasetError, match=r"columns \['met_pt'.*need the missing transverse momentum"):
+        build(c, no_met)  # a run trained with MET cannot score data without it
+
+
+def _write_4vec(path, n=60, p=10, seed=3):
+    """h5-4vec file: two jets per event as (px, py, pz, E) of up to p candidates (a format without MET)."""
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as h:
+        for name, eta0, phi0 in (("jet1_PFCands", 0.5, 0.0), ("jet2_PFCands", -0.5, 3.0)):
+            k = rng.integers(3, p, n)
+            pt = rng.exponential(20, (n, p)) + 1
+            eta = rng.normal(eta0, 0.2, (n, p))
+            phi = rng.normal(phi0, 0.2, (n, p))
+            v = np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), pt * np.cosh(eta)], axis=-1)
+            v[np.arange(p)[None, :] >= k[:, None]] = 0
+            h.create_dataset(name, data=v.astype(np.float32))
+    return path
+
+
+@pytest.fixture(scope="module")
+def no_met_ds(tmp_path_factory):
+    from darkshower.io import import_dataset
+
+    d = tmp_path_factory.mktemp("nomet")
+    return import_dataset("h5-4vec", [_write_4vec(d / "a.h5")], d / "ds").path
+
+
+@pytest.mark.parametrize("method, epochs", [("gmm", None), ("ae-hlf", 2)])
+def test_train_score_evaluate_at_event_level(method, epochs, qcd_ds, svj_ds, tmp_path):
+    from darkshower import evaluate
+    from darkshower.train import score, train
+
+    cfg = {"representation": {"level": "event"}, "threads": 1}
+    if method == "gmm":
+        cfg["model"] = {"components": [1, 2]}
+    run = train(method, qcd_ds.path, tmp_path / "run", config=cfg, epochs=epochs, progress=False)
+    info = json.loads((run / "run.json").read_text())
+    assert info["level"] == "event" and info["representation"]["level"] == "event"
+    assert len(info["spec"]["names"]) == info["spec"]["n_features"] > 2 * 3  # both jets + the MET topology
+    assert "rt" in info["spec"]["names"] and "j1_mass" in info["spec"]["names"]
+    jets, events = score(run, [qcd_ds.path, svj_ds.path], tmp_path / "s.parquet", progress=False)
+    t = pd.read_parquet(jets)
+    assert (t.jet_idx == -1).all() and not t.duplicated(["dataset", "event_id"]).any()
+    assert np.isfinite(t.score).all() and len(t) == 240  # every event (all have a jet) once
+    m = evaluate([jets], background=qcd_ds.path, signal=svj_ds.path, n_bootstrap=0, supervised=False)
+    (r,) = [r for r in m["results"] if r["method"] == method]
+    assert r["level"] == "event" and r["n_bkg"] == 120 and 0 <= r["auc"]["value"] <= 1
+
+
+def test_event_level_training_on_data_without_met_records_what_it_left_out(no_met_ds, tmp_path):
+    from darkshower.train import train
+
+    run = train("gmm", no_met_ds, tmp_path / "run", config={"representation": {"level": "event"},
+                                                             "model": {"components": [1]}}, progress=False)
+    rep = yaml.safe_load((run / "config.yaml").read_text())["representation"]
+    assert rep["left_out"] == ["met_pt", "mt", "rt", "dphi_min", "dphi_j0", "dphi_j1"]
+    assert not set(rep["left_out"]) & set(rep["columns"]) and "mjj" in rep["columns"]
+
+
+def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, no_met_ds, tmp_path, capsys):
+    from darkshower.cli.main import main
+    from darkshower.train.auto import DEFAULT_METHOD, train_auto
+
+    assert DEFAULT_METHOD == "gmm"
+    assert main(["train", "auto", "--data", str(qcd_ds.path), "--out", str(tmp_path / "a"), "--no-progress",
+                 "--set", "model.components=[1,2]"]) == 0
+    printed = capsys.readouterr().out
+    assert "gmm at event level" in printed and "left out" not in printed
+    info = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert info["method"] == "gmm" and info["level"] == "event" and info["auto"]["level"] == "event"
+    assert info["auto"]["inspected"]["met"] is True and "rt" in info["auto"]["columns"]
+
+    run, choice = train_auto(no_met_ds, tmp_path / "b", config={"model": {"components": [1]}}, progress=False,
+                             echo=lambda s: None)
+    info = json.loads((run / "run.json").read_text())
+    assert choice["level"] == "jet" and info["level"] == "jet" and info["auto"]["level"] == "jet"
+    assert info["representation"]["columns"] == ["mass", "n_constituents", "pt"]
+    assert any(w.startswith("MET topology") for w in info["auto"]["left_out"])
+    assert any(w.startswith("particle types") for w in info["auto"]["left_out"])  # h5-4vec: types unknown
+    with pytest.raises(ConfigError, match="train auto chooses the representation itself"):
+        train_auto(no_met_ds, tmp_path / "c", config={"representation": {"kind": "image"}}, progress=False)
+    assert not (tmp_path / "c").exists()
