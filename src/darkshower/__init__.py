@@ -43,6 +43,7 @@ _API = {
     "register_method": "darkshower.models:register_method",
     "train": "darkshower.train",  # a callable package: darkshower.train(...) is darkshower.train.train(...)
     "score": "darkshower.train.score:score",
+    "tune": "darkshower.train.tune:tune",
     "load_run": "darkshower.models.runs:load_run",
     "export_onnx": "darkshower.export.onnx:export_onnx",
     "evaluate": "darkshower.evaluate",  # callable package, as train

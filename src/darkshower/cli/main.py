@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "info",
     "observables",
     "train",
+    "tune",
     "score",
     "ensemble",
     "evaluate",

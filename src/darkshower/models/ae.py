@@ -87,6 +87,12 @@ class HLFAutoencoder(Method):
     kinds = ("observables",)
 
     @classmethod
+    def tune_space(cls) -> dict[str, dict]:
+        return {**super().tune_space(),
+                "model.hidden": {"type": "categorical", "choices": [[32, 16], [64, 32], [128, 64]]},
+                "model.latent": {"type": "int", "low": 2, "high": 12}}
+
+    @classmethod
     def input_spec(cls, store, rep) -> dict:
         return observables_spec(store, rep)
 
@@ -163,6 +169,12 @@ class ImageAutoencoder(Method):
     paper = "arXiv:2112.02864 / arXiv:1808.08992 (convolutional autoencoders on jet images)"
 
     kinds = ("image",)
+
+    @classmethod
+    def tune_space(cls) -> dict[str, dict]:
+        return {**super().tune_space(),
+                "model.channels": {"type": "categorical", "choices": [[8, 16], [16, 32], [32, 64]]},
+                "model.latent": {"type": "int", "low": 8, "high": 64, "log": True}}
 
     @classmethod
     def input_spec(cls, store, rep) -> dict:

@@ -24,7 +24,9 @@ registry checks a method's declarations when it is loaded, see :func:`check_meth
   frozen features for other methods (``nae`` with ``model.embedding_run``) and linear probes;
 - ``extra_column_names(config)`` + ``extra_columns(config, events, ids)``: per-sample columns the
   method needs besides the representation (e.g. ``resim_id``, a teacher's score);
-- ``on_epoch_start(epoch)``; ``energy_based = True`` + ``validation_emd(batches)``.
+- ``on_epoch_start(epoch)``; ``energy_based = True`` + ``validation_emd(batches)``;
+- ``tune_space()`` (classmethod): the default search space of ``darkshower tune`` (dotted training-config
+  key -> ``{type, low, high, log, choices}``); the default tunes the optimizer and batch size.
 
 Batches are dicts of tensors from :func:`darkshower.represent.loader.to_torch`: ``x`` (and
 ``mask`` for point clouds; ``edge_index``/``batch``/``node_counts`` for graphs), ``label``,
@@ -46,6 +48,14 @@ from darkshower.errors import ConfigError
 
 class NoConfig(StrictModel):
     pass
+
+
+#: default ``tune_space`` of gradient-trained methods (``darkshower tune``; see darkshower.train.tune)
+TRAINING_TUNE_SPACE: dict[str, dict] = {
+    "optimizer.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+    "batch_size": {"type": "categorical", "choices": [64, 128, 256, 512]},
+    "optimizer.weight_decay": {"type": "categorical", "choices": [0.0, 1e-5, 1e-4, 1e-3]},
+}
 
 
 @dataclass
@@ -130,6 +140,13 @@ class Method(nn.Module):
         ``ids`` holds the samples' ``event_id`` (and ``jet_idx``) to align with. Called only when
         ``extra_column_names(config)`` is not empty."""
         return {}
+
+    @classmethod
+    def tune_space(cls) -> dict[str, dict]:
+        """Default search space of ``darkshower tune``: dotted training-config key -> ``{type: float|int|
+        categorical, low, high, log, choices}``. Default: learning rate, batch size and weight decay for
+        gradient-trained methods, nothing for methods fitted offline; methods add their own keys."""
+        return {} if cls.fits_offline else {k: dict(v) for k, v in TRAINING_TUNE_SPACE.items()}
 
     def prepare(self, store: dict) -> None:
         """Fit preprocessing on the training store (numpy), e.g. standardization."""

@@ -122,6 +122,14 @@ class GaussianMixtureDensity(Method):
 
     kinds = ("observables",)
 
+    @classmethod
+    def tune_space(cls) -> dict[str, dict]:
+        """Components (the default candidate list 1..8, chosen by `select`, or a fixed number), covariance
+        type and covariance regularization (fitted offline: no optimizer keys)."""
+        return {"model.components": {"type": "categorical", "choices": [list(range(1, 9)), [1], [2], [4], [8], [12], [16]]},
+                "model.covariance": {"type": "categorical", "choices": ["full", "diag"]},
+                "model.reg_covar": {"type": "float", "low": 1e-6, "high": 1e-3, "log": True}}
+
     # buffers (register_buffer in __init__), typed for mypy
     log_w: torch.Tensor
     means: torch.Tensor
@@ -286,6 +294,13 @@ class NormalizingFlow(Method):
     paper = "normalizing-flow density of jet observables (zuko NSF/MAF), optionally conditioned on pT (issue #12)"
 
     kinds = ("observables",)
+
+    @classmethod
+    def tune_space(cls) -> dict[str, dict]:
+        return {**super().tune_space(),
+                "model.transforms": {"type": "int", "low": 2, "high": 8},
+                "model.hidden": {"type": "categorical", "choices": [[32, 32], [64, 64], [128, 128]]},
+                "model.bins": {"type": "int", "low": 4, "high": 16}}
 
     is_deq: torch.Tensor
 

@@ -192,6 +192,15 @@ class NormalizedAutoencoder(Method):
     #: back-propagate through the last N x-space steps (WNAE); 0: samples detached (NAE)
     _graph_steps: ClassVar[int] = 0
 
+    @classmethod
+    def tune_space(cls) -> dict[str, dict]:
+        """The training keys and the Langevin sampler (steps and step sizes, latent and input space)."""
+        return {**super().tune_space(),
+                "model.z_steps": {"type": "int", "low": 1, "high": 20},
+                "model.z_step_size": {"type": "float", "low": 0.01, "high": 1.0, "log": True},
+                "model.x_steps": {"type": "int", "low": 1, "high": 20},
+                "model.x_step_size": {"type": "float", "low": 0.1, "high": 10.0, "log": True}}
+
     # -- representation -------------------------------------------------------------------------
     @classmethod
     def representation_request(cls, config, user: dict) -> dict:

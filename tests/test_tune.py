@@ -1,0 +1,184 @@
+"""darkshower tune: label-free objective, resume, interrupted trials, best.yaml, search-space errors, no signal."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("optuna", reason="the [tune] extra (optuna) is not installed")
+
+from darkshower.cli.main import main
+from darkshower.errors import ConfigError, RunError
+from darkshower.train.tune import default_space, parse_space, selection_value, tune
+
+
+def _rows(out: Path) -> list[dict]:
+    with open(out / "trials.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _study(out: Path):
+    import optuna
+
+    return optuna.load_study(study_name="darkshower-tune", storage=f"sqlite:///{out / 'study.db'}")
+
+
+def _states(out: Path) -> list[tuple[int, str]]:
+    return [(t.number, t.state.name) for t in _study(out).trials]
+
+
+def test_resume_to_three_trials_then_best_yaml_trains(qcd_ds, tmp_path, capsys):
+    out = tmp_path / "tune"
+    res = tune("ae-hlf", qcd_ds, out, 2, epochs=1, progress=False)
+    assert (res.n_complete, res.n_failed, res.selection) == (2, 0, "val_loss")
+    assert _states(out) == [(0, "COMPLETE"), (1, "COMPLETE")]
+    study = _study(out)
+    # trial 0 is the method's default config; every objective is the run's own label-free selection value
+    assert study.trials[0].user_attrs["default"] is True
+    assert study.trials[0].params == {"optimizer.lr": 0.001, "batch_size": 256, "optimizer.weight_decay": 0.0,
+                                      "model.hidden": "[64, 32]", "model.latent": 6}
+    for t in study.trials:
+        run = out / "trials" / f"{t.number:04d}"
+        hist = json.loads((run / "metrics.json").read_text())
+        assert t.value == pytest.approx(min(r["val_loss"] for r in hist), rel=1e-12)
+        assert t.value == pytest.approx(selection_value(run)[0], rel=1e-12)
+        assert (run / "cache").is_symlink()  # the trials share one representation cache
+    assert res.default_value == study.trials[0].value
+    first = {n: (out / "trials" / f"{n:04d}" / "run.json").stat().st_mtime_ns for n in (0, 1)}
+
+    # rerunning with more trials continues: exactly one new trial, the first two are not rerun
+    res3 = tune("ae-hlf", qcd_ds, out, 3, epochs=1, progress=False)
+    assert res3.n_complete == 3 and _states(out) == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")]
+    assert {n: (out / "trials" / f"{n:04d}" / "run.json").stat().st_mtime_ns for n in (0, 1)} == first
+    rows = _rows(out)
+    assert [r["trial"] for r in rows] == ["0", "1", "2"] and all(r["state"] == "complete" for r in rows)
+    best = min(_study(out).trials, key=lambda t: t.value)
+    assert (res3.best_trial, res3.best_value) == (best.number, best.value)
+    assert float(rows[best.number]["val_loss"]) == pytest.approx(best.value)
+    # ... and the same command again does nothing
+    assert tune("ae-hlf", qcd_ds, out, 3, epochs=1, progress=False).n_complete == 3 and len(_study(out).trials) == 3
+
+    # best.yaml is a training config: `darkshower train` reproduces the best trial's objective
+    cfg = yaml.safe_load((out / "best.yaml").read_text())
+    assert cfg["method"] == "ae-hlf" and cfg["epochs"] == 1 and cfg["seed"] == 0
+    assert cfg["model"]["latent"] == best.params["model.latent"]
+    run = tmp_path / "retrain"
+    rc = main(["train", "ae-hlf", "--config", str(out / "best.yaml"), "--data", str(qcd_ds.path), "--out", str(run),
+               "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    assert selection_value(run)[0] == pytest.approx(best.value, rel=1e-5)
+
+    # a changed method/space/data/epochs on resume is a clear error, and changes nothing
+    with pytest.raises(RunError, match="--epochs"):
+        tune("ae-hlf", qcd_ds, out, 4, epochs=2, progress=False)
+    with pytest.raises(RunError, match="--space"):
+        tune("ae-hlf", qcd_ds, out, 4, epochs=1, space={"optimizer.lr": {"type": "float", "low": 1e-4, "high": 1e-3}},
+             progress=False)
+    with pytest.raises(RunError, match="METHOD"):
+        tune("gmm", qcd_ds, out, 4, progress=False, epochs=1)
+    assert len(_study(out).trials) == 3
+
+
+def test_interrupted_trials_are_retried(qcd_ds, tmp_path, monkeypatch):
+    """A trial interrupted mid-way (Ctrl-C; or a killed process, which leaves it 'running') is failed, its half
+    run removed, and its parameters are the next trial's; only finished trials count."""
+    import darkshower.train.trainer as trainer
+    from darkshower.train.tune import STUDY_NAME
+
+    out = tmp_path / "tune"
+    real = trainer.train
+    calls = []
+
+    def interrupted(*a, **k):
+        calls.append(Path(a[2]))
+        real(*a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tune("gmm", qcd_ds, out, 2, progress=False)
+    monkeypatch.setattr(trainer, "train", real)
+    assert _states(out) == [(0, "FAIL"), (1, "WAITING")] and not calls[0].exists()
+    assert tune("gmm", qcd_ds, out, 2, progress=False).n_complete == 2
+    trials = _study(out).trials
+    assert trials[1].params == trials[0].params and trials[1].user_attrs["retry_of"] == 0
+    assert _rows(out)[0]["error"] == "interrupted"
+
+    # a killed process leaves its trial RUNNING with a half run directory
+    import optuna
+
+    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{out / 'study.db'}")
+    t = study.ask()
+    for key, spec in parse_space(default_space("gmm")).items():
+        spec.suggest(t, key)
+    half = out / "trials" / f"{t.number:04d}"
+    half.mkdir(parents=True)
+    (half / "run.json").write_text("{}")
+    res = tune("gmm", qcd_ds, out, 3, progress=False)
+    trials = _study(out).trials
+    assert res.n_complete == 3 and trials[t.number].state.name == "FAIL"
+    assert trials[t.number + 1].params == trials[t.number].params and trials[t.number + 1].state.name == "COMPLETE"
+    assert (out / "trials" / f"{t.number + 1:04d}" / "model_best.pt").exists() and not half.exists()
+
+
+@pytest.mark.parametrize("space, needle", [
+    ({"optimizer.lr": {"type": "float", "low": 1e-2, "high": 1e-4}}, "'optimizer.lr': needs finite low < high"),
+    ({"optimizer.lr": {"type": "float", "low": 0.0, "high": 1e-2, "log": True}}, "log: true needs low > 0"),
+    ({"batch_size": {"type": "categorical"}}, "'batch_size': categorical needs a non-empty 'choices'"),
+    ({"model.latent": {"type": "int", "low": 1.5, "high": 4}}, "int needs integer low"),
+    ({"model.latent": {"type": "int", "low": 1, "high": 4, "lo": 2}}, "'model.latent': lo: unknown field"),
+    ({"optimizer.lr": {"type": "uniform", "low": 1e-4, "high": 1e-2}}, "'optimizer.lr': type: Input should be"),
+    ({"optimizer.lr": 0.001}, "'optimizer.lr': expected a mapping"),
+    ({"seed": {"type": "int", "low": 0, "high": 9}}, "'seed' cannot be tuned"),
+    ({"data.val_fraction": {"type": "float", "low": 0.1, "high": 0.5}}, "'data.val_fraction' cannot be tuned"),
+    ({"model.nope": {"type": "int", "low": 1, "high": 4}}, "'model.nope': value 1 is not accepted"),
+    ({"model.latent": {"type": "int", "low": 0, "high": 4}}, "'model.latent': value 0 is not accepted"),
+])
+def test_space_errors_name_the_key(space, needle, tmp_path):
+    out = tmp_path / "tune"
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
+        tune("ae-hlf", tmp_path / "no-data", out, 2, space=space, progress=False)
+    assert not out.exists()
+
+
+def test_space_file_and_cli(qcd_ds, tmp_path, capsys):
+    bad = tmp_path / "space.yaml"
+    bad.write_text("- optimizer.lr\n")
+    assert main(["tune", "ae-hlf", "--data", str(qcd_ds.path), "--trials", "2", "--out", str(tmp_path / "t"),
+                 "--space", str(bad)]) == 2
+    assert f"--space {bad}: expected a mapping" in capsys.readouterr().err and not (tmp_path / "t").exists()
+    assert main(["tune", "ae-hlf", "--show-space"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["optimizer.lr"] == {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}
+    assert set(parse_space(shown)) == {"optimizer.lr", "batch_size", "optimizer.weight_decay", "model.hidden",
+                                       "model.latent"}
+    space = tmp_path / "gmm.yaml"
+    space.write_text("model.components: {type: categorical, choices: [[1], [3]]}\n")
+    rc = main(["tune", "gmm", "--data", str(qcd_ds.path), "--trials", "2", "--out", str(tmp_path / "g"), "--space",
+               str(space), "--seed", "3", "--no-progress"])
+    assert rc == 0
+    assert "tuned gmm: 2 complete, 0 pruned, 0 failed" in capsys.readouterr().out
+    rows = _rows(tmp_path / "g")
+    assert len(rows) == 2 and {r["model.components"] for r in rows} <= {"[1]", "[3]"}
+    assert yaml.safe_load((tmp_path / "g" / "best.yaml").read_text())["seed"] == 3
+    assert main(["tune", "gmm", "--data", str(qcd_ds.path)]) == 2  # --trials and --out missing
+    assert "--trials, --out required" in capsys.readouterr().err
+
+
+def test_never_signal_never_labels(qcd_ds, svj_ds, tmp_path):
+    out = tmp_path / "tune"
+    with pytest.raises(ConfigError, match="generated 'svj' dataset is signal"):
+        tune("ae-hlf", svj_ds, out, 2, progress=False)
+    with pytest.raises(ConfigError, match=r"--val .*'svj' dataset is signal"):
+        tune("ae-hlf", qcd_ds, out, 2, val=svj_ds, progress=False)
+    with pytest.raises(ConfigError, match="supervised reference"):
+        tune("sup-bdt", qcd_ds, out, 2, progress=False)
+    with pytest.raises(ConfigError, match=r"data\.signal is set"):
+        tune("ae-hlf", qcd_ds, out, 2, config={"data": {"signal": [str(svj_ds.path)]}}, progress=False)
+    with pytest.raises(ConfigError, match="selection 'last' has no label-free value"):
+        tune("ae-hlf", qcd_ds, out, 2, config={"selection": "last"}, progress=False)
+    assert not out.exists()
