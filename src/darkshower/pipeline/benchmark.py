@@ -4,8 +4,10 @@ train the listed methods on QCD, score, evaluate and report — resumable at eve
 BENCH/
   benchmark.yaml        resolved config
   status.json           per stage: done/failed, seconds, message
-  data/<sample>/        datasets (generate resumes incomplete ones, skips complete ones)
-  runs/<method>/        training runs (complete runs are skipped, interrupted ones resumed)
+  data/<sample>/        datasets (generate resumes incomplete ones, skips complete ones); data/minbias: the
+                        pileup library when samples overlay pileup (``minbias:``, ``pileup:`` per sample)
+  runs/<method>/        training runs (complete runs are skipped, interrupted ones resumed; a method with
+                        ``run:`` scores with that existing run instead)
   scores/<method>.parquet (+ .events.parquet)
   evaluation/           metrics.json, data/, search/ (darkshower.evaluate), report.html
 """
@@ -28,6 +30,23 @@ from darkshower.errors import ConfigError, DarkshowerError
 log = logging.getLogger(__name__)
 
 
+class PileupSpec(StrictModel):
+    """Pileup of one generated sample (docs/pileup.md); other keys of the generate config's ``pileup`` section
+    (beam_spot_z_mm, puppi, ...) go under the sample's ``generate: {pileup: {...}}``."""
+
+    mu: float = Field(0.0, ge=0.0, le=1000.0, description="mean number of overlaid minimum-bias interactions")
+    mitigation: str = Field("none", description="none, chs, puppi (or what `darkshower generate --pu-mitigation` takes)")
+    library: str | None = Field(None, description="minimum-bias library dataset; default: the benchmark's `minbias` library")
+
+
+class MinbiasSpec(StrictModel):
+    """The minimum-bias library of the benchmark's pileup samples: generated into BENCH/data/minbias, or ``path``."""
+
+    events: int = Field(500, ge=1, description="interactions in the library (drawn with replacement)")
+    seed: int | None = Field(None, ge=0, description="default: benchmark seed * 1000 + 999")
+    path: str | None = Field(None, description="use this existing library (darkshower generate minbias) instead")
+
+
 class SampleSpec(StrictModel):
     name: str
     process: str | None = Field(None, description="generator process (qcd, svj, emj, suep, ttbar)")
@@ -36,6 +55,7 @@ class SampleSpec(StrictModel):
     params: dict = Field(default_factory=dict)
     generate: dict = Field(default_factory=dict, description="other `darkshower generate` config keys (jets, detector, ...)")
     path: str | None = Field(None, description="use this existing dataset (generated or imported) instead of generating")
+    pileup: PileupSpec | None = Field(None, description="overlay pileup on this sample (train and test may differ)")
 
 
 class MethodSpec(StrictModel):
@@ -43,6 +63,7 @@ class MethodSpec(StrictModel):
     name: str | None = None
     config: dict = Field(default_factory=dict, description="training config (docs/training.md)")
     epochs: int | None = Field(None, ge=1)
+    run: str | None = Field(None, description="score with this existing training run of `method` instead of training")
 
     @property
     def label(self) -> str:
@@ -57,6 +78,7 @@ class BenchmarkConfig(StrictModel):
     train: SampleSpec = Field(description="background (QCD) sample the methods train on")
     background: SampleSpec = Field(description="independent background sample used for evaluation")
     signals: list[SampleSpec] = Field(min_length=1)
+    minbias: MinbiasSpec | None = Field(None, description="minimum-bias library for samples with pileup.mu > 0")
     methods: list[MethodSpec] = Field(min_length=1)
     supervised_reference: bool = Field(True, description="gradient-boosted classifier on observables as upper bound")
     evaluation: dict = Field(default_factory=dict, description="options of darkshower.evaluate.evaluate")
@@ -82,10 +104,75 @@ def load_benchmark_config(source) -> BenchmarkConfig:
     names = [s.name for s in [cfg.train, cfg.background, *cfg.signals]]
     if len(set(names)) != len(names):
         raise ConfigError(f"benchmark config: sample names must be unique, got {names}")
+    if "minbias" in names:
+        raise ConfigError("benchmark config: 'minbias' is the name of the pileup library (BENCH/data/minbias); "
+                          "rename that sample")
     for s in [cfg.train, cfg.background, *cfg.signals]:
         if s.process is None and s.path is None:
             raise ConfigError(f"benchmark config: sample {s.name!r} needs 'process' (to generate) or 'path'")
+        if s.pileup is not None:
+            _check_pileup(cfg, s)
+    for m in cfg.methods:
+        if m.run is not None and not (Path(m.run) / "run.json").exists():
+            raise ConfigError(f"benchmark config: method {m.label!r}: run {m.run} is not a training run (no run.json); "
+                              "train it first or leave out 'run:' to train here")
     return cfg
+
+
+def _check_pileup(cfg: BenchmarkConfig, s: SampleSpec) -> None:
+    """A sample's pileup, validated as the generate config's ``pileup`` section (with the library filled in)."""
+    from darkshower.simulate.config import PileupConfig
+
+    where = f"benchmark config: sample {s.name!r}"
+    assert s.pileup is not None
+    if s.path is not None:
+        raise ConfigError(f"{where}: 'pileup' applies to generated samples, not to an existing dataset ('path'); "
+                          "remove one of them")
+    if s.pileup.mu > 0 and s.pileup.library is None and cfg.minbias is None:
+        raise ConfigError(f"{where}: pileup.mu = {s.pileup.mu:g} needs a minimum-bias library: add "
+                          "`minbias: {events: 500}` at the top level (generated once) or set pileup.library: DIR")
+    extra = s.generate.get("pileup") or {}
+    if not isinstance(extra, dict):
+        raise ConfigError(f"{where}: generate.pileup must be a section")
+    dup = sorted(set(extra) & {"mu", "mitigation", "library"})
+    if dup:
+        raise ConfigError(f"{where}: {dup} given both in 'pileup' and in 'generate.pileup'; keep them in 'pileup'")
+    validate(PileupConfig, _pileup_section(cfg, s, Path("BENCH")), f"{where} pileup")
+
+
+def _pileup_section(cfg: BenchmarkConfig, s: SampleSpec, bench: Path) -> dict:
+    assert s.pileup is not None
+    lib = s.pileup.library
+    if lib is None and s.pileup.mu > 0 and cfg.minbias is not None:
+        lib = cfg.minbias.path or str(bench / "data" / "minbias")
+    out = {**(s.generate.get("pileup") or {}), "mu": s.pileup.mu, "mitigation": s.pileup.mitigation}
+    if lib is not None:
+        out["library"] = lib
+    return out
+
+
+def _generate_configs(cfg: BenchmarkConfig, bench: Path) -> list[tuple[str, dict, Path]]:
+    """(name, generate config, output path) of every sample to generate, the pileup library first."""
+    out = []
+    uses_lib = any(s.pileup is not None and s.pileup.mu > 0 and s.pileup.library is None
+                   for s in [cfg.train, cfg.background, *cfg.signals])
+    if cfg.minbias is not None and cfg.minbias.path is None and uses_lib:
+        seed = cfg.minbias.seed if cfg.minbias.seed is not None else cfg.seed * 1000 + 999
+        out.append(("minbias", {"process": "minbias", "events": cfg.minbias.events, "seed": seed,
+                                "chunk_size": max(cfg.minbias.events, 1)}, bench / "data" / "minbias"))
+    for i, s in enumerate([cfg.train, cfg.background, *cfg.signals]):
+        if s.path:
+            continue
+        gcfg = {**s.generate, "process": s.process, "events": s.events,
+                "seed": s.seed if s.seed is not None else cfg.seed * 1000 + i, "params": s.params}
+        if s.pileup is not None:
+            gcfg["pileup"] = _pileup_section(cfg, s, bench)
+        out.append((s.name, gcfg, sample_path(bench, s)))
+    return out
+
+
+def run_path(bench: Path, m: MethodSpec) -> Path:
+    return Path(m.run) if m.run else bench / "runs" / m.label
 
 
 class _Status:
@@ -176,15 +263,17 @@ def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, exe
     score with every run. Each job runs its stage in one worker; resumable like the sequential path."""
     from darkshower.models import get_method
 
-    samples = [cfg.train, cfg.background, *cfg.signals]
     tasks: list[tuple[str, str, dict[str, Any]]] = []
     if "generate" in want:
-        for i, s in enumerate(samples):
-            if s.path or status.done(f"generate:{s.name}"):
-                continue
-            gcfg = {**s.generate, "process": s.process, "events": s.events,
-                    "seed": s.seed if s.seed is not None else cfg.seed * 1000 + i, "params": s.params}
-            tasks.append((f"generate:{s.name}", "generate", {"config": gcfg, "out": str(sample_path(bench, s))}))
+        gens = _generate_configs(cfg, bench)
+        if gens and gens[0][0] == "minbias" and not status.done("generate:minbias"):  # the others read it
+            failed = [exc for exc in _map_grid(executor, status, [("generate:minbias", "generate",
+                      {"config": gens[0][1], "out": str(gens[0][2])})], progress).values() if exc is not None]
+            if failed:
+                raise failed[0]
+        for name, gcfg, path in gens:
+            if not status.done(f"generate:{name}"):
+                tasks.append((f"generate:{name}", "generate", {"config": gcfg, "out": str(path)}))
         failed = [exc for exc in _map_grid(executor, status, tasks, progress).values() if exc is not None]
         if failed:  # every later stage needs the data
             raise failed[0]
@@ -193,6 +282,8 @@ def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, exe
         tasks = []
         for m in cfg.methods:
             key, run = f"train:{m.label}", bench / "runs" / m.label
+            if m.run is not None and not status.done(key):  # an existing run: nothing to train
+                status.set(key, status="done", seconds=0.0, run=m.run)
             if status.done(key):
                 continue
             mcfg = dict(m.config)
@@ -211,7 +302,7 @@ def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, exe
     for m in cfg.methods:
         if not status.done(f"train:{m.label}"):
             continue
-        runs[m.label] = bench / "runs" / m.label
+        runs[m.label] = run_path(bench, m)
         sfile = bench / "scores" / f"{m.label}.parquet"
         key = f"score:{m.label}"
         if "score" in want and (f"train:{m.label}" in retrained or not sfile.exists() or not status.done(key)):
@@ -243,25 +334,20 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
     t_all = time.perf_counter()
     want = set(stages or ("generate", "train", "score", "evaluate", "report"))
 
-    samples = [cfg.train, cfg.background, *cfg.signals]
     if executor is not None:
         from darkshower.execute import using
 
         with using(executor) as ex:
             runs, scores = _run_grid(cfg, bench, status, want, ex, progress)
     if executor is None and "generate" in want:
-        for i, s in enumerate(samples):
-            if s.path:
-                continue
-            gcfg = {**s.generate, "process": s.process, "events": s.events,
-                    "seed": s.seed if s.seed is not None else cfg.seed * 1000 + i, "params": s.params}
-            _stage(status, f"generate:{s.name}",
-                   lambda gcfg=gcfg, s=s: generate(gcfg, sample_path(bench, s), jobs=jobs or cfg.jobs, progress=progress,
-                                                   command=["darkshower", "benchmark"]))
+        for name, gcfg, path in _generate_configs(cfg, bench):
+            _stage(status, f"generate:{name}",
+                   lambda gcfg=gcfg, path=path: generate(gcfg, path, jobs=jobs or cfg.jobs, progress=progress,
+                                                         command=["darkshower", "benchmark"]))
     if executor is None:
         runs, scores = {}, {}
     for m in (cfg.methods if executor is None else []):
-        run = bench / "runs" / m.label
+        run = run_path(bench, m)
         mcfg = dict(m.config)
         if cfg.threads and "threads" not in mcfg:
             mcfg["threads"] = cfg.threads
@@ -277,6 +363,8 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
                          epochs=m.epochs, resume=resume, progress=progress, command=["darkshower", "benchmark"])
 
         retrained = False
+        if m.run is not None and not status.done(key):  # an existing run: nothing to train
+            status.set(key, status="done", seconds=0.0, run=m.run)
         if "train" in want:
             ok = _stage(status, key, _train, critical=False)
             if ok is None:
@@ -316,8 +404,9 @@ def _evaluate(cfg: BenchmarkConfig, bench: Path, scores: dict, failed: dict):
     out = bench / "evaluation"
     unsup: list[Path] = []
     sup: list[Path] = []
+    runs = {m.label: run_path(bench, m) for m in cfg.methods}
     for label, f in scores.items():
-        info = json.loads((bench / "runs" / label / "run.json").read_text())
+        info = json.loads((runs[label] / "run.json").read_text())
         (sup if info.get("supervised") else unsup).append(f)
     background = [sample_path(bench, cfg.background)]
     signals = [sample_path(bench, s) for s in cfg.signals]
