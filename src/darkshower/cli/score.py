@@ -25,6 +25,15 @@ def register(subparsers) -> None:
                    help="samples per batch (default: the method's, e.g. 4096 for dense models, 128 for conv nets)")
     p.add_argument("--threads", type=positive_int, default=None, metavar="T",
                    help="torch threads (per worker with --jobs; default: all cores, 1 per worker with --jobs)")
+    p.add_argument("--decorrelate", action="store_true",
+                   help="add score_decor / eff_b_decor: the score mapped to its background efficiency in bins of jet "
+                        "pT and mass (MT and leading-jet mass for event-level runs), from the run's val_decor.npz "
+                        "(runs trained before darkshower stored it score as before, with a note)")
+    p.add_argument("--decorrelate-vars", default=None, metavar="V,V",
+                   help="variables of the decorrelation map among pt,mass,mt,mjj (default pt,mass; mt,mass for "
+                        "event-level runs; implies --decorrelate)")
+    p.add_argument("--decorrelate-min-rows", type=positive_int, default=None, metavar="N",
+                   help="validation rows per decorrelation bin at least (default 200; implies --decorrelate)")
     add_jobs(p, 1, "scoring chunks in parallel")
     add_executor(p)
     g = p.add_argument_group("scoring through an inference server (KServe v2 / Triton; needs the [serve] extra)")
@@ -46,6 +55,9 @@ def run(args) -> int:
     if args.server:
         from darkshower.serve.client import score_remote
 
+        if args.decorrelate or args.decorrelate_vars or args.decorrelate_min_rows:
+            raise ConfigError("--decorrelate/--decorrelate-vars/--decorrelate-min-rows apply to local scoring (the "
+                              "map needs the jets of the dataset); score without --server to decorrelate")
         if args.threads is not None or args.jobs != 1 or args.executor or args.scheduler:
             raise ConfigError("--threads/--jobs/--executor/--scheduler apply to local scoring; with --server use "
                               "--concurrency")
@@ -66,7 +78,15 @@ def run(args) -> int:
 
     with executor_of(args) as ex:
         jets, events = score(args.run, args.datasets, args.out, which=args.model, batch_size=args.batch_size,
-                             progress=not args.no_progress, threads=args.threads, executor=ex)
-    n = len(pd.read_parquet(jets, columns=["score"]))
-    print(f"wrote {n} scores to {jets} (per event: {events})")
+                             progress=not args.no_progress, threads=args.threads, executor=ex,
+                             decorrelate=bool(args.decorrelate or args.decorrelate_vars or args.decorrelate_min_rows),
+                             decor_variables=args.decorrelate_vars,
+                             decor_min_rows=args.decorrelate_min_rows)
+    import pyarrow.parquet as pq
+
+    n, has_decor = pq.read_metadata(jets).num_rows, "score_decor" in pq.read_schema(jets).names
+    print(f"wrote {n} scores to {jets} (per event: {events})" + (" with score_decor" if has_decor else ""))
+    if args.decorrelate and not has_decor:
+        print(f"note: {args.run} has no val_decor.npz (trained before darkshower stored it): no decorrelated "
+              "scores; retrain the run to get them")
     return 0

@@ -54,6 +54,9 @@ def register(subparsers) -> None:
                    help="pseudo-data background: dijet fit to the MC (default) or the MC histogram itself")
     p.add_argument("--cl", type=float, default=0.95, help="confidence level of the limits (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="seed of the toy pseudo-data")
+    p.add_argument("--decorrelated", action="store_true",
+                   help="cut on the decorrelated scores (score_decor_*, written by `darkshower score --decorrelate`; "
+                        "independent of jet mass and pT by construction, see docs/evaluation.md)")
     p.set_defaults(func=run)
 
 
@@ -65,7 +68,7 @@ def run(args) -> int:
                  xsec_pb=args.xsec, n_signal=args.n_signal, mu=args.mu, lumi_fb=args.lumi, cut_effs=cut_effs,
                  sqrt_s=args.sqrt_s, n_bins=args.bins, mt_range=args.mt_range, signal_shape=args.signal_shape,
                  pseudo_data=args.pseudo_data, background_shape=args.background_shape, n_params=args.params,
-                 seed=args.seed, cl=args.cl)
+                 seed=args.seed, cl=args.cl, decorrelated=args.decorrelated)
     for s in res["searches"]:
         if s.get("flags"):
             print(f"{s['method']:>20s} | {s['signal']:<16s} [{', '.join(s['flags'])}]")

@@ -550,8 +550,11 @@ def search(scores, background, signal, out=None, *, event_score: str = "max2", x
            n_signal: float | None = None, mu: float = 1.0, lumi_fb: float = LUMI_FB, cut_effs=CUT_EFFS,
            sqrt_s: float = SQRT_S, n_bins: int = 30, mt_range=None, signal_shape: str = "gauss",
            pseudo_data: str = "toy", background_shape: str = "smooth", n_params: int = 4, seed: int = 0,
-           cl: float = 0.95, plots: bool = True) -> dict:
+           cl: float = 0.95, plots: bool = True, decorrelated: bool = False) -> dict:
     """Bump hunts for each method of ``scores`` (paths) and each ``signal`` dataset.
+    ``decorrelated``: cut on the decorrelated scores (``score_decor_*``, from ``darkshower score
+    --decorrelate``; methods named ``<method> (decor)``) instead of the raw ones; a score file without
+    them is an EvaluationError naming it and the fix.
 
     Normalization: each background event counts ``L · σ_sel · w / Σw`` expected events (σ_sel
     from the dataset manifest; datasets without a cross-section count ``w``). The signal
@@ -566,6 +569,7 @@ def search(scores, background, signal, out=None, *, event_score: str = "max2", x
     Invalid options raise :class:`~darkshower.errors.ConfigError`, inputs that do not fit
     together :class:`EvaluationError`, before anything is written.
     """
+    from darkshower.evaluate.scores import decorrelated as decorrelated_view
     from darkshower.evaluate.scores import read_score_files, unchecked_warning
     from darkshower.evaluate.tables import load_dataset, short_names
 
@@ -589,6 +593,8 @@ def search(scores, background, signal, out=None, *, event_score: str = "max2", x
 
         check_out_dir(out)
     files = read_score_files(scores)
+    if decorrelated:  # before any dataset is read: a file without decorrelated scores fails at once
+        files = [decorrelated_view(f) for f in files]
     names = short_names(background + signal)
     bkg = [load_dataset(p, "background", n) for p, n in zip(background, names[: len(background)])]
     sigs = [load_dataset(p, "signal", n) for p, n in zip(signal, names[len(background):])]
@@ -604,7 +610,7 @@ def search(scores, background, signal, out=None, *, event_score: str = "max2", x
         "event_score": event_score, "lumi_fb": lumi_fb, "mu_injected": mu, "cut_effs": list(cut_effs),
         "sqrt_s": sqrt_s, "n_bins": n_bins, "signal_shape": signal_shape, "pseudo_data": pseudo_data,
         "background_shape": background_shape, "n_params": n_params, "seed": seed, "cl": cl,
-        "xsec_pb": xsec_pb, "n_signal": n_signal,
+        "xsec_pb": xsec_pb, "n_signal": n_signal, "decorrelated": decorrelated,
     }, "notes": notes, "warnings": warnings, "searches": []}
     for sf in files:
         if not isinstance(sf.meta.get("datasets"), dict):

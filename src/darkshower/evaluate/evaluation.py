@@ -32,6 +32,8 @@ from darkshower.evaluate.scores import (
     EVENT_SCORES,
     ScoreFile,
     check_identity,
+    decorrelated,
+    has_decorrelated,
     has_scores,
     join_event_scores,
     join_jet_scores,
@@ -192,6 +194,7 @@ def evaluate(
     eff_b_points=EFF_B_POINTS,
     jet_level: bool = True,
     executor=None,
+    decorrelated_scores: bool = True,
 ) -> dict:
     """Evaluate anomaly scores against background and signal datasets.
 
@@ -202,7 +205,9 @@ def evaluate(
     a gradient-boosted classifier per signal is the supervised reference. With ``out`` the
     evaluation directory is written (see module docstring). Returns the metrics dict. The datasets
     (and their observables) are read one task per chunk on ``executor`` (darkshower.execute; default
-    in process).
+    in process). With ``decorrelated_scores`` (default), a score file that carries decorrelated scores
+    (``darkshower score --decorrelate``) is also evaluated as ``<method> (decor)``, and ``metrics.json``
+    gets a ``decorrelation`` list: raw vs decorrelated AUC, rejection and mass/MT sculpting side by side.
 
     Invalid options raise :class:`~darkshower.errors.ConfigError` and inputs that do not fit
     together :class:`~darkshower.errors.EvaluationError`, before anything is written.
@@ -217,6 +222,8 @@ def evaluate(
     opts = _Settings(n_bootstrap=int(n_bootstrap), seed=seed, min_bkg=min_bkg, eff_s_points=effs["eff_s_points"],
                      eff_b_points=effs["eff_b_points"])
     files = read_score_files(scores, supervised_scores)
+    if decorrelated_scores:
+        files = [g for f in files for g in ([f, decorrelated(f)] if has_decorrelated(f) else [f])]
     from darkshower.execute import using
 
     with using(executor if executor is not None else "local") as ex:  # in process unless asked
@@ -233,6 +240,7 @@ def evaluate(
     _attach_ratios(results, ref_name)
     sculpt = sculpting_by_method(files, events, effs["sculpt_effs"], seed)
     generalization = generalization_grids(sigs, notes)
+    decor = decorrelation_summary(files, results, sculpt)
     metrics = eio.clean({
         "format": eio.FORMAT,
         "schema_version": eio.SCHEMA_VERSION,
@@ -250,6 +258,7 @@ def evaluate(
         "results": results,
         "supervised": sup_info,
         "sculpting": sculpt,
+        "decorrelation": decor,
         "generalization": generalization,
         "notes": notes,
         "warnings": warnings,
@@ -427,6 +436,42 @@ def sculpting_by_method(files: list[ScoreFile], events: pd.DataFrame, sculpt_eff
         sc = events.loc[is_b, f"score:{sf.name}"].to_numpy()
         out[sf.name] = sculpting(sc, {"lead_jet_mass": events.loc[is_b, "lead_jet_mass"].to_numpy(),
                                       "mt": events.loc[is_b, "mt"].to_numpy()}, w_bkg, effs=sculpt_effs, seed=seed)
+    return out
+
+
+def decorrelation_summary(files: list[ScoreFile], results: list[dict], sculpt: dict) -> list[dict]:
+    """Raw vs decorrelated, per method with decorrelated scores and signal: event-level AUC, 1/ε_B at
+    ε_S = HEATMAP_EFF_S, and the background sculpting JSD (leading-jet mass, MT) at every sculpting ε_B
+    next to the random-subset level (``jsd_random`` of the decorrelated cut)."""
+    out = []
+    by_name = {f.name: f for f in files}
+    for f in files:
+        if not f.meta.get("decorrelated"):
+            continue
+        raw = next((g for g in files if g.path == f.path and g is not f and not g.meta.get("decorrelated")), None)
+        if raw is None or raw.name not in by_name:
+            continue
+        for r in results:
+            if r["method"] != raw.name or r["level"] != "event":
+                continue
+            d = next((x for x in results if x["method"] == f.name and x["signal"] == r["signal"]
+                      and x["level"] == "event"), None)
+            if d is None:
+                continue
+            key = f"{HEATMAP_EFF_S:g}"
+            row: dict[str, Any] = {"method": raw.name, "decorrelated": f.name, "signal": r["signal"],
+                                   "auc": (r.get("auc") or {}).get("value"), "auc_decor": (d.get("auc") or {}).get("value"),
+                                   "eff_s": HEATMAP_EFF_S,
+                                   "rejection": ((r.get("rejection") or {}).get(key) or {}).get("value"),
+                                   "rejection_decor": ((d.get("rejection") or {}).get(key) or {}).get("value"),
+                                   "sculpting": {}}
+            for var, entry in (sculpt.get(raw.name) or {}).items():
+                dent = (sculpt.get(f.name) or {}).get(var, {})
+                row["sculpting"][var] = {
+                    eff: {"jsd": c.get("jsd"), "jsd_decor": (dent.get("cuts", {}).get(eff) or {}).get("jsd"),
+                          "jsd_random": (dent.get("cuts", {}).get(eff) or {}).get("jsd_random")}
+                    for eff, c in entry.get("cuts", {}).items()}
+            out.append(row)
     return out
 
 

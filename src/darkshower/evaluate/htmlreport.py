@@ -308,8 +308,35 @@ def _sculpting(m: dict) -> str:
         P.sculpting_plot(sc["mt"], ax=ax[0, 1], xlabel=r"$M_T$ [GeV]", title=meth)
         figs.append(_img(fig, f"sculpting {meth}"))
     out.append(_table(header, rows, left=1))
-    out.append('<div class="figs">' + "".join(figs) + "</div></section>")
+    out.append('<div class="figs">' + "".join(figs) + "</div>")
+    out.append(_decorrelation(m))
+    out.append("</section>")
     return "\n".join(out)
+
+
+def _decorrelation(m: dict) -> str:
+    """Raw vs decorrelated scores side by side (metrics.json ``decorrelation``), empty when none."""
+    rows_in = m.get("decorrelation") or []
+    if not rows_in:
+        return ""
+    effs = [f"{e:g}" for e in m["settings"]["sculpt_effs"] if e <= 0.1] or [f"{e:g}" for e in m["settings"]["sculpt_effs"]]
+    header = ["method", "signal", "AUC raw", "AUC decor", "1/ε_B raw", "1/ε_B decor"]
+    for label in ("m_j1", "MT"):
+        header += [f"JSD {label} @ ε_B={e}: raw / decor (random)" for e in effs]
+    rows = []
+    for r in rows_in:
+        row = [_e(r["method"]), _e(r["signal"]), _fmt(r.get("auc")), _fmt(r.get("auc_decor")),
+               _fmt(r.get("rejection")), _fmt(r.get("rejection_decor"))]
+        for var in ("lead_jet_mass", "mt"):
+            for e in effs:
+                c = (r.get("sculpting") or {}).get(var, {}).get(e) or {}
+                row.append(f"{_fmt(c.get('jsd'))} / {_fmt(c.get('jsd_decor'))} ({_fmt(c.get('jsd_random'))})")
+        rows.append(row)
+    eff_s = rows_in[0].get("eff_s")
+    return ("<h3>Decorrelated scores</h3><p class=\"note\">Each score next to its decorrelated version "
+            "(<code>score_decor</code>: the conditional background efficiency in bins of jet pT and mass, "
+            "see docs/evaluation.md): event-level AUC, 1/ε_B at ε_S = " + _fmt(eff_s) + ", and the sculpting JSD "
+            "with, in brackets, the random-subset level of the decorrelated cut.</p>" + _table(header, rows))
 
 
 def _supervised(m: dict) -> str:

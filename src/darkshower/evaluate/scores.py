@@ -6,7 +6,9 @@ A score file ``S.parquet`` has one row per scored jet (``dataset``, ``event_id``
 the file stem is the method; ``datasets`` identifies the scored version of each dataset, see
 :func:`check_identity`).
 ``S.events.parquet`` beside it has one row per event (``dataset``, ``event_id``, ``score_lead``,
-``score_max2``). Either file may be missing as long as the other is there: the event scores
+``score_max2``). Files scored with decorrelation also have ``score_decor`` (jets) and
+``score_decor_lead``/``score_decor_max2`` (events): :func:`decorrelated` turns them into a score file
+of their own (named ``<method> (decor)``). Either file may be missing as long as the other is there: the event scores
 are derived from the jet scores (leading jet; maximum of the two leading jets).
 """
 
@@ -92,14 +94,19 @@ def _read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     return df
 
 
-def _events_from_jets(jets: pd.DataFrame) -> pd.DataFrame:
-    """score_lead = jet 0 (or the event score), score_max2 = max over jets 0 and 1."""
+def _events_from_jets(jets: pd.DataFrame, col: str = "score") -> pd.DataFrame:
+    """score_lead = jet 0 (or the event score), score_max2 = max over jets 0 and 1 (of column ``col``;
+    with ``score``, also ``score_decor_*`` when the jets have ``score_decor``)."""
     ev_level = jets["jet_idx"] < 0
-    lead = jets[(jets["jet_idx"] == 0) | ev_level].groupby(["dataset", "event_id"], sort=False)["score"].max()
-    max2 = jets[(jets["jet_idx"] < 2)].groupby(["dataset", "event_id"], sort=False)["score"].max()
+    lead = jets[(jets["jet_idx"] == 0) | ev_level].groupby(["dataset", "event_id"], sort=False)[col].max()
+    max2 = jets[(jets["jet_idx"] < 2)].groupby(["dataset", "event_id"], sort=False)[col].max()
     out = pd.DataFrame({"score_max2": max2})
     out["score_lead"] = lead.reindex(out.index)
-    return out.reset_index()
+    out = out.reset_index()
+    if col == "score" and "score_decor" in jets.columns:
+        d = _events_from_jets(jets, "score_decor")
+        out["score_decor_max2"], out["score_decor_lead"] = d["score_max2"].to_numpy(), d["score_lead"].to_numpy()
+    return out
 
 
 def read_scores(path: str | os.PathLike, supervised: bool = False) -> ScoreFile:
@@ -139,6 +146,10 @@ def read_scores(path: str | os.PathLike, supervised: bool = False) -> ScoreFile:
             if c not in events.columns:
                 events[c] = events["score_max2" if c == "score_lead" else "score_lead"]
             events[c] = events[c].astype(np.float64)
+        if jets is not None and "score_decor" in jets.columns and "score_decor_max2" not in events.columns:
+            events = events.merge(_events_from_jets(jets, "score_decor").rename(
+                columns={"score_max2": "score_decor_max2", "score_lead": "score_decor_lead"}),
+                on=["dataset", "event_id"], how="left")
         dup = events.duplicated(["dataset", "event_id"])
         if dup.any():
             r = events[dup].iloc[0]
@@ -152,6 +163,37 @@ def read_scores(path: str | os.PathLike, supervised: bool = False) -> ScoreFile:
     sup = bool(supervised or meta.get("supervised", False))
     return ScoreFile(path=jet_path if jet_path.exists() else ev_path, method=method, events=events, jets=jets,
                      run=None if run is None else str(run), supervised=sup, meta=meta, name=method)
+
+
+DECOR_SUFFIX = " (decor)"
+
+
+def has_decorrelated(sf: ScoreFile) -> bool:
+    """True when ``sf`` carries decorrelated scores (``darkshower score`` of a run with val_decor.npz)."""
+    return "score_decor_max2" in sf.events.columns or "score_decor_lead" in sf.events.columns
+
+
+def decorrelated(sf: ScoreFile) -> ScoreFile:
+    """The decorrelated scores of ``sf`` as a score file of their own (``score`` = ``score_decor``,
+    ``score_lead``/``score_max2`` = ``score_decor_lead``/``score_decor_max2``); EvaluationError naming
+    the file and the fix when it has none."""
+    if not has_decorrelated(sf):
+        raise EvaluationError(
+            f"{sf.path} (method {sf.name!r}) has no decorrelated scores (columns score_decor_lead/score_decor_max2): "
+            f"rescore with `darkshower score {sf.run or 'RUN'} DATASET... --decorrelate --out S.parquet`; a run trained "
+            "before darkshower stored RUN/val_decor.npz must be retrained first"
+        )
+    ev = sf.events.copy()
+    for c in ("lead", "max2"):
+        other = "max2" if c == "lead" else "lead"
+        ev[f"score_{c}"] = ev[f"score_decor_{c}" if f"score_decor_{c}" in ev.columns else f"score_decor_{other}"]
+    jets = None
+    if sf.jets is not None and "score_decor" in sf.jets.columns:
+        jets = sf.jets.copy()
+        jets["score"] = jets["score_decor"].astype(np.float64)
+    meta = dict(sf.meta, decorrelated=True)
+    return ScoreFile(path=sf.path, method=sf.method, events=ev, jets=jets, run=sf.run, supervised=sf.supervised,
+                     meta=meta, name=sf.name + DECOR_SUFFIX)
 
 
 def read_score_files(paths, supervised_paths=()) -> list[ScoreFile]:

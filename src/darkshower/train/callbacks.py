@@ -11,7 +11,9 @@ merged into ``checkpoint.pt`` at top level, so they must not collide). The defau
 - :class:`MetricsWriter` — ``metrics.json`` / ``metrics.csv`` after every epoch;
 - :class:`EpochLog` — one log line per epoch;
 - :class:`ValidationScores` — at the end, the sorted validation-background scores of the best and
-  last model (``val_scores.npy``, ``val_scores_last.npy``: the reference of ``score``'s ``eff_b``).
+  last model (``val_scores.npy``, ``val_scores_last.npy``: the reference of ``score``'s ``eff_b``)
+  and per validation-background row the score with jet pT/mass, MT, m_jj (``val_decor.npz``,
+  ``val_decor_last.npz``: the reference of ``score``'s ``score_decor``).
 
 After every callback has seen the epoch, the loop itself writes the full ``checkpoint.pt`` (model,
 optimizer, scheduler, RNG, history, every callback's state, and whether a callback stopped the run),
@@ -160,9 +162,13 @@ def default_callbacks(session: Any) -> list[Callback]:
 class ValidationScores(Callback):
     """At the end of training: the ascending scores of the validation background under the best and the
     last model, ``RUN/val_scores.npy`` and ``RUN/val_scores_last.npy`` (float64; samples with non-finite
-    inputs or scores left out) — the reference of the ``eff_b`` column that ``score`` writes."""
+    inputs or scores left out) — the reference of the ``eff_b`` column that ``score`` writes — and, per
+    validation-background row, the score with the decorrelation variables (jet pT and mass; MT, m_jj)
+    in ``RUN/val_decor.npz`` / ``RUN/val_decor_last.npz``, the reference of ``score_decor``
+    (:mod:`darkshower.train.decorrelate`; left out with a warning when the variables cannot be read)."""
 
-    def scores(self, loop: TrainingLoop) -> np.ndarray:
+    def rows(self, loop: TrainingLoop) -> tuple[np.ndarray, np.ndarray]:
+        """(score, kept) per validation row: kept = background with finite inputs."""
         import torch
 
         from darkshower.represent.store import iter_batches, nonfinite_rows
@@ -177,23 +183,58 @@ class ValidationScores(Callback):
         keep = ~nonfinite_rows(store)
         if "label" in store:  # supervised references validate on signal too: keep the background
             keep &= np.asarray(store["label"]) <= 0.5
+        return s, keep
+
+    def scores(self, loop: TrainingLoop) -> np.ndarray:
+        s, keep = self.rows(loop)
         s = s[keep]
         return np.sort(s[np.isfinite(s)])
+
+    def variables(self, loop: TrainingLoop, keep: np.ndarray):
+        """The decorrelation variables of the kept validation rows (a DataFrame), or None with a warning."""
+        from darkshower.train.decorrelate import dataset_table, match_rows
+
+        session, store = loop.session, loop.data.val
+        level = session.info.get("level", "jet")
+        try:
+            paths = list(session.val_paths or session.data_paths)
+            tables = [dataset_table(p, session.cfg.data, "event" if "jet_idx" not in store else "jet") for p in paths]
+            ev = np.asarray(store["event_id"])[keep]
+            jidx = np.asarray(store["jet_idx"])[keep] if "jet_idx" in store else np.full(len(ev), -1)
+            out = match_rows(ev, jidx, tables)
+        except Exception as exc:  # the decorrelation reference is optional: never fail a finished training
+            log.warning("%s: no %s-level decorrelation reference (val_decor.npz): %s: %s", session.run, level,
+                        type(exc).__name__, exc)
+            return None
+        if out is None:
+            log.warning("%s: the validation rows do not match the jets of %s by (event_id, jet_idx): no "
+                        "decorrelation reference (val_decor.npz); score --decorrelate will not be available",
+                        session.run, ", ".join(map(str, paths)))
+        return out
 
     def on_train_end(self, loop):
         if not loop.world.is_main:  # rank 0 holds the whole validation store
             return
         from darkshower.models.runs import torch_load
+        from darkshower.train.decorrelate import VAL_DECOR, write_val_decor
         from darkshower.train.score import VAL_SCORES
 
         run = loop.session.run
+        level = loop.session.info.get("level", "jet")
         last = copy.deepcopy(loop.model.state_dict())  # tensors and extra state (e.g. a fitted sklearn model)
-        _atomic_save_npy(run / VAL_SCORES["last"], self.scores(loop))
+        s, keep = self.rows(loop)
+        _atomic_save_npy(run / VAL_SCORES["last"], np.sort(s[keep][np.isfinite(s[keep])]))
+        variables = self.variables(loop, keep)
+        if variables is not None:
+            write_val_decor(run / VAL_DECOR["last"], s[keep], variables, level)
         best = run / "model_best.pt"
         if best.exists():
             loop.model.load_state_dict(torch_load(best, "model")["model"])
             try:
-                _atomic_save_npy(run / VAL_SCORES["best"], self.scores(loop))
+                s, keep = self.rows(loop)
+                _atomic_save_npy(run / VAL_SCORES["best"], np.sort(s[keep][np.isfinite(s[keep])]))
+                if variables is not None:
+                    write_val_decor(run / VAL_DECOR["best"], s[keep], variables, level)
             finally:
                 loop.model.load_state_dict(last)
 

@@ -4,9 +4,13 @@ OUT (per jet or, for event-level methods, per event with ``jet_idx = -1``):
     dataset (absolute dataset path), event_id, jet_idx, score, nonfinite_input (True: the model input held
     NaN/inf; the sample is not scored and its score is NaN), eff_b (the fraction of the run's validation
     background scored above this score: RUN/val_scores.npy, written at the end of training; NaN with a
-    warning for runs without it)
+    warning for runs without it); with ``decorrelate=True`` (``score --decorrelate``; the run needs
+    RUN/val_decor.npz, written at the end of training) also eff_b_decor (the fraction of the validation background *in the same bin of
+    jet pT and mass* — MT and leading-jet mass for event-level runs — scored above: the conditional
+    efficiency, interpolated; darkshower.models.decorrelate) and score_decor = -log10(eff_b_decor)
 OUT with suffix ``.events.parquet`` (per event):
-    dataset, event_id, score_lead (leading jet), score_max2 (max of the two leading jets)
+    dataset, event_id, score_lead (leading jet), score_max2 (max of the two leading jets); with
+    decorrelation also score_decor_lead, score_decor_max2 (the same from score_decor)
 Both carry the parquet metadata key ``darkshower`` (JSON: method, run, model, representation, and
 ``datasets``: each scored dataset's content fingerprint, see darkshower.data.fingerprint).
 """
@@ -58,16 +62,21 @@ def events_path(out: str | os.PathLike) -> Path:
 
 
 def event_table(jets: pd.DataFrame) -> pd.DataFrame:
-    """Per-event scores from per-jet scores: leading jet and max of the two leading jets."""
+    """Per-event scores from per-jet scores: leading jet and max of the two leading jets (also of
+    ``score_decor`` when the table has it: ``score_decor_lead``, ``score_decor_max2``)."""
+    cols = [c for c in ("score", "score_decor") if c in jets.columns]
     if (jets["jet_idx"] < 0).all():
-        ev = jets[["dataset", "event_id", "score"]].copy()
-        ev["score_lead"] = ev["score"]
-        ev["score_max2"] = ev["score"]
-        return ev.drop(columns="score")
+        ev = jets[["dataset", "event_id", *cols]].copy()
+        for c in cols:
+            ev[f"{c}_lead"] = ev[c]
+            ev[f"{c}_max2"] = ev[c]
+        return ev.drop(columns=cols)
     keys = ["dataset", "event_id"]
-    lead = jets[jets.jet_idx == 0].set_index(keys)["score"].rename("score_lead")
-    max2 = jets[jets.jet_idx < 2].groupby(keys)["score"].max().rename("score_max2")
-    return pd.concat([lead, max2], axis=1).reset_index()
+    parts = []
+    for c in cols:
+        parts.append(jets[jets.jet_idx == 0].set_index(keys)[c].rename(f"{c}_lead"))
+        parts.append(jets[jets.jet_idx < 2].groupby(keys)[c].max().rename(f"{c}_max2"))
+    return pd.concat(parts, axis=1).reset_index()
 
 
 _WORKER: dict = {}
@@ -89,7 +98,7 @@ def write_score_files(jets: pd.DataFrame, out, meta: dict) -> tuple[Path, Path]:
 
 def _score_chunk(task) -> tuple[int, pd.DataFrame]:
     """Score chunk ``i`` of dataset ``path`` (runs in a worker; the model is loaded once per process)."""
-    order, run, which, path, i, batch_size, threads = task
+    order, run, which, path, i, batch_size, threads, decor_level = task
     key = (str(run), which)
     if _WORKER.get("key") != key:
         import torch
@@ -101,10 +110,16 @@ def _score_chunk(task) -> tuple[int, pd.DataFrame]:
         method, rep, _, _ = load_run(run, which)
         _WORKER.update(key=key, method=method, rep=rep)
     ds = open_dataset(path)
+    events = ds.read_chunk(i)
     try:
-        df = score_arrays(_WORKER["method"], _WORKER["rep"], ds.read_chunk(i), batch_size, f"{ds.path} (chunk {i})")
+        df = score_arrays(_WORKER["method"], _WORKER["rep"], events, batch_size, f"{ds.path} (chunk {i})")
     except (KeyError, ValueError) as exc:
         raise DatasetError(f"{ds.path}: cannot build representation '{_WORKER['rep'].kind}' for scoring: {exc}") from None
+    if decor_level is not None:  # the decorrelation variables of each scored row (dropped after the map)
+        from darkshower.models.decorrelate import VARIABLES, decor_table
+
+        t = pd.DataFrame(decor_table(events, decor_level)).drop_duplicates(["event_id", "jet_idx"])
+        df = df.merge(t.rename(columns={v: f"_decor_{v}" for v in VARIABLES}), on=["event_id", "jet_idx"], how="left")
     df.insert(0, "dataset", str(ds.path.resolve()))
     return order, df
 
@@ -129,8 +144,13 @@ def check_score_output(out) -> Path:
 
 
 def score(run, datasets, out, which: str = "best", batch_size: int | None = None, progress: bool = True,
-          threads: int | None = None, jobs: int | None = 1, executor=None) -> tuple[Path, Path]:
+          threads: int | None = None, jobs: int | None = 1, executor=None, decorrelate: bool = False,
+          decor_variables=None, decor_min_rows: int | None = None) -> tuple[Path, Path]:
     """Score every dataset with the run's model; returns (jet table path, event table path).
+    ``decorrelate``: add ``eff_b_decor``/``score_decor`` (darkshower.train.decorrelate) from the run's
+    ``val_decor.npz``; a run trained before darkshower stored it scores as before, with a warning.
+    ``decor_variables`` (e.g. ``("pt", "mass")``; default by the run's level) and
+    ``decor_min_rows`` (validation rows per bin, default 200) set the map.
     ``jobs`` > 1 scores chunks in worker processes (each with ``threads`` torch threads, default 1);
     0 or None: all cores. ``executor`` (darkshower.execute: ``Local()``, ``Processes(n)``, ``Dask(...)``)
     replaces ``jobs``; the scores do not depend on it. While scoring, ``.OUT.lock`` next to OUT keeps a second ``score`` with the same
@@ -142,6 +162,13 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
     _check_count("batch_size", batch_size, 1, "samples per batch; None: the method's default")
     _check_count("threads", threads, 1, "torch threads; None: the default")
     _check_count("jobs", jobs, 0, "worker processes; 0 or None: all cores")
+    _check_count("decor_min_rows", decor_min_rows, 2, "validation rows per decorrelation bin; None: 200")
+    if not isinstance(decorrelate, bool):
+        raise ConfigError(f"decorrelate={decorrelate!r}: True or False")
+    if decor_variables is not None:
+        from darkshower.train.decorrelate import check_variables
+
+        decor_variables = check_variables(decor_variables, "jet")
     out = check_score_output(out)
     created = [a for a in reversed(out.parents) if not a.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -151,7 +178,8 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
         from darkshower.execute import using
 
         with using(executor, jobs=jobs if jobs and jobs > 0 else None) as ex:
-            return _score(run, datasets, out, which, batch_size, progress, threads, ex)
+            return _score(run, datasets, out, which, batch_size, progress, threads, ex,
+                          (decorrelate, decor_variables, decor_min_rows))
     finally:
         if lock is not None:
             lock.unlink(missing_ok=True)
@@ -162,7 +190,29 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
                 break
 
 
-def _score(run, datasets, out, which, batch_size, progress, threads, ex) -> tuple[Path, Path]:
+def _decor_map(run, which, decorrelate, variables, min_rows):
+    """The fitted map (or None) and the note for the score-file metadata."""
+    from darkshower.models.decorrelate import MIN_ROWS
+    from darkshower.train.decorrelate import VAL_DECOR, fit_map, read_val_decor
+
+    if not decorrelate:
+        return None, None
+    val = read_val_decor(run, which)
+    if val is None:
+        if decorrelate:
+            log.warning("%s has no %s (trained before darkshower stored the decorrelation reference): no "
+                        "score_decor/eff_b_decor columns; retrain the run to decorrelate its scores", run,
+                        VAL_DECOR[which])
+        return None, None
+    try:
+        qmap = fit_map(val, variables, min_rows or MIN_ROWS)
+    except ValueError as exc:
+        raise ConfigError(f"{Path(run) / VAL_DECOR[which]}: cannot fit the decorrelation map: {exc}; score without "
+                          "--decorrelate or retrain with more validation data") from None
+    return qmap, qmap.describe() | {"level": val["level"]}
+
+
+def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(False, None, None)) -> tuple[Path, Path]:
     from darkshower.models.runs import load_run
 
     local = ex.in_process
@@ -179,6 +229,8 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex) -> tupl
         info = read_run_json(Path(run))
     if isinstance(datasets, (str, os.PathLike)) or hasattr(datasets, "read_chunk"):
         datasets = [datasets]
+    qmap, decor_meta = _decor_map(run, which, *decor)
+    decor_level = None if qmap is None else ("event" if info.get("level", "jet") == "event" else "jet")
     tasks: list[tuple] = []
     fingerprints = {}  # each dataset's content identity: evaluate/search refuse scores of a replaced dataset
     for path in datasets:
@@ -187,7 +239,7 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex) -> tupl
         if not ds.chunks:
             raise DatasetError(f"{ds.path}: dataset has no chunks")
         tasks += [(len(tasks) + i, str(Path(run)), which, str(ds.path), i, batch_size,
-                   threads if local else (threads or 1)) for i in range(len(ds.chunks))]
+                   threads if local else (threads or 1), decor_level) for i in range(len(ds.chunks))]
     t0 = time.perf_counter()
     results: dict[int, pd.DataFrame] = {}
 
@@ -207,9 +259,16 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex) -> tupl
         log.warning("%s has no %s (trained before darkshower stored validation scores): eff_b is NaN; retrain the "
                     "run to calibrate its scores", run, VAL_SCORES[which])
     jets["eff_b"] = eff_b(val, jets["score"].to_numpy())
+    if qmap is not None:
+        from darkshower.models.decorrelate import VARIABLES
+
+        X = np.column_stack([jets[f"_decor_{v}"].to_numpy(np.float64) for v in qmap.variables])
+        jets["eff_b_decor"], jets["score_decor"] = qmap.transform(jets["score"].to_numpy(np.float64), X)
+        jets = jets.drop(columns=[f"_decor_{v}" for v in VARIABLES])
     meta = {"method": info["method"], "run": str(Path(run).resolve()), "model": which,
             "representation": info["representation"]["kind"], "level": info.get("level", "jet"),
-            "supervised": info.get("supervised", False), "n_nonfinite_input": n_bad, "n_val_scores": None if val is None else len(val), "datasets": fingerprints, "jets_per_s": n_jets / max(time.perf_counter() - t0, 1e-9)}
+            "supervised": info.get("supervised", False), "n_nonfinite_input": n_bad, "n_val_scores": None if val is None else len(val),
+            "decorrelation": decor_meta, "datasets": fingerprints, "jets_per_s": n_jets / max(time.perf_counter() - t0, 1e-9)}
     out, evp = write_score_files(jets, out, meta)
     log.info("scored %d samples in %.1f s (%.0f/s)", n_jets, time.perf_counter() - t0, meta["jets_per_s"])
     return out, evp
