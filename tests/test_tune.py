@@ -181,4 +181,57 @@ def test_never_signal_never_labels(qcd_ds, svj_ds, tmp_path):
         tune("ae-hlf", qcd_ds, out, 2, config={"data": {"signal": [str(svj_ds.path)]}}, progress=False)
     with pytest.raises(ConfigError, match="selection 'last' has no label-free value"):
         tune("ae-hlf", qcd_ds, out, 2, config={"selection": "last"}, progress=False)
+    with pytest.raises(ConfigError, match=r"--epochs 3 ends within model\.pretrain_epochs 3"):
+        tune("nae", qcd_ds, out, 2, epochs=3, progress=False)  # val_emd is nan while pre-training
     assert not out.exists()
+
+
+def test_diverged_trial_fails_without_counting_and_timeout_stops(qcd_ds, tmp_path, monkeypatch):
+    import darkshower.train.trainer as trainer
+    from darkshower.errors import TrainingError
+
+    out = tmp_path / "tune"
+    real = trainer.train
+    calls = []
+
+    def diverges_once(*a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            raise TrainingError("loss became nan at epoch 1")
+        return real(*a, **k)
+
+    monkeypatch.setattr(trainer, "train", diverges_once)
+    res = tune("gmm", qcd_ds, out, 2, progress=False)
+    assert (res.n_complete, res.n_failed) == (2, 1) and len(calls) == 3
+    assert _states(out) == [(0, "FAIL"), (1, "COMPLETE"), (2, "COMPLETE")]
+    assert _rows(out)[0]["error"] == "loss became nan at epoch 1"
+    assert (out / "trials" / "0000").exists()  # a diverged trial's run is kept for inspection
+    # --timeout: no new trial starts once it is reached; a rerun continues
+    res = tune("gmm", qcd_ds, out, 4, timeout=1e-9, progress=False)
+    assert res.n_complete == 2 and "--timeout" in res.stopped and len(calls) == 3
+
+
+def test_pruning_reports_best_so_far_and_stops_the_loop():
+    from darkshower.train.tune import _Report
+
+    class Trial:
+        number = 7
+        reports: list = []
+
+        def report(self, v, step):
+            self.reports.append((step, v))
+
+        def should_prune(self):
+            return len(self.reports) >= 3
+
+    class Loop:
+        stopped = ""
+
+        def stop(self, why):
+            self.stopped = why
+
+    cb, loop = _Report(Trial()), Loop()
+    for epoch, v in enumerate([3.0, 1.0, 2.0]):
+        cb.on_epoch_end(loop, epoch, {"selection_value": v})
+    assert Trial.reports == [(0, 3.0), (1, 1.0), (2, 1.0)]
+    assert cb.pruned and "trial 7 pruned at epoch 3" in loop.stopped

@@ -490,6 +490,11 @@ def tune(method: str, data, out, n_trials: int, val=None, config=None, epochs: i
     if selection == "last":
         raise ConfigError(f"selection 'last' has no label-free value to optimize; tune {method} with selection "
                           "val_loss" + (" or val_emd" if cls.energy_based else ""))
+    mc = validate(cls.Config, tc.model, "train config: model")
+    pre = getattr(mc, "pretrain_epochs", None)
+    if selection == "val_emd" and isinstance(pre, int) and tc.epochs <= pre and not getattr(mc, "select_pretrain", False):
+        raise ConfigError(f"{method}: --epochs {tc.epochs} ends within model.pretrain_epochs {pre}, where {selection} is "
+                          f"not defined; give --epochs > {pre} (or a smaller model.pretrain_epochs)")
     base["epochs"], base["seed"] = tc.epochs, tc.seed
     where = f"--space {space}" if isinstance(space, (str, os.PathLike)) else "search space"
     raw_space = space if space is not None else cls.tune_space()
@@ -610,7 +615,7 @@ def _optimize(optuna, study, out: Path, method: str, data_paths, val_paths, spec
             if report is not None and report.pruned:
                 study.tell(trial, state=TrialState.PRUNED)
             elif not math.isfinite(value):
-                trial.set_user_attr("error", f"{selection} is not finite ({value})")
+                trial.set_user_attr("error", f"{selection} is not finite in any epoch ({value})")
                 study.tell(trial, state=TrialState.FAIL)
                 failed_now += 1
             else:
