@@ -11,7 +11,7 @@ with the float model; synthesis with Vitis: cd OUT && vitis-run --tcl build_prj.
 
 from __future__ import annotations
 
-from darkshower.cli.options import nonnegative_float, positive_int
+from darkshower.cli.options import nonnegative_float, positive_float, positive_int
 
 
 def register(subparsers) -> None:
@@ -24,6 +24,11 @@ def register(subparsers) -> None:
                    help="what to write (default onnx)")
     p.add_argument("--model", choices=["best", "last"], default="best", help="which model of the run (default best)")
     p.add_argument("--opset", type=positive_int, default=18, metavar="N", help="ONNX opset version (default 18)")
+    p.add_argument("--rtol", type=positive_float, default=1e-4, metavar="R",
+                   help="relative tolerance of the check of the ONNX model against torch (default 1e-4; deep "
+                        "convolutional nets may need 1e-3: float32 results differ with the accumulation order)")
+    p.add_argument("--atol", type=nonnegative_float, default=1e-5, metavar="A",
+                   help="absolute tolerance of that check (default 1e-5)")
     q = p.add_argument_group("int8 (with --format onnx)")
     q.add_argument("--quantize", choices=["int8"], default=None,
                    help="write an int8 model (ONNX Runtime quantization); the AUC change and speed-up are printed "
@@ -93,7 +98,8 @@ def run(args) -> int:
         from darkshower.export.quantize import export_int8
 
         r = export_int8(args.run, args.out, signal=args.signal, background=args.background,
-                        calibration=args.calibration, mode=args.quantize_mode, which=args.model)
+                        calibration=args.calibration, mode=args.quantize_mode, which=args.model,
+                        rtol=args.rtol, atol=args.atol)
         auc = (f"AUC {r['auc_float']:.4f} -> {r['auc_int8']:.4f} (change {r['delta_auc']:+.4f}); "
                if "auc_float" in r else "")
         print(f"wrote {r['out']} (int8, {r['mode']}; {r['int8_bytes']} bytes vs {r['float_bytes']} float); {auc}"
@@ -105,7 +111,7 @@ def run(args) -> int:
 
         info = export_triton(args.run, args.out, args.name, which=args.model, version=args.model_version,
                              max_batch=args.max_batch, max_delay_ms=args.max_delay_ms, instances=args.instances,
-                             opset=args.opset)
+                             opset=args.opset, rtol=args.rtol, atol=args.atol)
         print(f"wrote model {info['name']} version {info['version']} to {info['model_dir']} (config.pbtxt, "
               f"{info['version']}/model.onnx, darkshower.json; inputs "
               f"{[(t['name'], t['dtype'], t['shape']) for t in info['inputs']]}, max_batch_size "
@@ -113,7 +119,7 @@ def run(args) -> int:
         return 0
     from darkshower.export.onnx import export_onnx
 
-    info = export_onnx(args.run, args.out, which=args.model, opset=args.opset)
+    info = export_onnx(args.run, args.out, which=args.model, opset=args.opset, rtol=args.rtol, atol=args.atol)
     print(f"wrote {info['path']} ({info['bytes']} bytes, {info['exporter']} exporter, inputs {info['inputs']}, "
           f"dynamic batch; max |onnxruntime - torch| = {info['max_abs_diff']:.2g})")
     return 0

@@ -80,7 +80,8 @@ def _time_per_row(sess, feeds: dict, min_seconds: float = 0.3) -> float:
 
 
 def export_int8(run, out, signal=None, background=None, calibration=None, mode: str = "static",
-                which: str = "best", n_calibration: int = 512, n_eval: int = 20000) -> dict:
+                which: str = "best", n_calibration: int = 512, n_eval: int = 20000, rtol: float = 1e-4,
+                atol: float = 1e-5) -> dict:
     """Write the int8 model to ``out``; return (and keep in ``RUN/export_int8.json``) the comparison with the
     float model: AUC on ``signal`` vs ``background`` (when both given), max |Δscore|, speed-up."""
     import onnxruntime as ort
@@ -114,7 +115,7 @@ def export_int8(run, out, signal=None, background=None, calibration=None, mode: 
     fp = out.with_name(f".{out.name}.{os.getpid()}.float.onnx")
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.onnx")
     try:
-        exp = export_onnx(run, fp, which=which)
+        exp = export_onnx(run, fp, which=which, rtol=rtol, atol=atol)
         if mode == "static":
             calib_ds = [calibration] if calibration is not None else [d["path"] for d in info.get("data", [])]
             if not calib_ds:

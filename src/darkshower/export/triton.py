@@ -155,7 +155,8 @@ def parse_model_config(path) -> dict:
 
 
 def export_triton(run, repo, name: str | None = None, which: str = "best", version: int = 1, max_batch: int = 4096,
-                  max_delay_ms: float = 5.0, instances: int = 1, opset: int = 18) -> dict:
+                  max_delay_ms: float = 5.0, instances: int = 1, opset: int = 18, rtol: float = 1e-4,
+                  atol: float = 1e-5) -> dict:
     """Write (or add a version to) ``repo/name`` in the Triton model-repository layout; returns a dict with the
     paths and the ONNX export check. An existing version directory is an error (pick another ``version``);
     a new version must have the same inputs and outputs as the model's config.pbtxt."""
@@ -187,7 +188,7 @@ def export_triton(run, repo, name: str | None = None, which: str = "best", versi
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        exp = export_onnx(run, tmp / "model.onnx", which=which, opset=opset)
+        exp = export_onnx(run, tmp / "model.onnx", which=which, opset=opset, rtol=rtol, atol=atol)
         inputs, outputs = onnx_io(tmp / "model.onnx")
         batched = bool(exp["dynamic_batch"]) and all(t["shape"] and t["shape"][0] is None for t in inputs + outputs)
         text = model_config_text(name, inputs, outputs, max_batch if batched else 0, max_delay_ms, instances)
