@@ -7,7 +7,7 @@ Teacher (:class:`PileupGNN`): per-candidate inputs (:func:`teacher_features`: lo
 one-hot type, has-track flag, PV association, log(1 + |dz| / sigma_dz); no absolute phi) embedded by a small MLP,
 then ``layers`` EdgeConv-style message-passing layers over the k nearest neighbours in (eta, phi) (phi
 periodic; the candidate itself is one of its k + 1 neighbours): message m_ij = ReLU(A h_i + B h_j + G g_ij)
-with the edge geometry g_ij = (d eta, d phi, dR), aggregated by mean and max over j, then
+(``message`` wide) with the edge geometry g_ij = (d eta, d phi, dR), aggregated by mean and max over j, then
 h_i <- h_i + ReLU(W [h_i, mean, max]); a head gives one logit per candidate. The graph is a fixed [N, k + 1]
 neighbour-index tensor (:func:`knn_graph`, scipy k-d tree per batch of events, O(N log N) time and O(N k)
 memory), so the model exports to ONNX with plain gathers.
@@ -57,6 +57,7 @@ class LossConfig(StrictModel):
 class GnnModelConfig(StrictModel):
     k: int = Field(16, ge=1, le=64, description="neighbours in (eta, phi) besides the candidate itself")
     hidden: int = Field(64, ge=4, le=512, description="width of the node features")
+    message: int = Field(32, ge=2, le=512, description="width of the edge messages m_ij")
     layers: int = Field(2, ge=1, le=8, description="message-passing layers")
 
 
@@ -146,14 +147,14 @@ def knn_graph(eta: np.ndarray, phi: np.ndarray, ev: np.ndarray, k: int) -> np.nd
 
 # ---- networks -----------------------------------------------------------------------------------
 class EdgeLayer(nn.Module):
-    """h_i <- h_i + ReLU(W [h_i, mean_j m_ij, max_j m_ij]), m_ij = ReLU(A h_i + B h_j + G g_ij)."""
+    """h_i <- h_i + ReLU(W [h_i, mean_j m_ij, max_j m_ij]), m_ij = ReLU(A h_i + B h_j + G g_ij) (width m)."""
 
-    def __init__(self, h: int):
+    def __init__(self, h: int, m: int):
         super().__init__()
-        self.a = nn.Linear(h, h)
-        self.b = nn.Linear(h, h, bias=False)
-        self.g = nn.Linear(3, h, bias=False)
-        self.out = nn.Linear(3 * h, h)
+        self.a = nn.Linear(h, m)
+        self.b = nn.Linear(h, m, bias=False)
+        self.g = nn.Linear(3, m, bias=False)
+        self.out = nn.Linear(h + 2 * m, h)
 
     def forward(self, h, nbr, geom):
         m = torch.relu(self.a(h).unsqueeze(1) + self.b(h)[nbr] + self.g(geom))  # [N, K, H]
@@ -169,7 +170,7 @@ class PileupGNN(nn.Module):
         cfg = cfg or GnnModelConfig()
         h = cfg.hidden
         self.embed = nn.Sequential(nn.Linear(n_in, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU())
-        self.layers = nn.ModuleList([EdgeLayer(h) for _ in range(cfg.layers)])
+        self.layers = nn.ModuleList([EdgeLayer(h, cfg.message) for _ in range(cfg.layers)])
         self.head = nn.Sequential(nn.Linear(h, 32), nn.ReLU(), nn.Linear(32, 1))
 
     def forward(self, x, coords, nbr):
@@ -210,15 +211,26 @@ class ParticleStudent(nn.Module):
         return torch.sigmoid(self.forward(x))
 
 
-class _Prob(nn.Module):
-    """sigmoid of a wrapped model's logits (what the exported ONNX returns)."""
+class _StudentProb(nn.Module):
+    """The student's probability (what the exported ONNX returns)."""
 
     def __init__(self, m: nn.Module):
         super().__init__()
         self.m = m
 
-    def forward(self, *inputs):
-        return torch.sigmoid(self.m(*inputs))
+    def forward(self, x):
+        return torch.sigmoid(self.m(x))
+
+
+class _TeacherProb(nn.Module):
+    """The teacher's probability (what the exported ONNX returns)."""
+
+    def __init__(self, m: nn.Module):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x, coords, nbr):
+        return torch.sigmoid(self.m(x, coords, nbr))
 
 
 def student_arrays(student, radii) -> dict[str, np.ndarray]:
@@ -281,9 +293,9 @@ def export_module(run, which: str = "best"):
     kind, module, cfg, _ = load_pu_run(run, which)
     g = torch.Generator().manual_seed(0)
     if kind == STUDENT_METHOD:
-        return _Prob(module).eval(), (torch.randn(16, int(module.mean.shape[0]), generator=g),)
+        return _StudentProb(module).eval(), (torch.randn(16, int(module.mean.shape[0]), generator=g),)
     n, k = 64, cfg.model.k
     eta = torch.rand(n, generator=g) * 4 - 2
     phi = torch.rand(n, generator=g) * 6.28 - 3.14
     nbr = torch.from_numpy(knn_graph(eta.numpy(), phi.numpy(), np.zeros(n, np.int64), k))
-    return _Prob(module).eval(), (torch.randn(n, len(TEACHER_FEATURES), generator=g), torch.stack([eta, phi], 1), nbr)
+    return _TeacherProb(module).eval(), (torch.randn(n, len(TEACHER_FEATURES), generator=g), torch.stack([eta, phi], 1), nbr)

@@ -1,0 +1,268 @@
+"""DistillNet benchmark (issue #15 part 3): GNN pileup teacher -> per-particle student, against CHS and the
+PUPPI-like weight, at mu = 60.
+
+Run: nice -n 5 .venv/bin/python benchmarks/bench_distillnet.py [--train-events 240] [--test-events 120]
+         [--library-events 300] [--teacher-epochs 4] [--student-epochs 20] [--work DIR]
+
+Pieces (each reused when complete, so an interrupted run continues; results rewritten after each piece to
+benchmarks/results/distillnet.json):
+1. minimum-bias library (--library-events, seed 11);
+2. train sample: QCD dijets (pthat_min 300, cms detector, stored particles) at mu = 60, seed 31, no mitigation;
+3. teacher: `train pu-gnn` on it (20 % of its events for validation), --teacher-epochs;
+4. student: `distill --student per-particle` on the same sample, --student-epochs;
+5. test samples, independent events (seed 32): mu = 0 (the reference), mu = 60 with --pu-mitigation puppi, and
+   mu = 60 with --pu-mitigation distillnet:STUDENT (the same hard events and the same overlay);
+6. on the mu = 60 puppi test sample's stored particles: per-particle ROC AUC for truth from_pv of CHS (the
+   association as a 0/1 score, over tracks), of the PUPPI-like weight, the teacher and the student, over all
+   candidates and over neutral candidates; the student's stored weights in the distillnet sample are checked
+   against the student evaluated here;
+7. inference time on one core (torch.set_num_threads(1)) over the test events: teacher per event including the
+   kNN graph, student per event including its features (numpy, as in generate), each per particle too;
+8. MET: Delta = MET_x,y(mu = 60, mitigation) - MET_x,y(mu = 0) for the same event, x and y pooled: mean, RMS
+   and a robust width (half the 16-84 % interquantile range), for none, puppi and distillnet (mu = 60 test
+   samples without mitigation, with PUPPI-like and with student weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+QCD = {"process": "qcd", "params": {"pthat_min": 300}, "store_particles": True, "chunk_size": 60}
+MU = 60
+
+
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        return ""
+
+
+def auc(score, label) -> float | None:
+    from scipy.stats import rankdata
+
+    label = np.asarray(label, bool)
+    n1, n0 = int(label.sum()), int((~label).sum())
+    if n1 == 0 or n0 == 0:
+        return None
+    r = rankdata(score)
+    return float((r[label].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _width(x: np.ndarray) -> dict:
+    q16, q50, q84 = np.quantile(x, [0.16, 0.5, 0.84])
+    return {"n": int(len(x)), "mean": float(x.mean()), "median": float(q50), "rms": float(np.sqrt(np.mean(x**2))),
+            "robust_width": float((q84 - q16) / 2)}
+
+
+def _complete(path: Path) -> bool:
+    try:
+        return json.loads((path / "manifest.json").read_text()).get("status") == "complete"
+    except (OSError, ValueError):
+        return False
+
+
+def _gen(cfg: dict, out: Path, log: dict, key: str) -> Path:
+    from darkshower.simulate.run import generate
+
+    if not _complete(out):
+        t0 = time.perf_counter()
+        generate(cfg, out, jobs=1, progress=False)
+        log.setdefault("timings_s", {})[f"generate_{key}"] = time.perf_counter() - t0
+    return out
+
+
+def _save(res: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def _flat_particles(ds_path: Path):
+    """Flat candidates (dict, as simulate uses) of a dataset's stored particles + per-event n_pu and counts."""
+    import awkward as ak
+
+    from darkshower.data.dataset import open_dataset
+
+    a = open_dataset(ds_path).arrays(columns=["particles", "n_pu", "event", "chunk"])
+    cnt = ak.to_numpy(ak.num(a.particles, axis=1)).astype(np.int64)
+    flat = ak.flatten(a.particles)
+    c = {k: ak.to_numpy(flat[k]) for k in ak.fields(flat)}
+    c["ev"] = np.repeat(np.arange(len(cnt)), cnt)
+    return c, ak.to_numpy(a.n_pu).astype(np.int64), cnt
+
+
+def _met(ds_path: Path) -> dict:
+    import awkward as ak
+
+    from darkshower.data.dataset import open_dataset
+
+    a = open_dataset(ds_path).arrays(columns=["chunk", "event", "met_pt", "met_phi"])
+    keys = list(zip(ak.to_numpy(a.chunk).tolist(), ak.to_numpy(a.event).tolist(), strict=True))
+    pt, phi = ak.to_numpy(a.met_pt).astype(float), ak.to_numpy(a.met_phi).astype(float)
+    return {k: (p * np.cos(f), p * np.sin(f)) for k, p, f in zip(keys, pt, phi, strict=True)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--train-events", type=int, default=240)
+    ap.add_argument("--test-events", type=int, default=120)
+    ap.add_argument("--library-events", type=int, default=300)
+    ap.add_argument("--teacher-epochs", type=int, default=4)
+    ap.add_argument("--student-epochs", type=int, default=20)
+    ap.add_argument("--timing-events", type=int, default=20)
+    ap.add_argument("--work", type=Path, default=HERE / "results" / "distillnet_work")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "distillnet.json")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    w = args.work
+    w.mkdir(parents=True, exist_ok=True)
+    res: dict = json.loads(args.out.read_text()) if args.out.exists() else {}
+    res.update({"command": "nice -n 5 .venv/bin/python benchmarks/bench_distillnet.py " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("work", "out")),
+        "host": platform.node(), "cpus": os.cpu_count(), "uptime_start": _uptime(), "mu": MU,
+        "sizes": {"train_events": args.train_events, "test_events": args.test_events,
+                  "library_events": args.library_events}})
+    lib = _gen({"process": "minbias", "events": args.library_events, "seed": 11, "chunk_size": args.library_events},
+               w / "minbias", res, "library")
+    pu = {"mu": MU, "library": str(lib)}
+    train = _gen({**QCD, "events": args.train_events, "seed": 31, "pileup": pu}, w / "train_mu60", res, "train")
+    _save(res, args.out)
+
+    from darkshower.train.pileup import distill_particles, train_pu_gnn
+
+    teacher, student = w / "teacher", w / "student"
+    for run, fn in ((teacher, lambda r: train_pu_gnn([train], r, epochs=args.teacher_epochs, seed=1,
+                                                     config={"threads": 1}, progress_=False, resume=r.exists())),
+                    (student, lambda r: distill_particles(teacher, [train], r, epochs=args.student_epochs, seed=1,
+                                                          config={"threads": 1}, progress_=False,
+                                                          resume=r.exists()))):
+        info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
+        if info.get("status") != "finished":
+            t0 = time.perf_counter()
+            fn(run)
+            res.setdefault("timings_s", {})[f"train_{run.name}"] = time.perf_counter() - t0
+        info = json.loads((run / "run.json").read_text())
+        hist = json.loads((run / "metrics.json").read_text())
+        res[run.name] = {"run": str(run), "best_epoch": info["best_epoch"], "spec": {
+            k: v for k, v in info["spec"].items() if k != "features"}, "metrics": hist}
+        _save(res, args.out)
+
+    test = {"mu0": _gen({**QCD, "events": args.test_events, "seed": 32}, w / "test_mu0", res, "test_mu0"),
+            "none": _gen({**QCD, "events": args.test_events, "seed": 32, "pileup": pu}, w / "test_mu60_none", res,
+                         "test_none"),
+            "puppi": _gen({**QCD, "events": args.test_events, "seed": 32, "pileup": {**pu, "mitigation": "puppi"}},
+                          w / "test_mu60_puppi", res, "test_puppi"),
+            "distillnet": _gen({**QCD, "events": args.test_events, "seed": 32,
+                                "pileup": {**pu, "mitigation": f"distillnet:{student}"}},
+                               w / "test_mu60_distillnet", res, "test_distillnet")}
+    _save(res, args.out)
+
+    # ---- per-particle ROC on the test sample ----------------------------------------------------------
+    from darkshower.data.dataset import open_dataset
+    from darkshower.models.pileup_gnn import load_pu_run
+    from darkshower.simulate.config import PileupConfig
+    from darkshower.simulate.pileup import load_student, particle_features, pv_associated
+    from darkshower.train.pileup import load_particles, teacher_scores
+
+    pcfg = PileupConfig(**open_dataset(test["puppi"]).manifest["config"]["pileup"])
+    c, n_pu, cnt = _flat_particles(test["puppi"])
+    y = c["from_pv"].astype(bool)
+    neu = c["charge"] == 0
+    assoc = pv_associated(c, pcfg)
+    trk = assoc >= 0
+    st = load_student(student)
+    x_st = particle_features(c, pcfg, n_pu + 1, assoc, radii=st.radii)
+    s_student = st(x_st)
+    _, tmodel, tcfg, _ = load_pu_run(teacher)
+    d = load_particles([test["puppi"]], show_progress=False)
+    s_teacher = teacher_scores(tmodel, d, tcfg.model.k, torch.device("cpu"), 4)
+    assert np.array_equal(d.pt, c["pt"].astype(np.float32))
+    c_d, _, _ = _flat_particles(test["distillnet"])
+    same = len(c_d["pt"]) == len(c["pt"]) and np.array_equal(c_d["pt"], c["pt"])
+    w_st = np.where(s_student < pcfg.puppi.weight_min, 0.0, s_student)
+    res["stored_student_weights_match"] = bool(same and np.allclose(c_d["weight"], w_st, atol=1e-6))
+    scores = {"puppi": c["weight"], "teacher": s_teacher, "student": s_student}
+    roc = {"chs_tracks": auc(assoc[trk] == 1, y[trk]),
+           "candidates": int(len(y)), "neutral_candidates": int(neu.sum()), "tracks": int(trk.sum()),
+           "from_pv_fraction": float(y.mean())}
+    for k, s in scores.items():
+        roc[f"{k}_all"] = auc(s, y)
+        roc[f"{k}_neutral"] = auc(s[neu], y[neu])
+        roc[f"{k}_tracks"] = auc(s[trk], y[trk])
+    res["roc_auc"] = roc
+    _save(res, args.out)
+
+    # ---- inference time on one core -------------------------------------------------------------------
+    from darkshower.models.pileup_gnn import knn_graph, teacher_features
+
+    n_t = min(args.timing_events, len(cnt))
+    o = np.concatenate([[0], np.cumsum(cnt)])
+    t_teacher, t_student, t_graph, n_part = [], [], [], 0
+    with torch.no_grad():
+        for i in range(n_t):
+            sl = slice(o[i], o[i + 1])
+            ce = {k: v[sl] for k, v in c.items()}
+            ce["ev"] = np.zeros(cnt[i], np.int64)
+            n_part += int(cnt[i])
+            t0 = time.perf_counter()
+            xt = torch.from_numpy(teacher_features(ce, pcfg))
+            t1 = time.perf_counter()
+            nbr = torch.from_numpy(knn_graph(ce["eta"], ce["phi"], ce["ev"], tcfg.model.k))
+            t2 = time.perf_counter()
+            coords = torch.from_numpy(np.column_stack([ce["eta"], ce["phi"]]).astype(np.float32))
+            torch.sigmoid(tmodel(xt, coords, nbr))
+            t3 = time.perf_counter()
+            ae = pv_associated(ce, pcfg)
+            st(particle_features(ce, pcfg, None, ae, radii=st.radii))
+            t4 = time.perf_counter()
+            t_teacher.append(t3 - t0)
+            t_graph.append(t2 - t1)
+            t_student.append(t4 - t3)
+    res["timing_one_core"] = {
+        "events": n_t, "mean_candidates": n_part / max(n_t, 1),
+        "teacher_ms_per_event": 1e3 * float(np.mean(t_teacher)), "teacher_graph_ms_per_event": 1e3 * float(np.mean(t_graph)),
+        "student_ms_per_event": 1e3 * float(np.mean(t_student)),
+        "teacher_us_per_particle": 1e6 * float(np.sum(t_teacher)) / n_part,
+        "student_us_per_particle": 1e6 * float(np.sum(t_student)) / n_part,
+        "speedup": float(np.sum(t_teacher) / np.sum(t_student)),
+        "note": "teacher: inputs + kNN graph + forward (torch, 1 thread); student: features (PUPPI-like sums, "
+                "numpy/scipy) + MLP (numpy), as in generate"}
+    _save(res, args.out)
+
+    # ---- MET vs mu = 0 --------------------------------------------------------------------------------
+    ref = _met(test["mu0"])
+    met = {}
+    for k in ("none", "puppi", "distillnet"):
+        m = _met(test[k])
+        common = sorted(set(ref) & set(m))
+        dx = np.array([m[e][0] - ref[e][0] for e in common] + [m[e][1] - ref[e][1] for e in common])
+        met[k] = {"events": len(common), **_width(dx)}
+    res["met_delta_vs_mu0_GeV"] = met
+
+    t, s = res["roc_auc"], res["timing_one_core"]
+    res["goals"] = {
+        "student_auc_ge_0.97_teacher": bool(t["student_all"] >= 0.97 * t["teacher_all"]),
+        "student_auc_above_puppi": bool(t["student_all"] > t["puppi_all"]),
+        "student_10x_faster_per_event": bool(s["speedup"] >= 10),
+        "met_student_better_than_puppi": bool(met["distillnet"]["rms"] < met["puppi"]["rms"]),
+    }
+    res["uptime_end"] = _uptime()
+    _save(res, args.out)
+    print(json.dumps({k: res[k] for k in ("roc_auc", "timing_one_core", "met_delta_vs_mu0_GeV", "goals")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""DistillNet (issue 15 part 3): the pu-gnn teacher, the per-particle student, `--pu-mitigation distillnet:RUN`
+in generate, the numpy student vs torch, ONNX export, resume and the error paths. A tiny minimum-bias library
+and a few QCD events at mu = 10, made once per module."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+
+from darkshower.cli.main import main
+from darkshower.errors import ConfigError, DatasetError, RunError
+from darkshower.models.pileup_gnn import load_pu_run
+from darkshower.simulate import pileup as pu
+from darkshower.simulate.config import PileupConfig
+from darkshower.simulate.run import generate
+from darkshower.train.pileup import distill_particles, load_particles, teacher_scores, train_pu_gnn
+
+QCD = {"process": "qcd", "events": 12, "seed": 7, "chunk_size": 12, "params": {"pthat_min": 300},
+       "store_particles": True}
+
+
+def auc(y, s) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(np.asarray(y, bool), s))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("distillnet")
+    lib = generate({"process": "minbias", "events": 30, "seed": 5, "chunk_size": 30}, root / "mb", jobs=1,
+                   progress=False)
+    pileup = {"mu": 10, "library": str(lib.path)}
+    data = generate(dict(QCD, pileup=pileup), root / "qcd", jobs=1, progress=False)
+    teacher = train_pu_gnn([data.path], root / "teacher", epochs=3, seed=1, progress_=False,
+                           config={"batch_events": 2, "threads": 1})
+    student = distill_particles(teacher, [data.path], root / "student", epochs=4, seed=1, progress_=False,
+                                config={"batch_size": 512, "threads": 1})
+    return {"root": root, "lib": lib.path, "data": data.path, "teacher": teacher, "student": student,
+            "pileup": pileup}
+
+
+def test_teacher_trains_and_separates_pv_from_pileup(world):
+    run = world["teacher"]
+    info = json.loads((run / "run.json").read_text())
+    assert info["method"] == "pu-gnn" and info["status"] == "finished" and info["epochs_done"] == 3
+    assert 30_000 <= info["spec"]["parameters"] <= 60_000
+    assert {"config.yaml", "metrics.csv", "metrics.json", "checkpoint.pt", "model_best.pt", "model_last.pt"} <= {
+        p.name for p in run.iterdir()}
+    assert info["data"][0]["manifest_sha256"] == pu.manifest_checksum(world["data"])
+    _, model, cfg, _ = load_pu_run(run)
+    d = load_particles([world["data"]], show_progress=False)
+    s = teacher_scores(model, d, cfg.model.k, torch.device("cpu"))
+    assert ((s >= 0) & (s <= 1)).all()
+    assert auc(d.y, s) > 0.8  # tracks carry the association; the graph has to do the neutrals
+    hist = json.loads((run / "metrics.json").read_text())
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+
+
+def test_student_learns_the_teacher(world):
+    run = world["student"]
+    info = json.loads((run / "run.json").read_text())
+    assert info["method"] == "pu-student" and info["spec"]["features"] == pu.feature_names(pu.FEATURE_RADII)
+    assert info["spec"]["teacher_sha256"] == hashlib.sha256((world["teacher"] / "model_best.pt").read_bytes()).hexdigest()
+    hist = json.loads((run / "metrics.json").read_text())
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    # its target is the teacher's sigmoid: the student follows the teacher more closely than the truth
+    d = load_particles([world["data"]], student_radii=pu.FEATURE_RADII, show_progress=False)
+    _, tmodel, tcfg, _ = load_pu_run(world["teacher"])
+    t = teacher_scores(tmodel, d, tcfg.model.k, torch.device("cpu"), x=d.extra["xt"])
+    st = pu.load_student(run)
+    s = st(d.x)
+    assert np.corrcoef(s, t)[0, 1] > 0.7
+    assert np.corrcoef(s, t)[0, 1] > np.corrcoef(s, d.y)[0, 1]
+    assert auc(d.y, s) > 0.7
+
+
+def test_numpy_student_equals_torch(world):
+    _, model, cfg, _ = load_pu_run(world["student"])
+    d = load_particles([world["data"]], student_radii=tuple(cfg.radii), show_progress=False)
+    with torch.no_grad():
+        ref = model.prob(torch.from_numpy(d.x)).numpy()
+    got = pu.load_student(world["student"])(d.x)
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+
+
+def test_class_sums_equal_local_sums():
+    rng = np.random.default_rng(3)
+    n = 900
+    c = {"ev": np.repeat(np.arange(3), n // 3), "pt": rng.exponential(1.0, n) + 0.1, "eta": rng.uniform(-3, 3, n),
+         "phi": rng.uniform(-np.pi, np.pi, n)}
+    cls = rng.integers(0, 3, n)
+    got = pu._class_sums(c, cls, 3, (0.4, 0.2), 0.02)
+    for k in range(3):
+        for ri, r in enumerate((0.4, 0.2)):
+            ref = pu._local_sum(c, np.arange(n), np.flatnonzero(cls == k), r, 0.02)
+            np.testing.assert_allclose(got[:, ri, k], ref, rtol=1e-9)
+
+
+def test_generate_with_distillnet_weights(world, tmp_path):
+    out = tmp_path / "dn"
+    rc = main(["generate", "qcd", "--events", "6", "--seed", "8", "--chunk-size", "6", "--set", "pthat_min=300",
+               "--set", "store_particles=true", "--pileup", "10", "--pileup-library", str(world["lib"]),
+               "--pu-mitigation", f"distillnet:{world['student']}", "--out", str(out), "--jobs", "1",
+               "--no-progress"])
+    assert rc == 0
+    man = json.loads((out / "manifest.json").read_text())
+    dn = man["pileup"]["distillnet"]
+    assert dn["run"] == str(world["student"].resolve())
+    assert dn["student_sha256"] == hashlib.sha256((world["student"] / "student.npz").read_bytes()).hexdigest()
+    assert man["config"]["pileup"]["mitigation"] == f"distillnet:{world['student'].resolve()}"
+    from darkshower.data.dataset import open_dataset
+
+    a = open_dataset(out).arrays()
+    p = a.particles
+    w = ak.to_numpy(ak.flatten(p.weight))
+    assert ((w >= 0) & (w <= 1)).all() and w.std() > 0
+    # the stored weight is the student's output on the stored candidates (below weight_min: 0)
+    cnt = ak.to_numpy(ak.num(p))
+    flat = ak.flatten(p)
+    c = {k: ak.to_numpy(flat[k]).astype(np.float64 if k in ("pt", "eta", "phi", "e", "dz") else None)
+         for k in ("pt", "eta", "phi", "e", "dz", "charge", "type")}
+    c["ev"] = np.repeat(np.arange(len(cnt)), cnt)
+    cfg = PileupConfig(**man["config"]["pileup"])
+    st = pu.load_student(world["student"])
+    expect = st(pu.particle_features(c, cfg, None, radii=st.radii))
+    expect = np.where(expect < cfg.puppi.weight_min, 0, expect)
+    np.testing.assert_allclose(w, expect, atol=2e-3)  # stored particles are float32: the features differ slightly
+    # MET is built from the weighted candidates
+    px = np.bincount(c["ev"], weights=w * c["pt"] * np.cos(c["phi"]))
+    py = np.bincount(c["ev"], weights=w * c["pt"] * np.sin(c["phi"]))
+    np.testing.assert_allclose(ak.to_numpy(a.met_pt), np.hypot(px, py), rtol=1e-3, atol=1e-2)
+
+
+def test_export_onnx_student_and_teacher(world, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
+    from darkshower.export.onnx import export_onnx
+
+    info = export_onnx(world["student"], tmp_path / "student.onnx")
+    assert info["inputs"] == ["x"] and info["max_abs_diff"] < 1e-5
+    x = np.random.default_rng(0).normal(size=(33, len(pu.feature_names()))).astype(np.float32)
+    sess = ort.InferenceSession(str(tmp_path / "student.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], pu.load_student(world["student"])(x), atol=1e-5)
+    info = export_onnx(world["teacher"], tmp_path / "teacher.onnx")
+    assert info["inputs"] == ["x", "coords", "nbr"] and info["max_abs_diff"] < 1e-4
+
+
+def test_resume_continues_the_run(world, tmp_path):
+    cfg = {"batch_events": 3, "threads": 1, "model": {"hidden": 16, "message": 8, "k": 4}}
+    full = train_pu_gnn([world["data"]], tmp_path / "full", epochs=2, seed=2, progress_=False, config=cfg)
+    part = train_pu_gnn([world["data"]], tmp_path / "part", epochs=1, seed=2, progress_=False, config=cfg)
+    assert len(json.loads((part / "metrics.json").read_text())) == 1
+    train_pu_gnn([world["data"]], part, epochs=2, progress_=False, resume=True)
+    a = json.loads((full / "metrics.json").read_text())
+    b = json.loads((part / "metrics.json").read_text())
+    assert [r["epoch"] for r in b] == [1, 2]
+    assert [r["train_loss"] for r in a] == pytest.approx([r["train_loss"] for r in b], rel=1e-6)
+    with pytest.raises(ConfigError, match="may change only"):
+        train_pu_gnn([world["data"]], part, epochs=3, progress_=False, resume=True, config={"lr": 0.5})
+    with pytest.raises(RunError, match="not empty"):
+        train_pu_gnn([world["data"]], part, epochs=3, progress_=False)
+
+
+def test_errors(world, tmp_path):
+    # a dataset without pileup / with CHS cannot train the teacher
+    nopu = generate(dict(QCD, events=2, chunk_size=2), tmp_path / "nopu", jobs=1, progress=False)
+    with pytest.raises(DatasetError, match="--pileup MU"):
+        train_pu_gnn([nopu.path], tmp_path / "r1", epochs=1, progress_=False)
+    chs = generate(dict(QCD, events=2, chunk_size=2, pileup={**world["pileup"], "mitigation": "chs"}),
+                   tmp_path / "chs", jobs=1, progress=False)
+    with pytest.raises(DatasetError, match="chs"):
+        train_pu_gnn([chs.path], tmp_path / "r2", epochs=1, progress_=False)
+    # per-particle needs a pu-gnn teacher; a pu-gnn teacher needs per-particle
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "run.json").write_text(json.dumps({"format": "darkshower-run", "format_version": "1.0", "method": "ae-hlf"}))
+    with pytest.raises(ConfigError, match="pu-gnn teacher"):
+        distill_particles(fake, [world["data"]], tmp_path / "s1", epochs=1, progress_=False)
+    args = ["distill", str(world["teacher"]), "--data", str(world["data"]), "--out", str(tmp_path / "s2"),
+            "--epochs", "1", "--no-progress"]
+    assert main([*args, "--student", "mlp"]) == 2
+    assert not (tmp_path / "s2").exists()
+    # generate: a bad mitigation, a missing or corrupt student fail before any event is written
+    base = ["generate", "qcd", "--events", "2", "--set", "pthat_min=300", "--pileup", "10", "--pileup-library",
+            str(world["lib"]), "--jobs", "1", "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "g1"), "--pu-mitigation", "distillnet:"]) == 2
+    assert main([*base, "--out", str(tmp_path / "g2"), "--pu-mitigation", f"distillnet:{tmp_path}"]) == 2
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "student.npz").write_bytes(b"not a zip file")
+    with pytest.raises(DatasetError, match="corrupt"):
+        generate(dict(QCD, events=2, pileup={**world["pileup"], "mitigation": f"distillnet:{bad}"}),
+                 tmp_path / "g3", jobs=1, progress=False)
+    z = dict(np.load(world["student"] / "student.npz"))
+    z["feature_version"] = np.array(99)
+    np.savez(bad / "student.npz", **z)
+    with pytest.raises(DatasetError, match="version 99"):
+        generate(dict(QCD, events=2, pileup={**world["pileup"], "mitigation": f"distillnet:{bad}"}),
+                 tmp_path / "g4", jobs=1, progress=False)
+    for g in ("g1", "g2", "g3", "g4"):
+        assert not (tmp_path / g / "manifest.json").exists()
