@@ -192,3 +192,19 @@ def test_evaluate_and_search_use_the_decorrelated_column(qcd_ds, svj_ds, tmp_pat
     assert main(["search", "--scores", str(plain), "--background", str(qcd_ds.path), "--signal", str(svj_ds.path),
                  "--n-signal", "50", "--out", str(out), "--decorrelated"]) == 2
     assert not (out / "search").exists()
+
+
+def test_event_level_run_decorrelates_in_mt_and_leading_jet_mass(qcd_ds, tmp_path):
+    run = train("suep-ae", qcd_ds, tmp_path / "suep", config=FAST, epochs=1, progress=False)
+    val = read_val_decor(run)
+    assert val is not None and val["level"] == "event" and len(val["score"]) == len(np.load(run / "val_scores.npy"))
+    ev = pd.DataFrame(decor_table(qcd_ds.read_chunk(0), "event"))
+    assert np.isin(np.round(val["mt"], 6), np.round(ev["mt"], 6)).mean() > 0.3  # the events' MT
+    j, e = score(run, [qcd_ds], tmp_path / "s.parquet", progress=False, decorrelate=True, decor_min_rows=5)
+    df = pd.read_parquet(j)
+    assert (df.jet_idx == -1).all() and df.score_decor.notna().all()
+    import pyarrow.parquet as pq
+
+    meta = json.loads(pq.read_schema(j).metadata[b"darkshower"])["decorrelation"]
+    assert meta["variables"] == ["mt", "mass"] and meta["level"] == "event"
+    np.testing.assert_array_equal(pd.read_parquet(e).score_decor_max2, df.score_decor)
