@@ -236,6 +236,61 @@ def test_batcher_waits_only_while_another_request_is_in_flight():
     asyncio.run(scenario())
 
 
+
+def test_queue_limit_refuses_with_503_and_keeps_serving(repo):
+    """Inputs queued per model are bounded (--max-queue-mb): while the one model instance is busy, requests pile
+    up; those that would pass the limit get 503 with a reason, the others are answered correctly, the queue's
+    byte count returns to 0 and the server keeps serving."""
+    models = load_models(model_repository=repo)
+    m = next(m for m in models if m.name == "other")
+    real = m.sessions[0]
+
+    class Slow:  # ONNX Runtime session taking 0.3 s per batch: the queue fills meanwhile
+        def run(self, names, feeds):
+            time.sleep(0.3)
+            return real.run(names, feeds)
+
+        def __getattr__(self, k):
+            return getattr(real, k)
+
+    m.sessions[0] = Slow()
+    n_feat = real.get_inputs()[0].shape[1]
+    x = np.random.default_rng(5).normal(size=(64, n_feat)).astype(np.float32)  # 64 * n_feat * 4 bytes
+    limit_mb = 2.5 * x.nbytes / (1 << 20)  # room for two queued requests, not three
+    with ServerThread(models, max_delay_ms=0, max_batch=64, max_queue_mb=limit_mb) as srv:
+        codes, bodies = [], []
+        lock = threading.Lock()
+
+        def send():
+            body = json.dumps({"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32",
+                                           "data": x.reshape(-1).tolist()}]}).encode()
+            try:
+                r = urllib.request.urlopen(urllib.request.Request(srv.url + "/v2/models/other/infer", body),
+                                           timeout=30)
+                out, code = json.loads(r.read()), r.status
+            except urllib.error.HTTPError as e:
+                out, code = json.loads(e.read()), e.code
+            with lock:
+                codes.append(code)
+                bodies.append(out)
+
+        threads = [threading.Thread(target=send) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(set(codes)) == [200, 503], codes
+        refused = [b for c, b in zip(codes, bodies) if c == 503]
+        assert all("--max-queue-mb" in b["error"] and "retry later" in b["error"] for b in refused)
+        want = real.run(None, {"x": x})[0].reshape(-1)
+        for c, b in zip(codes, bodies):
+            if c == 200:
+                np.testing.assert_allclose(np.asarray(b["outputs"][0]["data"], np.float32), want, rtol=1e-6)
+        batcher = srv.app.state.batchers[("other", "1")]
+        assert batcher.pending_bytes == 0 and not batcher.pending
+        send()  # still serving
+        assert codes[-1] == 200
+
 def test_malformed_requests_answered_while_good_client_runs(server):
     c = _client(server)
     n_feat = c.get_model_metadata("hlf")["inputs"][0]["shape"][1]

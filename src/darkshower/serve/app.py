@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 
 import numpy as np
 
-from darkshower.serve.batching import Batcher
+from darkshower.serve.batching import Batcher, QueueFull
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def _encode(model, req: dict, result: dict, rows: int):
 
 
 def create_app(models: list, max_batch: int = 4096, max_delay_ms: float = 5.0, batching: bool = True,
-               max_body_bytes: int = 64 << 20, server_name: str = "darkshower"):
+               max_body_bytes: int = 64 << 20, server_name: str = "darkshower", max_queue_bytes: int | None = 1 << 30):
     """The Starlette application serving ``models`` (a list of ServedModel)."""
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse, Response
@@ -255,7 +255,7 @@ def create_app(models: list, max_batch: int = 4096, max_delay_ms: float = 5.0, b
     table: dict[str, dict[str, object]] = {}
     for m in models:
         table.setdefault(m.name, {})[m.version] = m
-    batchers = {(m.name, m.version): Batcher(m, max_batch, max_delay_ms, batching, metrics)
+    batchers = {(m.name, m.version): Batcher(m, max_batch, max_delay_ms, batching, metrics, max_queue_bytes)
                 for m in models if m.ready}
 
     def versions(name: str) -> list[str]:
@@ -381,6 +381,8 @@ def create_app(models: list, max_batch: int = 4096, max_delay_ms: float = 5.0, b
         else:
             try:
                 result = await batcher.infer(feeds, rows)
+            except QueueFull as exc:
+                raise RequestError(503, str(exc)) from None
             except Exception as exc:
                 log.error("inference of %s/%s failed: %s", m.name, m.version, exc)
                 raise RequestError(500, f"inference failed: {str(exc).splitlines()[0] if str(exc) else exc!r}") \

@@ -11,6 +11,10 @@ One worker coroutine per model instance (each with its own session) takes from t
 a worker takes one request at a time (the same path, for a fair comparison). A request larger than
 ``max_batch`` rows runs alone. Each row's score depends only on that row, so merged and single
 responses carry the same numbers (tested).
+
+Overload: the bytes of the inputs queued per model (not yet running) are bounded by ``max_queue_bytes``; a
+request that would go over it is refused at once (:class:`QueueFull`, answered 503 by the server: retry later)
+instead of growing the server's memory without bound. A request is always admitted when the queue is empty.
 """
 
 from __future__ import annotations
@@ -23,19 +27,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Batcher"]
+__all__ = ["Batcher", "QueueFull"]
+
+
+class QueueFull(Exception):
+    """The model's queue holds ``max_queue_bytes`` of inputs already."""
 
 
 @dataclass
 class _Item:
     feeds: dict
     rows: int
+    nbytes: int
     future: asyncio.Future
     t_enqueue: float
 
 
 class Batcher:
-    def __init__(self, model, max_batch: int, max_delay_ms: float, batching: bool, metrics=None):
+    def __init__(self, model, max_batch: int, max_delay_ms: float, batching: bool, metrics=None,
+                 max_queue_bytes: int | None = None):
         self.model = model
         self.max_batch = max(1, min(max_batch, model.max_batch_size or 1))
         self.delay = max(0.0, max_delay_ms) / 1000.0
@@ -43,6 +53,8 @@ class Batcher:
         self.metrics = metrics
         self.pending: deque[_Item] = deque()
         self.pending_rows = 0
+        self.pending_bytes = 0
+        self.max_queue_bytes = max_queue_bytes
         self.in_flight = 0  # requests of this model received and not yet answered (queued ones included)
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
@@ -89,9 +101,15 @@ class Batcher:
 
     async def infer(self, feeds: dict, rows: int) -> dict:
         """Outputs {name: array with ``rows`` rows} for one request's inputs."""
+        nbytes = sum(int(a.nbytes) for a in feeds.values())
+        if self.max_queue_bytes is not None and self.pending and self.pending_bytes + nbytes > self.max_queue_bytes:
+            raise QueueFull(f"model {self.model.name} version {self.model.version}: {self.pending_bytes} bytes of "
+                            f"inputs queued, this request ({nbytes} bytes) would pass the limit of "
+                            f"{self.max_queue_bytes} (--max-queue-mb); retry later")
         fut = asyncio.get_running_loop().create_future()
-        self.pending.append(_Item(feeds, rows, fut, time.perf_counter()))
+        self.pending.append(_Item(feeds, rows, nbytes, fut, time.perf_counter()))
         self.pending_rows += rows
+        self.pending_bytes += nbytes
         self.wake.set()
         return await fut
 
@@ -104,6 +122,7 @@ class Batcher:
                 items.append(it)
                 rows += it.rows
         self.pending_rows -= rows
+        self.pending_bytes -= sum(it.nbytes for it in items)
         return items
 
     async def _worker(self, session) -> None:

@@ -61,24 +61,26 @@ def load_models(runs=None, model_repository=None, names=None, which: str = "best
     return models
 
 
-def _app(models, max_batch, max_delay_ms, batching, max_body_mb):
+def _app(models, max_batch, max_delay_ms, batching, max_body_mb, max_queue_mb=1024.0):
     from darkshower.serve.app import create_app
 
     _check("max_delay_ms", max_delay_ms, 0)
     _check("max_body_mb", max_body_mb, 0.001)
-    return create_app(models, max_batch, max_delay_ms, batching, int(max_body_mb * (1 << 20)))
+    _check("max_queue_mb", max_queue_mb, 0.001)
+    return create_app(models, max_batch, max_delay_ms, batching, int(max_body_mb * (1 << 20)),
+                      max_queue_bytes=int(max_queue_mb * (1 << 20)))
 
 
 def serve(runs=None, model_repository=None, names=None, host: str = "127.0.0.1", port: int = 8000,
           max_batch: int = 4096, max_delay_ms: float = 5.0, instances: int = 1, threads: int | None = None,
-          batching: bool = True, max_body_mb: float = 64.0, which: str = "best") -> None:
+          batching: bool = True, max_body_mb: float = 64.0, which: str = "best", max_queue_mb: float = 1024.0) -> None:
     """Serve until interrupted (Ctrl-C / SIGTERM)."""
     import uvicorn
 
     workdir = tempfile.mkdtemp(prefix="darkshower-serve-")
     try:
         models = load_models(runs, model_repository, names, which, instances, threads, max_batch, workdir)
-        app = _app(models, max_batch, max_delay_ms, batching, max_body_mb)
+        app = _app(models, max_batch, max_delay_ms, batching, max_body_mb, max_queue_mb)
         sock = _bind(host, port)
         log.info("serving %d model(s) on http://%s:%d (KServe v2; metrics at /metrics)",
                  sum(m.ready for m in models), host, sock.getsockname()[1])
@@ -113,11 +115,11 @@ class ServerThread:
 
     def __init__(self, models, host: str = "127.0.0.1", port: int = 0, max_batch: int = 4096,
                  max_delay_ms: float = 5.0, batching: bool = True, max_body_mb: float = 64.0,
-                 start_timeout: float = 30.0):
+                 start_timeout: float = 30.0, max_queue_mb: float = 1024.0):
         import uvicorn
 
         self.models = models
-        self.app = _app(models, max_batch, max_delay_ms, batching, max_body_mb)
+        self.app = _app(models, max_batch, max_delay_ms, batching, max_body_mb, max_queue_mb)
         self.sock = _bind(host, port)
         self.host, self.port = host, self.sock.getsockname()[1]
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False))
