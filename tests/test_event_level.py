@@ -173,3 +173,16 @@ def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, no_
     with pytest.raises(ConfigError, match="train auto chooses the representation itself"):
         train_auto(no_met_ds, tmp_path / "c", config={"representation": {"kind": "image"}}, progress=False)
     assert not (tmp_path / "c").exists()
+
+
+def test_auto_choice_rules():
+    from darkshower.train.auto import choose
+
+    info = {"dataset": "ds", "met": True, "met_note": None, "two_jet_fraction": 0.3, "constituents": True,
+            "particle_types": True}
+    c = choose(info)  # MET but mostly one jet: jet level, and it says why
+    assert c["level"] == "jet" and c["representation"]["level"] == "jet"
+    assert any("only 30% of the events have two jets" in w for w in c["left_out"])
+    assert choose({**info, "two_jet_fraction": 0.9})["level"] == "event"
+    with pytest.raises(DatasetError, match="needs jet constituents"):
+        choose({**info, "constituents": False})
