@@ -142,6 +142,44 @@ def per_particle(path: Path) -> dict:
             "auc_all": auc(wa, pva), "auc_neutral": auc(wa[neu], pva[neu]), "auc_chs_all": auc(chs, pva)}
 
 
+def tables(result: dict) -> str:
+    """The markdown tables of docs/pileup.md ("Validation vs mu") from the results."""
+    S = result["samples"]
+    lines = []
+    for proc in PROCESSES:
+        ref = S.get(f"{proc}_mu0")
+        if ref is None:
+            continue
+        floor = S.get(f"{proc}_mu0_chs", {})
+        rows = sorted((e for n, e in S.items() if e["process"] == proc and "delta_met_xy" in e),
+                      key=lambda e: (e["mu"], ["none", "chs", "puppi", "distillnet"].index(e["mitigation"])))
+        lines += [f"**{proc.upper()}**: {ref['events']} events at mu <= 60, "
+                  f"{next((e['events'] for e in rows if e['mu'] > 60), '-')} at mu = 140, 200 (paired: n)", "",
+                  "| mu | mitigation | n | MET: RMS of Delta [GeV] | MET: robust width | MET: pileup part, "
+                  "sqrt(RMS^2 - floor^2) | lead-jet Delta m: mean / median [GeV] | Delta m: RMS / robust width |"
+                  " jet matched |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        f_rms = floor.get("delta_met_xy", {}).get("rms")
+        for e in rows:
+            d, m = e["delta_met_xy"], e["delta_mass"]
+            pu = (f"{np.sqrt(max(d['rms'] ** 2 - f_rms ** 2, 0.0)):.0f}" if f_rms is not None and e["mu"] > 0
+                  else "—")
+            mu = f"{e['mu']}" if e["mu"] > 0 else "0 (floor)"
+            lines.append(f"| {mu} | {e['mitigation']} | {e['n_paired']} | {d['rms']:.1f} | {d['robust_width']:.1f} | {pu} | "
+                         f"{m['mean']:+.1f} / {m['median']:+.1f} | {m['rms']:.1f} / {m['robust_width']:.1f} | "
+                         f"{e['jet_match_eff']:.2f} |")
+        lines.append("")
+    lines += ["| process | mu | weight | candidates | from PV | AUC all | AUC neutrals | CHS decision AUC all |",
+              "|---|---|---|---|---|---|---|---|"]
+    for _n, e in sorted(S.items(), key=lambda kv: (kv[1]["process"], kv[1]["mu"], kv[1]["mitigation"])):
+        pp = e.get("per_particle")
+        if pp:
+            lines.append(f"| {e['process']} | {e['mu']} | {e['mitigation']} | {pp['n_candidates']} | "
+                         f"{pp['frac_from_pv']:.3f} | {pp['auc_all']:.3f} | {pp['auc_neutral']:.3f} | "
+                         f"{pp['auc_chs_all']:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1000, help="events per sample at mu <= 60")
@@ -154,7 +192,11 @@ def main() -> None:
     ap.add_argument("--distillnet", default=None, help="a DistillNet student run: adds mitigation distillnet:RUN")
     ap.add_argument("--work", default=str(HERE / "results" / "pileup_validation_work"))
     ap.add_argument("--out", default=str(HERE / "results" / "pileup_validation.json"))
+    ap.add_argument("--table", action="store_true", help="print the markdown tables of --out and exit")
     args = ap.parse_args()
+    if args.table:
+        print(tables(json.loads(Path(args.out).read_text())))
+        return
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     from darkshower.simulate.run import generate
