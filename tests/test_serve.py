@@ -459,3 +459,16 @@ def test_remote_scorer_library(runs, repo, server, qcd_ds):
     assert np.nanmax(np.abs(got.score - ref.score)) <= 1e-5
     with RemoteScorer(server.url, "other", repo / "other") as s:  # repository dir spec
         assert s.rep.kind == rep.kind
+
+
+def test_device_cuda_needs_the_cuda_provider(runs):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        models = load_models([runs[0]], device="cuda")
+        assert models[0].ready and models[0].sessions[0].get_providers()[0] == "CUDAExecutionProvider"
+        return
+    with pytest.raises(ServeError, match="no CUDAExecutionProvider.*onnxruntime-gpu"):
+        load_models([runs[0]], device="cuda")
+    with pytest.raises(ServeError, match="choose cpu or cuda"):
+        load_models([runs[0]], device="tpu")

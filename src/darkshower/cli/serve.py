@@ -35,6 +35,8 @@ def register(subparsers) -> None:
                    help="ONNX Runtime threads per instance (default: ONNX Runtime's, one per core)")
     p.add_argument("--max-body-mb", type=positive_float, default=64.0, metavar="MB",
                    help="largest request body; larger ones get 413 (default 64)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where ONNX Runtime runs the models (cuda: needs the onnxruntime-gpu package; default cpu)")
     p.add_argument("--max-queue-mb", type=positive_float, default=1024.0, metavar="MB",
                    help="inputs queued per model (waiting for a batch) at most; a request that would pass it gets "
                         "503, retry later (default 1024)")
@@ -49,5 +51,5 @@ def run(args) -> int:
         raise ServeError(f"--port {args.port}: must be 0..65535")
     serve(args.runs or None, args.model_repository, args.name, args.host, args.port, args.max_batch,
           args.max_delay_ms, args.instances, args.threads, not args.no_batching, args.max_body_mb, args.model,
-          args.max_queue_mb)
+          args.max_queue_mb, args.device)
     return 0

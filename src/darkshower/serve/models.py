@@ -70,8 +70,24 @@ def session_options(threads: int | None):
     return so
 
 
+def providers(device: str = "cpu") -> list[str]:
+    """ONNX Runtime execution providers for ``device`` (cpu, or cuda: needs the onnxruntime-gpu package)."""
+    import onnxruntime as ort
+
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device != "cuda":
+        raise ServeError(f"--device {device!r}: choose cpu or cuda")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise ServeError(f"--device cuda: this onnxruntime ({ort.__version__}) has no CUDAExecutionProvider "
+                         f"(available: {ort.get_available_providers()}); install onnxruntime-gpu in place of "
+                         "onnxruntime, or serve with --device cpu")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
 def _open(model: ServedModel, path: Path, instances: int, threads: int | None,
-          declared: tuple[list[dict], list[dict], int] | None = None, max_batch: int = 4096) -> ServedModel:
+          declared: tuple[list[dict], list[dict], int] | None = None, max_batch: int = 4096,
+          device: str = "cpu") -> ServedModel:
     """Sessions and tensor descriptions of ``path`` into ``model`` (READY), checked against ``declared``
     (a config.pbtxt's tensors) when given."""
     import onnxruntime as ort
@@ -110,7 +126,7 @@ def _open(model: ServedModel, path: Path, instances: int, threads: int | None,
                 t["shape"] = [-1, 1]
                 t["reshape"] = True
     so = session_options(threads)
-    model.sessions = [ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    model.sessions = [ort.InferenceSession(str(path), so, providers=providers(device))
                       for _ in range(instances)]
     model.inputs, model.outputs = inputs, outputs
     model.max_batch_size = max_batch if batched else 0
@@ -126,7 +142,8 @@ def _fail(model: ServedModel, exc: BaseException) -> ServedModel:
 
 
 def load_runs(runs: list, names: list[str] | None, workdir: str | os.PathLike | None = None, which: str = "best",
-              instances: int = 1, threads: int | None = None, max_batch: int = 4096) -> list[ServedModel]:
+              instances: int = 1, threads: int | None = None, max_batch: int = 4096,
+              device: str = "cpu") -> list[ServedModel]:
     """Each run exported to ONNX (checked against torch) in ``workdir`` and opened; served under its directory
     name (or ``names``), version 1. A run that fails to export is UNAVAILABLE with the reason."""
     from darkshower.export.onnx import export_onnx
@@ -155,7 +172,7 @@ def load_runs(runs: list, names: list[str] | None, workdir: str | os.PathLike | 
                       "level": info.get("level", "jet"), "run": str(run.resolve())}
             f = workdir / name / "1" / "model.onnx"
             export_onnx(run, f, which=which)
-            _open(m, f, instances, threads, max_batch=max_batch)
+            _open(m, f, instances, threads, max_batch=max_batch, device=device)
         except Exception as exc:  # reported at start and by the ready endpoint
             _fail(m, exc)
         out.append(m)
@@ -172,7 +189,8 @@ def _versions(model_dir: Path, policy: dict) -> list[int]:
     return have[-n:]
 
 
-def load_repository(repo, instances: int = 1, threads: int | None = None, max_batch: int = 4096) -> list[ServedModel]:
+def load_repository(repo, instances: int = 1, threads: int | None = None, max_batch: int = 4096,
+                    device: str = "cpu") -> list[ServedModel]:
     """Every model of a Triton model repository (``REPO/NAME/config.pbtxt`` + ``REPO/NAME/<v>/model.onnx``), the
     versions its version_policy selects (default: the latest). Models that fail are UNAVAILABLE with the reason."""
     import json
@@ -214,7 +232,8 @@ def load_repository(repo, instances: int = 1, threads: int | None = None, max_ba
                 f = d / str(v) / "model.onnx"
                 if not f.is_file():
                     raise ServeError(f"{f}: missing")
-                _open(m, f, instances, threads, (cfg["inputs"], cfg["outputs"], cfg["max_batch_size"]), max_batch)
+                _open(m, f, instances, threads, (cfg["inputs"], cfg["outputs"], cfg["max_batch_size"]), max_batch,
+                      device)
             except Exception as exc:
                 _fail(m, exc)
             out.append(m)

@@ -34,12 +34,13 @@ def _check(what: str, value, lo) -> None:
 
 
 def load_models(runs=None, model_repository=None, names=None, which: str = "best", instances: int = 1,
-                threads: int | None = None, max_batch: int = 4096, workdir=None) -> list:
+                threads: int | None = None, max_batch: int = 4096, workdir=None, device: str = "cpu") -> list:
     """The ServedModels of ``runs`` (exported to ONNX in ``workdir``) or of a Triton ``model_repository``.
     Models that fail to load are logged and kept as UNAVAILABLE; none loading at all is an error."""
-    from darkshower.serve.models import load_repository, load_runs
+    from darkshower.serve.models import load_repository, load_runs, providers
 
     require_serve()
+    providers(device)  # an unknown device or a missing CUDA provider fails before any export
     if bool(runs) == (model_repository is not None):
         raise ServeError("give run directories or --model-repository DIR (one of the two)")
     _check("instances", instances, 1)
@@ -49,9 +50,9 @@ def load_models(runs=None, model_repository=None, names=None, which: str = "best
     if model_repository is not None:
         if names:
             raise ServeError("--name applies to runs; a repository's models are served under their directory names")
-        models = load_repository(model_repository, instances, threads, max_batch)
+        models = load_repository(model_repository, instances, threads, max_batch, device)
     else:
-        models = load_runs(list(runs), names, workdir, which, instances, threads, max_batch)
+        models = load_runs(list(runs), names, workdir, which, instances, threads, max_batch, device)
     for m in models:
         if m.ready:
             log.info("model %s version %s ready (%s; inputs %s)", m.name, m.version, m.source,
@@ -73,13 +74,14 @@ def _app(models, max_batch, max_delay_ms, batching, max_body_mb, max_queue_mb=10
 
 def serve(runs=None, model_repository=None, names=None, host: str = "127.0.0.1", port: int = 8000,
           max_batch: int = 4096, max_delay_ms: float = 5.0, instances: int = 1, threads: int | None = None,
-          batching: bool = True, max_body_mb: float = 64.0, which: str = "best", max_queue_mb: float = 1024.0) -> None:
+          batching: bool = True, max_body_mb: float = 64.0, which: str = "best", max_queue_mb: float = 1024.0,
+          device: str = "cpu") -> None:
     """Serve until interrupted (Ctrl-C / SIGTERM)."""
     import uvicorn
 
     workdir = tempfile.mkdtemp(prefix="darkshower-serve-")
     try:
-        models = load_models(runs, model_repository, names, which, instances, threads, max_batch, workdir)
+        models = load_models(runs, model_repository, names, which, instances, threads, max_batch, workdir, device)
         app = _app(models, max_batch, max_delay_ms, batching, max_body_mb, max_queue_mb)
         sock = _bind(host, port)
         log.info("serving %d model(s) on http://%s:%d (KServe v2; metrics at /metrics)",
