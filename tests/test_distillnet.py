@@ -207,3 +207,14 @@ def test_errors(world, tmp_path):
                  tmp_path / "g4", jobs=1, progress=False)
     for g in ("g1", "g2", "g3", "g4"):
         assert not (tmp_path / g / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_export_hls4ml_student(world, tmp_path):
+    """The student's MLP through hls4ml (standardization on the host), emulated vs float on its training data."""
+    pytest.importorskip("hls4ml")
+    from darkshower.export.hls4ml import export_hls4ml
+
+    r = export_hls4ml(world["student"], tmp_path / "hls")
+    assert r["method"] == "pu-student" and r["host_preprocessing"] and r["n_features"] == len(pu.feature_names())
+    assert r["corr"] > 0.99 and abs(r["delta_auc"]) < 0.01

@@ -63,6 +63,43 @@ def _split(method):
     return None, module, inputs[0].shape[1]
 
 
+def _pileup_student(run, which: str, signal):
+    """For a DistillNet per-particle student run (``distill --student per-particle``): (name holder, None, run.json,
+    host standardization, the MLP, n features, sampler of (features, truth from_pv) of a dataset); else None."""
+    from types import SimpleNamespace
+
+    import torch
+
+    try:
+        kind = json.loads((Path(run) / "run.json").read_text()).get("method")
+    except (OSError, ValueError):
+        return None
+    if kind != "pu-student":
+        return None
+    if signal is not None:
+        raise ExportError("--signal/--background: a per-particle student is compared on the truth from_pv of its "
+                          "training data; leave them out")
+    from darkshower.models.pileup_gnn import load_pu_run
+    from darkshower.train.pileup import load_particles
+
+    _, module, cfg, info = load_pu_run(run, which)
+
+    class Standardize(torch.nn.Module):
+        def __init__(self, mean, std):
+            super().__init__()
+            self.mean, self.std = mean, std
+
+        def forward(self, x):
+            return (x - self.mean) / self.std
+
+    def sample(ds, n: int = 5000):
+        d = load_particles([ds], max_events=1, student_radii=tuple(cfg.radii), show_progress=False)
+        return d.x[:n], d.y[:n] > 0.5
+
+    return (SimpleNamespace(name="pu-student"), None, info, Standardize(module.mean, module.std), module.net,
+            int(module.mean.shape[0]), sample)
+
+
 def export_hls4ml(run, out, precision: str = "ap_fixed<16,6>", reuse_factor: int = 1, overrides=None,
                   signal=None, background=None, which: str = "best", part: str = "xcvu13p-flga2577-2-e",
                   clock_period: float = 5.0, n_eval: int = 5000) -> dict:
@@ -83,8 +120,15 @@ def export_hls4ml(run, out, precision: str = "ap_fixed<16,6>", reuse_factor: int
     run, out = Path(run), Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"--out {out}: exists and is not an empty directory; choose a new directory")
-    method, rep, _, info = load_run(run, which)
-    pre, net, n_feat = _split(method)
+    student = _pileup_student(run, which, signal)
+    if student is not None:  # the DistillNet per-particle student: standardization on the host, the MLP on the FPGA
+        method, rep, info, pre, net, n_feat, sample = student
+    else:
+        method, rep, _, info = load_run(run, which)
+        pre, net, n_feat = _split(method)
+
+        def sample(ds):
+            return _samples(rep, [ds], n_eval)["x"], None
     net = net.eval().float()
     try:
         cfg = hls4ml.utils.config_from_pytorch_model(net, (n_feat,), granularity="name", default_precision=precision,
@@ -126,8 +170,10 @@ def export_hls4ml(run, out, precision: str = "ap_fixed<16,6>", reuse_factor: int
         sets = {"background": background, "signal": signal} if background is not None else \
             {"training": info["data"][0]["path"]}
         res = {}
+        truth = None
         for key, ds in sets.items():
-            x = torch.from_numpy(_samples(rep, [ds], n_eval)["x"]).float()
+            xs, truth = sample(ds)
+            x = torch.from_numpy(xs).float()
             with torch.no_grad():
                 xp = pre(x) if pre is not None else x
                 f = net(xp).reshape(-1).double().numpy()
@@ -145,6 +191,12 @@ def export_hls4ml(run, out, precision: str = "ap_fixed<16,6>", reuse_factor: int
                   "mean_abs_diff": float(np.mean(np.abs(f - e))), "score_range": [float(f.min()), float(f.max())],
                   "corr": float(np.corrcoef(f, e)[0, 1]) if len(f) > 1 and np.std(e) > 0 else float("nan"),
                   "synthesis": f"cd {out} && {SYNTH_COMMAND}", "hls4ml": hls4ml.__version__}
+        if truth is not None and 0 < truth.sum() < len(truth):  # per-particle student: AUC for truth from_pv
+            from sklearn.metrics import roc_auc_score
+
+            report.update(auc_truth="from_pv", auc_float=float(roc_auc_score(truth, f)),
+                          auc_emulated=float(roc_auc_score(truth, e)))
+            report["delta_auc"] = report["auc_emulated"] - report["auc_float"]
         if background is not None:
             from sklearn.metrics import roc_auc_score
 
