@@ -129,3 +129,30 @@ def test_resimulation_shares_hard_process_and_differs_downstream(tmp_path):
     assert len(set(ak.to_list(a.x1))) == len(set(rid.tolist()))
     rng_pairs = positive_pairs(rid, np.random.default_rng(0))
     assert (rid[rng_pairs[:, 0]] == rid[rng_pairs[:, 1]]).all() and (rng_pairs[:, 0] != rng_pairs[:, 1]).all()
+
+
+def test_aachen_point_dark_quark_mass_and_jet_pt_window(tmp_path):
+    """The DarkCLR 'Aachen' benchmark: m_dark_quark 0.5 GeV with m_dark = Lambda = 5 GeV, r_inv 0.75, jets in
+    150 < pT < 350 GeV, |eta| < 2 (jets.pt_max is an analysis window: jets above it are not stored)."""
+    import json
+
+    from darkshower.errors import ConfigError
+
+    ds = generate({"process": "svj", "events": 25, "seed": 3,
+                   "params": {"m_dark": 5, "m_dark_quark": 0.5, "Lambda": 5, "r_inv": 0.75},
+                   "jets": {"pt_min": 150, "pt_max": 350, "eta_max": 2.0, "min_jets": 1}},
+                  tmp_path / "aachen", jobs=1, progress=False)
+    jets = ds.arrays().jets
+    pt = ak.to_numpy(ak.flatten(jets.pt))
+    assert len(pt) >= 25 and pt.min() > 150 and pt.max() < 350
+    assert np.abs(ak.to_numpy(ak.flatten(jets.eta))).max() < 2.0
+    man = json.loads((tmp_path / "aachen" / "manifest.json").read_text())
+    assert man["parameters"]["m_dark_quark"] == 0.5 and man["jets"]["pt_max"] == 350
+    with pytest.raises(ConfigError, match="m_dark_quark"):
+        generate({"process": "svj", "events": 5, "params": {"m_dark_quark": 0.1}}, tmp_path / "bad", jobs=1,
+                 progress=False)
+    assert not (tmp_path / "bad").exists()
+    # without the window the recorded config is as before it existed
+    plain = generate({"process": "qcd", "events": 5, "seed": 1}, tmp_path / "plain", jobs=1, progress=False)
+    assert "pt_max" not in json.loads((tmp_path / "plain" / "manifest.json").read_text())["config"]["jets"]
+    assert plain.n_events == 5

@@ -17,6 +17,10 @@ class JetConfig(StrictModel):
     radius: float = Field(0.8, gt=0.05, le=2.0, description="jet radius R")
     pt_min: float = Field(150.0, ge=0.0, description="minimum jet pT [GeV]")
     eta_max: float = Field(2.4, gt=0.0, le=5.0, description="maximum jet |eta|")
+    pt_max: float | None = Field(
+        None, gt=0.0, description="maximum jet pT [GeV]: an analysis window (e.g. 150-350 GeV, the DarkCLR "
+        "benchmark); jets above it are not stored and min_jets counts the jets inside"
+    )
     min_jets: int = Field(2, ge=0, le=20, description="events need at least this many selected jets")
     store_r04: bool = Field(False, description="also store anti-kt R=0.4 jet kinematics (jets_r04)")
     r04_pt_min: float = Field(20.0, ge=0.0, description="minimum pT of the R=0.4 jets [GeV]")
@@ -117,10 +121,13 @@ class GenerateConfig(StrictModel):
 
     def identity(self) -> dict:
         """The config as recorded in the manifest (and compared on resume). An inactive ``pileup``
-        section is left out, so that mu = 0 reproduces datasets made before pileup existed."""
+        section is left out, so that mu = 0 reproduces datasets made before pileup existed (and so is an unset
+        ``jets.pt_max``)."""
         out = self.model_dump(mode="json")
         if not self.pileup.active:
             del out["pileup"]
+        if self.jets.pt_max is None:  # as before the window existed
+            del out["jets"]["pt_max"]
         return out
 
 

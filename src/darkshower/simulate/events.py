@@ -136,7 +136,7 @@ def build_events(batch: ak.Array, charges: ChargeTable, cfg: GenerateConfig, rng
         }
     )
     particles = ak.unflatten(flat, ccount)
-    jets = cluster_jets(particles, jc.radius, jc.pt_min, jc.eta_max)
+    jets = cluster_jets(particles, jc.radius, jc.pt_min, jc.eta_max, pt_max=jc.pt_max)
     # keep only the stored constituent fields (E as float32; unweighted: `weight` holds the weight)
     cons = jets.constituents
     cons = ak.zip(

@@ -66,12 +66,13 @@ def cluster_jets(
     eta_max: float = 2.4,
     algorithm: str = "antikt",
     with_constituents: bool = True,
+    pt_max: float | None = None,
 ) -> ak.Array:
     """Cluster every event of ``particles`` and return jets sorted by decreasing pT.
 
     ``particles`` is an (events × var) record array with at least ``px, py, pz, e``; every other
     field is carried into ``jets.constituents`` (so charge, pid, type, displacement travel along).
-    Jets must have pT > ``pt_min`` and |η| < ``eta_max``.
+    Jets must have pT > ``pt_min`` and |η| < ``eta_max`` (and pT < ``pt_max`` when given: an analysis window).
     Returns (events × var) records ``pt, eta, phi, mass, n_constituents[, constituents]``.
     """
     global _BANNER_SHOWN
@@ -110,7 +111,10 @@ def cluster_jets(
     # order inside each event by decreasing pT and apply |eta| cut
     ev_of_jet = np.repeat(np.arange(n_events), njet)
     order = np.lexsort((-pt, ev_of_jet))
-    keep = order[np.abs(eta[order]) < eta_max]
+    inside = np.abs(eta[order]) < eta_max
+    if pt_max is not None:
+        inside &= pt[order] < pt_max
+    keep = order[inside]
     nkeep = np.bincount(ev_of_jet[keep], minlength=n_events)
     fields = {
         "pt": pt[keep].astype(np.float32),

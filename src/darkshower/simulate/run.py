@@ -306,7 +306,7 @@ def generate(config: dict | GenerateConfig, out: str | Path, jobs: int | None = 
         "process": cfg.process,
         "description": proc.DESCRIPTION,
         "parameters": {**params.model_dump(mode="json"), **(proc.derived(params) if hasattr(proc, "derived") else {})},
-        "jets": cfg.jets.model_dump(mode="json"),
+        "jets": cfg.jets.model_dump(mode="json", exclude_none=True),
         "detector": cfg.detector.model_dump(mode="json"),
     }
     writer = DatasetWriter(out, identity, header)

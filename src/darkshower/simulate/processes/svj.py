@@ -34,6 +34,10 @@ class Params(StrictModel):
         "peak", description="dark coupling at 1 TeV: peak/low/high (CMS) or a number; ignored if Lambda given"
     )
     Lambda: float | None = Field(None, gt=0.0, description="dark confinement scale [GeV]; overrides alpha")
+    m_dark_quark: float | None = Field(
+        None, ge=0.4, description="dark quark mass [GeV] (default m_dark/2, at least 0.4: Pythia fails below); "
+        "e.g. 0.5 with m_dark = Lambda = 5 for the DarkCLR 'Aachen' benchmark"
+    )
     n_c: int = Field(2, ge=2, le=10, description="number of dark colours (HiddenValley:Ngauge)")
     n_f: int = Field(2, ge=1, le=8, description="number of dark flavours (HiddenValley:nFlav)")
     prob_vector: float = Field(0.75, ge=0.0, le=1.0, description="fraction of spin-1 dark mesons")
@@ -80,6 +84,8 @@ class Params(StrictModel):
         return [q for q, m in QUARK_MASSES.items() if 2 * m < self.m_dark]
 
     def quark_mass(self) -> float:
+        if self.m_dark_quark is not None:
+            return float(self.m_dark_quark)
         # Pythia crashes for very light dark quarks (Knapen's cards use >= 0.4 GeV)
         return max(self.m_dark / 2.0, 0.4)
 
