@@ -73,6 +73,11 @@ def _width(x: np.ndarray) -> dict:
             "robust_width": float((q84 - q16) / 2)}
 
 
+def _complete(path: Path) -> bool:
+    mf = path / "manifest.json"
+    return mf.exists() and json.loads(mf.read_text()).get("status") == "complete"
+
+
 def _np(x, fill: float = np.nan) -> np.ndarray:
     import awkward as ak
 
@@ -209,9 +214,12 @@ def main() -> None:
     result: dict = {"command": "benchmarks/pileup_validation.py " + " ".join(
                         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
                     "uptime_before": _uptime(), "host": platform.node(), "cpus": os.cpu_count(), "samples": {}}
-    if out.exists():
+    if out.exists():  # resumed or extended (e.g. --distillnet): keep the samples and the earlier commands
         old = json.loads(out.read_text())
         result["samples"] = old.get("samples", {})
+        result["commands"] = old.get("commands", [old["command"]] if "command" in old else [])
+        result["uptime_before"] = old.get("uptime_before", result["uptime_before"])
+    result.setdefault("commands", []).append(result["command"])
 
     def save() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -220,7 +228,7 @@ def main() -> None:
         tmp.replace(out)
 
     def gen(cfg: dict, path: Path) -> float:
-        if (path / "manifest.json").exists() and json.loads((path / "manifest.json").read_text()).get("complete"):
+        if _complete(path):  # never reopened: generate() would rewrite the manifest (a library's checksum)
             return float("nan")
         t0 = time.perf_counter()
         generate(cfg, path, jobs=args.jobs, progress=False, command=["benchmarks/pileup_validation.py"])
