@@ -95,12 +95,15 @@ def test_class_sums_equal_local_sums():
     n = 900
     c = {"ev": np.repeat(np.arange(3), n // 3), "pt": rng.exponential(1.0, n) + 0.1, "eta": rng.uniform(-3, 3, n),
          "phi": rng.uniform(-np.pi, np.pi, n)}
+    c["ev"] = np.sort(rng.integers(0, 4, n))  # uneven events, one maybe empty
     cls = rng.integers(0, 3, n)
-    got = pu._class_sums(c, cls, 3, (0.4, 0.2), 0.02)
-    for k in range(3):
-        for ri, r in enumerate((0.4, 0.2)):
-            ref = pu._local_sum(c, np.arange(n), np.flatnonzero(cls == k), r, 0.02)
-            np.testing.assert_allclose(got[:, ri, k], ref, rtol=1e-9)
+    for radii in ((0.4, 0.2), (2.5,)):  # 2.5: fewer than 3 phi cells
+        got = pu._class_sums(c, cls, 3, radii, 0.02)
+        for k in range(3):
+            for ri, r in enumerate(radii):
+                ref = pu._local_sum(c, np.arange(n), np.flatnonzero(cls == k), r, 0.02)
+                np.testing.assert_allclose(got[:, ri, k], ref, rtol=1e-9)
+                assert (ref > 0).any()
 
 
 def test_generate_with_distillnet_weights(world, tmp_path):
@@ -151,6 +154,19 @@ def test_export_onnx_student_and_teacher(world, tmp_path):
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], pu.load_student(world["student"])(x), atol=1e-5)
     info = export_onnx(world["teacher"], tmp_path / "teacher.onnx")
     assert info["inputs"] == ["x", "coords", "nbr"] and info["max_abs_diff"] < 1e-4
+    # a real event of another size: the graph from knn_graph, the same probabilities as torch
+    from darkshower.models.pileup_gnn import knn_graph
+
+    _, model, cfg, _ = load_pu_run(world["teacher"])
+    d = load_particles([world["data"]], max_events=1, show_progress=False)
+    nbr = knn_graph(d.eta, d.phi, np.zeros(len(d.eta), np.int64), cfg.model.k)
+    coords = np.column_stack([d.eta, d.phi]).astype(np.float32)
+    sess = ort.InferenceSession(str(tmp_path / "teacher.onnx"), providers=["CPUExecutionProvider"])
+    if info["dynamic_batch"]:
+        got = sess.run(None, {"x": d.x, "coords": coords, "nbr": nbr})[0]
+        with torch.no_grad():
+            ref = torch.sigmoid(model(torch.from_numpy(d.x), torch.from_numpy(coords), torch.from_numpy(nbr))).numpy()
+        np.testing.assert_allclose(got, ref, atol=1e-5)
 
 
 def test_resume_continues_the_run(world, tmp_path):

@@ -264,47 +264,10 @@ def _class_sums(c: dict[str, np.ndarray], cls: np.ndarray, n_cls: int, radii: tu
                 r_min: float) -> np.ndarray:
     """[n, len(radii), n_cls]: for every candidate i and radius R, the sums over candidates j != i of the same
     event of class ``cls[j]`` with r_min <= dR_ij < R of (pT_j / dR_ij)^2 — what :func:`_local_sum` gives for
-    each class and radius, from one pair search at the largest radius."""
-    from scipy.spatial import cKDTree
+    each class and radius, in one pass (compiled cell lists, darkshower.simulate.neighbours)."""
+    from darkshower.simulate.neighbours import class_sums
 
-    n = len(cls)
-    out = np.zeros((n, len(radii), n_cls))
-    if n == 0:
-        return out
-    ev = c["ev"].astype(np.int64)
-    n_ev = int(ev.max()) + 1
-    x = np.clip(c["eta"], -_ETA_CAP, _ETA_CAP) + _ETA_CAP + 2.0 + _EVENT_GAP * ev
-    y = np.mod(c["phi"] + np.pi, 2 * np.pi)
-    y = np.where(y >= 2 * np.pi, 0.0, y)
-    pts = np.column_stack([x, y])
-    box = [_EVENT_GAP * n_ev, 2 * np.pi]
-    pt = np.asarray(c["pt"], np.float64)
-    r_max = max(radii)
-    # blocks of whole events (~50k candidates: ~60 pairs each at R = 0.4, mu = 60) bound the pair arrays
-    block = np.cumsum(np.bincount(ev, minlength=n_ev)) // (_BLOCK // 4)
-    for b in np.unique(block):
-        evs = np.flatnonzero(block == b)
-        i0, i1 = np.searchsorted(ev, [evs[0], evs[-1] + 1])
-        if i0 == i1:
-            continue
-        t = cKDTree(pts[i0:i1], boxsize=box)
-        pr = t.query_pairs(r_max, output_type="ndarray")  # i < j once each: both directions below
-        p, q = pr[:, 0], pr[:, 1]
-        dx = pts[i0 + p, 0] - pts[i0 + q, 0]
-        dy = np.abs(pts[i0 + p, 1] - pts[i0 + q, 1])
-        dy = np.minimum(dy, 2 * np.pi - dy)
-        d2 = dx * dx + dy * dy
-        ok = (d2 >= r_min * r_min) & (d2 > 0) & (d2 < r_max * r_max)
-        p, q, d2 = p[ok], q[ok], d2[ok]
-        pt2 = pt[i0:i1] ** 2
-        kp, kq = p * n_cls + cls[i0 + q], q * n_cls + cls[i0 + p]  # (receiver, class of the sender)
-        vp, vq = pt2[q] / d2, pt2[p] / d2
-        size = (i1 - i0) * n_cls
-        for ri, r in enumerate(radii):
-            m = d2 < r * r
-            tot = np.bincount(kp[m], weights=vp[m], minlength=size) + np.bincount(kq[m], weights=vq[m], minlength=size)
-            out[i0:i1, ri, :] = tot.reshape(-1, n_cls)
-    return out
+    return class_sums(c["ev"], c["eta"], c["phi"], c["pt"], cls, n_cls, radii, r_min)
 
 
 def _median_rms(alpha: np.ndarray, ev: np.ndarray, n_ev: int, min_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
