@@ -183,6 +183,17 @@ def test_resume_continues_the_run(world, tmp_path):
         train_pu_gnn([world["data"]], part, epochs=3, progress_=False, resume=True, config={"lr": 0.5})
     with pytest.raises(RunError, match="not empty"):
         train_pu_gnn([world["data"]], part, epochs=3, progress_=False)
+    # the student resumes the same way, and its student.npz follows the best epoch
+    scfg = {"batch_size": 2048, "threads": 1, "hidden": [16, 8]}
+    sfull = distill_particles(world["teacher"], [world["data"]], tmp_path / "sfull", epochs=2, seed=3,
+                              progress_=False, config=scfg)
+    spart = distill_particles(world["teacher"], [world["data"]], tmp_path / "spart", epochs=1, seed=3,
+                              progress_=False, config=scfg)
+    distill_particles(world["teacher"], [world["data"]], spart, epochs=2, progress_=False, resume=True)
+    a = json.loads((sfull / "metrics.json").read_text())
+    b = json.loads((spart / "metrics.json").read_text())
+    assert [r["train_loss"] for r in a] == pytest.approx([r["train_loss"] for r in b], rel=1e-6)
+    np.testing.assert_allclose(pu.load_student(spart).layers[0][0], pu.load_student(sfull).layers[0][0], atol=1e-6)
 
 
 def test_errors(world, tmp_path):
