@@ -54,6 +54,8 @@ def test_train_mu0_test_mu_pileup(qcd_ds, tmp_path):
     s2 = run_benchmark(cfg2, out2, jobs=1, progress=False)
     assert not (out2 / "runs").exists() and not (out2 / "data").exists()  # nothing trained or generated
     assert s2["runs"]["ae-hlf"] == s["runs"]["ae-hlf"] and s2["scores"]["ae-hlf"] == str(out2 / "scores" / "ae-hlf.parquet")
+    with pytest.raises(ConfigError, match=r"run .* was trained with 'ae-hlf', not 'wnae'"):
+        load_benchmark_config(_config(qcd_ds, methods=[{"method": "wnae", "run": s["runs"]["ae-hlf"]}]))
     m2 = json.loads((out2 / "evaluation" / "metrics.json").read_text())
     auc = {r["method"]: r["auc"]["value"] for r in metrics["results"] if r["method"] == "ae-hlf"}
     assert auc == {r["method"]: r["auc"]["value"] for r in m2["results"] if r["method"] == "ae-hlf"}

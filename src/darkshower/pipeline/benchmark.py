@@ -104,7 +104,7 @@ def load_benchmark_config(source) -> BenchmarkConfig:
     names = [s.name for s in [cfg.train, cfg.background, *cfg.signals]]
     if len(set(names)) != len(names):
         raise ConfigError(f"benchmark config: sample names must be unique, got {names}")
-    if "minbias" in names:
+    if "minbias" in names and cfg.minbias is not None:
         raise ConfigError("benchmark config: 'minbias' is the name of the pileup library (BENCH/data/minbias); "
                           "rename that sample")
     for s in [cfg.train, cfg.background, *cfg.signals]:
@@ -113,9 +113,15 @@ def load_benchmark_config(source) -> BenchmarkConfig:
         if s.pileup is not None:
             _check_pileup(cfg, s)
     for m in cfg.methods:
-        if m.run is not None and not (Path(m.run) / "run.json").exists():
+        if m.run is None:
+            continue
+        if not (Path(m.run) / "run.json").exists():
             raise ConfigError(f"benchmark config: method {m.label!r}: run {m.run} is not a training run (no run.json); "
                               "train it first or leave out 'run:' to train here")
+        trained = json.loads((Path(m.run) / "run.json").read_text()).get("method")
+        if trained != m.method:
+            raise ConfigError(f"benchmark config: method {m.label!r}: run {m.run} was trained with {trained!r}, not "
+                              f"{m.method!r}; set 'method: {trained}' or point 'run:' at a {m.method} run")
     return cfg
 
 
