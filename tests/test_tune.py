@@ -151,6 +151,9 @@ def test_space_file_and_cli(qcd_ds, tmp_path, capsys):
     assert main(["tune", "ae-hlf", "--data", str(qcd_ds.path), "--trials", "2", "--out", str(tmp_path / "t"),
                  "--space", str(bad)]) == 2
     assert f"--space {bad}: expected a mapping" in capsys.readouterr().err and not (tmp_path / "t").exists()
+    import darkshower
+
+    assert darkshower.tune is tune  # the library verb, loaded lazily
     assert main(["tune", "ae-hlf", "--show-space"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["optimizer.lr"] == {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}
