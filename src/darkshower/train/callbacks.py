@@ -198,9 +198,10 @@ class ValidationScores(Callback):
         level = session.info.get("level", "jet")
         try:
             paths = list(session.val_paths or session.data_paths)
-            tables = [dataset_table(p, session.cfg.data, "event" if "jet_idx" not in store else "jet") for p in paths]
+            per_event = level == "event" or "jet_idx" not in store or bool((np.asarray(store["jet_idx"]) < 0).all())
+            tables = [dataset_table(p, session.cfg.data, "event" if per_event else "jet") for p in paths]
             ev = np.asarray(store["event_id"])[keep]
-            jidx = np.asarray(store["jet_idx"])[keep] if "jet_idx" in store else np.full(len(ev), -1)
+            jidx = np.full(len(ev), -1) if per_event else np.asarray(store["jet_idx"])[keep]
             out = match_rows(ev, jidx, tables)
         except Exception as exc:  # the decorrelation reference is optional: never fail a finished training
             log.warning("%s: no %s-level decorrelation reference (val_decor.npz): %s: %s", session.run, level,
