@@ -136,6 +136,12 @@ def test_runs_store_val_decor_and_score_decorrelates(qcd_ds, svj_ds, tmp_path, c
     assert main(["score", str(run), str(qcd_ds.path), "--out", str(tmp_path / "x.parquet"), "--decorrelate-vars",
                  "pt,pt", "--no-progress"]) == 2
     assert not (tmp_path / "x.parquet").exists()
+    # a damaged reference: one clear error naming the file, nothing written
+    good = (run / "val_decor.npz").read_bytes()
+    (run / "val_decor.npz").write_bytes(good[:100])
+    assert main(["score", str(run), str(qcd_ds.path), "--out", str(tmp_path / "d.parquet"), "--decorrelate",
+                 "--no-progress"]) == 2
+    assert "val_decor.npz" in capsys.readouterr().err and not (tmp_path / "d.parquet").exists()
     # a run trained before val_decor.npz: scores as before, with a note
     for f in ("val_decor.npz", "val_decor_last.npz"):
         (run / f).unlink()

@@ -89,11 +89,20 @@ def write_val_decor(path: Path, scores: np.ndarray, variables: pd.DataFrame, lev
 
 def read_val_decor(run, which: str = "best") -> dict | None:
     """The run's validation rows for the map (``score``, the variables, ``level``), or None when absent."""
+    import zipfile
+
     p = Path(run) / VAL_DECOR[which]
     if not p.exists():
         return None
-    with np.load(p, allow_pickle=False) as z:
-        out = {k: z[k] for k in z.files}
+    try:
+        with open(p, "rb") as f, np.load(f, allow_pickle=False) as z:  # the file is closed on errors too
+            out = {k: z[k] for k in z.files}
+        missing = [k for k in ("score", *VARIABLES) if k not in out]
+        if missing or any(len(out[k]) != len(out["score"]) for k in VARIABLES):
+            raise ValueError(f"arrays {missing or list(VARIABLES)} missing or of another length than 'score'")
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"{p}: not a readable decorrelation reference ({type(exc).__name__}: {exc}); delete it and "
+                          "retrain the run (training writes it at the end)") from None
     out["level"] = str(out.get("level", "jet"))
     return out
 

@@ -199,10 +199,8 @@ def _decor_map(run, which, decorrelate, variables, min_rows):
         return None, None
     val = read_val_decor(run, which)
     if val is None:
-        if decorrelate:
-            log.warning("%s has no %s (trained before darkshower stored the decorrelation reference): no "
-                        "score_decor/eff_b_decor columns; retrain the run to decorrelate its scores", run,
-                        VAL_DECOR[which])
+        log.warning("%s has no %s (trained before darkshower stored the decorrelation reference): no "
+                    "score_decor/eff_b_decor columns; retrain the run to decorrelate its scores", run, VAL_DECOR[which])
         return None, None
     try:
         qmap = fit_map(val, variables, min_rows or MIN_ROWS)
