@@ -238,3 +238,20 @@ def test_pruning_reports_best_so_far_and_stops_the_loop():
         cb.on_epoch_end(loop, epoch, {"selection_value": v})
     assert Trial.reports == [(0, 3.0), (1, 1.0), (2, 1.0)]
     assert cb.pruned and "trial 7 pruned at epoch 3" in loop.stopped
+
+
+def test_a_study_continued_after_timeout_proposes_the_same_trials(qcd_ds, tmp_path, monkeypatch):
+    import itertools
+
+    import darkshower.train.tune as T
+
+    space = {"model.components": {"type": "categorical", "choices": [[1], [2], [3]]},
+             "model.reg_covar": {"type": "float", "low": 1e-6, "high": 1e-3, "log": True}}
+    whole = tune("gmm", qcd_ds, tmp_path / "whole", 3, space=space, progress=False)
+    clock = itertools.count()  # every look at the clock: one second later
+    monkeypatch.setattr(T.time, "monotonic", lambda: float(next(clock)))
+    part = tune("gmm", qcd_ds, tmp_path / "parts", 3, space=space, timeout=2.5, progress=False)
+    assert part.n_complete == 2 and "--timeout" in part.stopped
+    monkeypatch.undo()
+    assert tune("gmm", qcd_ds, tmp_path / "parts", 3, space=space, progress=False).n_complete == whole.n_complete == 3
+    assert [t.params for t in _study(tmp_path / "parts").trials] == [t.params for t in _study(tmp_path / "whole").trials]

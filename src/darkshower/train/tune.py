@@ -571,8 +571,8 @@ def _optimize(optuna, study, out: Path, method: str, data_paths, val_paths, spec
                 raise TrainingError(f"{out}: {failed_now} trials failed in this run (see {out / 'trials.csv'}, column "
                                     "error); narrow the search space (e.g. a lower optimizer.lr range) and rerun")
             n_done = len(study.get_trials(deepcopy=False))
-            # a fresh seeded sampler per trial: the suggestions depend only on the seed and the finished
-            # trials, so a resumed study proposes what an uninterrupted one would have
+            # a fresh seeded sampler per trial: the suggestions depend only on the seed, the trials so far and
+            # N, so a study continued after --timeout proposes what one run in one go would have
             study.sampler = optuna.samplers.TPESampler(seed=(int(base["seed"]) * 7919 + n_done) % 2**32,
                                                        n_startup_trials=max(1, min(10, n_trials // 3)))
             trial = study.ask()
