@@ -106,6 +106,70 @@ def test_class_sums_equal_local_sums():
                 assert (ref > 0).any()
 
 
+def _reference_features(c, cfg, assoc, particle_level, radii):
+    """particle_features as first written (numpy, sums from the k-d tree _local_sum): the compiled
+    student_features must reproduce it."""
+    pt, eta = np.asarray(c["pt"], np.float64), np.asarray(c["eta"], np.float64)
+    trk = assoc >= 0
+    typ = np.asarray(c["type"], np.int64)
+    cols = [np.log(np.maximum(pt, 1e-3)), eta, np.log(np.maximum(np.asarray(c["e"], np.float64), 1e-3)),
+            np.asarray(c["charge"], np.float64), *[(typ == t).astype(np.float64) for t in range(5)]]
+    if particle_level:
+        dzs = np.where(trk, np.where(assoc == 1, 0.0, 10.0), 0.0)
+    else:
+        dzs = np.where(trk, np.abs(np.asarray(c["dz"], np.float64)) / pu.dz_sigma(pt, eta, cfg), 0.0)
+    cols += [trk.astype(np.float64), (assoc == 1).astype(np.float64), np.log1p(np.minimum(dzs, 1e6))]
+    ev = np.asarray(c["ev"], np.int64)
+    n_ev = int(ev.max()) + 1
+    pu_trk = np.flatnonzero(assoc == 0)
+    everyone = np.arange(len(pt))
+    for r in radii:
+        sums = [np.log1p(pu._local_sum(c, everyone, np.flatnonzero(assoc == a), r, cfg.puppi.r_min)) for a in (1, 0, -1)]
+        med, rms, has = pu._median_rms(sums[0][pu_trk], ev[pu_trk], n_ev, cfg.puppi.min_charged_pu)
+        z = np.where(has[ev], (sums[0] - np.nan_to_num(med[ev])) / np.maximum(np.nan_to_num(rms[ev]), 1e-3), 0.0)
+        cols += [*sums, np.clip(z, -50.0, 50.0)]
+    return np.column_stack(cols).astype(np.float32)
+
+
+def test_compiled_features_equal_the_numpy_reference():
+    """The student's features (one compiled pass) = the numpy definition, on uneven events: an empty one, one
+    with a single candidate, one without pileup tracks (z = 0), dense ones; tracks, neutrals, charged beyond
+    the tracker; detector and particle level; and the student's output on them."""
+    rng = np.random.default_rng(5)
+    sizes = [400, 0, 1, 30, 700, 250]
+    n = sum(sizes)
+    ev = np.repeat(np.arange(len(sizes)), sizes)
+    eta = rng.uniform(-4.9, 4.9, n)
+    eta[ev == 4] = rng.normal(0.0, 0.5, (ev == 4).sum())  # a dense jet-like event
+    c = {"ev": ev, "pt": rng.exponential(2.0, n) + 0.05, "eta": eta, "phi": rng.uniform(-np.pi, np.pi, n),
+         "charge": rng.choice([-1, 0, 1], n).astype(np.int8), "type": rng.integers(0, 5, n).astype(np.int8),
+         "dz": rng.normal(0.0, 20.0, n), "from_pv": rng.random(n) < 0.2}
+    c["e"] = c["pt"] * np.cosh(c["eta"])
+    c["phi"][:5] = [np.pi, -np.pi, 0.0, np.pi - 1e-12, -np.pi + 1e-12]  # the phi seam
+    cfg = PileupConfig(mu=60, library="x")
+    for particle_level in (False, True):
+        assoc = pu.pv_associated(c, cfg, particle_level)
+        assoc[ev == 3] = np.where(assoc[ev == 3] == 0, 1, assoc[ev == 3])  # event 3: no pileup tracks
+        assert {-1, 0, 1} <= set(assoc.tolist())
+        for radii in (pu.FEATURE_RADII, (0.3,), ()):
+            got = pu.particle_features(c, cfg, None, assoc, particle_level, radii)
+            ref = _reference_features(c, cfg, assoc, particle_level, radii)
+            assert got.shape == ref.shape == (n, len(pu.feature_names(radii))) and got.dtype == np.float32
+            np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+            if radii:
+                assert (got[ev == 3, -1] == 0).all() and np.abs(got[ev == 4, -1]).max() > 0.1
+                assert (got[:, 12:15] > 0).any(axis=0).all()
+    assert pu.particle_features({k: v[:0] for k, v in c.items()}, cfg, radii=pu.FEATURE_RADII).shape == (0, 20)
+    # the numpy student: in-place float32 math = the layer-by-layer definition
+    st = pu.Student("s", "x", rng.normal(size=20).astype(np.float32), rng.uniform(0.5, 2, 20).astype(np.float32),
+                    [(rng.normal(size=(16, 20)).astype(np.float32), rng.normal(size=16).astype(np.float32)),
+                     (rng.normal(size=(1, 16)).astype(np.float32), rng.normal(size=1).astype(np.float32))],
+                    pu.FEATURE_RADII)
+    x = pu.particle_features(c, cfg, radii=pu.FEATURE_RADII)
+    h = np.maximum((x - st.mean) / st.std @ st.layers[0][0].T + st.layers[0][1], 0) @ st.layers[1][0].T + st.layers[1][1]
+    np.testing.assert_array_equal(st(x), (0.5 * (1 + np.tanh(0.5 * h[:, 0].astype(np.float64)))).astype(np.float32))
+
+
 def test_generate_with_distillnet_weights(world, tmp_path):
     out = tmp_path / "dn"
     rc = main(["generate", "qcd", "--events", "6", "--seed", "8", "--chunk-size", "6", "--set", "pthat_min=300",
@@ -139,6 +203,26 @@ def test_generate_with_distillnet_weights(world, tmp_path):
     px = np.bincount(c["ev"], weights=w * c["pt"] * np.cos(c["phi"]))
     py = np.bincount(c["ev"], weights=w * c["pt"] * np.sin(c["phi"]))
     np.testing.assert_allclose(ak.to_numpy(a.met_pt), np.hypot(px, py), rtol=1e-3, atol=1e-2)
+
+
+def test_cli_info_score_and_train_help_on_distillnet_runs(world, tmp_path, capsys):
+    """info summarizes a pu-gnn / pu-student run; score refuses them with the way to use them; nothing is written."""
+    for run, kind in ((world["teacher"], "pu-gnn"), (world["student"], "pu-student")):
+        assert main(["info", str(run)]) == 0
+        out = capsys.readouterr().out
+        assert f"method    {kind}: DistillNet" in out and "status    finished" in out
+        assert "--pu-mitigation distillnet:" + (str(run) if kind == "pu-student" else "STUDENT_RUN") in out
+        assert main(["info", str(run), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["method"] == kind
+        dest = tmp_path / "scores" / "s.parquet"
+        assert main(["score", str(run), str(world["data"]), "--out", str(dest), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"a {kind} run" in err and "not scored" in err and "--pu-mitigation distillnet:" in err
+        assert not (tmp_path / "scores").exists()
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_ = "".join(capsys.readouterr().out.split())  # (argparse wraps lines, also at hyphens)
+    assert "pu-gnn:theDistillNetpileupteacher" in help_ and "auto:therecommendeddefault" in help_
 
 
 def test_export_onnx_student_and_teacher(world, tmp_path):

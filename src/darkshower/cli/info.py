@@ -1,20 +1,22 @@
-"""``darkshower info PATH`` — a human summary of a dataset.
+"""``darkshower info PATH`` — a human summary of a dataset (or of a training run directory).
 
 Example::
 
     darkshower info data/svj
     darkshower info data/svj --verify     # also check every chunk's checksum
+    darkshower info runs/ae-hlf           # a run: method, status, epochs, best epoch's metrics, how to use it
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("info", help="summarize a dataset", description=__doc__,
+    p = sub.add_parser("info", help="summarize a dataset (or a training run)", description=__doc__,
                        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    p.add_argument("path", help="dataset directory")
+    p.add_argument("path", help="dataset directory (or run directory)")
     p.add_argument("--verify", action="store_true", help="verify all chunk checksums")
     p.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
     p.set_defaults(func=run)
@@ -22,6 +24,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from darkshower.data.summary import summarize
+
+    if (Path(args.path) / "run.json").is_file() and not (Path(args.path) / "manifest.json").exists():
+        return run_info(args)
 
     summary = summarize(args.path, verify=args.verify)
     if args.json:
@@ -59,4 +64,61 @@ def format_summary(s: dict) -> str:
     v = s.get("versions") or {}
     if v:
         lines.append("versions  " + ", ".join(f"{k} {val}" for k, val in v.items() if val))
+    return "\n".join(lines)
+
+
+_USE = {
+    "pu-gnn": ("DistillNet pileup teacher (per-particle weights, not anomaly scores)",
+               "distill it: darkshower distill {run} --student per-particle --data DS --out STUDENT_RUN, then "
+               "darkshower generate ... --pileup MU --pu-mitigation distillnet:STUDENT_RUN"),
+    "pu-student": ("DistillNet per-particle pileup student (per-particle weights, not anomaly scores)",
+                   "apply it: darkshower generate ... --pileup MU --pu-mitigation distillnet:{run}"),
+}
+
+
+def run_info(args) -> int:
+    """A run directory (run.json): what it is, how far it got, its best epoch, how to use it."""
+    from darkshower.errors import ConfigError
+    from darkshower.models.runs import read_run_json
+
+    if args.verify:
+        raise ConfigError(f"--verify checks a dataset's chunk checksums; {args.path} is a training run (run.json)")
+    run = Path(args.path)
+    info = read_run_json(run)
+    try:
+        hist = json.loads((run / "metrics.json").read_text())
+    except (OSError, ValueError):
+        hist = []
+    if args.json:
+        print(json.dumps({"run": str(run), **info, "metrics_best_epoch": _best(info, hist)}, indent=2, default=str))
+        return 0
+    print(format_run(run, info, hist))
+    return 0
+
+
+def _best(info: dict, hist: list) -> dict:
+    return next((r for r in hist if r.get("epoch") == info.get("best_epoch")), hist[-1] if hist else {})
+
+
+def format_run(run: Path, info: dict, hist: list) -> str:
+    method = info.get("method", "?")
+    what, use = _USE.get(method, ("anomaly detector", "score it: darkshower score {run} DS... --out S.parquet"))
+    lines = [f"run       {run}", f"method    {method}: {what}",
+             f"status    {info.get('status', '?')}, {info.get('epochs_done', len(hist))} epochs, best epoch "
+             f"{info.get('best_epoch')}" + (f" by {info['selection']}" if info.get("selection") else "")]
+    for d in info.get("data") or []:
+        lines.append(f"data      {d.get('path') if isinstance(d, dict) else d}")
+    spec = info.get("spec") or {}
+    keep = {k: v for k, v in spec.items() if k not in ("kind", "features", "class_weights")
+            and isinstance(v, (int, float, str)) and not (isinstance(v, str) and len(v) > 80)}
+    if spec.get("features"):
+        keep["features"] = len(spec["features"])
+    if keep:
+        lines.append("spec      " + ", ".join(f"{k}={v}" for k, v in keep.items()))
+    best = {k: v for k, v in _best(info, hist).items() if k != "epoch" and isinstance(v, (int, float))}
+    if best:
+        lines.append("best      " + ", ".join(f"{k}={v:.4g}" for k, v in best.items()))
+    if method == "pu-student" and not (run / "student.npz").is_file():
+        lines.append("note      no student.npz (the run did not finish); resume it with darkshower distill ... --resume")
+    lines.append(f"use       {use.format(run=run)}")
     return "\n".join(lines)

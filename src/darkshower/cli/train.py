@@ -18,9 +18,10 @@ def register(subparsers) -> None:
                      "versions, per-epoch metrics, atomic checkpoints, best and last model). The best model is "
                      "chosen without signal labels (validation loss, or validation EMD for energy-based methods). "
                      f"Methods: {', '.join(METHODS)}; auto: the recommended default, its representation chosen "
-                     "from what the data have. See docs/training.md."),
+                     "from what the data have; pu-gnn: the DistillNet pileup teacher, per-particle weights from a "
+                     "dataset with --pileup (docs/pileup.md). See docs/training.md."),
     )
-    p.add_argument("method", metavar="METHOD", help="method name, e.g. ae-hlf, nae, wnae, clr, or auto")
+    p.add_argument("method", metavar="METHOD", help="method name, e.g. ae-hlf, nae, wnae, clr, auto or pu-gnn")
     add_training_options(p, data_help="background dataset director(y/ies)",
                          set_example="--set model.latent=8 --set optimizer.lr=3e-4")
     p.set_defaults(func=run)

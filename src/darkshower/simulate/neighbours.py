@@ -1,9 +1,14 @@
-"""Compiled neighbourhood sums in (eta, phi) for the DistillNet student's features (darkshower.simulate.pileup).
+"""Compiled per-event work of the DistillNet student's features (darkshower.simulate.pileup).
 
 :func:`class_sums` gives, for every candidate i of a batch of events and every radius R, the sums over the
 other candidates j of the same event, split by a class label of j, of (pT_j / dR_ij)^2 for r_min <= dR_ij < R
-(phi periodic) — the PUPPI-like local sums. A cell list per event (cells at least max(R) wide in eta and phi)
-visits only the 3 x 3 neighbouring cells: O(N x neighbours) per event, no pair list in memory.
+(phi periodic) — the PUPPI-like local sums. :func:`student_features` gives the whole feature matrix of
+``darkshower.simulate.pileup.particle_features`` (its columns are documented there) in one compiled pass.
+
+Per event, a cell list (cells max(R) wide in eta and phi, phi periodic) with the candidates copied in cell
+order: every pair of candidates in the same or in neighbouring cells is visited once (half stencil), and
+adds to both candidates' sums. O(N x neighbours) per event, no pair list in memory, no allocation per event
+(work buffers are sized once per call for the largest event).
 """
 
 from __future__ import annotations
@@ -14,84 +19,122 @@ import numba as nb
 import numpy as np
 
 _ETA_CAP = 15.0
+_TWO_PI = 2.0 * math.pi
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _pair(a, b, se, sp, sp2, sc, radii2, rmin2, rmax2, acc):  # pragma: no cover - compiled
+    deta = se[b] - se[a]
+    dphi = abs(sp[b] - sp[a])
+    if dphi > math.pi:
+        dphi = _TWO_PI - dphi
+    d2 = deta * deta + dphi * dphi
+    if d2 >= rmax2 or d2 <= 0.0 or d2 < rmin2:
+        return
+    va = sp2[b] / d2  # what b adds to a
+    vb = sp2[a] / d2
+    ca, cb = sc[a], sc[b]
+    for r in range(radii2.shape[0]):
+        if d2 < radii2[r]:
+            acc[a, r, cb] += va
+            acc[b, r, ca] += vb
 
 
 @nb.njit(cache=True, nogil=True)
-def _class_sums_kernel(offsets, eta, phi, pt, cls, n_cls, radii2, rmin2, out):  # pragma: no cover - compiled
-    n_r = radii2.shape[0]
-    rmax2 = 0.0
-    for k in range(n_r):
-        if radii2[k] > rmax2:
-            rmax2 = radii2[k]
-    rmax = math.sqrt(rmax2)
-    two_pi = 2.0 * math.pi
+def _event_sums(s, t, eta, phi, pt, cls, radii2, rmin2, rmax, cell, order, start, se, sp, sp2, sc,
+                acc):  # pragma: no cover - compiled
+    """Class sums of the candidates s..t-1 (one event) into acc[:t - s] (cell order; ``order`` maps a cell
+    position to the candidate's index within the event). eta is clipped to +-_ETA_CAP, phi any real."""
+    n = t - s
+    rmax2 = rmax * rmax
+    n_r, n_cls = acc.shape[1], acc.shape[2]
+    for a in range(n):
+        for r in range(n_r):
+            for k in range(n_cls):
+                acc[a, r, k] = 0.0
+    if n < 2:
+        for a in range(n):
+            order[a] = a
+        return
+    emin, emax = 1e30, -1e30
+    for i in range(s, t):
+        e = min(max(eta[i], -_ETA_CAP), _ETA_CAP)
+        emin = min(emin, e)
+        emax = max(emax, e)
+    n_eta = int((emax - emin) / rmax) + 1
+    n_phi = max(int(_TWO_PI / rmax), 1)
+    n_cells = n_eta * n_phi
+    for c in range(n_cells + 1):
+        start[c] = 0
+    for i in range(n):
+        e = min(max(eta[s + i], -_ETA_CAP), _ETA_CAP)
+        p = (phi[s + i] + math.pi) % _TWO_PI
+        if p >= _TWO_PI:
+            p = 0.0
+        ce = min(int((e - emin) / rmax), n_eta - 1)
+        cp = min(int(p / _TWO_PI * n_phi), n_phi - 1)
+        cell[i] = ce * n_phi + cp
+        start[cell[i] + 1] += 1
+    for c in range(n_cells):
+        start[c + 1] += start[c]
+    for i in range(n):  # counting sort into cell order (start[c] runs to the next cell's start, then shifts)
+        a = start[cell[i]]
+        start[cell[i]] = a + 1
+        order[a] = i
+        se[a] = min(max(eta[s + i], -_ETA_CAP), _ETA_CAP)
+        p = (phi[s + i] + math.pi) % _TWO_PI
+        sp[a] = 0.0 if p >= _TWO_PI else p
+        sp2[a] = pt[s + i] * pt[s + i]
+        sc[a] = cls[s + i]
+    for c in range(n_cells, 0, -1):
+        start[c] = start[c - 1]
+    start[0] = 0
+    n_dp = min(n_phi, 3)  # distinct phi neighbours: -1, 0, +1 (fewer when n_phi < 3)
+    for c in range(n_cells):
+        a0, a1 = start[c], start[c + 1]
+        if a0 == a1:
+            continue
+        ce, cp = c // n_phi, c % n_phi
+        for a in range(a0, a1):  # pairs within the cell
+            for b in range(a + 1, a1):
+                _pair(a, b, se, sp, sp2, sc, radii2, rmin2, rmax2, acc)
+        for de in range(2):  # neighbouring cells with a larger index: each pair of cells once
+            c_e = ce + de
+            if c_e >= n_eta:
+                continue
+            for k in range(n_dp):
+                c_p = (cp + k - 1) % n_phi if n_phi >= 3 else k
+                c2 = c_e * n_phi + c_p
+                if c2 <= c:
+                    continue
+                for a in range(a0, a1):
+                    for b in range(start[c2], start[c2 + 1]):
+                        _pair(a, b, se, sp, sp2, sc, radii2, rmin2, rmax2, acc)
+
+
+def _buffers(n_max: int, n_r: int, n_cls: int, rmax: float):
+    n_cells = (int(2 * _ETA_CAP / rmax) + 1) * max(int(_TWO_PI / rmax), 1)
+    return (np.empty(n_max, np.int64), np.empty(n_max, np.int64), np.empty(n_cells + 1, np.int64),
+            np.empty(n_max), np.empty(n_max), np.empty(n_max), np.empty(n_max, np.int64),
+            np.empty((n_max, n_r, n_cls)))
+
+
+@nb.njit(cache=True, nogil=True)
+def _class_sums_kernel(offsets, eta, phi, pt, cls, radii2, rmin2, rmax, cell, order, start, se, sp, sp2, sc, acc,
+                       out):  # pragma: no cover - compiled
     for e in range(offsets.shape[0] - 1):
         s, t = offsets[e], offsets[e + 1]
-        n = t - s
-        if n < 2:
-            continue
-        emin, emax = 1e30, -1e30
-        for i in range(s, t):
-            if eta[i] < emin:
-                emin = eta[i]
-            if eta[i] > emax:
-                emax = eta[i]
-        n_eta = int((emax - emin) / rmax) + 1
-        n_phi = int(two_pi / rmax)
-        if n_phi < 1:
-            n_phi = 1
-        cell = np.empty(n, np.int64)
-        ph = np.empty(n, np.float64)
-        for i in range(n):
-            p = phi[s + i] % two_pi
-            if p >= two_pi:
-                p = 0.0
-            ph[i] = p
-            ce = int((eta[s + i] - emin) / rmax)
-            if ce >= n_eta:
-                ce = n_eta - 1
-            cp = int(p / two_pi * n_phi)
-            if cp >= n_phi:
-                cp = n_phi - 1
-            cell[i] = ce * n_phi + cp
-        n_cells = n_eta * n_phi
-        start = np.zeros(n_cells + 1, np.int64)
-        for i in range(n):
-            start[cell[i] + 1] += 1
-        for c in range(n_cells):
-            start[c + 1] += start[c]
-        fill = start[:-1].copy()
-        order = np.empty(n, np.int64)
-        for i in range(n):
-            order[fill[cell[i]]] = i
-            fill[cell[i]] += 1
-        # phi cell offsets to visit: -1, 0, 1 (all distinct cells when n_phi < 3)
-        n_dp = 3 if n_phi >= 3 else n_phi
-        for i in range(n):
-            ce = cell[i] // n_phi
-            cp = cell[i] % n_phi
-            for de in range(-1, 2):
-                c_e = ce + de
-                if c_e < 0 or c_e >= n_eta:
-                    continue
-                for k in range(n_dp):
-                    c_p = (cp + k - 1) % n_phi if n_phi >= 3 else k
-                    c = c_e * n_phi + c_p
-                    for a in range(start[c], start[c + 1]):
-                        j = order[a]
-                        if j == i:
-                            continue
-                        deta = eta[s + j] - eta[s + i]
-                        dphi = abs(ph[j] - ph[i])
-                        if dphi > math.pi:
-                            dphi = two_pi - dphi
-                        d2 = deta * deta + dphi * dphi
-                        if d2 >= rmax2 or d2 <= 0.0 or d2 < rmin2:
-                            continue
-                        v = pt[s + j] * pt[s + j] / d2
-                        for r in range(n_r):
-                            if d2 < radii2[r]:
-                                out[s + i, r, cls[s + j]] += v
+        _event_sums(s, t, eta, phi, pt, cls, radii2, rmin2, rmax, cell, order, start, se, sp, sp2, sc, acc)
+        for a in range(t - s):
+            out[s + order[a]] = acc[a]
+
+
+def _offsets(ev: np.ndarray) -> np.ndarray:
+    ev = np.asarray(ev, np.int64)
+    n_ev = int(ev.max()) + 1
+    offsets = np.zeros(n_ev + 1, np.int64)
+    np.cumsum(np.bincount(ev, minlength=n_ev), out=offsets[1:])
+    return offsets
 
 
 def class_sums(ev: np.ndarray, eta: np.ndarray, phi: np.ndarray, pt: np.ndarray, cls: np.ndarray, n_cls: int,
@@ -102,11 +145,92 @@ def class_sums(ev: np.ndarray, eta: np.ndarray, phi: np.ndarray, pt: np.ndarray,
     out = np.zeros((n, len(radii), n_cls))
     if n == 0 or not len(radii):
         return out
-    ev = np.asarray(ev, np.int64)
-    n_ev = int(ev.max()) + 1
-    offsets = np.zeros(n_ev + 1, np.int64)
-    np.cumsum(np.bincount(ev, minlength=n_ev), out=offsets[1:])
-    _class_sums_kernel(offsets, np.clip(np.asarray(eta, np.float64), -_ETA_CAP, _ETA_CAP),
-                       np.asarray(phi, np.float64) + np.pi, np.asarray(pt, np.float64), np.asarray(cls, np.int64),
-                       n_cls, np.asarray(radii, np.float64) ** 2, float(r_min) ** 2, out)
+    offsets = _offsets(ev)
+    rmax = float(max(radii))
+    _class_sums_kernel(  # type: ignore[call-arg]  # (numba's Dispatcher stub and a *tuple)
+        offsets, np.asarray(eta, np.float64), np.asarray(phi, np.float64), np.asarray(pt, np.float64),
+        np.asarray(cls, np.int64), np.asarray(radii, np.float64) ** 2, float(r_min) ** 2, rmax,
+        *_buffers(int(np.diff(offsets).max()), len(radii), n_cls, rmax), out)
     return out
+
+
+# ---- the student's whole feature matrix ---------------------------------------------------------------------
+N_TYPES = 5  # darkshower.data.schema.CANDIDATE_TYPES
+
+
+@nb.njit(cache=True, nogil=True)
+def _features_kernel(offsets, pt, eta, phi, e, charge, typ, assoc, cls, dz, particle_level, dz_a2, dz_b, radii2, rmin2,
+                     rmax, min_pu, cell, order, start, se, sp, sp2, sc, acc, vals, out):  # pragma: no cover
+    n_r = radii2.shape[0]
+    n_base = 4 + N_TYPES + 3
+    for i in range(pt.shape[0]):
+        trk = assoc[i] >= 0
+        out[i, 0] = math.log(max(pt[i], 1e-3))
+        out[i, 1] = eta[i]
+        out[i, 2] = math.log(max(e[i], 1e-3))
+        out[i, 3] = charge[i]
+        for t in range(N_TYPES):
+            out[i, 4 + t] = 1.0 if typ[i] == t else 0.0
+        out[i, 4 + N_TYPES] = 1.0 if trk else 0.0
+        out[i, 5 + N_TYPES] = 1.0 if assoc[i] == 1 else 0.0
+        dzs = 0.0
+        if trk:
+            if particle_level:
+                dzs = 0.0 if assoc[i] == 1 else 10.0
+            else:
+                ms = dz_b * math.sqrt(math.cosh(eta[i])) / max(pt[i], 1e-3)
+                dzs = abs(dz[i]) / math.sqrt(dz_a2 + ms * ms)
+        out[i, 6 + N_TYPES] = math.log1p(min(dzs, 1e6))
+    if n_r == 0:
+        return
+    for ev in range(offsets.shape[0] - 1):
+        s, t = offsets[ev], offsets[ev + 1]
+        n = t - s
+        _event_sums(s, t, eta, phi, pt, cls, radii2, rmin2, rmax, cell, order, start, se, sp, sp2, sc, acc)
+        for r in range(n_r):
+            col = n_base + 4 * r
+            n_pu = 0
+            for a in range(n):
+                i = s + order[a]
+                for k in range(3):
+                    out[i, col + k] = math.log1p(acc[a, r, k])
+                if assoc[i] == 0:
+                    vals[n_pu] = out[i, col]
+                    n_pu += 1
+            if n_pu < max(min_pu, 1):
+                for a in range(n):
+                    out[s + a, col + 3] = 0.0
+                continue
+            v = np.sort(vals[:n_pu])
+            med = 0.5 * (v[(n_pu - 1) // 2] + v[n_pu // 2])
+            dev2 = 0.0
+            for a in range(n_pu):
+                dev2 += (v[a] - med) ** 2
+            rms = max(math.sqrt(dev2 / n_pu), 1e-3)
+            for i in range(s, t):
+                out[i, col + 3] = min(max((out[i, col] - med) / rms, -50.0), 50.0)
+
+
+def student_features(ev: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, e: np.ndarray,
+                     charge: np.ndarray, typ: np.ndarray, assoc: np.ndarray, dz: np.ndarray | None,
+                     dz_resolution_mm: float, dz_ms_mm_gev: float, radii: tuple[float, ...], r_min: float,
+                     min_charged_pu: int) -> np.ndarray:
+    """The feature matrix of ``darkshower.simulate.pileup.particle_features`` ([n, 12 + 4 len(radii)], float32;
+    computed in float64). ``assoc``: 1 PV track, 0 pileup track, -1 no track (it is also the class of the
+    neighbourhood sums: PV tracks, pileup tracks, no track). ``ev`` sorted. ``dz`` None: particle level (truth association)."""
+    n = len(pt)
+    n_col = 4 + N_TYPES + 3 + 4 * len(radii)
+    out64 = np.empty((n, n_col))
+    if n == 0:
+        return out64.astype(np.float32)
+    offsets = _offsets(ev)
+    rmax = float(max(radii)) if len(radii) else 1.0
+    f64 = [np.asarray(x, np.float64) for x in (pt, eta, phi, e, charge)]
+    assoc = np.asarray(assoc, np.int64)
+    cls = np.where(assoc == 1, 0, np.where(assoc == 0, 1, 2))  # classes of the sums: PV tracks, pileup tracks, no track
+    n_max = int(np.diff(offsets).max()) if len(radii) else 1
+    _features_kernel(  # type: ignore[call-arg]  # (numba's Dispatcher stub and a *tuple)
+        offsets, *f64, np.asarray(typ, np.int64), assoc, cls, np.zeros(n) if dz is None else np.asarray(dz, np.float64),
+        dz is None, float(dz_resolution_mm) ** 2, float(dz_ms_mm_gev), np.asarray(radii, np.float64) ** 2,
+        float(r_min) ** 2, rmax, int(min_charged_pu), *_buffers(n_max, len(radii), 3, rmax), np.empty(n_max), out64)
+    return out64.astype(np.float32)

@@ -405,38 +405,15 @@ def particle_features(c: dict[str, np.ndarray], cfg: PileupConfig, n_vertices: n
     ``cfg.puppi``) as log(1 + S): over the PV-associated tracks, over the pileup tracks, over the candidates
     without a track; and the first of them standardized per event like PUPPI's chi: (a - median) / RMS with
     the median and RMS over the event's pileup tracks (0 when the event has fewer than
-    ``cfg.puppi.min_charged_pu`` of them). No absolute phi. Vectorized over the batch."""
-    n = len(c["pt"])
+    ``cfg.puppi.min_charged_pu`` of them). No absolute phi. One compiled pass over the batch
+    (darkshower.simulate.neighbours.student_features); computed in float64, returned as float32."""
+    from darkshower.simulate.neighbours import student_features
+
     if assoc is None:
         assoc = pv_associated(c, cfg, particle_level)
-    pt = np.asarray(c["pt"], np.float64)
-    eta = np.asarray(c["eta"], np.float64)
-    trk = assoc >= 0
-    cols = [np.log(np.maximum(pt, 1e-3)), eta, np.log(np.maximum(np.asarray(c["e"], np.float64), 1e-3)),
-            np.asarray(c["charge"], np.float64)]
-    typ = np.asarray(c["type"], np.int64)
-    cols += [(typ == t).astype(np.float64) for t in range(_N_TYPES)]
-    if particle_level:
-        dzs = np.where(trk, np.where(assoc == 1, 0.0, 10.0), 0.0)
-    else:
-        dzs = np.where(trk, np.abs(np.asarray(c["dz"], np.float64)) / dz_sigma(pt, eta, cfg), 0.0)
-    cols += [trk.astype(np.float64), (assoc == 1).astype(np.float64), np.log1p(np.minimum(dzs, 1e6))]
-    if n == 0:
-        return np.zeros((0, len(feature_names(radii))), np.float32)
-    ev = np.asarray(c["ev"], np.int64)
-    n_ev = int(ev.max()) + 1
-    # reference classes: 0 PV-associated tracks, 1 pileup tracks, 2 candidates without a track
-    cls = np.where(assoc == 1, 0, np.where(assoc == 0, 1, 2))
-    pu_trk = np.flatnonzero(assoc == 0)
-    all_sums = _class_sums(c, cls, 3, tuple(radii), cfg.puppi.r_min) if len(radii) else None
-    for ri, _r in enumerate(radii):
-        assert all_sums is not None
-        sums = [np.log1p(all_sums[:, ri, k]) for k in range(3)]
-        med, rms, has = _median_rms(sums[0][pu_trk], ev[pu_trk], n_ev, cfg.puppi.min_charged_pu)
-        ok = has[ev]
-        z = np.where(ok, (sums[0] - np.nan_to_num(med[ev])) / np.maximum(np.nan_to_num(rms[ev]), 1e-3), 0.0)
-        cols += [*sums, np.clip(z, -50.0, 50.0)]
-    return np.column_stack(cols).astype(np.float32)
+    return student_features(c["ev"], c["pt"], c["eta"], c["phi"], c["e"], c["charge"], c["type"], assoc,
+                            None if particle_level else c["dz"], cfg.dz_resolution_mm, cfg.dz_ms_mm_gev,
+                            tuple(radii), cfg.puppi.r_min, cfg.puppi.min_charged_pu)
 
 
 @dataclass
@@ -453,11 +430,13 @@ class Student:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Student output (probability of coming from the PV) for features ``x`` [n, F] (float32 math)."""
-        h = (np.asarray(x, np.float32) - self.mean) / self.std
+        h = np.subtract(np.asarray(x, np.float32), self.mean)
+        h /= self.std
         for i, (w, b) in enumerate(self.layers):
-            h = h @ w.T + b
+            h = h @ w.T
+            h += b
             if i < len(self.layers) - 1:
-                h = np.maximum(h, 0.0)
+                np.maximum(h, 0.0, out=h)
         z = h[:, 0].astype(np.float64)
         return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)  # sigmoid without overflow
 

@@ -159,6 +159,16 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
 
     if which not in ("best", "last"):
         raise ConfigError(f"model {which!r}: choose best or last")
+    if (Path(run) / "run.json").is_file():  # DistillNet runs (docs/pileup.md) weight particles, they score nothing
+        from darkshower.models.runs import read_run_json
+
+        if (kind := read_run_json(Path(run)).get("method")) in ("pu-gnn", "pu-student"):
+            use = (f"--pu-mitigation distillnet:{run}`" if kind == "pu-student" else "--pu-mitigation "
+                   "distillnet:STUDENT_RUN` after `darkshower distill TEACHER_RUN --student per-particle --data DS "
+                   "--out STUDENT_RUN`")
+            raise ConfigError(f"{run}: a {kind} run (DistillNet pileup {'teacher' if kind == 'pu-gnn' else 'student'}) "
+                              "gives per-particle pileup weights, not anomaly scores, so it is not scored; apply it "
+                              f"in `darkshower generate ... --pileup MU {use}")
     _check_count("batch_size", batch_size, 1, "samples per batch; None: the method's default")
     _check_count("threads", threads, 1, "torch threads; None: the default")
     _check_count("jobs", jobs, 0, "worker processes; 0 or None: all cores")
