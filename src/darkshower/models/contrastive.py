@@ -11,10 +11,17 @@
   optionally augmented; jets without a partner in the batch pair with an augmented copy of
   themselves.
 
-Anomaly scores (``model.score``): ``norm`` = ‖z‖ of the representation (DarkCLR) or ``knn`` = mean
+Anomaly scores (``model.score``): ``norm`` = ‖z‖ of the representation (DarkCLR), ``knn`` = mean
 cosine distance of the normalized z to its ``knn_k`` nearest neighbours in a bank of training-jet
-embeddings that is refreshed with the current model at the end of every epoch and stored in the
-model state. ``embed(batch)`` gives z for other methods (``nae``/``wnae`` with
+embeddings, or ``maha`` = Mahalanobis distance to a Gaussian fitted on the training jets' features
+(``model.maha_space``: z or the pooled encoder output before the projection head) — a density on
+the frozen representation. Bank and Gaussian are refitted with the current model at the end of
+every epoch and stored in the model state, so every score is exportable to ONNX.
+
+Losses: ``clr``/``rs3l`` NT-Xent; ``aclr`` NT-Xent with the anomalous views as extra negatives
+(``model.loss: ntxent``) or DarkCLR's aCLR+ loss without the batch denominator
+(``model.loss: aclr_plus``: (s(z, z_anom) − s(z, z'))/τ). Every method can add
+``model.norm_weight`` · mean ‖z‖² of the physical views (pulls background jets to small ‖z‖). ``embed(batch)`` gives z for other methods (``nae``/``wnae`` with
 ``model.embedding_run``) and for :func:`darkshower.train.probe.linear_probe`.
 
 The loss never forms a 2B×2B×D tensor: the normalized views go through one ``[2B, D] @ [D, 2B]``
@@ -49,25 +56,44 @@ def nt_xent(za: torch.Tensor, zb: torch.Tensor, temperature: float, negatives: t
     P = za.shape[0]
     z = F.normalize(torch.cat([za, zb]).float(), dim=1)
     logits = (z @ z.T) / temperature
-    logits = logits.masked_fill(torch.eye(2 * P, dtype=torch.bool), float("-inf"))
+    logits = logits.masked_fill(torch.eye(2 * P, dtype=torch.bool, device=z.device), float("-inf"))
     if negatives is not None:
         n = F.normalize(negatives.float(), dim=1)
         logits = torch.cat([logits, (z @ n.T) / temperature], 1)
-    target = torch.cat([torch.arange(P, 2 * P), torch.arange(P)])
+    target = torch.cat([torch.arange(P, 2 * P, device=z.device), torch.arange(P, device=z.device)])
     return F.cross_entropy(logits, target)
+
+
+def aclr_plus(za: torch.Tensor, zb: torch.Tensor, zn: torch.Tensor, temperature: float) -> torch.Tensor:
+    """DarkCLR's aCLR+ loss (no batch denominator): mean over jets i of
+    ``[(s(a_i, n_i) + s(b_i, n_i)) / 2 - s(a_i, b_i)] / temperature`` with s the cosine similarity,
+    (a_i, b_i) the physical views and n_i the anomalous view of jet i."""
+    a, b, n = (F.normalize(t.float(), dim=1) for t in (za, zb, zn))
+    s_ab = (a * b).sum(1)
+    s_n = 0.5 * ((a * n).sum(1) + (b * n).sum(1))
+    return ((s_n - s_ab) / temperature).mean()
 
 
 class ContrastiveConfig(EncoderConfig):
     temperature: float = Field(0.1, gt=0, description="NT-Xent temperature")
     augment: A.AugmentConfig = Field(default_factory=A.AugmentConfig)
-    score: Literal["norm", "knn"] = Field("norm", description="anomaly score: ‖z‖ (DarkCLR) or kNN distance")
+    score: Literal["norm", "knn", "maha"] = Field(
+        "norm", description="anomaly score: ‖z‖ (DarkCLR), kNN cosine distance to training jets, or Mahalanobis "
+                            "distance to a Gaussian fitted on the training jets (density on the frozen representation)")
+    maha_space: Literal["z", "pooled"] = Field(
+        "pooled", description="space of the Gaussian of the maha score: z or the pooled encoder output before the head")
+    maha_shrink: float = Field(1e-3, ge=0, description="maha: covariance + shrink * mean variance * identity")
+    norm_weight: float = Field(0.0, ge=0, description="loss + norm_weight * mean ‖z‖² of the physical views")
     knn_k: int = Field(5, ge=1, description="neighbours of the kNN score")
-    bank_size: int = Field(4096, ge=1, description="training jets in the kNN bank")
+    bank_size: int = Field(4096, ge=1, description="training jets in the kNN bank (and in the maha fit)")
     val_chunk: int = Field(256, ge=2, description="validation loss computed on chunks of this many jets")
 
 
 class ACLRConfig(ContrastiveConfig):
     anomalous: A.AnomalousConfig = Field(default_factory=A.AnomalousConfig)
+    loss: Literal["ntxent", "aclr_plus"] = Field(
+        "ntxent", description="ntxent: anomalous views as extra NT-Xent negatives; aclr_plus: DarkCLR's aCLR+ "
+                              "(s(z, z_anom) - s(z, z'))/τ without the batch denominator")
 
 
 class RS3LConfig(ContrastiveConfig):
@@ -88,6 +114,8 @@ class _Contrastive(Method):
     # buffers (register_buffer in __init__), typed for mypy
     bank: torch.Tensor
     bank_n: torch.Tensor
+    gauss_mean: torch.Tensor
+    gauss_prec: torch.Tensor
 
     def __init__(self, config: ContrastiveConfig, spec: dict):
         super().__init__(config, spec)
@@ -96,11 +124,20 @@ class _Contrastive(Method):
         self.encoder = TransformerEncoder(self.inp.n_features, config)
         self.register_buffer("bank", torch.zeros(config.bank_size, config.output))
         self.register_buffer("bank_n", torch.zeros((), dtype=torch.long))
+        gd = config.output if config.maha_space == "z" else config.d_model
+        self.register_buffer("gauss_mean", torch.zeros(gd))
+        self.register_buffer("gauss_prec", torch.zeros(gd, gd))
         self.score_kind = config.score
         self._stash: list = []
         self._stash_n = 0
         self._epoch_fresh = False
         self._val_gen: torch.Generator | None = None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # runs saved before the maha score existed have no Gaussian: load them with an unfitted one
+        for k in ("gauss_mean", "gauss_prec"):
+            state_dict.setdefault(prefix + k, torch.zeros_like(getattr(self, k)))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- preprocessing / encoding ------------------------------------------------------------------
     def prepare(self, store) -> None:
@@ -108,9 +145,13 @@ class _Contrastive(Method):
 
     def encode_raw(self, x, mask):
         """z [B, output] of unstandardized point clouds."""
+        return self.encode_both(x, mask)[1]
+
+    def encode_both(self, x, mask):
+        """(pooled encoder output [B, d_model], z [B, output]) of unstandardized point clouds."""
         x, mask = trim(x, mask)
         h, w = self.inp(x, mask)
-        return self.encoder(h, mask, w)[1]
+        return self.encoder(h, mask, w)
 
     @property
     def embed_dim(self) -> int:
@@ -142,7 +183,12 @@ class _Contrastive(Method):
             parts_m.append(neg[1])
         z = self.encode_raw(torch.cat(parts_x), torch.cat(parts_m))
         P = xa.shape[0]
-        loss = nt_xent(z[:P], z[P:2 * P], self.config.temperature, z[2 * P:] if neg is not None else None)
+        if neg is not None and getattr(self.config, "loss", "ntxent") == "aclr_plus":
+            loss = aclr_plus(z[:P], z[P:2 * P], z[2 * P:], self.config.temperature)
+        else:
+            loss = nt_xent(z[:P], z[P:2 * P], self.config.temperature, z[2 * P:] if neg is not None else None)
+        if self.config.norm_weight > 0:
+            loss = loss + self.config.norm_weight * z[:2 * P].float().pow(2).sum(1).mean()
         return loss, z[:P], logs
 
     def loss(self, batch, ctx):
@@ -155,23 +201,56 @@ class _Contrastive(Method):
 
     @torch.no_grad()
     def refresh_bank(self) -> None:
-        """Embed the stashed training jets with the current model into the kNN bank."""
+        """Embed the stashed training jets with the current model into the kNN bank and fit the
+        Gaussian of the maha score on them."""
         if not self._stash:
             return
-        zs = [F.normalize(self.embed({"x": x, "mask": m}), dim=1) for x, m in self._stash]
-        z = torch.cat(zs)[: self.config.bank_size]
+        dev = self.bank.device
+        both = [self.encode_both(self.inp.raw(x.to(dev), m.to(dev).bool()), m.to(dev).bool()) for x, m in self._stash]
+        z = torch.cat([F.normalize(b[1], dim=1) for b in both])[: self.config.bank_size]
         self.bank.zero_()
         self.bank[: len(z)] = z
         self.bank_n.fill_(len(z))
+        feats = torch.cat([b[0] if self.config.maha_space == "pooled" else b[1] for b in both])
+        self.fit_gaussian(feats[: self.config.bank_size])
         self._stash, self._stash_n = [], 0
+
+    @torch.no_grad()
+    def fit_gaussian(self, feats: torch.Tensor) -> None:
+        """Mean and (shrunk) precision of ``feats [n, D]`` for the maha score."""
+        f = feats.double()
+        mu = f.mean(0)
+        c = f - mu
+        cov = c.T @ c / max(len(f) - 1, 1)
+        cov = cov + self.config.maha_shrink * cov.diagonal().mean().clamp(min=1e-12) * torch.eye(len(mu), dtype=f.dtype, device=f.device)
+        self.gauss_mean.copy_(mu.float())
+        self.gauss_prec.copy_(torch.linalg.inv(cov).float())
+
+    def _check_fitted(self, kind: str) -> int:
+        """Jets in the bank; a clear error when ``kind`` (knn / maha) has nothing fitted."""
+        n = int(self.bank_n)
+        if kind == "knn" and n == 0:
+            raise ConfigError(f"{self.name}: the kNN bank is empty (the model was never validated after "
+                              "training); use model.score: norm or retrain")
+        if kind == "maha" and (n == 0 or not bool(self.gauss_prec.any())):
+            raise ConfigError(f"{self.name}: the maha Gaussian is not fitted (the model was never validated after "
+                              "training, or the run predates the maha score); use model.score: norm or retrain")
+        return n
+
+    def maha_distance(self, pooled, z, check: bool = True):
+        """Squared Mahalanobis distance of the jets' features (``model.maha_space``) to the training Gaussian."""
+        if check:
+            self._check_fitted("maha")
+        d = (pooled if self.config.maha_space == "pooled" else z) - self.gauss_mean
+        return ((d @ self.gauss_prec) * d).sum(1)
 
     def val_metrics(self, batch):
         if self._epoch_fresh:  # first validation batch after an epoch of training
             self.refresh_bank()
-            self._val_gen = torch.Generator().manual_seed(12345)
+            self._val_gen = torch.Generator(device=batch["x"].device).manual_seed(12345)
             self._epoch_fresh = False
         if self._val_gen is None:  # validation outside training: fixed augmentations as well
-            self._val_gen = torch.Generator().manual_seed(12345)
+            self._val_gen = torch.Generator(device=batch["x"].device).manual_seed(12345)
         gen = self._val_gen
         n = len(batch["x"])
         c = self.config.val_chunk
@@ -186,28 +265,39 @@ class _Contrastive(Method):
         return {"loss": torch.tensor(tot / n), "norm": torch.tensor(norm / n)}
 
     # -- scores ------------------------------------------------------------------------------------
-    def knn_distance(self, z):
-        n = int(self.bank_n)
-        if n == 0:
-            raise ConfigError(f"{self.name}: the kNN bank is empty (the model was never validated after "
-                              "training); use model.score: norm or retrain")
-        bank = self.bank[:n]
-        sim = F.normalize(z, dim=1) @ bank.T
-        k = min(self.config.knn_k, n)
-        return (1 - sim.topk(k, dim=1).values).mean(1)
+    def knn_distance(self, z, n: int | None = None):
+        """Mean cosine distance of z to its ``knn_k`` nearest neighbours among the first ``n`` bank entries
+        (default: the whole filled bank)."""
+        if n is None:
+            n = self._check_fitted("knn")
+        sim = F.normalize(z, dim=1) @ self.bank[:n].T
+        return (1 - sim.topk(min(self.config.knn_k, n), dim=1).values).mean(1)
+
+    def _encode_batch(self, batch):
+        mask = batch["mask"].bool()
+        return self.encode_both(self.inp.raw(batch["x"], mask), mask)
 
     def scores(self, batch) -> dict[str, torch.Tensor]:
-        """Both anomaly scores: {'norm': ‖z‖, 'knn': kNN distance (when the bank is filled)}."""
-        z = self.embed(batch)
+        """Every anomaly score: {'norm': ‖z‖, 'knn', 'maha' (when the bank / Gaussian are fitted)}."""
+        pooled, z = self._encode_batch(batch)
         out = {"norm": z.norm(dim=1)}
         if int(self.bank_n):
             out["knn"] = self.knn_distance(z)
+        if int(self.bank_n) and bool(self.gauss_prec.any()):
+            out["maha"] = self.maha_distance(pooled, z)
         return out
 
     def score(self, batch):
-        z = self.embed(batch)
+        return self._score(batch, self._check_fitted(self.score_kind))
+
+    def _score(self, batch, n_bank: int):
+        """The configured score without the fitted-state checks (``n_bank``: filled bank entries), so the
+        exported graph has no data-dependent control flow."""
+        pooled, z = self._encode_batch(batch)
         if self.score_kind == "knn":
-            return self.knn_distance(z)
+            return self.knn_distance(z, n_bank)
+        if self.score_kind == "maha":
+            return self.maha_distance(pooled, z, check=False)
         return z.norm(dim=1)
 
     def export(self):
@@ -218,16 +308,22 @@ class _Contrastive(Method):
         x[:, :3, self.f.idx["log_pt"]] = torch.tensor([4.0, 3.0, 2.0])
         if "pt_rel" in self.f.idx:
             x[:, :3, self.f.idx["pt_rel"]] = torch.tensor([0.6, 0.3, 0.1])
-        return _ScoreCloud(self), (x, mask)
+        return _ScoreCloud(self, self._check_fitted(self.score_kind)), (x, mask)
 
 
 class _ScoreCloud(nn.Module):
-    def __init__(self, method):
+    """Export wrapper of point-cloud methods: score(x, mask); contrastive methods pass the filled bank size
+    (``n_bank``) so that the graph has no data-dependent checks."""
+
+    def __init__(self, method, n_bank: int | None = None):
         super().__init__()
         self.method = method
+        self.n_bank = n_bank
 
     def forward(self, x, mask):
-        return self.method.score({"x": x, "mask": mask})
+        if self.n_bank is None:
+            return self.method.score({"x": x, "mask": mask})
+        return self.method._score({"x": x, "mask": mask}, self.n_bank)
 
 
 class CLR(_Contrastive):
@@ -302,10 +398,10 @@ class RS3L(_Contrastive):
     def _views(self, x, mask, batch, generator):
         if "resim_id" not in batch:
             raise DatasetError("rs3l: the batch has no 'resim_id' column (train on a re-simulated dataset)")
-        rid = batch["resim_id"].numpy()
-        jidx = batch["jet_idx"].numpy() if "jet_idx" in batch else np.zeros(len(rid), np.int64)
+        rid = batch["resim_id"].cpu().numpy()
+        jidx = batch["jet_idx"].cpu().numpy() if "jet_idx" in batch else np.zeros(len(rid), np.int64)
         ia, ib = in_batch_pairs(rid, jidx)
-        ia_t, ib_t = torch.from_numpy(ia), torch.from_numpy(ib)
+        ia_t, ib_t = torch.from_numpy(ia).to(x.device), torch.from_numpy(ib).to(x.device)
         xa, ma, xb, mb = x[ia_t], mask[ia_t], x[ib_t], mask[ib_t]
         same = ia == ib
         cfg = self.config.augment
@@ -315,7 +411,7 @@ class RS3L(_Contrastive):
             if self.config.augment_views:
                 xa, ma, xb, mb = ya, na, yb, nb
             else:  # augment only the self-pairs
-                s = torch.from_numpy(same)
+                s = torch.from_numpy(same).to(x.device)
                 xa, ma = torch.where(s[:, None, None], ya, xa), torch.where(s[:, None], na, ma)
                 xb, mb = torch.where(s[:, None, None], yb, xb), torch.where(s[:, None], nb, mb)
         return xa, ma, xb, mb, None, {"resim_pair_fraction": float((~same).sum() * 2) / max(len(x), 1)}

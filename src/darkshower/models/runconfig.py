@@ -71,3 +71,5 @@ class TrainConfig(StrictModel):
         None, description="how the 'best' model is chosen (never with labels); null: the method's default")
     emd_samples: int = Field(512, ge=16, description="validation samples used for the EMD selection metric")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: all cores)")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="training device: auto = CUDA when torch sees a GPU, else CPU (may change on --resume)")

@@ -282,7 +282,7 @@ class TransformerEncoder(nn.Module):
     def attention_bias(self, mask, w, pairs=None):
         keep = mask.clone()
         keep[:, 0] |= ~mask.any(1)  # a jet without constituents attends to its (zero) first slot
-        bias = torch.zeros(mask.shape, dtype=torch.float32)
+        bias = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
         if self.cfg.pt_weighted_attention:
             bias = torch.log(w.float().clamp(min=1e-30))
         bias = bias.masked_fill(~keep, float("-inf"))[:, None, None, :]  # [B, 1, 1, N]
@@ -291,11 +291,13 @@ class TransformerEncoder(nn.Module):
         return bias
 
     def forward(self, h, mask, w, pairs=None):
-        autocast = self.training and self.bf16
+        dev = h.device.type
+        # bf16 autocast in training: on CPUs with native bf16 (precision auto) or asked for; on CUDA unless fp32
+        autocast = self.training and (self.bf16 if dev == "cpu" else self.cfg.precision != "fp32")
         B, N, _ = h.shape
         # skip the padding in the token-wise layers when it is worth it (training: > 5 % padding)
         packed = self.training and self.pack and float(mask.float().mean()) < 0.95
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(dev if dev in ("cpu", "cuda") else "cpu", dtype=torch.bfloat16, enabled=autocast):
             bias = self.attention_bias(mask, w, pairs)
             if packed:
                 idx = torch.nonzero(mask.reshape(-1)).squeeze(1)

@@ -153,7 +153,7 @@ def rotate(x, mask, f: Features, angle=None, generator=None):
     p, e0 = jet_momenta(x, mask, f)
     P = p.sum(1)
     n = P / P.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    n = torch.where(P.norm(dim=-1, keepdim=True) > 1e-12, n, torch.tensor([1.0, 0.0, 0.0], dtype=x.dtype))
+    n = torch.where(P.norm(dim=-1, keepdim=True) > 1e-12, n, torch.tensor([1.0, 0.0, 0.0], dtype=x.dtype, device=x.device))
     c, s = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
     nb = n[:, None, :]
     pr = p * c + torch.cross(nb.expand_as(p), p, dim=-1) * s + nb * (p * nb).sum(-1, keepdim=True) * (1 - c)
@@ -209,14 +209,15 @@ def collinear_split(x, mask, f: Features, prob: float, generator=None, z=None):
     # destination of the r-th split of a jet = its r-th padding slot
     pad = ~mask
     pad_rank = torch.cumsum(pad.long(), 1) - 1
-    slot_of_rank = torch.full((B, N + 1), N, dtype=torch.long)  # column N collects non-padding entries
-    slot_of_rank.scatter_(1, torch.where(pad, pad_rank, torch.full_like(pad_rank, N)), torch.arange(N).expand(B, N))
+    slot_of_rank = torch.full((B, N + 1), N, dtype=torch.long, device=x.device)  # column N: non-padding entries
+    slot_of_rank.scatter_(1, torch.where(pad, pad_rank, torch.full_like(pad_rank, N)),
+                          torch.arange(N, device=x.device).expand(B, N))
     dest = slot_of_rank[:, :N].gather(1, rank.clamp(0, N - 1))
     one = torch.ones_like(z)
     kept, _ = _write(x, mask, f, pt_scale=z, e_scale=z)
     child, _ = _write(x, mask, f, pt_scale=torch.where(sel, 1 - z, one), e_scale=torch.where(sel, 1 - z, one))
     d = torch.where(sel, dest, torch.full_like(dest, N)).reshape(-1)  # unselected -> trash slot N
-    b_idx = torch.arange(B).repeat_interleave(N)
+    b_idx = torch.arange(B, device=x.device).repeat_interleave(N)
     out = torch.cat([kept, x.new_zeros(B, 1, F)], 1).index_put((b_idx, d), (child * sel[..., None]).reshape(B * N, F))
     new_mask = torch.cat([mask, mask.new_zeros(B, 1)], 1).index_put((b_idx, d), sel.reshape(-1))
     new_mask = new_mask[:, :N] | mask

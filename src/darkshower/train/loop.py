@@ -102,7 +102,10 @@ def make_scheduler(opt, cfg):
 def rng_state() -> dict:
     import torch
 
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(s: dict) -> None:
@@ -111,6 +114,15 @@ def set_rng_state(s: dict) -> None:
     torch.set_rng_state(s["torch"])
     np.random.set_state(s["numpy"])
     random.setstate(s["python"])
+    if "cuda" in s and torch.cuda.is_available() and len(s["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def to_device(batch: dict, device) -> dict:
+    """A batch's tensors on ``device`` (unchanged on CPU)."""
+    if getattr(device, "type", device) == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
 
 
 class _LossModule(torch.nn.Module):
@@ -137,6 +149,13 @@ class TrainingLoop:
         self.callbacks = list(callbacks)
         self.world = D.current_world()
         self.progress = progress and self.world.is_main
+        from darkshower.train.session import resolve_device
+
+        # the training device (TrainConfig.device); the model goes back to the CPU when training ends
+        self.device = torch.device(resolve_device(self.cfg.device))
+        if self.world.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        model.to(self.device)
         self.loss_fn = model.loss
         if self.world.distributed:
             if session.cls.fits_offline:
@@ -220,6 +239,7 @@ class TrainingLoop:
             if self.should_stop:
                 log.info(self.stop_reason)
                 break
+        self.model.to("cpu")  # what follows training (validation scores, files) runs on the CPU
         for cb in self.callbacks:
             cb.on_train_end(self)
         return self.history
@@ -265,6 +285,7 @@ class TrainingLoop:
                 t_data += time.perf_counter() - t0
                 if batch is None:
                     break
+                batch = to_device(batch, self.device)
                 loss, logs = self.loss_fn(batch, StepContext(epoch, self.step, cfg.epochs))
                 bad = not bool(torch.isfinite(loss))
                 if self.world.distributed:
@@ -315,7 +336,7 @@ class TrainingLoop:
         with torch.no_grad():
             for b in val_batches:
                 bs = len(b["label"])
-                for k, v in model.val_metrics(b).items():
+                for k, v in model.val_metrics(to_device(b, self.device)).items():
                     vsum[k] = vsum.get(k, 0.0) + float(v) * bs
                 nv += bs
         if self.world.distributed:  # the selection metric sees every rank's share of the validation data
@@ -324,7 +345,7 @@ class TrainingLoop:
             vsum = tot
         row: dict[str, Any] = {f"val_{k}": v / max(nv, 1) for k, v in vsum.items()}
         if self.session.cls.energy_based:
-            emd = float(model.validation_emd(self.data.emd_batches(self.cfg.emd_samples)))
+            emd = float(model.validation_emd([to_device(b, self.device) for b in self.data.emd_batches(self.cfg.emd_samples)]))
             if self.world.distributed:  # each rank's own model samples; the mean over ranks
                 emd = D.all_reduce_sums({"emd": emd})["emd"] / self.world.size
             row["val_emd"] = emd

@@ -25,7 +25,22 @@ from darkshower.models.runs import read_run_config, read_run_json, torch_load
 log = logging.getLogger(__name__)
 
 #: TrainConfig keys a resumed run may change
-RESUMABLE_KEYS = ("epochs", "threads")
+RESUMABLE_KEYS = ("epochs", "threads", "device")
+
+
+def resolve_device(name: str, cuda_available: bool | None = None) -> str:
+    """``TrainConfig.device`` -> the torch device type to train on: ``auto`` = ``cuda`` when torch sees
+    a GPU, else ``cpu``; ``cuda`` without a GPU is a ConfigError."""
+    if cuda_available is None:
+        import torch
+
+        cuda_available = torch.cuda.is_available()
+    if name == "cuda" and not cuda_available:
+        raise ConfigError("device: cuda asked for, but torch sees no GPU; use --set device=auto (CUDA when "
+                          "present, else CPU) or device=cpu")
+    if name not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device {name!r}: choose auto, cpu or cuda")
+    return "cuda" if name == "cuda" or (name == "auto" and cuda_available) else "cpu"
 
 
 @dataclass
@@ -171,6 +186,8 @@ def open_session(method: str, data, out, val=None, config=None, epochs: int | No
             update["epochs"] = int(epochs)
         if isinstance(config, dict) and config.get("threads"):
             update["threads"] = int(config["threads"])
+        if isinstance(config, dict) and config.get("device"):
+            update["device"] = str(config["device"])
         cfg = cfg.model_copy(update=update)
         saved_paths = [d["path"] for d in info["data"]]
         if [str(Path(p).resolve()) for p in data_paths] != saved_paths:
@@ -188,6 +205,7 @@ def open_session(method: str, data, out, val=None, config=None, epochs: int | No
     if selection == "val_emd" and not cls.energy_based:
         raise ConfigError(f"selection 'val_emd' needs an energy-based method; {method!r} is not (use val_loss or last)")
     model_cfg = validate(cls.Config, cfg.model, "train config: model")
+    resolve_device(cfg.device)  # cuda without a GPU: refused before anything is written
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -1,0 +1,176 @@
+"""Contrastive losses and label-free scores by hand (aCLR+, the ‖z‖ term, the Mahalanobis score on the
+frozen representation), runs saved before the maha score, and the training-device selection."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from darkshower.errors import ConfigError
+from darkshower.models.contrastive import ACLR, CLR, aclr_plus
+from darkshower.represent.build import build
+from darkshower.represent.config import parse_representation
+from darkshower.represent.constituents import feature_names
+from darkshower.represent.toys import toy_events
+from darkshower.train import load_run, train
+from darkshower.train.session import resolve_device
+
+TINY = {"d_model": 16, "heads": 2, "layers": 1, "ff": 32, "head": [16], "output": 16, "bank_size": 256}
+FAST = {"batch_size": 32, "threads": 1, "early_stopping": {"patience": None},
+        "representation": {"n_constituents": 30}, "optimizer": {"lr": 3e-3}}
+REP = parse_representation({"kind": "constituents", "n_constituents": 30, "standardize": False, "max_jets": 2})
+
+
+def _method(cls, **model):
+    r = build(REP, toy_events(30, n_prongs=1, seed=3, n_constituents=(8, 25)))
+    names = feature_names(r["x"].shape[-1] == len(feature_names(True)))
+    spec = {"kind": "constituents", "names": names, "n_constituents": 30, "shape": list(r["x"].shape[1:])}
+    m = cls(cls.Config(**{**TINY, **model}), spec)
+    m.prepare({"x": r["x"], "mask": r["mask"]})
+    return m, {"x": torch.from_numpy(r["x"]), "mask": torch.from_numpy(r["mask"])}
+
+
+# -- losses by hand -----------------------------------------------------------------------------------
+def test_aclr_plus_by_hand():
+    # two jets in 2D; views a, b (physical) and n (anomalous); unnormalized on purpose (only angles count)
+    za = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    zb = torch.tensor([[1.0, 1.0], [0.0, 3.0]])
+    zn = torch.tensor([[-1.0, 0.0], [1.0, 0.0]])
+    t = 0.5
+    r = 1 / math.sqrt(2)
+    # jet 0: s(a,b) = cos 45° = r, s(a,n) = -1, s(b,n) = -r; jet 1: s(a,b) = 1, s(a,n) = 0, s(b,n) = 0
+    jet0 = ((-1 - r) / 2 - r) / t
+    jet1 = ((0 + 0) / 2 - 1) / t
+    assert aclr_plus(za, zb, zn, t).item() == pytest.approx((jet0 + jet1) / 2, abs=1e-6)
+    # no batch denominator: the loss of a jet does not depend on the other jets of the batch
+    assert aclr_plus(za[:1], zb[:1], zn[:1], t).item() == pytest.approx(jet0, abs=1e-6)
+
+
+def test_aclr_loss_option_and_norm_term_by_hand():
+    captured = {}
+    m, b = _method(ACLR, loss="aclr_plus", norm_weight=0.25)
+    enc = m.encode_raw
+
+    def spy(x, mask):
+        captured["z"] = enc(x, mask)
+        return captured["z"]
+
+    m.encode_raw = spy
+    loss, _, _ = m._contrastive(b, torch.Generator().manual_seed(1))
+    z = captured["z"].float()
+    P = len(b["x"])
+    want = aclr_plus(z[:P], z[P:2 * P], z[2 * P:], m.config.temperature) + 0.25 * z[:2 * P].pow(2).sum(1).mean()
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    # the same views with NT-Xent (the default) give another number
+    m.config = m.config.model_copy(update={"loss": "ntxent", "norm_weight": 0.0})
+    loss2, _, _ = m._contrastive(b, torch.Generator().manual_seed(1))
+    assert abs(loss2.item() - loss.item()) > 1e-3
+
+
+# -- the Mahalanobis score ----------------------------------------------------------------------------
+@pytest.mark.parametrize("space", ["z", "pooled"])
+def test_maha_distance_by_hand(space):
+    m, b = _method(CLR, maha_space=space, maha_shrink=0.0)
+    g = np.random.default_rng(0)
+    d = m.gauss_mean.shape[0]
+    feats = torch.from_numpy(g.normal(size=(400, d)) @ g.normal(size=(d, d)) + 3.0).float()
+    m.fit_gaussian(feats)
+    m.bank_n.fill_(1)
+    f = feats.double().numpy()
+    mu, cov = f.mean(0), np.cov(f, rowvar=False)
+    x = torch.from_numpy(g.normal(size=(5, d)) + 3.0).float()
+    want = np.einsum("ij,jk,ik->i", x.numpy() - mu, np.linalg.inv(cov), x.numpy() - mu)
+    got = m.maha_distance(x, x).numpy()  # the configured space is picked; both arguments are x here
+    np.testing.assert_allclose(got, want, rtol=1e-3)
+    # the score of a batch is the distance of the configured space's features
+    with torch.no_grad():
+        pooled, z = m._encode_batch(b)
+        m.score_kind = "maha"
+        np.testing.assert_allclose(m.score(b).numpy(), m.maha_distance(pooled, z).numpy(), rtol=1e-6)
+
+
+def test_refresh_fits_gaussian_on_training_jets():
+    m, b = _method(CLR, maha_space="pooled", maha_shrink=1e-3, bank_size=64)
+    m._stash, m._stash_n = [(b["x"], b["mask"])], len(b["x"])
+    with torch.no_grad():
+        m.refresh_bank()
+        pooled, _ = m._encode_batch(b)
+    n = min(64, len(b["x"]))
+    assert int(m.bank_n) == n
+    np.testing.assert_allclose(m.gauss_mean.numpy(), pooled[:n].mean(0).numpy(), atol=1e-5)
+    s = m.scores(b)
+    assert set(s) == {"norm", "knn", "maha"} and torch.isfinite(s["maha"]).all()
+    # the training jets are closer to their own Gaussian than a displaced copy of them
+    far = pooled + 3 * pooled.std(0)
+    assert m.maha_distance(far, None).median() > s["maha"].median()
+
+
+def test_runs_saved_before_the_maha_score_still_load():
+    m, b = _method(CLR)
+    state = {k: v for k, v in m.state_dict().items() if not k.startswith("gauss_")}
+    m2, _ = _method(CLR)
+    m2.load_state_dict(state)  # strict: the missing Gaussian is filled in, unfitted
+    m2.bank_n.fill_(3)
+    assert "maha" not in m2.scores(b)
+    m2.score_kind = "maha"
+    with pytest.raises(ConfigError, match="maha Gaussian is not fitted"):
+        m2.score(b)
+
+
+def test_maha_score_exports_to_onnx(tmp_path):
+    from conftest import assert_onnx_matches_torch
+
+    m, b = _method(CLR, bank_size=64, score="maha")
+    m._stash, m._stash_n = [(b["x"], b["mask"])], len(b["x"])
+    m.eval()
+    with torch.no_grad():
+        m.refresh_bank()
+    assert_onnx_matches_torch(m, {"x": b["x"][:9], "mask": b["mask"][:9]}, tmp_path / "maha.onnx")
+
+
+@pytest.mark.slow
+def test_trained_run_scores_maha_and_exports_it(qcd_ds, tmp_path):
+    from conftest import assert_onnx_matches_torch
+
+    cfg = {**FAST, "model": {**TINY, "score": "maha", "loss": "aclr_plus", "norm_weight": 0.01}}
+    run = train("aclr", qcd_ds, tmp_path / "run", config=cfg, epochs=2, progress=False)
+    hist = json.loads((run / "metrics.json").read_text())
+    assert np.isfinite([h["train_loss"] for h in hist]).all()
+    m, rep, _, _ = load_run(run)
+    assert bool(m.gauss_prec.any()) and int(m.bank_n) > 0
+    store = build(rep, qcd_ds.arrays())
+    b = {"x": torch.from_numpy(store["x"][:9]), "mask": torch.from_numpy(store["mask"][:9])}
+    assert_onnx_matches_torch(m, b, tmp_path / "maha.onnx")
+    m.score_kind = "knn"
+    assert_onnx_matches_torch(m, b, tmp_path / "knn.onnx")
+
+
+# -- training device ----------------------------------------------------------------------------------
+def test_device_selection():
+    assert resolve_device("auto", cuda_available=False) == "cpu"
+    assert resolve_device("auto", cuda_available=True) == "cuda"
+    assert resolve_device("cpu", cuda_available=True) == "cpu"
+    assert resolve_device("cuda", cuda_available=True) == "cuda"
+    with pytest.raises(ConfigError, match="no GPU"):
+        resolve_device("cuda", cuda_available=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_cuda_without_gpu_is_refused_before_anything_is_written(qcd_ds, tmp_path):
+    with pytest.raises(ConfigError, match="device: cuda"):
+        train("clr", qcd_ds, tmp_path / "run", config={**FAST, "model": TINY, "device": "cuda"}, epochs=1,
+              progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_may_change_the_device(qcd_ds, tmp_path):
+    cfg = {**FAST, "model": TINY, "device": "cpu"}
+    run = train("clr", qcd_ds, tmp_path / "run", config=cfg, epochs=1, seed=2, progress=False)
+    train("clr", qcd_ds, run, config={"device": "auto"}, epochs=2, resume=True, progress=False)
+    hist = json.loads((run / "metrics.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2]
+    assert json.loads((run / "run.json").read_text())["status"] == "complete"
