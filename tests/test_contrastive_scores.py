@@ -174,3 +174,31 @@ def test_resume_may_change_the_device(qcd_ds, tmp_path):
     hist = json.loads((run / "metrics.json").read_text())
     assert [h["epoch"] for h in hist] == [1, 2]
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
+
+
+# -- anomalous augmentation: pT reweighting -----------------------------------------------------------
+def test_reweight_pt_by_hand():
+    from darkshower.represent import augment as A
+
+    names = feature_names(False)
+    f = A.Features(names)
+    x = torch.zeros(1, 4, len(names))
+    mask = torch.tensor([[True, True, True, False]])
+    pt = torch.tensor([60.0, 30.0, 10.0])
+    x[0, :3, f.idx["log_pt"]] = torch.log(pt)
+    if f.has("pt_rel"):
+        x[0, :3, f.idx["pt_rel"]] = pt / 100
+    y, my = A.reweight_pt(x, mask, f, 0.5, 0.5)
+    want = torch.sqrt(pt) * 100 / torch.sqrt(pt).sum()  # pT^0.5, scalar sum kept at 100 GeV
+    np.testing.assert_allclose(torch.exp(y[0, :3, f.idx["log_pt"]]).numpy(), want.numpy(), rtol=1e-5)
+    assert torch.equal(my, mask) and float(y[0, 3].abs().sum()) == 0.0  # padding stays zero
+    if f.has("pt_rel"):
+        np.testing.assert_allclose(y[0, :3, f.idx["pt_rel"]].numpy(), (want / 100).numpy(), rtol=1e-5)
+    y1, _ = A.reweight_pt(x, mask, f, 1.0, 1.0)  # beta = 1: unchanged
+    np.testing.assert_allclose(y1.numpy(), x.numpy(), atol=1e-5)
+    cfg = A.AnomalousConfig(kinds=["drop", "prongs", "reweight"])
+    x3, m3 = A.anomalous(x.expand(8, -1, -1).clone(), mask.expand(8, -1).clone(), f, cfg,
+                         torch.Generator().manual_seed(0))
+    assert x3.shape == (8, 4, len(names)) and torch.isfinite(x3).all()
+    with pytest.raises(ConfigError, match="reweight"):
+        A.AnomalousConfig(kinds=["bogus"])

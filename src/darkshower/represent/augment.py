@@ -17,9 +17,10 @@ p = pT (cos Δφ, sin Δφ, sinh Δη), E = pT cosh Δη). In that frame
   ``collinear_split`` (a constituent becomes two at the same (Δη, Δφ) with pT fractions z, 1−z:
   pT and mass exactly conserved), ``drop_soft`` (drops constituents below ``pt_max`` GeV);
 - **anomalous** (aCLR negatives): ``drop_fraction`` (drop a large random fraction of the
-  constituents, rescale the rest so the scalar pT sum is unchanged) and ``shift_prongs`` (split
+  constituents, rescale the rest so the scalar pT sum is unchanged), ``shift_prongs`` (split
   the jet along its principal axis into two prongs and move pT from one to the other at fixed
-  scalar pT sum).
+  scalar pT sum) and ``reweight_pt`` (pT -> pT^beta at fixed scalar pT sum; AnomalyCLR's pT
+  reweighting).
 
 Derived features follow the kinematics: ``log_pt, pt_rel`` with the new pT, ``log_e, e_rel`` with
 the jet-frame energy ratio (exact for pT rescalings and splittings, the η_jet = 0 approximation
@@ -53,21 +54,27 @@ class AugmentConfig(StrictModel):
     soft_pt: float = Field(1.0, ge=0, description="soft threshold (GeV) for drop_soft")
 
 
+#: anomalous augmentation kinds
+KINDS = ("drop", "prongs", "reweight")
+
+
 class AnomalousConfig(StrictModel):
     """aCLR anomalous augmentations (negatives): one of ``kinds`` per jet, then the physical ones."""
 
-    kinds: list[str] = Field(default_factory=lambda: ["drop", "prongs"], description="drop and/or prongs")
+    kinds: list[str] = Field(default_factory=lambda: ["drop", "prongs"], description="drop, prongs and/or reweight")
     drop_min: float = Field(0.5, gt=0, lt=1, description="smallest fraction of constituents dropped")
     drop_max: float = Field(0.8, gt=0, lt=1)
     shift_min: float = Field(0.3, gt=0, lt=1, description="smallest fraction of a prong's pT moved")
     shift_max: float = Field(0.7, gt=0, lt=1)
+    beta_min: float = Field(0.5, gt=0, description="reweight: smallest power beta of pT -> pT^beta")
+    beta_max: float = Field(0.8, gt=0)
 
     def model_post_init(self, _ctx) -> None:
-        bad = [k for k in self.kinds if k not in ("drop", "prongs")]
+        bad = [k for k in self.kinds if k not in KINDS]
         if bad or not self.kinds:
-            raise ConfigError(f"anomalous.kinds {self.kinds!r}: choose from 'drop', 'prongs' (at least one)")
-        if self.drop_min > self.drop_max or self.shift_min > self.shift_max:
-            raise ConfigError("anomalous: drop_min must be <= drop_max and shift_min <= shift_max")
+            raise ConfigError(f"anomalous.kinds {self.kinds!r}: choose from {', '.join(map(repr, KINDS))} (at least one)")
+        if self.drop_min > self.drop_max or self.shift_min > self.shift_max or self.beta_min > self.beta_max:
+            raise ConfigError("anomalous: drop_min must be <= drop_max, shift_min <= shift_max and beta_min <= beta_max")
 
 
 class Features:
@@ -297,15 +304,39 @@ def shift_prongs(x, mask, f: Features, lo: float, hi: float, generator=None):
     return _write(x, mask, f, pt_scale=scale, e_scale=scale)
 
 
+def reweight_pt(x, mask, f: Features, lo: float, hi: float, generator=None):
+    """Constituent pT -> pT^beta, beta ~ U(lo, hi) per jet, rescaled so that the scalar pT sum of the jet
+    is unchanged: beta < 1 shares the pT more democratically (softer, dark-shower-like), beta > 1
+    concentrates it in the hardest constituents."""
+    B = mask.shape[0]
+    beta = lo + (hi - lo) * _rand((B, 1), x, generator)
+    lpt = f.col(x, "log_pt")
+    pt = torch.exp(lpt) * mask
+    new = torch.exp(beta * lpt) * mask
+    s = pt.sum(1, keepdim=True) / new.sum(1, keepdim=True).clamp(min=1e-30)
+    scale = torch.where(mask, new * s / pt.clamp(min=1e-30), torch.ones_like(pt))
+    return _write(x, mask, f, pt_scale=scale, e_scale=scale)
+
+
 def anomalous(x, mask, f: Features, cfg: AnomalousConfig, generator=None):
-    """One anomalous augmentation per jet (chosen at random among ``cfg.kinds``)."""
+    """One anomalous augmentation per jet (chosen uniformly at random among ``cfg.kinds``)."""
     outs = []
     if "drop" in cfg.kinds:
         outs.append(drop_fraction(x, mask, f, cfg.drop_min, cfg.drop_max, generator))
     if "prongs" in cfg.kinds:
         outs.append(shift_prongs(x, mask, f, cfg.shift_min, cfg.shift_max, generator))
+    if "reweight" in cfg.kinds:
+        outs.append(reweight_pt(x, mask, f, cfg.beta_min, cfg.beta_max, generator))
     if len(outs) == 1:
         return outs[0]
-    pick = _rand((x.shape[0],), x, generator) < 0.5
-    return (torch.where(pick[:, None, None], outs[0][0], outs[1][0]),
-            torch.where(pick[:, None], outs[0][1], outs[1][1]))
+    if len(outs) == 2:  # the draw of the two-kind default, kept for reproducibility
+        pick = _rand((x.shape[0],), x, generator) < 0.5
+        return (torch.where(pick[:, None, None], outs[0][0], outs[1][0]),
+                torch.where(pick[:, None], outs[0][1], outs[1][1]))
+    which = (_rand((x.shape[0],), x, generator) * len(outs)).long().clamp(max=len(outs) - 1)
+    xo, mo = outs[0]
+    for k in range(1, len(outs)):
+        sel = which == k
+        xo = torch.where(sel[:, None, None], outs[k][0], xo)
+        mo = torch.where(sel[:, None], outs[k][1], mo)
+    return xo, mo
