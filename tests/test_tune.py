@@ -15,6 +15,10 @@ from darkshower.cli.main import main
 from darkshower.errors import ConfigError, RunError
 from darkshower.train.tune import default_space, parse_space, selection_value, tune
 
+#: a small gmm space: fast fits for the tests of the study mechanics
+GMM_SPACE = {"model.components": {"type": "categorical", "choices": [[1], [2], [3]]},
+             "model.reg_covar": {"type": "float", "low": 1e-6, "high": 1e-3, "log": True}}
+
 
 def _rows(out: Path) -> list[dict]:
     with open(out / "trials.csv") as f:
@@ -100,10 +104,10 @@ def test_interrupted_trials_are_retried(qcd_ds, tmp_path, monkeypatch):
 
     monkeypatch.setattr(trainer, "train", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        tune("gmm", qcd_ds, out, 2, progress=False)
+        tune("gmm", qcd_ds, out, 2, space=GMM_SPACE, progress=False)
     monkeypatch.setattr(trainer, "train", real)
     assert _states(out) == [(0, "FAIL"), (1, "WAITING")] and not calls[0].exists()
-    assert tune("gmm", qcd_ds, out, 2, progress=False).n_complete == 2
+    assert tune("gmm", qcd_ds, out, 2, space=GMM_SPACE, progress=False).n_complete == 2
     trials = _study(out).trials
     assert trials[1].params == trials[0].params and trials[1].user_attrs["retry_of"] == 0
     assert _rows(out)[0]["error"] == "interrupted"
@@ -113,12 +117,12 @@ def test_interrupted_trials_are_retried(qcd_ds, tmp_path, monkeypatch):
 
     study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{out / 'study.db'}")
     t = study.ask()
-    for key, spec in parse_space(default_space("gmm")).items():
+    for key, spec in parse_space(GMM_SPACE).items():
         spec.suggest(t, key)
     half = out / "trials" / f"{t.number:04d}"
     half.mkdir(parents=True)
     (half / "run.json").write_text("{}")
-    res = tune("gmm", qcd_ds, out, 3, progress=False)
+    res = tune("gmm", qcd_ds, out, 3, space=GMM_SPACE, progress=False)
     trials = _study(out).trials
     assert res.n_complete == 3 and trials[t.number].state.name == "FAIL"
     assert trials[t.number + 1].params == trials[t.number].params and trials[t.number + 1].state.name == "COMPLETE"
@@ -156,6 +160,7 @@ def test_space_file_and_cli(qcd_ds, tmp_path, capsys):
     assert darkshower.tune is tune  # the library verb, loaded lazily
     assert main(["tune", "ae-hlf", "--show-space"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown == default_space("ae-hlf")
     assert shown["optimizer.lr"] == {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}
     assert set(parse_space(shown)) == {"optimizer.lr", "batch_size", "optimizer.weight_decay", "model.hidden",
                                        "model.latent"}
@@ -204,13 +209,13 @@ def test_diverged_trial_fails_without_counting_and_timeout_stops(qcd_ds, tmp_pat
         return real(*a, **k)
 
     monkeypatch.setattr(trainer, "train", diverges_once)
-    res = tune("gmm", qcd_ds, out, 2, progress=False)
+    res = tune("gmm", qcd_ds, out, 2, space=GMM_SPACE, progress=False)
     assert (res.n_complete, res.n_failed) == (2, 1) and len(calls) == 3
     assert _states(out) == [(0, "FAIL"), (1, "COMPLETE"), (2, "COMPLETE")]
     assert _rows(out)[0]["error"] == "loss became nan at epoch 1"
     assert (out / "trials" / "0000").exists()  # a diverged trial's run is kept for inspection
     # --timeout: no new trial starts once it is reached; a rerun continues
-    res = tune("gmm", qcd_ds, out, 4, timeout=1e-9, progress=False)
+    res = tune("gmm", qcd_ds, out, 4, space=GMM_SPACE, timeout=1e-9, progress=False)
     assert res.n_complete == 2 and "--timeout" in res.stopped and len(calls) == 3
 
 
@@ -245,8 +250,7 @@ def test_a_study_continued_after_timeout_proposes_the_same_trials(qcd_ds, tmp_pa
 
     import darkshower.train.tune as T
 
-    space = {"model.components": {"type": "categorical", "choices": [[1], [2], [3]]},
-             "model.reg_covar": {"type": "float", "low": 1e-6, "high": 1e-3, "log": True}}
+    space = GMM_SPACE
     whole = tune("gmm", qcd_ds, tmp_path / "whole", 3, space=space, progress=False)
     clock = itertools.count()  # every look at the clock: one second later
     monkeypatch.setattr(T.time, "monotonic", lambda: float(next(clock)))
