@@ -5,10 +5,13 @@ other candidates j of the same event, split by a class label of j, of (pT_j / dR
 (phi periodic) — the PUPPI-like local sums. :func:`student_features` gives the whole feature matrix of
 ``darkshower.simulate.pileup.particle_features`` (its columns are documented there) in one compiled pass.
 
-Per event, a cell list (cells max(R) wide in eta and phi, phi periodic) with the candidates copied in cell
-order: every pair of candidates in the same or in neighbouring cells is visited once (half stencil), and
-adds to both candidates' sums. O(N x neighbours) per event, no pair list in memory, no allocation per event
-(work buffers are sized once per call for the largest event).
+Per event, a cell list (cells max(R) wide in eta and phi, phi periodic; candidates counting-sorted into cell
+order). For each cell, the candidates of its (up to) 3 x 3 neighbouring cells are copied into one contiguous
+block padded to a multiple of 8 with far-away zero-pT entries; each candidate of the cell then runs one
+branch-free loop over that block (compiled to SIMD: the six sums — 3 classes x 2 radii — in one pass, in any
+order, so sums may differ from a sequential sum in the last bit). O(N x neighbours) per event, no pair list in
+memory, no allocation per event (work buffers are sized once per call for the largest event). Also
+:func:`bias_relu` for the student's hidden layers.
 """
 
 from __future__ import annotations
@@ -22,31 +25,47 @@ _ETA_CAP = 15.0
 _TWO_PI = 2.0 * math.pi
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _pair(a, b, se, sp, sp2, sc, radii2, rmin2, rmax2, acc):  # pragma: no cover - compiled
-    deta = se[b] - se[a]
-    dphi = abs(sp[b] - sp[a])
-    if dphi > math.pi:
-        dphi = _TWO_PI - dphi
-    d2 = deta * deta + dphi * dphi
-    if d2 >= rmax2 or d2 <= 0.0 or d2 < rmin2:
-        return
-    va = sp2[b] / d2  # what b adds to a
-    vb = sp2[a] / d2
-    ca, cb = sc[a], sc[b]
-    for r in range(radii2.shape[0]):
-        if d2 < radii2[r]:
-            acc[a, r, cb] += va
-            acc[b, r, ca] += vb
+@nb.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"}, error_model="numpy")
+def _ring_sums(b0, b1, ea, pa, se, sp, sp2, sc, rmin2, r2_in, r2_out):  # pragma: no cover - compiled
+    """Sums of sp2[b] / dR2 over b in b0..b1-1 with 0 < dR2, rmin2 <= dR2, split by class sc[b] (0, 1, 2) and by
+    dR2 < r2_in / dR2 < r2_out, dR2 from (ea, pa): six sums. No branch, so the loop vectorizes (the order of
+    the sums is free: reassoc)."""
+    i0 = i1 = i2 = o0 = o1 = o2 = 0.0
+    for b in range(b0, b1):
+        deta = se[b] - ea
+        dphi = abs(sp[b] - pa)
+        dphi = min(dphi, _TWO_PI - dphi)
+        d2 = deta * deta + dphi * dphi
+        v = sp2[b] / d2
+        ok = (d2 > 0.0) & (d2 >= rmin2)
+        vi = v if ok & (d2 < r2_in) else 0.0
+        vo = v if ok & (d2 < r2_out) else 0.0
+        k = sc[b]
+        i0 += vi if k == 0 else 0.0
+        i1 += vi if k == 1 else 0.0
+        i2 += vi if k == 2 else 0.0
+        o0 += vo if k == 0 else 0.0
+        o1 += vo if k == 1 else 0.0
+        o2 += vo if k == 2 else 0.0
+    return i0, i1, i2, o0, o1, o2
 
 
 @nb.njit(cache=True, nogil=True)
-def _event_sums(s, t, eta, phi, pt, cls, radii2, rmin2, rmax, cell, order, start, se, sp, sp2, sc,
+def _add(acc, a, r, n_cls, v0, v1, v2):  # pragma: no cover - compiled
+    acc[a, r, 0] += v0
+    if n_cls > 1:
+        acc[a, r, 1] += v1
+    if n_cls > 2:
+        acc[a, r, 2] += v2
+
+
+@nb.njit(cache=True, nogil=True)
+def _event_sums(s, t, eta, phi, pt, cls, radii2, rmin2, rmax, cell, order, start, se, sp, sp2, sc, ne, np_, nw, nc,
                 acc):  # pragma: no cover - compiled
-    """Class sums of the candidates s..t-1 (one event) into acc[:t - s] (cell order; ``order`` maps a cell
-    position to the candidate's index within the event). eta is clipped to +-_ETA_CAP, phi any real."""
+    """Class sums (classes 0..2) of the candidates s..t-1 (one event) into acc[:t - s] (cell order; ``order``
+    maps a cell position to the candidate's index within the event). eta is clipped to +-_ETA_CAP, phi any
+    real. ``ne, np_, nw, nc``: room for the candidates of one cell's neighbourhood (+ 8)."""
     n = t - s
-    rmax2 = rmax * rmax
     n_r, n_cls = acc.shape[1], acc.shape[2]
     for a in range(n):
         for r in range(n_r):
@@ -95,36 +114,50 @@ def _event_sums(s, t, eta, phi, pt, cls, radii2, rmin2, rmax, cell, order, start
         if a0 == a1:
             continue
         ce, cp = c // n_phi, c % n_phi
-        for a in range(a0, a1):  # pairs within the cell
-            for b in range(a + 1, a1):
-                _pair(a, b, se, sp, sp2, sc, radii2, rmin2, rmax2, acc)
-        for de in range(2):  # neighbouring cells with a larger index: each pair of cells once
+        # the candidates of the (up to) 3 x 3 neighbouring cells, copied into one contiguous block, padded to a
+        # multiple of 8 with far-away zero-pT entries: one long branch-free loop per candidate of the cell
+        m = 0
+        for de in range(-1, 2):
             c_e = ce + de
-            if c_e >= n_eta:
+            if c_e < 0 or c_e >= n_eta:
                 continue
             for k in range(n_dp):
-                c_p = (cp + k - 1) % n_phi if n_phi >= 3 else k
-                c2 = c_e * n_phi + c_p
-                if c2 <= c:
-                    continue
-                for a in range(a0, a1):
-                    for b in range(start[c2], start[c2 + 1]):
-                        _pair(a, b, se, sp, sp2, sc, radii2, rmin2, rmax2, acc)
+                c2 = c_e * n_phi + ((cp + k - 1) % n_phi if n_phi >= 3 else k)
+                for b in range(start[c2], start[c2 + 1]):
+                    ne[m] = se[b]
+                    np_[m] = sp[b]
+                    nw[m] = sp2[b]
+                    nc[m] = sc[b]
+                    m += 1
+        while m % 8:
+            ne[m] = 1e6
+            np_[m] = 0.0
+            nw[m] = 0.0
+            nc[m] = 0
+            m += 1
+        for a in range(a0, a1):
+            for r in range(0, n_r, 2):  # radii in pairs: one pass over the neighbours for two
+                r2 = r + 1 if r + 1 < n_r else r
+                i0, i1, i2, o0, o1, o2 = _ring_sums(0, m, se[a], sp[a], ne, np_, nw, nc, rmin2, radii2[r], radii2[r2])
+                _add(acc, a, r, n_cls, i0, i1, i2)
+                if r2 != r:
+                    _add(acc, a, r2, n_cls, o0, o1, o2)
 
 
 def _buffers(n_max: int, n_r: int, n_cls: int, rmax: float):
     n_cells = (int(2 * _ETA_CAP / rmax) + 1) * max(int(_TWO_PI / rmax), 1)
-    return (np.empty(n_max, np.int64), np.empty(n_max, np.int64), np.empty(n_cells + 1, np.int64),
+    return (np.empty(n_max, np.int64), np.empty(n_max, np.int64), np.empty(n_cells * n_cls + 1, np.int64),
             np.empty(n_max), np.empty(n_max), np.empty(n_max), np.empty(n_max, np.int64),
+            np.empty(n_max + 8), np.empty(n_max + 8), np.empty(n_max + 8), np.empty(n_max + 8, np.int64),
             np.empty((n_max, n_r, n_cls)))
 
 
 @nb.njit(cache=True, nogil=True)
-def _class_sums_kernel(offsets, eta, phi, pt, cls, radii2, rmin2, rmax, cell, order, start, se, sp, sp2, sc, acc,
+def _class_sums_kernel(offsets, eta, phi, pt, cls, radii2, rmin2, rmax, cell, order, start, se, sp, sp2, sc, ne, np_, nw, nc, acc,
                        out):  # pragma: no cover - compiled
     for e in range(offsets.shape[0] - 1):
         s, t = offsets[e], offsets[e + 1]
-        _event_sums(s, t, eta, phi, pt, cls, radii2, rmin2, rmax, cell, order, start, se, sp, sp2, sc, acc)
+        _event_sums(s, t, eta, phi, pt, cls, radii2, rmin2, rmax, cell, order, start, se, sp, sp2, sc, ne, np_, nw, nc, acc)
         for a in range(t - s):
             out[s + order[a]] = acc[a]
 
@@ -145,6 +178,8 @@ def class_sums(ev: np.ndarray, eta: np.ndarray, phi: np.ndarray, pt: np.ndarray,
     out = np.zeros((n, len(radii), n_cls))
     if n == 0 or not len(radii):
         return out
+    if n_cls > 3:
+        raise ValueError(f"class_sums: at most 3 classes (got n_cls={n_cls})")
     offsets = _offsets(ev)
     rmax = float(max(radii))
     _class_sums_kernel(  # type: ignore[call-arg]  # (numba's Dispatcher stub and a *tuple)
@@ -160,7 +195,7 @@ N_TYPES = 5  # darkshower.data.schema.CANDIDATE_TYPES
 
 @nb.njit(cache=True, nogil=True)
 def _features_kernel(offsets, pt, eta, phi, e, charge, typ, assoc, cls, dz, particle_level, dz_a2, dz_b, radii2, rmin2,
-                     rmax, min_pu, cell, order, start, se, sp, sp2, sc, acc, vals, out):  # pragma: no cover
+                     rmax, min_pu, cell, order, start, se, sp, sp2, sc, ne, np_, nw, nc, acc, vals, out):  # pragma: no cover
     n_r = radii2.shape[0]
     n_base = 4 + N_TYPES + 3
     for i in range(pt.shape[0]):
@@ -180,20 +215,21 @@ def _features_kernel(offsets, pt, eta, phi, e, charge, typ, assoc, cls, dz, part
             else:
                 ms = dz_b * math.sqrt(math.cosh(eta[i])) / max(pt[i], 1e-3)
                 dzs = abs(dz[i]) / math.sqrt(dz_a2 + ms * ms)
-        out[i, 6 + N_TYPES] = math.log1p(min(dzs, 1e6))
+        out[i, 6 + N_TYPES] = math.log1p(min(dzs, 1e6)) if dzs > 0.0 else 0.0
     if n_r == 0:
         return
     for ev in range(offsets.shape[0] - 1):
         s, t = offsets[ev], offsets[ev + 1]
         n = t - s
-        _event_sums(s, t, eta, phi, pt, cls, radii2, rmin2, rmax, cell, order, start, se, sp, sp2, sc, acc)
+        _event_sums(s, t, eta, phi, pt, cls, radii2, rmin2, rmax, cell, order, start, se, sp, sp2, sc, ne, np_, nw, nc, acc)
         for r in range(n_r):
             col = n_base + 4 * r
             n_pu = 0
             for a in range(n):
                 i = s + order[a]
                 for k in range(3):
-                    out[i, col + k] = math.log1p(acc[a, r, k])
+                    v = acc[a, r, k]
+                    out[i, col + k] = math.log1p(v) if v > 0.0 else 0.0  # (many are 0: log1p(0) = 0)
                 if assoc[i] == 0:
                     vals[n_pu] = out[i, col]
                     n_pu += 1
@@ -234,3 +270,12 @@ def student_features(ev: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: np.nd
         dz is None, float(dz_resolution_mm) ** 2, float(dz_ms_mm_gev), np.asarray(radii, np.float64) ** 2,
         float(r_min) ** 2, rmax, int(min_charged_pu), *_buffers(n_max, len(radii), 3, rmax), np.empty(n_max), out64)
     return out64.astype(np.float32)
+
+
+@nb.njit(cache=True, nogil=True)
+def bias_relu(h, b):  # pragma: no cover - compiled
+    """h <- max(h + b, 0) in place, row by row (the student's hidden layers; float32 in, float32 math)."""
+    for i in range(h.shape[0]):
+        for j in range(h.shape[1]):
+            v = h[i, j] + b[j]
+            h[i, j] = v if v > 0 else 0

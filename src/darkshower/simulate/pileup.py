@@ -430,15 +430,26 @@ class Student:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Student output (probability of coming from the PV) for features ``x`` [n, F] (float32 math)."""
+        z = self.logits(self.standardize(x)).astype(np.float64)
+        return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)  # sigmoid without overflow
+
+    def standardize(self, x: np.ndarray) -> np.ndarray:
+        """(x - mean) / std, float32, a new array."""
         h = np.subtract(np.asarray(x, np.float32), self.mean)
         h /= self.std
+        return h
+
+    def logits(self, h: np.ndarray) -> np.ndarray:
+        """The layers on standardized inputs ``h``: [n] float32 logits."""
+        from darkshower.simulate.neighbours import bias_relu
+
         for i, (w, b) in enumerate(self.layers):
             h = h @ w.T
-            h += b
             if i < len(self.layers) - 1:
-                np.maximum(h, 0.0, out=h)
-        z = h[:, 0].astype(np.float64)
-        return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)  # sigmoid without overflow
+                bias_relu(h, b)  # = np.maximum(h + b, 0), one pass
+            else:
+                h += b
+        return h[:, 0]
 
 
 STUDENT_FILE = "student.npz"
