@@ -195,11 +195,15 @@ N_TYPES = 5  # darkshower.data.schema.CANDIDATE_TYPES
 
 @nb.njit(cache=True, nogil=True)
 def _features_kernel(offsets, pt, eta, phi, e, charge, typ, assoc, cls, dz, particle_level, dz_a2, dz_b, radii2, rmin2,
-                     rmax, min_pu, cell, order, start, se, sp, sp2, sc, ne, np_, nw, nc, acc, vals, out):  # pragma: no cover
+                     rmax, min_pu, cell, order, start, se, sp, sp2, sc, ne, np_, nw, nc, acc, vals, lv,
+                     out):  # pragma: no cover - compiled
+    """Fills ``out`` (float32; every value computed in float64 and rounded once) and ``cls`` (the class of the
+    sums: 0 PV track, 1 pileup track, 2 no track)."""
     n_r = radii2.shape[0]
     n_base = 4 + N_TYPES + 3
     for i in range(pt.shape[0]):
         trk = assoc[i] >= 0
+        cls[i] = 0 if assoc[i] == 1 else (1 if assoc[i] == 0 else 2)
         out[i, 0] = math.log(max(pt[i], 1e-3))
         out[i, 1] = eta[i]
         out[i, 2] = math.log(max(e[i], 1e-3))
@@ -229,22 +233,26 @@ def _features_kernel(offsets, pt, eta, phi, e, charge, typ, assoc, cls, dz, part
                 i = s + order[a]
                 for k in range(3):
                     v = acc[a, r, k]
-                    out[i, col + k] = math.log1p(v) if v > 0.0 else 0.0  # (many are 0: log1p(0) = 0)
+                    x = math.log1p(v) if v > 0.0 else 0.0  # (many are 0: log1p(0) = 0)
+                    out[i, col + k] = x
+                    if k == 0:
+                        lv[a] = x
                 if assoc[i] == 0:
-                    vals[n_pu] = out[i, col]
+                    vals[n_pu] = lv[a]
                     n_pu += 1
             if n_pu < max(min_pu, 1):
                 for a in range(n):
                     out[s + a, col + 3] = 0.0
                 continue
-            v = np.sort(vals[:n_pu])
+            v = vals[:n_pu]
+            v.sort()
             med = 0.5 * (v[(n_pu - 1) // 2] + v[n_pu // 2])
             dev2 = 0.0
             for a in range(n_pu):
                 dev2 += (v[a] - med) ** 2
             rms = max(math.sqrt(dev2 / n_pu), 1e-3)
-            for i in range(s, t):
-                out[i, col + 3] = min(max((out[i, col] - med) / rms, -50.0), 50.0)
+            for a in range(n):
+                out[s + order[a], col + 3] = min(max((lv[a] - med) / rms, -50.0), 50.0)
 
 
 def student_features(ev: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, e: np.ndarray,
@@ -252,24 +260,24 @@ def student_features(ev: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: np.nd
                      dz_resolution_mm: float, dz_ms_mm_gev: float, radii: tuple[float, ...], r_min: float,
                      min_charged_pu: int) -> np.ndarray:
     """The feature matrix of ``darkshower.simulate.pileup.particle_features`` ([n, 12 + 4 len(radii)], float32;
-    computed in float64). ``assoc``: 1 PV track, 0 pileup track, -1 no track (it is also the class of the
-    neighbourhood sums: PV tracks, pileup tracks, no track). ``ev`` sorted. ``dz`` None: particle level (truth association)."""
+    computed in float64, rounded once). ``assoc``: 1 PV track, 0 pileup track, -1 no track (it also sets the class
+    of the neighbourhood sums: PV tracks, pileup tracks, no track). ``ev`` sorted. ``dz`` None: particle level
+    (truth association)."""
     n = len(pt)
     n_col = 4 + N_TYPES + 3 + 4 * len(radii)
-    out64 = np.empty((n, n_col))
+    out = np.empty((n, n_col), np.float32)
     if n == 0:
-        return out64.astype(np.float32)
+        return out
     offsets = _offsets(ev)
     rmax = float(max(radii)) if len(radii) else 1.0
     f64 = [np.asarray(x, np.float64) for x in (pt, eta, phi, e, charge)]
-    assoc = np.asarray(assoc, np.int64)
-    cls = np.where(assoc == 1, 0, np.where(assoc == 0, 1, 2))  # classes of the sums: PV tracks, pileup tracks, no track
     n_max = int(np.diff(offsets).max()) if len(radii) else 1
     _features_kernel(  # type: ignore[call-arg]  # (numba's Dispatcher stub and a *tuple)
-        offsets, *f64, np.asarray(typ, np.int64), assoc, cls, np.zeros(n) if dz is None else np.asarray(dz, np.float64),
-        dz is None, float(dz_resolution_mm) ** 2, float(dz_ms_mm_gev), np.asarray(radii, np.float64) ** 2,
-        float(r_min) ** 2, rmax, int(min_charged_pu), *_buffers(n_max, len(radii), 3, rmax), np.empty(n_max), out64)
-    return out64.astype(np.float32)
+        offsets, *f64, np.asarray(typ, np.int64), np.asarray(assoc, np.int64), np.empty(n, np.int64),
+        np.zeros(n) if dz is None else np.asarray(dz, np.float64), dz is None, float(dz_resolution_mm) ** 2,
+        float(dz_ms_mm_gev), np.asarray(radii, np.float64) ** 2, float(r_min) ** 2, rmax, int(min_charged_pu),
+        *_buffers(n_max, len(radii), 3, rmax), np.empty(n_max), np.empty(n_max), out)
+    return out
 
 
 @nb.njit(cache=True, nogil=True)
