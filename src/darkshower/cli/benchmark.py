@@ -21,6 +21,9 @@ def register(subparsers) -> None:
     add_executor(p)
     p.add_argument("--stages", default=None, metavar="S,S,..",
                    help="comma-separated subset of generate,train,score,evaluate,report (default all)")
+    p.add_argument("--methods", default=None, metavar="M,M,..",
+                   help="train and score only these methods of the config (names as listed there; default all); "
+                        "evaluation and the report include every method scored so far")
     add_progress(p)
     p.set_defaults(func=run)
 
@@ -42,7 +45,8 @@ def run(args) -> int:
 
         executor = resolve_executor(args.executor, args.scheduler, jobs)
     try:
-        summary = run_benchmark(cfg, out, jobs=jobs, progress=not args.no_progress, stages=stages, executor=executor)
+        summary = run_benchmark(cfg, out, jobs=jobs, progress=not args.no_progress, stages=stages, executor=executor,
+                                methods=tuple(comma_list(args.methods)) if args.methods else None)
     finally:
         if executor is not None:
             executor.close()

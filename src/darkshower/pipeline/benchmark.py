@@ -322,12 +322,13 @@ def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, exe
 
 
 def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, stages: tuple[str, ...] | None = None,
-                  executor=None) -> dict:
+                  executor=None, methods: tuple[str, ...] | None = None) -> dict:
     """Run (or resume) a benchmark into ``out``; returns the summary dict (also BENCH/summary.json).
     With ``executor`` (darkshower.execute: ``Local()``, ``Processes(n)``, ``Dask(...)``) the independent jobs of
     the grid run as tasks: every sample's generation, then every method's training, then every run's scoring
     (each job runs its stage in one worker); without it, the stages run one after the other here, generation
-    with ``jobs`` processes."""
+    with ``jobs`` processes. ``methods`` (names as in the config) limits training and scoring to those methods
+    (e.g. the quick ones of a large grid first); evaluation and the report include every method scored so far."""
     from darkshower.models import get_method
     from darkshower.simulate.run import generate
     from darkshower.train import score, train
@@ -339,12 +340,20 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
     status = _Status(bench / "status.json")
     t_all = time.perf_counter()
     want = set(stages or ("generate", "train", "score", "evaluate", "report"))
+    active = cfg
+    if methods is not None:
+        labels = [m.label for m in cfg.methods]
+        unknown = [m for m in methods if m not in labels]
+        if unknown:
+            raise ConfigError(f"--methods {','.join(unknown)}: not in the benchmark config (its methods: "
+                              f"{', '.join(labels)})")
+        active = cfg.model_copy(update={"methods": [m for m in cfg.methods if m.label in methods]})
 
     if executor is not None:
         from darkshower.execute import using
 
         with using(executor) as ex:
-            runs, scores = _run_grid(cfg, bench, status, want, ex, progress)
+            runs, scores = _run_grid(active, bench, status, want, ex, progress)
     if executor is None and "generate" in want:
         for name, gcfg, path in _generate_configs(cfg, bench):
             _stage(status, f"generate:{name}",
@@ -352,7 +361,7 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
                                                          command=["darkshower", "benchmark"]))
     if executor is None:
         runs, scores = {}, {}
-    for m in (cfg.methods if executor is None else []):
+    for m in (active.methods if executor is None else []):
         run = run_path(bench, m)
         mcfg = dict(m.config)
         if cfg.threads and "threads" not in mcfg:
@@ -389,6 +398,11 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
             if r is None:
                 continue
         if status.done(f"score:{m.label}"):
+            scores[m.label] = sfile
+    for m in cfg.methods:  # methods left out by ``methods``: their earlier scores still count
+        sfile = bench / "scores" / f"{m.label}.parquet"
+        if m.label not in scores and status.done(f"score:{m.label}") and sfile.exists():
+            runs.setdefault(m.label, run_path(bench, m))
             scores[m.label] = sfile
     failed = {k: v.get("message") for k, v in status.data.items() if v.get("status") == "failed"}
     summary: dict[str, Any] = {"name": cfg.name, "runs": {k: str(v) for k, v in runs.items()},
