@@ -141,7 +141,7 @@ def per_particle(path: Path) -> dict:
         q.append(ak.to_numpy(p.charge).astype(int))
     wa, pva, qa = np.concatenate(w), np.concatenate(pv), np.concatenate(q)
     neu = qa == 0
-    chs = np.where(neu, 1.0, wa)  # tracks: the weight is the PV association (1/0); neutrals are kept
+    chs = np.where(neu, 1.0, wa)  # puppi: a track's weight is its PV association (1/0); neutrals are kept
     return {"n_candidates": int(len(wa)), "frac_from_pv": float(pva.mean()), "n_neutral": int(neu.sum()),
             "frac_from_pv_neutral": float(pva[neu].mean()) if neu.any() else None,
             "auc_all": auc(wa, pva), "auc_neutral": auc(wa[neu], pva[neu]), "auc_chs_all": auc(chs, pva)}
@@ -181,7 +181,7 @@ def tables(result: dict) -> str:
         if pp:
             lines.append(f"| {e['process']} | {e['mu']} | {e['mitigation']} | {pp['n_candidates']} | "
                          f"{pp['frac_from_pv']:.3f} | {pp['auc_all']:.3f} | {pp['auc_neutral']:.3f} | "
-                         f"{pp['auc_chs_all']:.3f} |")
+                         + (f"{pp['auc_chs_all']:.3f} |" if e["mitigation"] == "puppi" else "— |"))
     return "\n".join(lines)
 
 
