@@ -121,18 +121,32 @@ def test_runs_saved_before_the_maha_score_still_load():
         m2.score(b)
 
 
-def test_maha_score_exports_to_onnx(tmp_path):
-    from conftest import assert_onnx_matches_torch
-
-    m, b = _method(CLR, bank_size=64, score="maha")
+@pytest.mark.parametrize("kind", ["norm", "knn", "maha"])
+def test_export_wrapper_gives_the_score(kind):
+    # the module ONNX exports (method.export()) computes score() without the fitted-state checks;
+    # the ONNX files themselves are checked by the slow test below and by test_contrastive.py (norm)
+    m, b = _method(CLR, bank_size=64, score=kind)
     m._stash, m._stash_n = [(b["x"], b["mask"])], len(b["x"])
     m.eval()
     with torch.no_grad():
         m.refresh_bank()
-    assert_onnx_matches_torch(m, {"x": b["x"][:9], "mask": b["mask"][:9]}, tmp_path / "maha.onnx")
+        module, (x, mask) = m.export()
+        np.testing.assert_allclose(module(b["x"], b["mask"]).numpy(), m.score(b).numpy(), rtol=1e-6)
+        assert module(x, mask).shape == (len(x),)
+    m.bank_n.zero_()
+    with pytest.raises(ConfigError, match=r"not fitted|bank is empty") if kind != "norm" else _nothing():
+        m.export()
 
 
-@pytest.mark.slow
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.slow  # ONNX export of maha and knn scores; test_export_wrapper_gives_the_score covers the wrapper
 def test_trained_run_scores_maha_and_exports_it(qcd_ds, tmp_path):
     from conftest import assert_onnx_matches_torch
 
