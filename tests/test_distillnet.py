@@ -53,7 +53,7 @@ def test_teacher_trains_and_separates_pv_from_pileup(world):
     assert 30_000 <= info["spec"]["parameters"] <= 60_000
     assert {"config.yaml", "metrics.csv", "metrics.json", "checkpoint.pt", "model_best.pt", "model_last.pt"} <= {
         p.name for p in run.iterdir()}
-    assert info["data"][0]["manifest_sha256"] == pu.manifest_checksum(world["data"])
+    assert info["data"][0]["content_sha256"] == pu.library_checksum(world["data"])
     _, model, cfg, _ = load_pu_run(run)
     d = load_particles([world["data"]], show_progress=False)
     s = teacher_scores(model, d, cfg.model.k, torch.device("cpu"))

@@ -13,7 +13,7 @@ from scipy.stats import rankdata
 from darkshower.cli.main import main
 from darkshower.errors import ConfigError, DatasetError
 from darkshower.simulate.config import PileupConfig, PuppiConfig
-from darkshower.simulate.pileup import Library, chs, mitigate, overlay, puppi_weights, pv_associated
+from darkshower.simulate.pileup import Library, chs, library_checksum, mitigate, overlay, puppi_weights, pv_associated
 from darkshower.simulate.run import generate
 
 MU = 20
@@ -208,8 +208,7 @@ def test_pileup_manifest_and_vertices(samples):
     lib = samples["lib"]
     assert m["config"]["pileup"]["mu"] == MU
     assert m["pileup"]["library"]["path"] == str(lib.path.resolve())
-    assert m["pileup"]["library"]["manifest_sha256"] == __import__("hashlib").sha256(
-        (lib.path / "manifest.json").read_bytes()).hexdigest()
+    assert m["pileup"]["library"]["content_sha256"] == library_checksum(lib.path)
     assert m["pileup"]["library"]["run_seed"] == 5
     assert m["provenance"]["pileup_chunk_seeds"] == [m["chunks"][0]["pileup_seed"]]
     a = ds.arrays()
@@ -299,8 +298,13 @@ def test_resume_with_a_changed_library_is_refused(samples, tmp_path):
     shutil.copytree(samples["lib"].path, lib)
     cfg = dict(QCD, events=5, chunk_size=5, pileup={"mu": 2, "library": str(lib)})
     generate(cfg, tmp_path / "run", jobs=1, progress=False)
+    # revisiting the complete library with generate rewrites its manifest (timestamps), not its content
+    before = library_checksum(lib)
+    generate({"process": "minbias", "events": 150, "seed": 5, "chunk_size": 150}, lib, jobs=1, progress=False)
+    assert library_checksum(lib) == before
+    generate(cfg, tmp_path / "run", jobs=1, progress=False)  # the overlaid dataset is still accepted
     m = json.loads((lib / "manifest.json").read_text())
-    m["note"] = "edited"
+    m["config"]["seed"] = 6  # another library
     (lib / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(DatasetError, match="another version of the pileup library"):
         generate(cfg, tmp_path / "run", jobs=1, progress=False)

@@ -32,16 +32,25 @@ PARTICLE_KEYS = ("pt", "eta", "phi", "e", "pid", "charge", "d0", "r_prod")
 
 
 # ---- library ------------------------------------------------------------------------------------
-def manifest_checksum(path: str | Path) -> str:
-    """SHA-256 of a dataset's manifest.json (identifies a library and everything in it)."""
+def library_checksum(path: str | Path) -> str:
+    """SHA-256 identifying a library's content: its recorded config and every chunk's file name, event count and
+    SHA-256 — not the manifest file's bytes, which change when ``generate`` revisits a complete dataset
+    (timestamps), so that datasets overlaid from a library stay resumable."""
+    import json
+
     mp = Path(path) / "manifest.json"
     try:
-        return hashlib.sha256(mp.read_bytes()).hexdigest()
+        m = json.loads(mp.read_text())
     except FileNotFoundError:
         raise DatasetError(
             f"pileup library {path}: not a darkshower dataset (no manifest.json); make one with "
             "`darkshower generate minbias --events N --out DIR`"
         ) from None
+    except ValueError as exc:
+        raise DatasetError(f"pileup library {path}: {mp.name} is not valid JSON ({exc})") from None
+    content = {"config": m.get("config"),
+               "chunks": [[c.get("file"), c.get("n_events"), c.get("sha256")] for c in m.get("chunks") or []]}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -49,7 +58,7 @@ class Library:
     """All particles of a minimum-bias library, flat (float64 kinematics), with per-event offsets."""
 
     path: str
-    manifest_sha256: str
+    content_sha256: str
     run_seed: int | None
     counts: np.ndarray
     offsets: np.ndarray
@@ -70,12 +79,12 @@ class Library:
             counts = np.bincount(ev[keep], minlength=self.n_events).astype(np.int64)
             offsets = np.zeros(self.n_events, np.int64)
             np.cumsum(counts[:-1], out=offsets[1:])
-            cache[eta_max] = Library(self.path, self.manifest_sha256, self.run_seed, counts, offsets,
+            cache[eta_max] = Library(self.path, self.content_sha256, self.run_seed, counts, offsets,
                                      {k: v[keep] for k, v in self.arrays.items()}, self.ecm)
         return cache[eta_max]
 
     def summary(self) -> dict:
-        return {"path": self.path, "manifest_sha256": self.manifest_sha256, "n_events": self.n_events,
+        return {"path": self.path, "content_sha256": self.content_sha256, "n_events": self.n_events,
                 "run_seed": self.run_seed, "mean_particles": float(self.counts.mean()) if self.n_events else 0.0}
 
 
@@ -83,10 +92,10 @@ _LIBRARIES: dict[tuple[str, str], Library] = {}
 
 
 def open_library(path: str | Path, ecm: float | None = None) -> Library:
-    """Read a minimum-bias library (cached per process by path and manifest checksum); check that
+    """Read a minimum-bias library (cached per process by path and content checksum); check that
     it was made at the centre-of-mass energy ``ecm``."""
     p = Path(path).resolve()
-    sha = manifest_checksum(p)
+    sha = library_checksum(p)
     key = (str(p), sha)
     lib = _LIBRARIES.get(key)
     if lib is None:
@@ -370,7 +379,7 @@ def library_header(cfg: PileupConfig, ecm: float) -> dict | None:
 
 
 __all__ = ["Library", "open_library", "overlay", "dz_sigma", "pv_associated", "chs", "puppi_weights", "mitigate",
-           "manifest_checksum", "particle_features", "feature_names", "FEATURE_VERSION", "Student", "load_student",
+           "library_checksum", "particle_features", "feature_names", "FEATURE_VERSION", "Student", "load_student",
            "distillnet_weights"]
 
 

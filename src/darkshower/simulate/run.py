@@ -237,7 +237,7 @@ def _precheck(cfg: GenerateConfig) -> dict:
 
 def _pileup_header(cfg: GenerateConfig, out: Path) -> dict:
     """The manifest's ``pileup`` section; the library is opened (and checked) here, before anything
-    is written. Resuming with a library whose manifest changed is an error."""
+    is written. Resuming with a library whose content changed is an error."""
     import json
 
     from darkshower.simulate.pileup import library_header
@@ -247,14 +247,14 @@ def _pileup_header(cfg: GenerateConfig, out: Path) -> dict:
     old_sha, old = None, {}
     try:
         old = json.loads((out / "manifest.json").read_text())
-        old_sha = ((old.get("pileup") or {}).get("library") or {}).get("manifest_sha256")
+        old_sha = ((old.get("pileup") or {}).get("library") or {}).get("content_sha256")
     except (OSError, ValueError):
         pass
-    new_sha = (head.get("library") or {}).get("manifest_sha256")
+    new_sha = (head.get("library") or {}).get("content_sha256")
     if old_sha and new_sha and old_sha != new_sha:
         raise DatasetError(
             f"{out}: its chunks were made with another version of the pileup library {cfg.pileup.library} "
-            f"(manifest checksum {old_sha[:12]}..., now {new_sha[:12]}...); use a new --out, or the original library"
+            f"(content checksum {old_sha[:12]}..., now {new_sha[:12]}...); use a new --out, or the original library"
         )
     old_st = ((old.get("pileup") or {}).get("distillnet") or {}).get("student_sha256") if isinstance(old, dict) else None
     new_st = (head.get("distillnet") or {}).get("student_sha256")

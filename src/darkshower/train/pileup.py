@@ -56,7 +56,7 @@ from darkshower.models.runs import (
 )
 from darkshower.progress import progress
 from darkshower.simulate.config import PileupConfig
-from darkshower.simulate.pileup import STUDENT_FILE, feature_names, manifest_checksum, particle_features
+from darkshower.simulate.pileup import STUDENT_FILE, feature_names, library_checksum, particle_features
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ def _write_metrics(run: Path, history: list[dict]) -> None:
 
 
 def _data_entries(paths) -> list[dict]:
-    return [{"path": str(Path(p).resolve()), "manifest_sha256": manifest_checksum(p)} for p in paths]
+    return [{"path": str(Path(p).resolve()), "content_sha256": library_checksum(p)} for p in paths]
 
 
 def _open_run(out: Path, method: str, cfg_cls, cfg_data: dict, resume: bool, epochs: int | None,
@@ -220,8 +220,8 @@ def _open_run(out: Path, method: str, cfg_cls, cfg_data: dict, resume: bool, epo
         if [e["path"] for e in info["data"]] != [str(Path(p).resolve()) for p in data]:
             raise ConfigError(f"{out}: --resume with other --data than the run's {[e['path'] for e in info['data']]}")
         for e in info["data"]:
-            if Path(e["path"]).exists() and manifest_checksum(e["path"]) != e["manifest_sha256"]:
-                raise DatasetError(f"{e['path']}: changed since the run started (manifest checksum); use a new --out")
+            if "content_sha256" in e and Path(e["path"]).exists() and library_checksum(e["path"]) != e["content_sha256"]:
+                raise DatasetError(f"{e['path']}: changed since the run started (content checksum); use a new --out")
         if epochs is not None:
             saved["epochs"] = epochs
         if threads is not None:
