@@ -13,14 +13,14 @@
 
 Anomaly scores (``model.score``): ``norm`` = ‖z‖ of the representation (DarkCLR), ``knn`` = mean
 cosine distance of the normalized z to its ``knn_k`` nearest neighbours in a bank of training-jet
-embeddings, or ``maha`` = Mahalanobis distance to a Gaussian fitted on the training jets' features
+embeddings, or ``maha`` (default) = Mahalanobis distance to a Gaussian fitted on the training jets' features
 (``model.maha_space``: z or the pooled encoder output before the projection head) — a density on
 the frozen representation. Bank and Gaussian are refitted with the current model at the end of
 every epoch and stored in the model state, so every score is exportable to ONNX.
 
-Losses: ``clr``/``rs3l`` NT-Xent; ``aclr`` NT-Xent with the anomalous views as extra negatives
-(``model.loss: ntxent``) or DarkCLR's aCLR+ loss without the batch denominator
-(``model.loss: aclr_plus``: (s(z, z_anom) − s(z, z'))/τ). Every method can add
+Losses: ``clr``/``rs3l`` NT-Xent; ``aclr`` DarkCLR's aCLR+ loss without the batch denominator
+(``model.loss: aclr_plus``, default: (s(z, z_anom) − s(z, z'))/τ) or NT-Xent with the anomalous
+views as extra negatives (``model.loss: ntxent``). Every method can add
 ``model.norm_weight`` · mean ‖z‖² of the physical views (pulls background jets to small ‖z‖). ``embed(batch)`` gives z for other methods (``nae``/``wnae`` with
 ``model.embedding_run``) and for :func:`darkshower.train.probe.linear_probe`.
 
@@ -78,7 +78,7 @@ class ContrastiveConfig(EncoderConfig):
     temperature: float = Field(0.1, gt=0, description="NT-Xent temperature")
     augment: A.AugmentConfig = Field(default_factory=A.AugmentConfig)
     score: Literal["norm", "knn", "maha"] = Field(
-        "norm", description="anomaly score: ‖z‖ (DarkCLR), kNN cosine distance to training jets, or Mahalanobis "
+        "maha", description="anomaly score: ‖z‖ (DarkCLR), kNN cosine distance to training jets, or Mahalanobis "
                             "distance to a Gaussian fitted on the training jets (density on the frozen representation)")
     maha_space: Literal["z", "pooled"] = Field(
         "pooled", description="space of the Gaussian of the maha score: z or the pooled encoder output before the head")
@@ -92,7 +92,7 @@ class ContrastiveConfig(EncoderConfig):
 class ACLRConfig(ContrastiveConfig):
     anomalous: A.AnomalousConfig = Field(default_factory=A.AnomalousConfig)
     loss: Literal["ntxent", "aclr_plus"] = Field(
-        "ntxent", description="ntxent: anomalous views as extra NT-Xent negatives; aclr_plus: DarkCLR's aCLR+ "
+        "aclr_plus", description="ntxent: anomalous views as extra NT-Xent negatives; aclr_plus: DarkCLR's aCLR+ "
                               "(s(z, z_anom) - s(z, z'))/τ without the batch denominator")
 
 
