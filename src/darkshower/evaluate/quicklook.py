@@ -7,6 +7,8 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
+from darkshower.represent.common import dijet_met_mass
+
 QUANTITIES = {  # key -> axis label
     "lead_jet_pt": "leading jet $p_T$ [GeV]",
     "lead_jet_mass": "leading jet mass [GeV]",
@@ -35,19 +37,7 @@ def basic_quantities(events: ak.Array) -> dict[str, np.ndarray]:
 
 def transverse_mass_dijet_met(events: ak.Array) -> np.ndarray:
     """MT of the system of the (up to) two leading jets and the MET (CMS SVJ search variable)."""
-    j = events.jets[:, :2]
-    pt, eta, phi, m = (ak.values_astype(j[c], np.float64) for c in ("pt", "eta", "phi", "mass"))
-    px = ak.to_numpy(ak.sum(pt * np.cos(phi), axis=1))
-    py = ak.to_numpy(ak.sum(pt * np.sin(phi), axis=1))
-    pz = ak.to_numpy(ak.sum(pt * np.sinh(eta), axis=1))
-    e = ak.to_numpy(ak.sum(np.sqrt((pt * np.cosh(eta)) ** 2 + m**2), axis=1))
-    mjj2 = np.clip(e**2 - px**2 - py**2 - pz**2, 0, None)
-    et_jj = np.sqrt(mjj2 + px**2 + py**2)
-    met = ak.to_numpy(events.met_pt).astype(np.float64)
-    mphi = ak.to_numpy(events.met_phi).astype(np.float64)
-    mx, my = met * np.cos(mphi), met * np.sin(mphi)
-    mt2 = (et_jj + met) ** 2 - (px + mx) ** 2 - (py + my) ** 2
-    return np.sqrt(np.clip(mt2, 0, None))
+    return dijet_met_mass(events)[0]
 
 
 def compare_plots(samples: dict[str, dict[str, np.ndarray]], out_dir: str | Path) -> list[Path]:

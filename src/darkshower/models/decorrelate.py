@@ -283,22 +283,13 @@ def decor_table(events, level: str = "jet") -> dict[str, np.ndarray]:
     ``mjj`` (their invariant mass)."""
     import awkward as ak
 
+    from darkshower.represent.common import dijet_met_mass
+
     fields = ak.fields(events)
     n = len(events)
     ev_id = ak.to_numpy(events["event_id"]).astype(np.int64) if "event_id" in fields else np.arange(n, dtype=np.int64)
     jets = events["jets"]
-    j2 = jets[:, :2]
-    pt, eta, phi, m = (ak.values_astype(j2[c], np.float64) for c in ("pt", "eta", "phi", "mass"))
-    px = ak.to_numpy(ak.sum(pt * np.cos(phi), axis=1))
-    py = ak.to_numpy(ak.sum(pt * np.sin(phi), axis=1))
-    pz = ak.to_numpy(ak.sum(pt * np.sinh(eta), axis=1))
-    e = ak.to_numpy(ak.sum(np.sqrt((pt * np.cosh(eta)) ** 2 + m**2), axis=1))
-    mjj2 = np.clip(e**2 - px**2 - py**2 - pz**2, 0, None)
-    et_jj = np.sqrt(mjj2 + px**2 + py**2)
-    met = ak.to_numpy(events["met_pt"]).astype(np.float64) if "met_pt" in fields else np.zeros(n)
-    mphi = ak.to_numpy(events["met_phi"]).astype(np.float64) if "met_phi" in fields else np.zeros(n)
-    mt = np.sqrt(np.clip((et_jj + met) ** 2 - (px + met * np.cos(mphi)) ** 2 - (py + met * np.sin(mphi)) ** 2, 0, None))
-    mjj = np.sqrt(mjj2)
+    mt, mjj = dijet_met_mass(events)
     if level == "event":
         lead = ak.firsts(jets)
         return {"event_id": ev_id, "jet_idx": np.full(n, -1, np.int64),

@@ -248,3 +248,22 @@ def event_particles(events, collection: str = PARTICLES, use_weights: bool = Tru
         keep = w > 0
         ev, pt, eta, phi, typ = ev[keep], (pt * w)[keep], eta[keep], phi[keep], typ[keep]
     return ev, pt, eta, phi, typ
+
+
+def dijet_met_mass(events) -> tuple[np.ndarray, np.ndarray]:
+    """(M_T, m_jj) per event: the transverse mass of the system of the (up to) two leading jets and the MET (the
+    CMS SVJ search variable), and the invariant mass of those jets. Events without MET fields count MET as 0."""
+    fields = ak.fields(events)
+    n = len(events)
+    j = events["jets"][:, :2]
+    pt, eta, phi, m = (ak.values_astype(j[c], np.float64) for c in ("pt", "eta", "phi", "mass"))
+    px = ak.to_numpy(ak.sum(pt * np.cos(phi), axis=1))
+    py = ak.to_numpy(ak.sum(pt * np.sin(phi), axis=1))
+    pz = ak.to_numpy(ak.sum(pt * np.sinh(eta), axis=1))
+    e = ak.to_numpy(ak.sum(np.sqrt((pt * np.cosh(eta)) ** 2 + m**2), axis=1))
+    mjj2 = np.clip(e**2 - px**2 - py**2 - pz**2, 0, None)
+    et_jj = np.sqrt(mjj2 + px**2 + py**2)
+    met = ak.to_numpy(events["met_pt"]).astype(np.float64) if "met_pt" in fields else np.zeros(n)
+    mphi = ak.to_numpy(events["met_phi"]).astype(np.float64) if "met_phi" in fields else np.zeros(n)
+    mt2 = (et_jj + met) ** 2 - (px + met * np.cos(mphi)) ** 2 - (py + met * np.sin(mphi)) ** 2
+    return np.sqrt(np.clip(mt2, 0, None)), np.sqrt(mjj2)
