@@ -170,6 +170,23 @@ def test_compiled_features_equal_the_numpy_reference():
     np.testing.assert_array_equal(st(x), (0.5 * (1 + np.tanh(0.5 * h[:, 0].astype(np.float64)))).astype(np.float32))
 
 
+def test_non_finite_kinematics_raise_one_clear_error():
+    """NaN eta or phi used to index the compiled cell lists out of bounds (a segfault); now one DatasetError
+    naming the field, from the features and from the class sums. A single candidate still works."""
+    cfg = PileupConfig(mu=60, library="x")
+    c = {"ev": np.zeros(3, np.int64), "pt": np.array([1.0, 2.0, 3.0]), "eta": np.array([0.0, 0.05, 0.1]),
+         "phi": np.array([0.0, 0.1, 0.2]), "charge": np.array([1, 0, 1], np.int8), "type": np.array([0, 1, 0], np.int8),
+         "dz": np.zeros(3), "e": np.array([2.0, 4.0, 6.0])}
+    for key in ("eta", "phi", "pt"):
+        bad = {**c, key: np.where(np.arange(3) == 1, np.nan, c[key])}
+        with pytest.raises(DatasetError, match=f"1 of 3 candidates have a non-finite {key}"):
+            pu.particle_features(bad, cfg, radii=pu.FEATURE_RADII)
+    with pytest.raises(DatasetError, match="non-finite phi"):
+        pu._class_sums({**c, "phi": np.array([0.0, np.inf, 0.2])}, np.zeros(3, np.int64), 1, (0.4,), 0.0)
+    one = pu.particle_features({k: v[:1] for k, v in c.items()}, cfg, radii=pu.FEATURE_RADII)
+    assert one.shape == (1, 20) and np.isfinite(one).all() and (one[0, 12:] == 0).all()
+
+
 def test_generate_with_distillnet_weights(world, tmp_path):
     out = tmp_path / "dn"
     rc = main(["generate", "qcd", "--events", "6", "--seed", "8", "--chunk-size", "6", "--set", "pthat_min=300",

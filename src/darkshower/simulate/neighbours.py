@@ -21,6 +21,8 @@ import math
 import numba as nb
 import numpy as np
 
+from darkshower.errors import DatasetError
+
 _ETA_CAP = 15.0
 _TWO_PI = 2.0 * math.pi
 
@@ -162,6 +164,15 @@ def _class_sums_kernel(offsets, eta, phi, pt, cls, radii2, rmin2, rmax, cell, or
             out[s + order[a]] = acc[a]
 
 
+def _check_finite(eta: np.ndarray, phi: np.ndarray, pt: np.ndarray) -> None:
+    """The compiled kernels index cells by (eta, phi): a NaN there would index out of bounds (a crash, not an
+    error), so refuse non-finite kinematics with one clear error instead (+-inf eta is clipped, so allowed)."""
+    for name, v, ok in (("eta", eta, ~np.isnan(eta)), ("phi", phi, np.isfinite(phi)), ("pt", pt, np.isfinite(pt))):
+        if not ok.all():
+            raise DatasetError(f"pileup neighbourhood sums: {int((~ok).sum())} of {len(v)} candidates have a "
+                               f"non-finite {name}; drop or fix those particles in the input dataset")
+
+
 def _offsets(ev: np.ndarray) -> np.ndarray:
     ev = np.asarray(ev, np.int64)
     n_ev = int(ev.max()) + 1
@@ -180,6 +191,7 @@ def class_sums(ev: np.ndarray, eta: np.ndarray, phi: np.ndarray, pt: np.ndarray,
         return out
     if n_cls > 3:
         raise ValueError(f"class_sums: at most 3 classes (got n_cls={n_cls})")
+    _check_finite(np.asarray(eta, np.float64), np.asarray(phi, np.float64), np.asarray(pt, np.float64))
     offsets = _offsets(ev)
     rmax = float(max(radii))
     _class_sums_kernel(  # type: ignore[call-arg]  # (numba's Dispatcher stub and a *tuple)
@@ -271,6 +283,8 @@ def student_features(ev: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: np.nd
     offsets = _offsets(ev)
     rmax = float(max(radii)) if len(radii) else 1.0
     f64 = [np.asarray(x, np.float64) for x in (pt, eta, phi, e, charge)]
+    if len(radii):
+        _check_finite(f64[1], f64[2], f64[0])
     n_max = int(np.diff(offsets).max()) if len(radii) else 1
     _features_kernel(  # type: ignore[call-arg]  # (numba's Dispatcher stub and a *tuple)
         offsets, *f64, np.asarray(typ, np.int64), np.asarray(assoc, np.int64), np.empty(n, np.int64),
