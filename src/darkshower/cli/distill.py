@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from darkshower.cli.options import executor_asked, run_result
 from darkshower.cli.train import add_training_options, config_from_args
 
 
@@ -71,7 +72,6 @@ def _teacher_method(teacher) -> str | None:
 
 def run_per_particle(args) -> int:
     """``distill PU_GNN_RUN --student per-particle``: the DistillNet student (train/pileup.py)."""
-    import json
 
     from darkshower.errors import ConfigError
     from darkshower.train.pileup import distill_particles
@@ -81,9 +81,7 @@ def run_per_particle(args) -> int:
     out = distill_particles(args.teacher, args.data, args.out, val=args.val, config=config_from_args(args),
                             epochs=args.epochs, seed=args.seed, resume=args.resume, progress_=not args.no_progress,
                             command=["darkshower", *sys.argv[1:]])
-    info = json.loads((out / "run.json").read_text())
-    hist = json.loads((out / "metrics.json").read_text())
-    best = next((r for r in hist if r["epoch"] == info.get("best_epoch")), hist[-1] if hist else {})
+    info, _, best = run_result(out)
     print(f"distilled {args.teacher} into a per-particle student: {info.get('epochs_done')} epochs, best epoch "
           f"{info.get('best_epoch')}, correlation with the teacher {best.get('val_corr', float('nan')):.3f}, AUC "
           f"{best.get('val_auc', float('nan')):.4f} (teacher {best.get('teacher_val_auc', float('nan')):.4f}) -> "
@@ -114,16 +112,11 @@ def run(args) -> int:
         cfg = build_config(args.teacher, args.student, config_from_args(args))
     from darkshower.cli.options import executor_of
 
-    asked = args.executor is not None or args.scheduler is not None or args.jobs != 1
     with executor_of(args) as ex:
         out = train("distill", args.data, args.out, val=args.val, config=cfg, epochs=args.epochs, seed=args.seed,
                     resume=args.resume, progress=not args.no_progress, command=["darkshower", *sys.argv[1:]],
-                    nproc=args.nproc, executor=ex if asked else None)
-    import json
-
-    info = json.loads((out / "run.json").read_text())
-    hist = json.loads((out / "metrics.json").read_text())
-    best = next((r for r in hist if r["epoch"] == info.get("best_epoch")), hist[-1] if hist else {})
+                    nproc=args.nproc, executor=ex if executor_asked(args) else None)
+    info, hist, best = run_result(out)
     print(f"distilled {args.teacher} into a {info['spec']['kind']} student: {info.get('epochs_done', len(hist))} "
           f"epochs, best epoch {info.get('best_epoch')}, validation MSE {best.get('val_loss', float('nan')):.4g}, "
           f"correlation with the teacher {best.get('val_corr', float('nan')):.3f} -> {out}")

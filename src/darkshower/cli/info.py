@@ -78,29 +78,23 @@ _USE = {
 
 def run_info(args) -> int:
     """A run directory (run.json): what it is, how far it got, its best epoch, how to use it."""
+    from darkshower.cli.options import run_result
     from darkshower.errors import ConfigError
     from darkshower.models.runs import read_run_json
 
     if args.verify:
         raise ConfigError(f"--verify checks a dataset's chunk checksums; {args.path} is a training run (run.json)")
     run = Path(args.path)
-    info = read_run_json(run)
-    try:
-        hist = json.loads((run / "metrics.json").read_text())
-    except (OSError, ValueError):
-        hist = []
+    read_run_json(run)  # a missing or broken run.json is one clear error
+    info, hist, best = run_result(run)
     if args.json:
-        print(json.dumps({"run": str(run), **info, "metrics_best_epoch": _best(info, hist)}, indent=2, default=str))
+        print(json.dumps({"run": str(run), **info, "metrics_best_epoch": best}, indent=2, default=str))
         return 0
-    print(format_run(run, info, hist))
+    print(format_run(run, info, hist, best))
     return 0
 
 
-def _best(info: dict, hist: list) -> dict:
-    return next((r for r in hist if r.get("epoch") == info.get("best_epoch")), hist[-1] if hist else {})
-
-
-def format_run(run: Path, info: dict, hist: list) -> str:
+def format_run(run: Path, info: dict, hist: list, best: dict) -> str:
     method = info.get("method", "?")
     what, use = _USE.get(method, ("anomaly detector", "score it: darkshower score {run} DS... --out S.parquet"))
     lines = [f"run       {run}", f"method    {method}: {what}",
@@ -115,9 +109,9 @@ def format_run(run: Path, info: dict, hist: list) -> str:
         keep["features"] = len(spec["features"])
     if keep:
         lines.append("spec      " + ", ".join(f"{k}={v}" for k, v in keep.items()))
-    best = {k: v for k, v in _best(info, hist).items() if k != "epoch" and isinstance(v, (int, float))}
-    if best:
-        lines.append("best      " + ", ".join(f"{k}={v:.4g}" for k, v in best.items()))
+    shown = {k: v for k, v in best.items() if k != "epoch" and isinstance(v, (int, float))}
+    if shown:
+        lines.append("best      " + ", ".join(f"{k}={v:.4g}" for k, v in shown.items()))
     if method == "pu-student" and not (run / "student.npz").is_file():
         lines.append("note      no student.npz (the run did not finish); resume it with darkshower distill ... --resume")
     lines.append(f"use       {use.format(run=run)}")

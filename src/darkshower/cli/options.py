@@ -129,3 +129,24 @@ def executor_of(args):
     from darkshower.execute import using
 
     return using(getattr(args, "executor", None), getattr(args, "scheduler", None), getattr(args, "jobs", None))
+
+
+def executor_asked(args) -> bool:
+    """Whether ``--executor/--scheduler/--jobs`` asked for an executor (else the stage runs in this process)."""
+    return args.executor is not None or args.scheduler is not None or args.jobs != 1
+
+
+def run_result(run) -> tuple[dict, list, dict]:
+    """(run.json, the per-epoch metrics, the best epoch's row — the last one without a best epoch) of a run
+    directory; metrics are [] when metrics.json is missing or unreadable."""
+    import json
+    from pathlib import Path
+
+    run = Path(run)
+    info = json.loads((run / "run.json").read_text())
+    try:
+        hist = json.loads((run / "metrics.json").read_text())
+    except (OSError, ValueError):
+        hist = []
+    best = next((r for r in hist if r.get("epoch") == info.get("best_epoch")), hist[-1] if hist else {})
+    return info, hist, best

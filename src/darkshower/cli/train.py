@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from darkshower.cli.options import add_executor, add_progress, executor_of, nonnegative_int, positive_int
+from darkshower.cli.options import (
+    add_executor,
+    add_progress,
+    executor_asked,
+    executor_of,
+    nonnegative_int,
+    positive_int,
+    run_result,
+)
 from darkshower.config import parse_assignment, set_nested
 
 
@@ -67,17 +75,12 @@ def run(args) -> int:
     from darkshower.train import train
 
     cfg = config_from_args(args)
-    asked = args.executor is not None or args.scheduler is not None or args.jobs != 1
     with executor_of(args) as ex:
         out = train(args.method, args.data, args.out, val=args.val, config=cfg, epochs=args.epochs, seed=args.seed,
                     resume=args.resume, progress=not args.no_progress, command=["darkshower", *sys.argv[1:]],
-                    nproc=args.nproc, executor=ex if asked else None)
-    import json
-
-    info = json.loads((out / "run.json").read_text())
-    hist = json.loads((out / "metrics.json").read_text())
+                    nproc=args.nproc, executor=ex if executor_asked(args) else None)
+    info, hist, best = run_result(out)
     last = hist[-1] if hist else {}
-    best = next((r for r in hist if r["epoch"] == info.get("best_epoch")), last)
     print(f"trained {args.method}: {info.get('epochs_done', len(hist))} epochs, best epoch {info.get('best_epoch')} "
           f"({info.get('selection')} {best.get('selection_value', float('nan')):.5g}), "
           f"{last.get('jets_per_s', 0):.0f} jets/s -> {out}")
@@ -86,8 +89,6 @@ def run(args) -> int:
 
 def run_pu_gnn(args) -> int:
     """``darkshower train pu-gnn``: the event-level pileup GNN (train/pileup.py)."""
-    import json
-
     from darkshower.errors import ConfigError
     from darkshower.train.pileup import train_pu_gnn
 
@@ -96,9 +97,7 @@ def run_pu_gnn(args) -> int:
     out = train_pu_gnn(args.data, args.out, val=args.val, config=config_from_args(args), epochs=args.epochs,
                        seed=args.seed, resume=args.resume, progress_=not args.no_progress,
                        command=["darkshower", *sys.argv[1:]])
-    info = json.loads((out / "run.json").read_text())
-    hist = json.loads((out / "metrics.json").read_text())
-    best = next((r for r in hist if r["epoch"] == info.get("best_epoch")), hist[-1] if hist else {})
+    info, _, best = run_result(out)
     print(f"trained pu-gnn ({info['spec'].get('parameters')} parameters): {info.get('epochs_done')} epochs, best epoch "
           f"{info.get('best_epoch')} (val loss {best.get('val_loss', float('nan')):.4g}, per-particle AUC "
           f"{best.get('val_auc', float('nan')):.4f}, neutrals {best.get('val_auc_neutral', float('nan')):.4f}) -> {out}")
@@ -112,10 +111,9 @@ def run_auto(args) -> int:
 
     if args.nproc not in (None, 1):
         raise ConfigError("--nproc: train auto trains the default (fitted offline) in one process")
-    asked = args.executor is not None or args.scheduler is not None or args.jobs != 1
     with executor_of(args) as ex:
         out, choice = train_auto(args.data, args.out, val=args.val, config=config_from_args(args), epochs=args.epochs,
                                  seed=args.seed, resume=args.resume, progress=not args.no_progress,
-                                 command=["darkshower", *sys.argv[1:]], executor=ex if asked else None)
+                                 command=["darkshower", *sys.argv[1:]], executor=ex if executor_asked(args) else None)
     print(f"trained {choice['method']} ({choice['level']} level) -> {out}; the choice is in {out / 'run.json'} (auto)")
     return 0
