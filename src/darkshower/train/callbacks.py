@@ -185,11 +185,6 @@ class ValidationScores(Callback):
             keep &= np.asarray(store["label"]) <= 0.5
         return s, keep
 
-    def scores(self, loop: TrainingLoop) -> np.ndarray:
-        s, keep = self.rows(loop)
-        s = s[keep]
-        return np.sort(s[np.isfinite(s)])
-
     def variables(self, loop: TrainingLoop, keep: np.ndarray):
         """The decorrelation variables of the kept validation rows (a DataFrame), or None with a warning."""
         from darkshower.train.decorrelate import dataset_table, match_rows
@@ -224,7 +219,7 @@ class ValidationScores(Callback):
         level = loop.session.info.get("level", "jet")
         last = copy.deepcopy(loop.model.state_dict())  # tensors and extra state (e.g. a fitted sklearn model)
         s, keep = self.rows(loop)
-        _atomic_save_npy(run / VAL_SCORES["last"], np.sort(s[keep][np.isfinite(s[keep])]))
+        _atomic_save_npy(run / VAL_SCORES["last"], _sorted_finite(s[keep]))
         variables = self.variables(loop, keep)
         if variables is not None:
             write_val_decor(run / VAL_DECOR["last"], s[keep], variables, level)
@@ -233,11 +228,15 @@ class ValidationScores(Callback):
             loop.model.load_state_dict(torch_load(best, "model")["model"])
             try:
                 s, keep = self.rows(loop)
-                _atomic_save_npy(run / VAL_SCORES["best"], np.sort(s[keep][np.isfinite(s[keep])]))
+                _atomic_save_npy(run / VAL_SCORES["best"], _sorted_finite(s[keep]))
                 if variables is not None:
                     write_val_decor(run / VAL_DECOR["best"], s[keep], variables, level)
             finally:
                 loop.model.load_state_dict(last)
+
+
+def _sorted_finite(s: np.ndarray) -> np.ndarray:
+    return np.sort(s[np.isfinite(s)])
 
 
 def _atomic_save_npy(path, arr: np.ndarray) -> None:
