@@ -216,3 +216,22 @@ def test_reweight_pt_by_hand():
     assert x3.shape == (8, 4, len(names)) and torch.isfinite(x3).all()
     with pytest.raises(ConfigError, match="reweight"):
         A.AnomalousConfig(kinds=["bogus"])
+
+
+@pytest.mark.parametrize("shrink", [0.0, 1e-3])
+def test_maha_with_a_singular_covariance_stays_finite(shrink):
+    """Fewer training jets than features and a constant feature: with maha_shrink 0 the covariance is singular
+    (the pseudo-inverse is used, not inv's garbage); with the default shrink it is regularized."""
+    m, _ = _method(CLR, maha_space="z", maha_shrink=shrink)
+    d = m.gauss_mean.shape[0]
+    feats = torch.from_numpy(np.random.default_rng(1).normal(size=(4, d))).float()  # 4 jets < d features
+    feats[:, 0] = 2.0  # a constant feature
+    m.fit_gaussian(feats)
+    m.bank_n.fill_(1)
+    assert torch.isfinite(m.gauss_prec).all()
+    s = m.maha_distance(feats, feats)
+    assert torch.isfinite(s).all()
+    if shrink == 0.0:  # pinv: the training jets sit at distance n - 1 = 3 in their own (rank-3) subspace
+        np.testing.assert_allclose(s.numpy(), 3 * 3 / 4, rtol=1e-3)
+    far = feats.mean(0) + 10 * (feats - feats.mean(0))  # 10x further from the mean: 100x the distance
+    np.testing.assert_allclose(m.maha_distance(far, far).numpy(), 100 * s.numpy(), rtol=1e-3)

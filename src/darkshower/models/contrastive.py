@@ -224,7 +224,15 @@ class _Contrastive(Method):
         cov = c.T @ c / max(len(f) - 1, 1)
         cov = cov + self.config.maha_shrink * cov.diagonal().mean().clamp(min=1e-12) * torch.eye(len(mu), dtype=f.dtype, device=f.device)
         self.gauss_mean.copy_(mu.float())
-        self.gauss_prec.copy_(torch.linalg.inv(cov).float())
+        if int(torch.linalg.cholesky_ex(cov).info) == 0:
+            prec = torch.linalg.inv(cov)
+        else:  # singular (maha_shrink 0 with fewer jets than features, or constant features): inv is garbage
+            log.warning("%s: the maha covariance of %d jets x %d features is singular (model.maha_shrink = %g); "
+                        "using its pseudo-inverse (directions without variance do not count). Set "
+                        "model.maha_shrink > 0 (e.g. 1e-3) to regularize", self.name, len(f), len(mu),
+                        self.config.maha_shrink)
+            prec = torch.linalg.pinv(cov, hermitian=True)
+        self.gauss_prec.copy_(prec.float())
 
     def _check_fitted(self, kind: str) -> int:
         """Jets in the bank; a clear error when ``kind`` (knn / maha) has nothing fitted."""
