@@ -152,6 +152,9 @@ def test_aachen_point_dark_quark_mass_and_jet_pt_window(tmp_path):
         generate({"process": "svj", "events": 5, "params": {"m_dark_quark": 0.1}}, tmp_path / "bad", jobs=1,
                  progress=False)
     assert not (tmp_path / "bad").exists()
+    with pytest.raises(ConfigError, match=r"pt_max \(150\) must be above jets\.pt_min"):
+        generate({"process": "qcd", "events": 5, "jets": {"pt_min": 200, "pt_max": 150}}, tmp_path / "bad2", jobs=1,
+                 progress=False)
     # without the window the recorded config is as before it existed
     plain = generate({"process": "qcd", "events": 5, "seed": 1}, tmp_path / "plain", jobs=1, progress=False)
     assert "pt_max" not in json.loads((tmp_path / "plain" / "manifest.json").read_text())["config"]["jets"]

@@ -25,6 +25,13 @@ class JetConfig(StrictModel):
     store_r04: bool = Field(False, description="also store anti-kt R=0.4 jet kinematics (jets_r04)")
     r04_pt_min: float = Field(20.0, ge=0.0, description="minimum pT of the R=0.4 jets [GeV]")
 
+    @model_validator(mode="after")
+    def _window(self) -> JetConfig:
+        if self.pt_max is not None and self.pt_max <= self.pt_min:
+            raise ValueError(f"jets.pt_max ({self.pt_max:g}) must be above jets.pt_min ({self.pt_min:g}): "
+                             "no jet would be kept")
+        return self
+
 
 class DetectorConfig(StrictModel):
     name: Literal["cms", "none"] = "cms"
