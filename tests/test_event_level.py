@@ -86,6 +86,7 @@ def test_data_without_met_leave_the_met_columns_out():
     no_met = ak.with_field(ev, np.zeros(3, np.float32), "met_pt")
     c = parse_representation({"kind": "observables", "level": "event", "columns": ["mass"]})
     assert adapt_to_data(c, ev) == c  # MET present: unchanged
+    assert adapt_to_data(c, no_met[:0]) == c  # an empty sample (a chunk the selection empties) says nothing
     a = adapt_to_data(c, no_met, "ds")
     assert a.left_out == ["met_pt", "mt", "rt", "dphi_min", "dphi_j0", "dphi_j1"]
     assert a.columns == ["j0_mass", "j1_mass", "j1_present", "mjj"]

@@ -115,8 +115,8 @@ def adapt_to_data(config, events, source: str | None = None):
     chunk): an event-level observables config on events without MET drops the columns that need MET and lists
     them in ``left_out`` (a warning says so). Other configs come back unchanged."""
     cfg = parse_representation(config)
-    if not (isinstance(cfg, ObservablesConfig) and cfg.level == "event") or has_met(events):
-        return cfg
+    if not (isinstance(cfg, ObservablesConfig) and cfg.level == "event") or len(events) == 0 or has_met(events):
+        return cfg  # an empty sample (e.g. a first chunk the jet selection empties) says nothing about MET
     from darkshower.represent.config import met_column
 
     drop = [c for c in [*(cfg.columns or []), *(cfg.event_columns or [])] if met_column(c)]
