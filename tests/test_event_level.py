@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import awkward as ak
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +16,7 @@ from darkshower.represent.build import adapt_to_data, build
 from darkshower.represent.config import OBS_EVENT_COLUMNS, OBS_JET_COLUMNS, parse_representation
 from darkshower.represent.observables import EVENT_COLUMNS, JET_COLUMNS, event_level_table, jet_observables
 from darkshower.represent.toys import toy_events
+from test_represent_untyped import _write_4vec  # h5-4vec file writer (two jets, no MET)
 
 
 def _events() -> ak.Array:
@@ -96,27 +96,12 @@ def test_data_without_met_leave_the_met_columns_out():
         build(c, no_met)  # a run trained with MET cannot score data without it
 
 
-def _write_4vec(path, n=60, p=10, seed=3):
-    """h5-4vec file: two jets per event as (px, py, pz, E) of up to p candidates (a format without MET)."""
-    rng = np.random.default_rng(seed)
-    with h5py.File(path, "w") as h:
-        for name, eta0, phi0 in (("jet1_PFCands", 0.5, 0.0), ("jet2_PFCands", -0.5, 3.0)):
-            k = rng.integers(3, p, n)
-            pt = rng.exponential(20, (n, p)) + 1
-            eta = rng.normal(eta0, 0.2, (n, p))
-            phi = rng.normal(phi0, 0.2, (n, p))
-            v = np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), pt * np.cosh(eta)], axis=-1)
-            v[np.arange(p)[None, :] >= k[:, None]] = 0
-            h.create_dataset(name, data=v.astype(np.float32))
-    return path
-
-
 @pytest.fixture(scope="module")
 def no_met_ds(tmp_path_factory):
     from darkshower.io import import_dataset
 
     d = tmp_path_factory.mktemp("nomet")
-    return import_dataset("h5-4vec", [_write_4vec(d / "a.h5")], d / "ds").path
+    return import_dataset("h5-4vec", [_write_4vec(d / "a.h5", n=60, p=10)], d / "ds").path  # a format without MET
 
 
 @pytest.mark.parametrize("method, epochs", [("gmm", None), ("ae-hlf", 2)])
