@@ -64,6 +64,10 @@ def test_map_is_monotone_in_the_score_inside_a_bin_and_handles_nan_and_tails():
     assert np.isnan(eff[:2]).all() and np.isnan(dec[:2]).all() and np.isfinite(dec[2])
     with pytest.raises(ValueError, match="too few"):
         QuantileMap(("pt",)).fit([1.0], [[2.0]])
+    eff, dec = qmap.transform([], [])  # no rows to score (a dataset whose events have no jets)
+    assert eff.shape == dec.shape == (0,)
+    with pytest.raises(ValueError, match="0 usable validation rows"):
+        QuantileMap(("pt", "mass")).fit([], [])
 
 
 def test_match_rows_follows_datasets_with_repeated_event_ids():

@@ -59,6 +59,12 @@ def _bins_per_variable(n: int, d: int, min_rows: int, max_bins: int) -> int:
     return max(1, min(max_bins, int(math.floor((n / min_rows) ** (1.0 / d) + 1e-9))))
 
 
+def _columns(X, n: int, d: int) -> np.ndarray:
+    """X as [n, columns] (no rows: [0, d], which ``reshape(0, -1)`` cannot infer)."""
+    X = np.asarray(X, np.float64)
+    return X.reshape(n, -1) if X.size else X.reshape(n, d)
+
+
 def _quantile_edges(x: np.ndarray, k: int) -> np.ndarray:
     """The k-1 interior edges of k equal-population bins of x (ties may make some bins empty)."""
     if k <= 1 or not len(x):
@@ -107,7 +113,7 @@ class QuantileMap:
 
     def bin_index(self, X: np.ndarray) -> np.ndarray:
         """Flat bin index of each row of X [N, d] (values beyond the outer edges go to the edge bins)."""
-        X = np.asarray(X, np.float64).reshape(len(X), -1)
+        X = _columns(X, len(X), len(self.variables))
         idx = np.zeros(len(X), np.int64)
         for lv in range(len(self.variables)):
             idx = idx * self.n_per_var + self._level_index(lv, idx, X[:, lv])
@@ -120,7 +126,7 @@ class QuantileMap:
     # -- fit / transform -----------------------------------------------------------------------------
     def fit(self, scores, X) -> QuantileMap:
         s = np.asarray(scores, np.float64)
-        X = np.asarray(X, np.float64).reshape(len(s), -1)
+        X = _columns(X, len(s), len(self.variables))
         if X.shape[1] != len(self.variables):
             raise ValueError(f"{X.shape[1]} variable columns for variables {self.variables}")
         ok = np.isfinite(s) & np.isfinite(X).all(axis=1)
@@ -199,7 +205,7 @@ class QuantileMap:
         if not self.bin_scores:
             raise RuntimeError("QuantileMap.transform before fit")
         s = np.asarray(scores, np.float64)
-        X = np.asarray(X, np.float64).reshape(len(s), -1)
+        X = _columns(X, len(s), len(self.variables))
         eff = np.full(len(s), np.nan)
         neglog = np.full(len(s), np.nan)
         ok = np.isfinite(s) & np.isfinite(X).all(axis=1)
