@@ -283,8 +283,7 @@ def student_features(ev: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: np.nd
     offsets = _offsets(ev)
     rmax = float(max(radii)) if len(radii) else 1.0
     f64 = [np.asarray(x, np.float64) for x in (pt, eta, phi, e, charge)]
-    if len(radii):
-        _check_finite(f64[1], f64[2], f64[0])
+    _check_finite(f64[1], f64[2], f64[0])  # (also without radii: NaN inputs would train a NaN teacher)
     n_max = int(np.diff(offsets).max()) if len(radii) else 1
     _features_kernel(  # type: ignore[call-arg]  # (numba's Dispatcher stub and a *tuple)
         offsets, *f64, np.asarray(typ, np.int64), np.asarray(assoc, np.int64), np.empty(n, np.int64),
