@@ -181,10 +181,31 @@ def test_non_finite_kinematics_raise_one_clear_error():
         bad = {**c, key: np.where(np.arange(3) == 1, np.nan, c[key])}
         with pytest.raises(DatasetError, match=f"1 of 3 candidates have a non-finite {key}"):
             pu.particle_features(bad, cfg, radii=pu.FEATURE_RADII)
+        with pytest.raises(DatasetError, match=f"non-finite {key}"):  # the teacher's inputs (no sums) too
+            pu.particle_features(bad, cfg, radii=())
     with pytest.raises(DatasetError, match="non-finite phi"):
         pu._class_sums({**c, "phi": np.array([0.0, np.inf, 0.2])}, np.zeros(3, np.int64), 1, (0.4,), 0.0)
     one = pu.particle_features({k: v[:1] for k, v in c.items()}, cfg, radii=pu.FEATURE_RADII)
     assert one.shape == (1, 20) and np.isfinite(one).all() and (one[0, 12:] == 0).all()
+
+
+def test_split_refuses_a_side_without_particles():
+    """A validation split whose events are all empty gave a NaN validation loss, so no best model (and no
+    student.npz) was ever written; now one DatasetError. Rows of events: the candidates in event order."""
+    from darkshower.train.pileup import ParticleData, _split
+
+    cnt = np.array([3, 0, 2, 0, 4])
+    n = int(cnt.sum())
+    d = ParticleData(np.arange(n, dtype=np.float32)[:, None], *(np.zeros(n, np.float32),) * 3, np.zeros(n, np.int8),
+                     np.zeros(n, np.float32), cnt, [(0, i) for i in range(5)], {})
+    np.testing.assert_array_equal(d.rows(np.array([4, 0, 1, 2])), [5, 6, 7, 8, 0, 1, 2, 3, 4])
+    assert d.rows(np.zeros(0, np.int64)).shape == (0,)
+    tr, va = _split(d, None, 0.4, 1, None)
+    assert len(tr.pt) + len(va.pt) == n and len(va.pt) > 0
+    empty = d.events(np.array([1, 3, 0]))
+    with pytest.raises(DatasetError, match="hold no particles"):
+        for seed in range(20):  # some seed puts only empty events into validation
+            _split(empty, None, 0.34, seed, None)
 
 
 def test_generate_with_distillnet_weights(world, tmp_path):

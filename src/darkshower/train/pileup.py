@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from darkshower.config import validate
+from darkshower.data.dataset import atomic_write_text
 from darkshower.errors import ConfigError, DatasetError, RunError, TrainingError
 from darkshower.models.pileup_gnn import (
     STUDENT_METHOD,
@@ -88,10 +89,17 @@ class ParticleData:
         np.cumsum(self.counts, out=o[1:])
         return o
 
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """The candidate rows of the events ``idx`` (in that order), without a loop over events."""
+        idx = np.asarray(idx, np.int64)
+        cnt = self.counts[idx]
+        first = np.zeros(len(idx), np.int64)
+        np.cumsum(cnt[:-1], out=first[1:])
+        return np.repeat(self.offsets[idx] - first, cnt) + np.arange(int(cnt.sum()), dtype=np.int64)
+
     def events(self, idx: np.ndarray) -> ParticleData:
         """The subset of events ``idx`` (in that order)."""
-        o = self.offsets
-        sel = np.concatenate([np.arange(o[i], o[i + 1]) for i in idx]) if len(idx) else np.zeros(0, np.int64)
+        sel = self.rows(idx)
         return ParticleData(self.x[sel], self.eta[sel], self.phi[sel], self.pt[sel], self.charge[sel], self.y[sel],
                             self.counts[idx], [self.event_keys[i] for i in idx],
                             {k: v[sel] for k, v in self.extra.items()})
@@ -176,24 +184,23 @@ def _split(data: ParticleData, val_paths, val_fraction: float, seed: int, load_v
     rng = np.random.default_rng([seed, 7])
     perm = rng.permutation(n)
     n_val = min(max(1, int(round(val_fraction * n))), n - 1)
-    return data.events(np.sort(perm[n_val:])), data.events(np.sort(perm[:n_val]))
+    tr, va = data.events(np.sort(perm[n_val:])), data.events(np.sort(perm[:n_val]))
+    for name, d in (("training", tr), ("validation", va)):
+        if not len(d.pt):  # (a NaN validation loss would never select a best model: no model_best.pt)
+            raise DatasetError(f"--data: the {name} events of the split hold no particles; pass --val, change "
+                               "val_fraction or use more events")
+    return tr, va
 
 
 # ---- run directory --------------------------------------------------------------------------------
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_metrics(run: Path, history: list[dict]) -> None:
-    _atomic_write(run / "metrics.json", json.dumps(history, indent=1) + "\n")
+    atomic_write_text(run / "metrics.json", json.dumps(history, indent=1) + "\n")
     buf = io.StringIO()
     if history:
         w = csv.DictWriter(buf, fieldnames=list(history[0]))
         w.writeheader()
         w.writerows(history)
-    _atomic_write(run / "metrics.csv", buf.getvalue())
+    atomic_write_text(run / "metrics.csv", buf.getvalue())
 
 
 def _data_entries(paths) -> list[dict]:
@@ -249,8 +256,8 @@ def _start_run(out: Path, method: str, cfg, data, val, command, spec: dict) -> d
             "seeds": {"run": cfg.seed}, "command": command, "spec": spec,
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "epochs_done": 0,
             "best_epoch": None, "selection": "val_loss"}
-    _atomic_write(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    _atomic_write(out / "run.json", json.dumps(info, indent=1) + "\n")
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    atomic_write_text(out / "run.json", json.dumps(info, indent=1) + "\n")
     return info
 
 
@@ -315,13 +322,13 @@ class _Loop:
                 atomic_torch_save({"model": state, "epoch": epoch + 1}, self.out / "model_last.pt")
                 _write_metrics(self.out, self.history)
                 self.info["epochs_done"] = epoch + 1
-                _atomic_write(self.out / "run.json", json.dumps(self.info, indent=1) + "\n")
+                atomic_write_text(self.out / "run.json", json.dumps(self.info, indent=1) + "\n")
                 atomic_torch_save({"model": state, "optimizer": self.opt.state_dict(), "history": self.history,
                                    "best": self.best, "epoch": epoch + 1}, self.out / "checkpoint.pt")
                 bar.update(1)
                 bar.set_postfix(loss=f"{tr:.4g}", val=f"{val['val_loss']:.4g}")
         self.info["status"] = "finished"
-        _atomic_write(self.out / "run.json", json.dumps(self.info, indent=1) + "\n")
+        atomic_write_text(self.out / "run.json", json.dumps(self.info, indent=1) + "\n")
 
 
 def _set_threads(cfg) -> None:
@@ -336,8 +343,7 @@ def _batch_tensors(d: ParticleData, idx: np.ndarray, k: int, device, x: np.ndarr
     """(x, coords, nbr, y, pt, charge) tensors of the events ``idx`` of ``d`` (graph built here)."""
     import torch
 
-    o = d.offsets
-    sel = np.concatenate([np.arange(o[i], o[i + 1]) for i in idx])
+    sel = d.rows(idx)
     ev = np.repeat(np.arange(len(idx)), d.counts[idx])
     nbr = knn_graph(d.eta[sel], d.phi[sel], ev, k)
     xs = (d.x if x is None else x)[sel]
