@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -43,28 +42,8 @@ QCD = {"process": "qcd", "params": {"pthat_min": 300}, "store_particles": True, 
 MU = 60
 
 
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
-    except OSError:
-        return ""
-
-
-def auc(score, label) -> float | None:
-    from scipy.stats import rankdata
-
-    label = np.asarray(label, bool)
-    n1, n0 = int(label.sum()), int((~label).sum())
-    if n1 == 0 or n0 == 0:
-        return None
-    r = rankdata(score)
-    return float((r[label].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def _width(x: np.ndarray) -> dict:
-    q16, q50, q84 = np.quantile(x, [0.16, 0.5, 0.84])
-    return {"n": int(len(x)), "mean": float(x.mean()), "median": float(q50), "rms": float(np.sqrt(np.mean(x**2))),
-            "robust_width": float((q84 - q16) / 2)}
+# shared with the other pileup benchmarks (this directory is on sys.path when run as a script)
+from pileup_validation import _uptime, _width, auc  # noqa: E402
 
 
 def _complete(path: Path) -> bool:

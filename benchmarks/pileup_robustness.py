@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -34,14 +33,9 @@ METHODS = [
                                                  "batch_size": 64, "early_stopping": {"patience": None}}},
     {"method": "suep-ae", "epochs": 30},  # 8 epochs left it far from converged (val loss 14, AUC 0.09)
 ]
+from pileup_validation import _uptime  # noqa: E402  (shared; this directory is on sys.path)
+
 SIGNAL_OF = {"ae-hlf": "svj", "wnae": "svj", "lund-gae": "svj", "suep-ae": "suep"}
-
-
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
-    except OSError:
-        return ""
 
 
 def tables(result: dict) -> str:
