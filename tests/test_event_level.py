@@ -172,3 +172,5 @@ def test_auto_choice_rules():
     assert choose({**info, "two_jet_fraction": 0.9})["level"] == "event"
     with pytest.raises(DatasetError, match="needs jet constituents"):
         choose({**info, "constituents": False})
+    with pytest.raises(DatasetError, match="no jets in the 50 events inspected"):  # not "no constituents"
+        choose({**info, "constituents": False, "jets_per_event": 0.0, "events_inspected": 50})

@@ -84,6 +84,11 @@ def choose(info: dict[str, Any], method: str = DEFAULT_METHOD) -> dict[str, Any]
     if not two:
         left_out.append(f"second jet at event level: only {info['two_jet_fraction']:.0%} of the events have two jets "
                         f"(event level needs {MIN_TWO_JET_FRACTION:.0%})")
+    if info.get("jets_per_event", 1) == 0:
+        raise DatasetError(f"{info['dataset']}: no jets in the {info.get('events_inspected', 0)} events inspected "
+                           f"(its first {INSPECT_CHUNKS} chunks, after the jet pT / mass window of the config's "
+                           "data section); loosen data.jet_pt_min / jet_pt_max / jet_mass_min / jet_mass_max, or "
+                           "check that the dataset has jets")
     if not cons:
         raise DatasetError(f"{info['dataset']}: train auto needs jet constituents: {method} reads each jet's mass, "
                            "constituent multiplicity and pT from them, and these jets have none. Import a format "
