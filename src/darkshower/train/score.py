@@ -273,6 +273,10 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
         X = np.column_stack([jets[f"_decor_{v}"].to_numpy(np.float64) for v in qmap.variables])
         jets["eff_b_decor"], jets["score_decor"] = qmap.transform(jets["score"].to_numpy(np.float64), X)
         jets = jets.drop(columns=[f"_decor_{v}" for v in VARIABLES])
+        n_novar = int((np.isfinite(jets["score"].to_numpy(np.float64)) & ~np.isfinite(X).all(axis=1)).sum())
+        if n_novar:  # e.g. events without jets (no leading-jet mass) or rows not matched to their jets
+            log.warning("%d of %d scored samples have no finite %s: score_decor/eff_b_decor are NaN for them",
+                        n_novar, len(jets), "/".join(qmap.variables))
     meta = {"method": info["method"], "run": str(Path(run).resolve()), "model": which,
             "representation": info["representation"]["kind"], "level": info.get("level", "jet"),
             "supervised": info.get("supervised", False), "n_nonfinite_input": n_bad, "n_val_scores": None if val is None else len(val),
