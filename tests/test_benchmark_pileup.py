@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from darkshower.data.dataset import open_dataset
-from darkshower.errors import ConfigError
+from darkshower.errors import ConfigError, RunError
 from darkshower.pipeline import load_benchmark_config, run_benchmark
 
 MU = 8
@@ -83,6 +83,12 @@ def test_bad_pileup_configs(qcd_ds, tmp_path):
         load_benchmark_config(cfg)
     cfg = _config(qcd_ds, methods=[{"method": "ae-hlf", "run": str(tmp_path / "nope")}])
     with pytest.raises(ConfigError, match=r"method 'ae-hlf': run .*nope is not a training run"):
+        load_benchmark_config(cfg)
+    bad = tmp_path / "corrupt"
+    bad.mkdir()
+    (bad / "run.json").write_text("{not json")
+    cfg = _config(qcd_ds, methods=[{"method": "ae-hlf", "run": str(bad)}])
+    with pytest.raises(RunError, match=r"corrupt.*run.json"):  # was a bare JSONDecodeError
         load_benchmark_config(cfg)
     cfg = _config(qcd_ds)
     cfg["background"]["generate"] = {"pileup": {"beam_spot_z_mm": 20}}

@@ -118,7 +118,9 @@ def load_benchmark_config(source) -> BenchmarkConfig:
         if not (Path(m.run) / "run.json").exists():
             raise ConfigError(f"benchmark config: method {m.label!r}: run {m.run} is not a training run (no run.json); "
                               "train it first or leave out 'run:' to train here")
-        trained = json.loads((Path(m.run) / "run.json").read_text()).get("method")
+        from darkshower.models.runs import read_run_json  # (one clear error on a corrupt or foreign run.json)
+
+        trained = read_run_json(Path(m.run)).get("method")
         if trained != m.method:
             raise ConfigError(f"benchmark config: method {m.label!r}: run {m.run} was trained with {trained!r}, not "
                               f"{m.method!r}; set 'method: {trained}' or point 'run:' at a {m.method} run")
