@@ -174,3 +174,13 @@ def test_auto_choice_rules():
         choose({**info, "constituents": False})
     with pytest.raises(DatasetError, match="no jets in the 50 events inspected"):  # not "no constituents"
         choose({**info, "constituents": False, "jets_per_event": 0.0, "events_inspected": 50})
+
+
+def test_event_level_training_on_an_empty_dataset_is_one_clear_error(qcd_ds, tmp_path):
+    from darkshower.train import train
+    from evaluate_util import empty_dataset
+
+    empty = empty_dataset(qcd_ds, tmp_path / "empty")
+    with pytest.raises(DatasetError, match="has no chunks"):  # was an IndexError from the MET check
+        train("gmm", empty, tmp_path / "run", config={"representation": {"level": "event"}}, progress=False)
+    assert not (tmp_path / "run").exists()

@@ -235,7 +235,8 @@ def resolve_representation(method_cls, user: dict, train_paths: list, data_cfg, 
         from darkshower.represent.build import adapt_to_data
 
         ds0 = open_dataset(train_paths[0])
-        rep = adapt_to_data(rep, select_jets(ds0.read_chunk(0), data_cfg), str(ds0.path))
+        if ds0.chunks:  # no chunks: load_store says so
+            rep = adapt_to_data(rep, select_jets(ds0.read_chunk(0), data_cfg), str(ds0.path))
     if isinstance(rep, ConstituentsConfig) and rep.standardize and rep.standardizer is None:
         from darkshower.represent.constituents import Standardizer, point_clouds
 
