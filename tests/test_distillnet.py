@@ -177,7 +177,7 @@ def test_non_finite_kinematics_raise_one_clear_error():
     c = {"ev": np.zeros(3, np.int64), "pt": np.array([1.0, 2.0, 3.0]), "eta": np.array([0.0, 0.05, 0.1]),
          "phi": np.array([0.0, 0.1, 0.2]), "charge": np.array([1, 0, 1], np.int8), "type": np.array([0, 1, 0], np.int8),
          "dz": np.zeros(3), "e": np.array([2.0, 4.0, 6.0])}
-    for key in ("eta", "phi", "pt"):
+    for key in ("eta", "phi", "pt", "e"):
         bad = {**c, key: np.where(np.arange(3) == 1, np.nan, c[key])}
         with pytest.raises(DatasetError, match=f"1 of 3 candidates have a non-finite {key}"):
             pu.particle_features(bad, cfg, radii=pu.FEATURE_RADII)

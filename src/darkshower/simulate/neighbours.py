@@ -164,10 +164,13 @@ def _class_sums_kernel(offsets, eta, phi, pt, cls, radii2, rmin2, rmax, cell, or
             out[s + order[a]] = acc[a]
 
 
-def _check_finite(eta: np.ndarray, phi: np.ndarray, pt: np.ndarray) -> None:
+def _check_finite(eta: np.ndarray, phi: np.ndarray, pt: np.ndarray, e: np.ndarray | None = None) -> None:
     """The compiled kernels index cells by (eta, phi): a NaN there would index out of bounds (a crash, not an
     error), so refuse non-finite kinematics with one clear error instead (+-inf eta is clipped, so allowed)."""
-    for name, v, ok in (("eta", eta, ~np.isnan(eta)), ("phi", phi, np.isfinite(phi)), ("pt", pt, np.isfinite(pt))):
+    checks = [("eta", eta, ~np.isnan(eta)), ("phi", phi, np.isfinite(phi)), ("pt", pt, np.isfinite(pt))]
+    if e is not None:
+        checks.append(("e", e, np.isfinite(e)))
+    for name, v, ok in checks:
         if not ok.all():
             raise DatasetError(f"pileup neighbourhood sums: {int((~ok).sum())} of {len(v)} candidates have a "
                                f"non-finite {name}; drop or fix those particles in the input dataset")
@@ -283,7 +286,7 @@ def student_features(ev: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: np.nd
     offsets = _offsets(ev)
     rmax = float(max(radii)) if len(radii) else 1.0
     f64 = [np.asarray(x, np.float64) for x in (pt, eta, phi, e, charge)]
-    _check_finite(f64[1], f64[2], f64[0])  # (also without radii: NaN inputs would train a NaN teacher)
+    _check_finite(f64[1], f64[2], f64[0], f64[3])  # (also without radii: NaN inputs would train a NaN teacher)
     n_max = int(np.diff(offsets).max()) if len(radii) else 1
     _features_kernel(  # type: ignore[call-arg]  # (numba's Dispatcher stub and a *tuple)
         offsets, *f64, np.asarray(typ, np.int64), np.asarray(assoc, np.int64), np.empty(n, np.int64),
