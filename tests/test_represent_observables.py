@@ -119,3 +119,15 @@ def test_cli_observables(tmp_path):
     assert len(pd.read_parquet(tmp_path / "ev.parquet")) == 18
     assert not list(tmp_path.glob(".*.tmp"))
     assert main(["observables", str(tmp_path / "nope"), "--out", str(out)]) != 0
+
+
+def test_sphericity_of_an_event_with_a_nan_particle_is_nan_not_a_crash():
+    from darkshower.represent.observables import _sphericity_eigenvalues
+
+    ev = np.array([0, 0, 0, 1, 1, 1])
+    pt = np.array([10.0, 20.0, 5.0, 10.0, np.nan, 3.0])
+    eta = np.array([0.1, -0.5, 1.0, 0.2, 0.3, -1.0])
+    phi = np.array([0.0, 2.0, -2.0, 1.0, 0.5, -1.0])
+    lam = _sphericity_eigenvalues(ev, pt, eta, phi, 2)
+    assert np.isfinite(lam[0]).all() and abs(lam[0].sum() - 1.0) < 1e-9
+    assert np.isnan(lam[1]).all()

@@ -100,7 +100,9 @@ def _sphericity_eigenvalues(ev, pt, eta, phi, n, r: float = 2.0) -> np.ndarray:
     norm = np.bincount(ev, weights=w * p2, minlength=n)
     good = norm > 0
     t[good] /= norm[good, None, None]
-    lam = np.linalg.eigvalsh(t)[:, ::-1]
+    lam = np.full((n, 3), np.nan)
+    finite = np.isfinite(t).all(axis=(1, 2))  # a NaN/inf particle makes its event's shape NaN, not the batch fail
+    lam[finite] = np.linalg.eigvalsh(t[finite])[:, ::-1]
     return lam
 
 
