@@ -1,5 +1,5 @@
 """Calibrated scores (``eff_b``: the fraction of the run's validation background above a score) and
-ensembles of runs (rank average of eff_b)."""
+ensembles of runs (rank average, Fisher's method or min of eff_b; jet- and event-level members)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from darkshower.cli.main import main
 from darkshower.errors import ConfigError
 from darkshower.train import score, train
 from darkshower.train.data import event_fraction
-from darkshower.train.ensemble import rank_average
+from darkshower.train.ensemble import combine_tables, event_level, rank_average
 from darkshower.train.score import eff_b, read_val_scores
 
 FAST = {"batch_size": 32, "threads": 1, "early_stopping": {"patience": None}}
@@ -110,6 +110,30 @@ def test_rank_average_by_hand():
         rank_average([a, b], ["a", "a"])
 
 
+def test_fisher_min_and_mixed_levels_by_hand():
+    a = _table("d", [1, 1, 2, 3], [0, 1, 0, 0], [0.5, 0.1, 0.0, 0.02])
+    b = _table("d", [1, 1, 2, 3], [0, 1, 0, 0], [0.3, 0.4, 0.0, np.nan])
+    f = combine_tables([a, b], ["a", "b"], "fisher", n_val=[100, None])
+    np.testing.assert_allclose(f.score[:3], [-np.log(0.5 * 0.3), -np.log(0.1 * 0.4), -np.log(0.005 * 1e-6)])
+    assert np.isnan(f.score[3])  # a member without a score: NaN, as for the rank average
+    m = combine_tables([a, b], ["a", "b"], "min")
+    np.testing.assert_allclose(m.score[:3], [0.7, 0.9, 1.0])
+    with pytest.raises(ConfigError, match="choose one of mean, fisher, min"):
+        combine_tables([a, b], ["a", "b"], "max")
+    # a jet-level member per event: 1 - (1 - min over the two leading jets)^k; a third jet does not count
+    j = _table("d", [1, 1, 1, 2, 3, 3], [0, 1, 2, 0, 0, 1], [0.5, 0.1, 0.0, 0.2, 0.3, np.nan],
+               [False, False, False, False, False, True])
+    e = event_level(j)
+    assert e.event_id.tolist() == [1, 2, 3] and (e.jet_idx == -1).all()
+    np.testing.assert_allclose(e.eff_b[:2], [1 - 0.9**2, 0.2])
+    assert np.isnan(e.eff_b[2]) and e.nonfinite_input.tolist() == [False, False, True]
+    ev = _table("d", [1, 2, 3, 4], [-1, -1, -1, -1], [0.05, 0.5, 0.01, 0.3])
+    mixed = combine_tables([ev, j], ["ev", "jet"], "fisher", n_val=[1000, 1000])
+    assert (mixed.jet_idx == -1).all() and mixed.event_id.tolist() == [1, 2, 3, 4]
+    np.testing.assert_allclose(mixed.score[:2], [-np.log(0.05 * 0.19), -np.log(0.5 * 0.2)])
+    assert np.isnan(mixed.score[2:]).all()  # event 3: a non-finite jet; event 4: no jets scored
+
+
 def test_ensemble_command(qcd_ds, svj_ds, tmp_path, capsys):
     ae = train("ae-hlf", qcd_ds, tmp_path / "ae", config=FAST, epochs=2, progress=False)
     gmm = train("gmm", qcd_ds, tmp_path / "gmm", config={"threads": 1, "model": {"components": [1, 2]}},
@@ -132,6 +156,11 @@ def test_ensemble_command(qcd_ds, svj_ds, tmp_path, capsys):
     assert main(["ensemble", str(s_ae), str(s_gmm), "--out", str(out2), "--no-progress"]) == 0
     got = pd.read_parquet(out2)
     np.testing.assert_allclose(got.score, df.score)
+    out3 = tmp_path / "ens3.parquet"
+    assert main(["ensemble", str(s_ae), str(s_gmm), "--out", str(out3), "--combine", "fisher", "--no-progress"]) == 0
+    n_ae, n_gmm = len(read_val_scores(ae)), len(read_val_scores(gmm))
+    np.testing.assert_allclose(pd.read_parquet(out3).score, -np.log(np.maximum(got["eff_b.ae"], 0.5 / n_ae))
+                               - np.log(np.maximum(got["eff_b.gmm"], 0.5 / n_gmm)))
     from darkshower.evaluate.scores import read_scores
 
     sf = read_scores(out2)

@@ -136,29 +136,87 @@ def test_event_level_training_on_data_without_met_records_what_it_left_out(no_me
     assert not set(rep["left_out"]) & set(rep["columns"]) and "mjj" in rep["columns"]
 
 
-def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, no_met_ds, tmp_path, capsys):
+def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, svj_ds, no_met_ds, tmp_path, capsys):
     from darkshower.cli.main import main
-    from darkshower.train.auto import DEFAULT_METHOD, train_auto
+    from darkshower.train.auto import DEFAULT_COMBINE, DEFAULT_MEMBERS, DEFAULT_METHOD, train_auto
 
-    assert DEFAULT_METHOD == "gmm"
+    assert DEFAULT_METHOD == "gmm" and DEFAULT_MEMBERS == ("density", "flow") and DEFAULT_COMBINE == "fisher"
     assert main(["train", "auto", "--data", str(qcd_ds.path), "--out", str(tmp_path / "a"), "--no-progress",
-                 "--set", "model.components=[1,2]"]) == 0
+                 "--set", "model.components=[1,2]", "--epochs", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "gmm at event level" in printed and "left out" not in printed
+    assert "density (gmm) + flow (flow)" in printed and "combined by fisher" in printed and "left out" not in printed
     info = json.loads((tmp_path / "a" / "run.json").read_text())
-    assert info["method"] == "gmm" and info["level"] == "event" and info["auto"]["level"] == "event"
+    assert info["method"] == "auto" and info["status"] == "complete" and info["level"] == "event"
+    assert [m["name"] for m in info["members"]] == ["density", "flow"] and info["combine"] == "fisher"
+    dens = json.loads((tmp_path / "a" / "members" / "density" / "run.json").read_text())
+    flow = json.loads((tmp_path / "a" / "members" / "flow" / "run.json").read_text())
+    assert dens["method"] == "gmm" and dens["level"] == "event" and flow["method"] == "flow" and flow["level"] == "jet"
     assert info["auto"]["inspected"]["met"] is True and "rt" in info["auto"]["columns"]
+    assert yaml.safe_load((tmp_path / "a" / "members" / "density" / "config.yaml").read_text())["model"][
+        "components"] == [1, 2]  # --set configures the density member
+    # resuming a complete run trains nothing more and keeps the choice
+    assert main(["train", "auto", "--data", str(qcd_ds.path), "--out", str(tmp_path / "a"), "--no-progress",
+                 "--resume"]) == 0
+    assert json.loads((tmp_path / "a" / "run.json").read_text())["members"] == info["members"]
 
     run, choice = train_auto(no_met_ds, tmp_path / "b", config={"model": {"components": [1]}}, progress=False,
-                             echo=lambda s: None)
+                             echo=lambda s: None, members=("density",))
     info = json.loads((run / "run.json").read_text())
+    dens = json.loads((run / "members" / "density" / "run.json").read_text())
     assert choice["level"] == "jet" and info["level"] == "jet" and info["auto"]["level"] == "jet"
-    assert info["representation"]["columns"] == ["mass", "n_constituents", "pt"]
+    assert dens["representation"]["columns"] == ["mass", "n_constituents", "pt"] and info["combine"] is None
     assert any(w.startswith("MET topology") for w in info["auto"]["left_out"])
     assert any(w.startswith("particle types") for w in info["auto"]["left_out"])  # h5-4vec: types unknown
     with pytest.raises(ConfigError, match="train auto chooses the representation itself"):
         train_auto(no_met_ds, tmp_path / "c", config={"representation": {"kind": "image"}}, progress=False)
     assert not (tmp_path / "c").exists()
+    with pytest.raises(ConfigError, match="choose distinct members"):
+        train_auto(no_met_ds, tmp_path / "c", members=("flow",), progress=False)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train_auto(no_met_ds, run, members=("density",), progress=False)
+    assert main(["train", "gmm", "--data", str(qcd_ds.path), "--out", str(tmp_path / "d"), "--members", "flow"]) == 2
+
+
+def test_auto_run_scores_by_fishers_method_of_its_members(qcd_ds, svj_ds, tmp_path):
+    """score on a train auto run = -sum ln eff_b of its members, the jet-level flow entering with the calibrated
+    max of the two leading jets; the density alone (--members density) scores as its own run."""
+    from darkshower.models.runs import load_run
+    from darkshower.train import score
+    from darkshower.train.auto import train_auto
+
+    run, _ = train_auto(qcd_ds.path, tmp_path / "auto", config={"model": {"components": [1, 2]}}, epochs=2,
+                        progress=False, echo=lambda s: None)
+    data = [qcd_ds.path, svj_ds.path]
+    out, evp = score(run, data, tmp_path / "s" / "auto.parquet", progress=False)
+    d, _ = score(run / "members" / "density", data, tmp_path / "s" / "d.parquet", progress=False)
+    f, _ = score(run / "members" / "flow", data, tmp_path / "s" / "f.parquet", progress=False)
+    t, td, tf = pd.read_parquet(out), pd.read_parquet(d), pd.read_parquet(f)
+    assert (t.jet_idx == -1).all() and len(t) == len(td)
+    tf = tf[tf.jet_idx.isin([0, 1])]
+    g = tf.groupby(["dataset", "event_id"])["eff_b"]
+    flow_ev = (1 - (1 - g.min()) ** g.count()).rename("f")
+    m = td.set_index(["dataset", "event_id"])[["eff_b"]].join(flow_ev, how="left")
+    n_val = {k: len(np.load(run / "members" / k / "val_scores.npy")) for k in ("density", "flow")}
+    by_hand = -(np.log(np.maximum(m["eff_b"], 0.5 / n_val["density"])) + np.log(np.maximum(m["f"], 0.5 / n_val["flow"])))
+    got = t.set_index(["dataset", "event_id"])["score"].reindex(m.index)
+    np.testing.assert_allclose(got.to_numpy(), by_hand.to_numpy(), rtol=1e-12)
+    meta = json.loads(__import__("pyarrow.parquet", fromlist=["x"]).read_schema(out).metadata[b"darkshower"])
+    assert meta["method"] == "auto" and meta["combine"] == "fisher" and meta["level"] == "event"
+    ev = pd.read_parquet(evp)
+    sig = ev[ev.dataset.str.endswith(str(svj_ds.path.name))].score_max2.mean()
+    bkg = ev[ev.dataset.str.endswith(str(qcd_ds.path.name))].score_max2.mean()
+    assert sig > bkg  # SVJ events are rarer than QCD in the default's eyes
+    with pytest.raises(ConfigError, match="score its members"):
+        score(run, data, tmp_path / "s" / "x.parquet", progress=False, decorrelate=True)
+    with pytest.raises(ConfigError, match="has no model of its own"):
+        load_run(run)
+    one, _ = train_auto(qcd_ds.path, tmp_path / "one", config={"model": {"components": [1, 2]}}, progress=False,
+                        echo=lambda s: None, members=("density",))
+    o, _ = score(one, data, tmp_path / "s" / "one.parquet", progress=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(o), td)
+    (one / "run.json").write_text(json.dumps({**json.loads((one / "run.json").read_text()), "status": "running"}))
+    with pytest.raises(ConfigError, match="not complete"):
+        score(one, data, tmp_path / "s" / "two.parquet", progress=False)
 
 
 def test_auto_choice_rules():

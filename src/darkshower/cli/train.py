@@ -25,13 +25,17 @@ def register(subparsers) -> None:
         description=("Train METHOD on the background DATASET(s) and write a run directory (resolved config, "
                      "versions, per-epoch metrics, atomic checkpoints, best and last model). The best model is "
                      "chosen without signal labels (validation loss, or validation EMD for energy-based methods). "
-                     f"Methods: {', '.join(METHODS)}; auto: the recommended default, its representation chosen "
-                     "from what the data have; pu-gnn: the DistillNet pileup teacher, per-particle weights from a "
+                     f"Methods: {', '.join(METHODS)}; auto: the recommended default (a Gaussian-mixture density "
+                     "on the event, its representation chosen from what the data have, and a pT-conditional flow on "
+                     "jet observables, combined by Fisher's method at scoring); pu-gnn: the DistillNet pileup teacher, per-particle weights from a "
                      "dataset with --pileup (docs/pileup.md). See docs/training.md."),
     )
     p.add_argument("method", metavar="METHOD", help="method name, e.g. ae-hlf, nae, wnae, clr, auto or pu-gnn")
     add_training_options(p, data_help="background dataset director(y/ies)",
                          set_example="--set model.latent=8 --set optimizer.lr=3e-4")
+    p.add_argument("--members", default=None, metavar="M,M",
+                   help="train auto only: the default's members, of density,flow (default both; density alone is "
+                        "the fast density baseline). --config/--set configure the density member")
     p.set_defaults(func=run)
 
 
@@ -68,6 +72,10 @@ def config_from_args(args) -> dict:
 
 
 def run(args) -> int:
+    if args.members is not None and args.method != "auto":
+        from darkshower.errors import ConfigError
+
+        raise ConfigError(f"--members is an option of train auto, not of train {args.method}")
     if args.method == "auto":  # the recommended default, representation chosen from the data (train/auto.py)
         return run_auto(args)
     if args.method == "pu-gnn":  # DistillNet teacher: its own trainer (docs/pileup.md)
@@ -107,13 +115,20 @@ def run_pu_gnn(args) -> int:
 def run_auto(args) -> int:
     """``darkshower train auto``: train.auto.DEFAULT_METHOD with what the data have (docs/training.md)."""
     from darkshower.errors import ConfigError
-    from darkshower.train.auto import train_auto
+    from darkshower.train.auto import DEFAULT_MEMBERS, MEMBER_METHODS, train_auto
 
     if args.nproc not in (None, 1):
-        raise ConfigError("--nproc: train auto trains the default (fitted offline) in one process")
+        raise ConfigError("--nproc: train auto trains the default's members one after the other in one process")
+    members = DEFAULT_MEMBERS if args.members is None else tuple(m.strip() for m in args.members.split(",") if m.strip())
+    if args.resume and args.members is not None:
+        raise ConfigError("--members with --resume: a resumed train auto run continues its recorded members")
     with executor_of(args) as ex:
         out, choice = train_auto(args.data, args.out, val=args.val, config=config_from_args(args), epochs=args.epochs,
                                  seed=args.seed, resume=args.resume, progress=not args.no_progress,
-                                 command=["darkshower", *sys.argv[1:]], executor=ex if executor_asked(args) else None)
-    print(f"trained {choice['method']} ({choice['level']} level) -> {out}; the choice is in {out / 'run.json'} (auto)")
+                                 command=["darkshower", *sys.argv[1:]], executor=ex if executor_asked(args) else None,
+                                 members=members)
+    names = choice.get("members") or ["density"]
+    print(f"trained {' + '.join(f'{m} ({MEMBER_METHODS[m]})' for m in names)} ({choice['level']} level"
+          + (f", combined by {choice['combine']}" if choice.get("combine") else "")
+          + f") -> {out}; the choice is in {out / 'run.json'} (auto); score it with darkshower score {out} --data ...")
     return 0

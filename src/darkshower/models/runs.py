@@ -108,6 +108,10 @@ def load_run(run, which: str = "best"):
 
     run = Path(run)
     info = read_run_json(run)
+    if info.get("members"):  # `darkshower train auto`: a combination of runs, no model of its own
+        names = ", ".join(str(run / m["dir"]) for m in info["members"])
+        raise ConfigError(f"{run}: a `train auto` run combines the runs {names} (by {info.get('combine')}); it has no "
+                          "model of its own: score it with darkshower score, or export/load one of those runs")
     cfg = read_run_config(run)
     cls = get_method(info["method"])
     rep = parse_representation(info["representation"])

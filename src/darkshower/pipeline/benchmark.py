@@ -94,10 +94,10 @@ def load_benchmark_config(source) -> BenchmarkConfig:
         cfg = validate(BenchmarkConfig, data, f"benchmark config {source if isinstance(source, (str, Path)) else ''}".strip())
     from darkshower.models import METHODS, available_methods
 
-    unknown = [m.method for m in cfg.methods if m.method not in METHODS]
+    unknown = [m.method for m in cfg.methods if m.method not in METHODS and m.method != "auto"]
     if unknown:
         raise ConfigError(f"benchmark config: unknown method(s) {unknown} in 'methods'; choose from "
-                          f"{', '.join(available_methods())}")
+                          f"{', '.join(available_methods())}, or auto (darkshower train auto)")
     labels = [m.label for m in cfg.methods]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"benchmark config: method names must be unique, got {labels} (set 'name:' to tell them apart)")
@@ -214,6 +214,30 @@ def _stage(status: _Status, key: str, fn, *, critical: bool = True, force: bool 
     return out
 
 
+def _supervised(method: str) -> bool:
+    from darkshower.models import get_method
+
+    return method != "auto" and get_method(method).supervised
+
+
+def _resumable(method: str, run: Path) -> bool:
+    """Whether ``run`` holds a started run of ``method`` to continue (a `train auto` run: its run.json)."""
+    return (run / ("run.json" if method == "auto" else "checkpoint.pt")).exists()
+
+
+def _train_method(method: str, data, out, config, epochs, resume: bool, progress: bool):
+    """``darkshower train METHOD`` (or ``train auto``, the recommended default) as a benchmark stage."""
+    if method == "auto":
+        from darkshower.train.auto import train_auto
+
+        return train_auto(data, out, config=config, epochs=epochs, resume=resume, progress=progress,
+                          command=["darkshower", "benchmark"], echo=log.info)[0]
+    from darkshower.train import train
+
+    return train(method, data, out, config=config, epochs=epochs, resume=resume, progress=progress,
+                 command=["darkshower", "benchmark"])
+
+
 def sample_path(bench: Path, s: SampleSpec) -> Path:
     return Path(s.path) if s.path else bench / "data" / s.name
 
@@ -231,10 +255,7 @@ def _grid_task(task) -> tuple[str, str, float, Exception | None]:
 
             generate(kw["config"], kw["out"], progress=False, command=["darkshower", "benchmark"], executor=Local())
         elif stage == "train":
-            from darkshower.train import train
-
-            train(kw["method"], kw["data"], kw["out"], config=kw["config"], epochs=kw["epochs"], resume=kw["resume"],
-                  progress=False, command=["darkshower", "benchmark"])
+            _train_method(kw["method"], kw["data"], kw["out"], kw["config"], kw["epochs"], kw["resume"], False)
         else:
             from darkshower.train import score
 
@@ -269,7 +290,6 @@ def _map_grid(executor, status: _Status, tasks: list, progress: bool) -> dict[st
 def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, executor, progress: bool):
     """The grid as three maps of independent jobs on ``executor``: generate every sample, train every method,
     score with every run. Each job runs its stage in one worker; resumable like the sequential path."""
-    from darkshower.models import get_method
 
     tasks: list[tuple[str, str, dict[str, Any]]] = []
     if "generate" in want:
@@ -298,9 +318,9 @@ def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, exe
             if cfg.threads and "threads" not in mcfg:
                 mcfg["threads"] = cfg.threads
             mcfg.setdefault("seed", cfg.seed)
-            if get_method(m.method).supervised:  # references train on the first signal as label 1
+            if _supervised(m.method):  # references train on the first signal as label 1
                 mcfg["data"] = {**mcfg.get("data", {}), "signal": [str(sample_path(bench, cfg.signals[0]))]}
-            resume = (run / "checkpoint.pt").exists()
+            resume = _resumable(m.method, run)
             tasks.append((key, "train", {"method": m.method, "data": str(sample_path(bench, cfg.train)), "out": str(run),
                                          "config": None if resume else mcfg, "epochs": m.epochs, "resume": resume}))
         retrained = {k for k, exc in _map_grid(executor, status, tasks, progress).items() if exc is None}
@@ -331,9 +351,8 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
     (each job runs its stage in one worker); without it, the stages run one after the other here, generation
     with ``jobs`` processes. ``methods`` (names as in the config) limits training and scoring to those methods
     (e.g. the quick ones of a large grid first); evaluation and the report include every method scored so far."""
-    from darkshower.models import get_method
     from darkshower.simulate.run import generate
-    from darkshower.train import score, train
+    from darkshower.train import score
 
     cfg = load_benchmark_config(config)
     bench = Path(out)
@@ -373,11 +392,11 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
         key = f"train:{m.label}"
 
         def _train(m=m, run=run, mcfg=mcfg):
-            resume = (run / "checkpoint.pt").exists()
-            if get_method(m.method).supervised:  # references train on the first signal as label 1
+            resume = _resumable(m.method, run)
+            if _supervised(m.method):  # references train on the first signal as label 1
                 mcfg["data"] = {**mcfg.get("data", {}), "signal": [str(sample_path(bench, cfg.signals[0]))]}
-            return train(m.method, sample_path(bench, cfg.train), run, config=None if resume else mcfg,
-                         epochs=m.epochs, resume=resume, progress=progress, command=["darkshower", "benchmark"])
+            return _train_method(m.method, sample_path(bench, cfg.train), run, None if resume else mcfg, m.epochs,
+                                 resume, progress)
 
         retrained = False
         if m.run is not None and not status.done(key):  # an existing run: nothing to train

@@ -24,6 +24,15 @@ log = logging.getLogger(__name__)
 #: measurements (make demo: SVJ AUC gmm 0.851 > nae 0.834 > ae-hlf 0.756; ttbar 0.731 / 0.732 / 0.661). The
 #: sensitivity grid (issue #12 part 1) will revisit it.
 DEFAULT_METHOD = "gmm"
+#: the members of the default (``darkshower train auto``), each trained as its own run, and their method: the
+#: density above and the pT-conditional normalizing flow on jet observables (docs/methods/flow.md)
+MEMBER_METHODS = {"density": DEFAULT_METHOD, "flow": "flow"}
+DEFAULT_MEMBERS = ("density", "flow")
+#: how the members' calibrated scores combine (darkshower.train.ensemble): Fisher's method, -sum ln eff_b.
+#: On the sensitivity grid (docs/sensitivity.md) it is >= 0.90 of the supervised AUC at every SVJ/EMJ/SUEP point
+DEFAULT_COMBINE = "fisher"
+#: config sections the flow member shares with the density member
+SHARED_KEYS = ("data", "seed", "threads", "device", "eval_batch_size")
 #: its jet observables (the density baseline's: mass, constituent multiplicity, pT), per jet or per jet slot
 DEFAULT_COLUMNS = ["mass", "n_constituents", "pt"]
 #: event level needs at least this fraction of the inspected events to have two jets
@@ -120,48 +129,144 @@ def _merge(config: dict | None, rep: dict) -> dict:
     return cfg
 
 
+def _member_config(config: dict | None, member: str, rep: dict | None) -> dict:
+    """The density member takes the user's config (its representation is chosen here); the flow member only
+    its shared sections (data window, seed, threads, device, epochs-related training keys)."""
+    cfg = dict(config or {})
+    if member == "density":
+        return _merge(cfg, rep or {})
+    return {k: v for k, v in cfg.items() if k in SHARED_KEYS}
+
+
+def _write_auto_info(out: Path, info: dict) -> None:
+    from darkshower.data.dataset import atomic_write_json
+
+    atomic_write_json(out / "run.json", info)
+
+
 def train_auto(data, out, val=None, config: dict | None = None, epochs: int | None = None, seed: int | None = None,
                resume: bool = False, progress: bool = True, command: list[str] | None = None, executor=None,
-               echo=print) -> tuple[Path, dict[str, Any]]:
-    """Train :data:`DEFAULT_METHOD` on background ``data`` into run dir ``out`` with the representation the data
-    allow (:func:`choose`); ``echo`` prints the choice. Returns (run dir, choice); the choice and the inspection
-    are also in ``run.json`` under ``auto``. ``--resume`` continues the recorded choice."""
-    from darkshower.data.dataset import atomic_write_json
+               echo=print, members: tuple[str, ...] | list[str] = DEFAULT_MEMBERS) -> tuple[Path, dict[str, Any]]:
+    """Train the recommended default on background ``data`` into run dir ``out``: each of ``members``
+    (:data:`DEFAULT_MEMBERS`: the :data:`DEFAULT_METHOD` density with the representation the data allow,
+    :func:`choose`, and the pT-conditional ``flow`` on jet observables) as a run in ``out/members/NAME``,
+    combined at scoring by :data:`DEFAULT_COMBINE` of their calibrated scores (``darkshower score OUT``).
+    ``--config`` sets the density member (its data/seed/threads/device sections also the flow's). ``echo``
+    prints the choice. Returns (run dir, choice); the choice and the inspection are in ``run.json`` under
+    ``auto``. ``--resume`` continues the recorded members (a run of one member, as written by darkshower
+    before the flow joined the default, resumes as that run)."""
+    from darkshower import __version__
     from darkshower.models.runconfig import DataConfig
-    from darkshower.models.runs import read_run_json
+    from darkshower.models.runs import RUN_FORMAT, RUN_FORMAT_VERSION, read_run_json, versions
     from darkshower.train.trainer import train
 
     paths = [data] if isinstance(data, (str, Path)) else list(data)
     if not paths:
         raise ConfigError("train auto: give at least one training dataset (--data DS)")
+    out = Path(out)
     if resume:
-        info = read_run_json(Path(out))
+        info = read_run_json(out)
         if "auto" not in info:
             raise ConfigError(f"{out}: not a `train auto` run (run.json has no 'auto'); resume it with "
                               f"darkshower train {info.get('method')} --resume")
-        run = train(info["method"], paths, out, val=val, config=config, epochs=epochs, seed=seed, resume=True,
-                    progress=progress, command=command, executor=executor)
-        return run, info["auto"]
-    from darkshower.config import validate
+        if not info.get("members"):  # a one-member run of an earlier darkshower
+            run = train(info["method"], paths, out, val=val, config=config, epochs=epochs, seed=seed, resume=True,
+                        progress=progress, command=command, executor=executor)
+            return run, info["auto"]
+        choice = info["auto"]
+    else:
+        members = tuple(members)
+        unknown = [m for m in members if m not in MEMBER_METHODS]
+        if not members or unknown or len(set(members)) != len(members) or "density" not in members:
+            raise ConfigError(f"train auto --members {','.join(members)}: choose distinct members from "
+                              f"{', '.join(MEMBER_METHODS)}, including density")
+        if (out / "run.json").exists():
+            raise ConfigError(f"{out} already holds a run; continue it with --resume or choose another --out")
+        from darkshower.config import validate
 
-    cfg0 = dict(config or {})
-    data_cfg = validate(DataConfig, dict(cfg0.get("data") or {}), "config: data")
-    inspected = inspect_dataset(paths[0], data_cfg)
-    choice = choose(inspected)
-    choice["inspected"] = inspected
-    echo(f"train auto: {choice['method']} at {choice['level']} level on {inspected['dataset']}")
+        cfg0 = dict(config or {})
+        data_cfg = validate(DataConfig, dict(cfg0.get("data") or {}), "config: data")
+        inspected = inspect_dataset(paths[0], data_cfg)
+        choice = choose(inspected)
+        choice["inspected"] = inspected
+        choice["members"] = list(members)
+        choice["combine"] = DEFAULT_COMBINE if len(members) > 1 else None
+        _merge(cfg0, {})  # refuse representation keys before anything is written
+        info = {"format": RUN_FORMAT, "format_version": RUN_FORMAT_VERSION, "method": "auto", "status": "running",
+                "level": choice["level"], "supervised": False, "representation": {"kind": "ensemble"},
+                "members": [{"name": m, "method": MEMBER_METHODS[m], "dir": f"members/{m}"} for m in members],
+                "combine": choice["combine"], "data": [str(Path(q).resolve()) for q in paths],
+                "seed": seed if seed is not None else cfg0.get("seed", 0), "versions": {**versions(),
+                                                                                        "darkshower": __version__},
+                "command": command, "auto": choice}
+        out.mkdir(parents=True, exist_ok=True)
+        _write_auto_info(out, info)
+    echo(f"train auto: {' + '.join(f'{m} ({MEMBER_METHODS[m]})' for m in choice['members'])} on "
+         f"{choice['inspected']['dataset']}" + (f", combined by {choice['combine']}" if choice.get("combine") else ""))
     for w in choice["why"]:
         echo(f"  used: {w}")
     for w in choice["left_out"]:
         echo(f"  left out: {w}")
-    run = train(choice["method"], paths, out, val=val, config=_merge(config, choice["representation"]), epochs=epochs,
-                seed=seed, progress=progress, command=command, executor=executor)
-    info = read_run_json(run)
-    rep = info.get("representation", {})
-    choice["columns"] = rep.get("columns")
-    choice["columns_left_out"] = rep.get("left_out", [])
-    if choice["columns_left_out"]:
-        echo(f"  columns left out: {', '.join(choice['columns_left_out'])}")
+    for m in info["members"]:
+        mdir = out / m["dir"]
+        again = (mdir / "run.json").exists()
+        run = train(m["method"], paths, mdir, val=val, config=None if again else _member_config(
+            config, m["name"], choice["representation"]), epochs=epochs, seed=seed, resume=again,
+            progress=progress, command=command, executor=executor)
+        minfo = read_run_json(run)
+        if m["name"] == "density":
+            rep = minfo.get("representation", {})
+            choice["columns"] = rep.get("columns")
+            choice["columns_left_out"] = rep.get("left_out", [])
+            if choice["columns_left_out"]:
+                echo(f"  columns left out: {', '.join(choice['columns_left_out'])}")
+        m["level"] = minfo.get("level", "jet")
+    info["status"] = "complete"
     info["auto"] = choice
-    atomic_write_json(run / "run.json", info)
-    return run, choice
+    _write_auto_info(out, info)
+    return out, choice
+
+
+def is_auto_run(info: dict) -> bool:
+    """Whether a run.json describes a multi-member ``train auto`` run (scored by :func:`score_auto`)."""
+    return info.get("method") == "auto" and bool(info.get("members"))
+
+
+def score_auto(run, datasets, out, which: str = "best", batch_size: int | None = None, progress: bool = True,
+               threads: int | None = None, executor=None, jobs: int | None = None) -> tuple[Path, Path]:
+    """Score a ``train auto`` run: each member on ``datasets``, combined by the run's ``combine``
+    (:mod:`darkshower.train.ensemble`); writes the score-file pair ``out`` (method ``auto``)."""
+    import os
+    import shutil
+
+    from darkshower.models.runs import read_run_json
+    from darkshower.train.ensemble import _read, write_combined
+    from darkshower.train.score import check_score_output, score
+
+    run = Path(run)
+    info = read_run_json(run)
+    if info.get("status") != "complete":
+        raise ConfigError(f"{run}: the `train auto` run is not complete (status {info.get('status')!r}); finish it "
+                          f"with darkshower train auto --data ... --out {run} --resume")
+    out = check_score_output(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.auto.{os.getpid()}"
+    tmp.mkdir(exist_ok=True)
+    try:
+        tables, metas = [], []
+        for i, m in enumerate(info["members"]):
+            f, _ = score(run / m["dir"], datasets, tmp / f"{i}.parquet", which=which, batch_size=batch_size,
+                         progress=progress, threads=threads, executor=executor, jobs=jobs)
+            t, meta = _read(f)
+            tables.append(t)
+            metas.append({**meta, "name": m["name"], "input": str((run / m["dir"]).resolve())})
+        if len(tables) == 1:  # the density alone (--members density): its own scores, unchanged
+            from darkshower.train.score import events_path
+
+            os.replace(f, out)
+            os.replace(events_path(f), events_path(out))
+            return out, events_path(out)
+        return write_combined(tables, metas, out, info["combine"], method="auto",
+                              extra={"run": str(run.resolve()), "model": which})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -161,8 +161,19 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
         raise ConfigError(f"model {which!r}: choose best or last")
     if (Path(run) / "run.json").is_file():  # DistillNet runs (docs/pileup.md) weight particles, they score nothing
         from darkshower.models.runs import read_run_json
+        from darkshower.train.auto import is_auto_run
 
-        if (kind := read_run_json(Path(run)).get("method")) in ("pu-gnn", "pu-student"):
+        rinfo = read_run_json(Path(run))
+        if is_auto_run(rinfo):  # the recommended default: members scored and combined (train/auto.py)
+            if decorrelate:
+                raise ConfigError(f"{run}: --decorrelate on a `train auto` run: score its members "
+                                  f"({', '.join(str(Path(run) / m['dir']) for m in rinfo['members'])}) with "
+                                  "--decorrelate instead")
+            from darkshower.train.auto import score_auto
+
+            return score_auto(run, datasets, out, which=which, batch_size=batch_size, progress=progress,
+                              threads=threads, executor=executor, jobs=jobs)
+        if (kind := rinfo.get("method")) in ("pu-gnn", "pu-student"):
             use = (f"--pu-mitigation distillnet:{run}`" if kind == "pu-student" else "--pu-mitigation "
                    "distillnet:STUDENT_RUN` after `darkshower distill TEACHER_RUN --student per-particle --data DS "
                    "--out STUDENT_RUN`")
