@@ -200,7 +200,17 @@ def test_auto_run_scores_by_fishers_method_of_its_members(qcd_ds, svj_ds, tmp_pa
     by_hand = -(np.log(np.maximum(m["eff_b"], 0.5 / n_val["density"])) + np.log(np.maximum(m["f"], 0.5 / n_val["flow"])))
     got = t.set_index(["dataset", "event_id"])["score"].reindex(m.index)
     np.testing.assert_allclose(got.to_numpy(), by_hand.to_numpy(), rtol=1e-12)
+    # calibrated on the members' validation events (the same event split): eff_b of its own
+    from darkshower.train.data import event_fraction
+    from darkshower.train.score import eff_b
+
+    val = np.load(run / "val_scores.npy")
+    q = t[t.dataset.str.endswith(str(qcd_ds.path.name))]
+    q_val = q[event_fraction(q.event_id.to_numpy(), 0) < 0.2]
+    np.testing.assert_array_equal(val, np.sort(q_val.score[np.isfinite(q_val.score)]))
+    np.testing.assert_array_equal(t.eff_b, eff_b(val, t.score))
     meta = json.loads(__import__("pyarrow.parquet", fromlist=["x"]).read_schema(out).metadata[b"darkshower"])
+    assert meta["n_val_scores"] == len(val)
     assert meta["method"] == "auto" and meta["combine"] == "fisher" and meta["level"] == "event"
     ev = pd.read_parquet(evp)
     sig = ev[ev.dataset.str.endswith(str(svj_ds.path.name))].score_max2.mean()

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 #: sensitivity grid (issue #12 part 1) will revisit it.
 DEFAULT_METHOD = "gmm"
 #: the members of the default (``darkshower train auto``), each trained as its own run, and their method: the
-#: density above and the pT-conditional normalizing flow on jet observables (docs/methods/flow.md)
+#: density above and the normalizing flow (unconditional) on 15 jet substructure observables (docs/methods/flow.md)
 MEMBER_METHODS = {"density": DEFAULT_METHOD, "flow": "flow"}
 DEFAULT_MEMBERS = ("density", "flow")
 #: how the members' calibrated scores combine (darkshower.train.ensemble): Fisher's method, -sum ln eff_b.
@@ -149,7 +149,7 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
                echo=print, members: tuple[str, ...] | list[str] = DEFAULT_MEMBERS) -> tuple[Path, dict[str, Any]]:
     """Train the recommended default on background ``data`` into run dir ``out``: each of ``members``
     (:data:`DEFAULT_MEMBERS`: the :data:`DEFAULT_METHOD` density with the representation the data allow,
-    :func:`choose`, and the pT-conditional ``flow`` on jet observables) as a run in ``out/members/NAME``,
+    :func:`choose`, and the ``flow`` density on 15 jet substructure observables, unconditional) as a run in ``out/members/NAME``,
     combined at scoring by :data:`DEFAULT_COMBINE` of their calibrated scores (``darkshower score OUT``).
     ``--config`` sets the density member (its data/seed/threads/device sections also the flow's). ``echo``
     prints the choice. Returns (run dir, choice); the choice and the inspection are in ``run.json`` under
@@ -221,10 +221,58 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
             if choice["columns_left_out"]:
                 echo(f"  columns left out: {', '.join(choice['columns_left_out'])}")
         m["level"] = minfo.get("level", "jet")
+    if len(info["members"]) > 1 and not (out / "val_scores.npy").exists():
+        _calibrate(out, info, paths, val, progress)
     info["status"] = "complete"
     info["auto"] = choice
     _write_auto_info(out, info)
     return out, choice
+
+
+def _val_events(out: Path, info: dict, paths, val) -> tuple[list, float | None, int]:
+    """The validation background of the members: the --val datasets (all events), else the training datasets'
+    events with ``event_fraction(event_id, seed) < data.val_fraction`` (the split every member used)."""
+    from darkshower.models.runs import read_run_config
+
+    cfg = read_run_config(out / info["members"][0]["dir"])
+    if val:
+        return ([val] if isinstance(val, (str, Path)) else list(val)), None, cfg.seed
+    return list(paths), cfg.data.val_fraction, cfg.seed
+
+
+def _calibrate(out: Path, info: dict, paths, val, progress: bool) -> None:
+    """``OUT/val_scores.npy``: the sorted combined scores of the members' validation background, so that
+    ``score`` gives the default an ``eff_b`` of its own (the fraction of validation events above)."""
+    import shutil
+
+    from darkshower.train.callbacks import _atomic_save_npy
+    from darkshower.train.data import event_fraction
+    from darkshower.train.ensemble import _read, combine_tables
+    from darkshower.train.score import score
+
+    datasets, fraction, seed = _val_events(out, info, paths, val)
+    tmp = out / ".calibration"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        tables, n_val = [], []
+        for i, m in enumerate(info["members"]):
+            f, _ = score(out / m["dir"], datasets, tmp / f"{i}.parquet", progress=progress)
+            t, meta = _read(f)
+            tables.append(t)
+            n_val.append(meta.get("n_val_scores"))
+        c = combine_tables(tables, [m["name"] for m in info["members"]], info["combine"], n_val)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if fraction is not None:
+        c = c[event_fraction(c["event_id"].to_numpy(), seed) < fraction]
+    v = c["score"].to_numpy(np.float64)
+    v = np.sort(v[np.isfinite(v)])
+    if not len(v):
+        raise DatasetError(f"{out}: no validation event has a finite combined score; cannot calibrate the default")
+    _atomic_save_npy(out / "val_scores.npy", v)
+    info["n_val_scores"] = int(len(v))
+    log.info("train auto: %d validation events calibrate the combined score (eff_b)", len(v))
 
 
 def is_auto_run(info: dict) -> bool:
@@ -266,7 +314,9 @@ def score_auto(run, datasets, out, which: str = "best", batch_size: int | None =
             os.replace(f, out)
             os.replace(events_path(f), events_path(out))
             return out, events_path(out)
+        from darkshower.train.score import read_val_scores
+
         return write_combined(tables, metas, out, info["combine"], method="auto",
-                              extra={"run": str(run.resolve()), "model": which})
+                              extra={"run": str(run.resolve()), "model": which}, val_sorted=read_val_scores(run, which))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -174,11 +174,12 @@ def ensemble(inputs, out, datasets=None, which: str = "best", batch_size: int | 
 
 
 def write_combined(tables: list[pd.DataFrame], metas: list[dict], out, combine: str, method: str = "ensemble",
-                   extra: dict | None = None) -> tuple[Path, Path]:
+                   extra: dict | None = None, val_sorted: np.ndarray | None = None) -> tuple[Path, Path]:
     """Combine members' score tables (``metas[i]["name"]`` names member i; its ``n_val_scores`` sets the
     ``fisher`` floor) by ``combine`` and write the score-file pair ``out``; ``method``/``extra`` go into the
-    metadata. Members of mixed levels give an event-level file (module docstring)."""
-    from darkshower.train.score import write_score_files
+    metadata. Members of mixed levels give an event-level file (module docstring). ``val_sorted``: sorted
+    combined scores of validation background (a `train auto` run's); with it the file has ``eff_b``."""
+    from darkshower.train.score import eff_b, write_score_files
 
     names = [m["name"] for m in metas]
     for t, m in zip(tables, metas, strict=True):
@@ -191,6 +192,8 @@ def write_combined(tables: list[pd.DataFrame], metas: list[dict], out, combine: 
         log.info("ensemble: members mix jet- and event-level scores; jet-level members enter per event (calibrated "
                  "max of the two leading jets)")
     jets = combine_tables(tables, names, combine, [m.get("n_val_scores") for m in metas])
+    if val_sorted is not None:
+        jets.insert(jets.columns.get_loc("nonfinite_input") + 1, "eff_b", eff_b(val_sorted, jets["score"].to_numpy()))
     n_missing = int(jets[[f"eff_b.{n}" for n in names]].isna().any(axis=1).sum() - jets["nonfinite_input"].sum())
     if n_missing > 0:
         log.warning("ensemble: %d samples lack a calibrated score in some member (not scored by it, or NaN "
@@ -204,7 +207,8 @@ def write_combined(tables: list[pd.DataFrame], metas: list[dict], out, combine: 
                                                                               "level")} for m in metas],
             "combination": _FORMULA[combine], "combine": combine, "representation": "ensemble", "level": level,
             "supervised": any(m.get("supervised") for m in metas),
-            "n_nonfinite_input": int(jets["nonfinite_input"].sum()), "datasets": fingerprints, **(extra or {})}
+            "n_nonfinite_input": int(jets["nonfinite_input"].sum()), "datasets": fingerprints,
+            "n_val_scores": None if val_sorted is None else len(val_sorted), **(extra or {})}
     out, evp = write_score_files(jets, out, meta)
     log.info("ensemble (%s) of %d members: %d samples -> %s", combine, len(tables), len(jets), out)
     return out, evp
