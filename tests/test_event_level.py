@@ -158,6 +158,10 @@ def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, svj
     assert main(["train", "auto", "--data", str(qcd_ds.path), "--out", str(tmp_path / "a"), "--no-progress",
                  "--resume"]) == 0
     assert json.loads((tmp_path / "a" / "run.json").read_text())["members"] == info["members"]
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "a")]) == 0
+    shown = capsys.readouterr().out
+    assert "combined by fisher" in shown and "member    flow: flow (jet level)" in shown and "calibrated on" in shown
 
     run, choice = train_auto(no_met_ds, tmp_path / "b", config={"model": {"components": [1]}}, progress=False,
                              echo=lambda s: None, members=("density",))

@@ -73,6 +73,8 @@ _USE = {
                "darkshower generate ... --pileup MU --pu-mitigation distillnet:STUDENT_RUN"),
     "pu-student": ("DistillNet per-particle pileup student (per-particle weights, not anomaly scores)",
                    "apply it: darkshower generate ... --pileup MU --pu-mitigation distillnet:{run}"),
+    "auto": ("the recommended default (darkshower train auto): member runs combined at scoring",
+             "score it: darkshower score {run} DS... --out S.parquet (members scored and combined)"),
 }
 
 
@@ -97,9 +99,16 @@ def run_info(args) -> int:
 def format_run(run: Path, info: dict, hist: list, best: dict) -> str:
     method = info.get("method", "?")
     what, use = _USE.get(method, ("anomaly detector", "score it: darkshower score {run} DS... --out S.parquet"))
-    lines = [f"run       {run}", f"method    {method}: {what}",
-             f"status    {info.get('status', '?')}, {info.get('epochs_done', len(hist))} epochs, best epoch "
-             f"{info.get('best_epoch')}" + (f" by {info['selection']}" if info.get("selection") else "")]
+    lines = [f"run       {run}", f"method    {method}: {what}"]
+    if info.get("members"):  # train auto: no epochs of its own
+        lines.append(f"status    {info.get('status', '?')}, {info.get('level', '?')} level"
+                     + (f", combined by {info['combine']}" if info.get("combine") else "")
+                     + (f", calibrated on {info['n_val_scores']} validation events" if info.get("n_val_scores") else ""))
+        for m in info["members"]:
+            lines.append(f"member    {m['name']}: {m['method']} ({m.get('level', '?')} level), run {run / m['dir']}")
+    else:
+        lines.append(f"status    {info.get('status', '?')}, {info.get('epochs_done', len(hist))} epochs, best epoch "
+                     f"{info.get('best_epoch')}" + (f" by {info['selection']}" if info.get("selection") else ""))
     for d in info.get("data") or []:
         lines.append(f"data      {d.get('path') if isinstance(d, dict) else d}")
     spec = info.get("spec") or {}
