@@ -247,8 +247,8 @@ def _calibrate(out: Path, info: dict, paths, val, progress: bool) -> None:
 
     from darkshower.train.callbacks import _atomic_save_npy
     from darkshower.train.data import event_fraction
-    from darkshower.train.ensemble import _read, combine_tables
     from darkshower.train.score import score
+    from darkshower.train.scorefiles import combine_tables, read_score_file
 
     datasets, fraction, seed = _val_events(out, info, paths, val)
     tmp = out / ".calibration"
@@ -258,7 +258,7 @@ def _calibrate(out: Path, info: dict, paths, val, progress: bool) -> None:
         tables, n_val = [], []
         for i, m in enumerate(info["members"]):
             f, _ = score(out / m["dir"], datasets, tmp / f"{i}.parquet", progress=progress)
-            t, meta = _read(f)
+            t, meta = read_score_file(f)
             tables.append(t)
             n_val.append(meta.get("n_val_scores"))
         c = combine_tables(tables, [m["name"] for m in info["members"]], info["combine"], n_val)
@@ -273,50 +273,3 @@ def _calibrate(out: Path, info: dict, paths, val, progress: bool) -> None:
     _atomic_save_npy(out / "val_scores.npy", v)
     info["n_val_scores"] = int(len(v))
     log.info("train auto: %d validation events calibrate the combined score (eff_b)", len(v))
-
-
-def is_auto_run(info: dict) -> bool:
-    """Whether a run.json describes a multi-member ``train auto`` run (scored by :func:`score_auto`)."""
-    return info.get("method") == "auto" and bool(info.get("members"))
-
-
-def score_auto(run, datasets, out, which: str = "best", batch_size: int | None = None, progress: bool = True,
-               threads: int | None = None, executor=None, jobs: int | None = None) -> tuple[Path, Path]:
-    """Score a ``train auto`` run: each member on ``datasets``, combined by the run's ``combine``
-    (:mod:`darkshower.train.ensemble`); writes the score-file pair ``out`` (method ``auto``)."""
-    import os
-    import shutil
-
-    from darkshower.models.runs import read_run_json
-    from darkshower.train.ensemble import _read, write_combined
-    from darkshower.train.score import check_score_output, score
-
-    run = Path(run)
-    info = read_run_json(run)
-    if info.get("status") != "complete":
-        raise ConfigError(f"{run}: the `train auto` run is not complete (status {info.get('status')!r}); finish it "
-                          f"with darkshower train auto --data ... --out {run} --resume")
-    out = check_score_output(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.auto.{os.getpid()}"
-    tmp.mkdir(exist_ok=True)
-    try:
-        tables, metas = [], []
-        for i, m in enumerate(info["members"]):
-            f, _ = score(run / m["dir"], datasets, tmp / f"{i}.parquet", which=which, batch_size=batch_size,
-                         progress=progress, threads=threads, executor=executor, jobs=jobs)
-            t, meta = _read(f)
-            tables.append(t)
-            metas.append({**meta, "name": m["name"], "input": str((run / m["dir"]).resolve())})
-        if len(tables) == 1:  # the density alone (--members density): its own scores, unchanged
-            from darkshower.train.score import events_path
-
-            os.replace(f, out)
-            os.replace(events_path(f), events_path(out))
-            return out, events_path(out)
-        from darkshower.train.score import read_val_scores
-
-        return write_combined(tables, metas, out, info["combine"], method="auto",
-                              extra={"run": str(run.resolve()), "model": which}, val_sorted=read_val_scores(run, which))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

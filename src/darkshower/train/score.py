@@ -25,75 +25,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from darkshower.data.dataset import atomic_write_parquet, open_dataset
+from darkshower.data.dataset import open_dataset
 from darkshower.data.fingerprint import dataset_fingerprint
 from darkshower.errors import ConfigError, DatasetError
 from darkshower.models.inference import score_arrays
+from darkshower.train.scorefiles import (  # noqa: F401 (re-exported: score's public helpers)
+    VAL_SCORES,
+    check_score_output,
+    eff_b,
+    event_table,
+    events_path,
+    read_score_file,
+    read_val_scores,
+    write_combined,
+    write_score_files,
+)
 
 log = logging.getLogger(__name__)
 
 
-#: sorted validation-background scores of a run's best / last model (written at the end of training)
-VAL_SCORES = {"best": "val_scores.npy", "last": "val_scores_last.npy"}
-
-
-def read_val_scores(run, which: str = "best") -> np.ndarray | None:
-    """The run's sorted validation-background scores of model ``which``, or None when the run has none."""
-    p = Path(run) / VAL_SCORES[which]
-    if not p.exists():
-        return None
-    return np.load(p, allow_pickle=False)
-
-
-def eff_b(val_sorted: np.ndarray | None, scores) -> np.ndarray:
-    """Fraction of the (ascending) validation scores strictly above each score: the background
-    efficiency of a cut at that score. NaN scores, or no validation scores, give NaN."""
-    scores = np.asarray(scores, np.float64)
-    if val_sorted is None or len(val_sorted) == 0:
-        return np.full(scores.shape, np.nan)
-    above = len(val_sorted) - np.searchsorted(val_sorted, scores, side="right")
-    return np.where(np.isnan(scores), np.nan, above / len(val_sorted))
-
-
-def events_path(out: str | os.PathLike) -> Path:
-    out = Path(out)
-    name = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
-    return out.with_name(name + ".events.parquet")
-
-
-def event_table(jets: pd.DataFrame) -> pd.DataFrame:
-    """Per-event scores from per-jet scores: leading jet and max of the two leading jets (also of
-    ``score_decor`` when the table has it: ``score_decor_lead``, ``score_decor_max2``)."""
-    cols = [c for c in ("score", "score_decor") if c in jets.columns]
-    if (jets["jet_idx"] < 0).all():
-        ev = jets[["dataset", "event_id", *cols]].copy()
-        for c in cols:
-            ev[f"{c}_lead"] = ev[c]
-            ev[f"{c}_max2"] = ev[c]
-        return ev.drop(columns=cols)
-    keys = ["dataset", "event_id"]
-    parts = []
-    for c in cols:
-        parts.append(jets[jets.jet_idx == 0].set_index(keys)[c].rename(f"{c}_lead"))
-        parts.append(jets[jets.jet_idx < 2].groupby(keys)[c].max().rename(f"{c}_max2"))
-    return pd.concat(parts, axis=1).reset_index()
-
-
 _WORKER: dict = {}
-
-
-def write_score_files(jets: pd.DataFrame, out, meta: dict) -> tuple[Path, Path]:
-    """The score-file pair: per-jet table at ``out`` and per-event table beside it (``events_path``),
-    both atomic and with ``meta``; never one without the other. Used by local, remote and ensemble scoring."""
-    out = Path(out)
-    atomic_write_parquet(jets, out, meta)
-    evp = events_path(out)
-    try:
-        atomic_write_parquet(event_table(jets), evp, meta)
-    except BaseException:
-        out.unlink(missing_ok=True)
-        raise
-    return out, evp
 
 
 def _score_chunk(task) -> tuple[int, pd.DataFrame]:
@@ -131,18 +82,6 @@ def _check_count(name: str, value, minimum: int, meaning: str) -> None:
         raise ConfigError(f"{name}={value!r}: must be an integer >= {minimum} ({meaning})")
 
 
-def check_score_output(out) -> Path:
-    """Fail before any work when OUT or its .events.parquet companion cannot be written as a file."""
-    out = Path(out)
-    for p in (out, events_path(out)):
-        if p.is_dir():
-            raise ConfigError(f"--out {out}: {p} is a directory; give a file name such as {out / 'scores.parquet'}")
-    parent = next((a for a in out.parents if a.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise ConfigError(f"--out {out}: {parent} is a file, not a directory; choose another output path")
-    return out
-
-
 def score(run, datasets, out, which: str = "best", batch_size: int | None = None, progress: bool = True,
           threads: int | None = None, jobs: int | None = 1, executor=None, decorrelate: bool = False,
           decor_variables=None, decor_min_rows: int | None = None) -> tuple[Path, Path]:
@@ -161,17 +100,13 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
         raise ConfigError(f"model {which!r}: choose best or last")
     if (Path(run) / "run.json").is_file():  # DistillNet runs (docs/pileup.md) weight particles, they score nothing
         from darkshower.models.runs import read_run_json
-        from darkshower.train.auto import is_auto_run
-
         rinfo = read_run_json(Path(run))
-        if is_auto_run(rinfo):  # the recommended default: members scored and combined (train/auto.py)
+        if rinfo.get("members"):  # the recommended default: members scored and combined (train/auto.py)
             if decorrelate:
                 raise ConfigError(f"{run}: --decorrelate on a `train auto` run: score its members "
                                   f"({', '.join(str(Path(run) / m['dir']) for m in rinfo['members'])}) with "
                                   "--decorrelate instead")
-            from darkshower.train.auto import score_auto
-
-            return score_auto(run, datasets, out, which=which, batch_size=batch_size, progress=progress,
+            return score_members(run, datasets, out, which=which, batch_size=batch_size, progress=progress,
                               threads=threads, executor=executor, jobs=jobs)
         if (kind := rinfo.get("method")) in ("pu-gnn", "pu-student"):
             use = (f"--pu-mitigation distillnet:{run}`" if kind == "pu-student" else "--pu-mitigation "
@@ -295,3 +230,38 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
     out, evp = write_score_files(jets, out, meta)
     log.info("scored %d samples in %.1f s (%.0f/s)", n_jets, time.perf_counter() - t0, meta["jets_per_s"])
     return out, evp
+
+
+def score_members(run, datasets, out, which: str = "best", batch_size: int | None = None, progress: bool = True,
+               threads: int | None = None, executor=None, jobs: int | None = None) -> tuple[Path, Path]:
+    """Score a ``train auto`` run: each member on ``datasets``, combined by the run's ``combine``
+    (:mod:`darkshower.train.ensemble`); writes the score-file pair ``out`` (method ``auto``)."""
+    import shutil
+
+    from darkshower.models.runs import read_run_json
+
+    run = Path(run)
+    info = read_run_json(run)
+    if info.get("status") != "complete":
+        raise ConfigError(f"{run}: the `train auto` run is not complete (status {info.get('status')!r}); finish it "
+                          f"with darkshower train auto --data ... --out {run} --resume")
+    out = check_score_output(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.auto.{os.getpid()}"
+    tmp.mkdir(exist_ok=True)
+    try:
+        tables, metas = [], []
+        for i, m in enumerate(info["members"]):
+            f, _ = score(run / m["dir"], datasets, tmp / f"{i}.parquet", which=which, batch_size=batch_size,
+                         progress=progress, threads=threads, executor=executor, jobs=jobs)
+            t, meta = read_score_file(f)
+            tables.append(t)
+            metas.append({**meta, "name": m["name"], "input": str((run / m["dir"]).resolve())})
+        if len(tables) == 1:  # the density alone (--members density): its own scores, unchanged
+            os.replace(f, out)
+            os.replace(events_path(f), events_path(out))
+            return out, events_path(out)
+        return write_combined(tables, metas, out, info["combine"], method="auto",
+                              extra={"run": str(run.resolve()), "model": which}, val_sorted=read_val_scores(run, which))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,225 @@
+"""Score files and combined scores: the layer below ``score`` and ``ensemble``.
+
+``eff_b`` (calibration on a run's validation background), the score-file pair (per sample and per event,
+written atomically with the ``darkshower`` metadata), and the combination of several members' calibrated
+scores (:func:`combine_tables`: rank average, Fisher's method or min; jet- and event-level members joined
+per event) used by ``darkshower ensemble`` and by ``score`` on a ``train auto`` run. The combinations are
+described in :mod:`darkshower.train.ensemble`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from darkshower.data.dataset import atomic_write_parquet
+from darkshower.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+#: sorted validation-background scores of a run's best / last model (written at the end of training)
+VAL_SCORES = {"best": "val_scores.npy", "last": "val_scores_last.npy"}
+
+
+def read_val_scores(run, which: str = "best") -> np.ndarray | None:
+    """The run's sorted validation-background scores of model ``which``, or None when the run has none."""
+    p = Path(run) / VAL_SCORES[which]
+    if not p.exists():
+        return None
+    return np.load(p, allow_pickle=False)
+
+
+def eff_b(val_sorted: np.ndarray | None, scores) -> np.ndarray:
+    """Fraction of the (ascending) validation scores strictly above each score: the background
+    efficiency of a cut at that score. NaN scores, or no validation scores, give NaN."""
+    scores = np.asarray(scores, np.float64)
+    if val_sorted is None or len(val_sorted) == 0:
+        return np.full(scores.shape, np.nan)
+    above = len(val_sorted) - np.searchsorted(val_sorted, scores, side="right")
+    return np.where(np.isnan(scores), np.nan, above / len(val_sorted))
+
+
+def events_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    name = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
+    return out.with_name(name + ".events.parquet")
+
+
+def event_table(jets: pd.DataFrame) -> pd.DataFrame:
+    """Per-event scores from per-jet scores: leading jet and max of the two leading jets (also of
+    ``score_decor`` when the table has it: ``score_decor_lead``, ``score_decor_max2``)."""
+    cols = [c for c in ("score", "score_decor") if c in jets.columns]
+    if (jets["jet_idx"] < 0).all():
+        ev = jets[["dataset", "event_id", *cols]].copy()
+        for c in cols:
+            ev[f"{c}_lead"] = ev[c]
+            ev[f"{c}_max2"] = ev[c]
+        return ev.drop(columns=cols)
+    keys = ["dataset", "event_id"]
+    parts = []
+    for c in cols:
+        parts.append(jets[jets.jet_idx == 0].set_index(keys)[c].rename(f"{c}_lead"))
+        parts.append(jets[jets.jet_idx < 2].groupby(keys)[c].max().rename(f"{c}_max2"))
+    return pd.concat(parts, axis=1).reset_index()
+
+
+def write_score_files(jets: pd.DataFrame, out, meta: dict) -> tuple[Path, Path]:
+    """The score-file pair: per-jet table at ``out`` and per-event table beside it (``events_path``),
+    both atomic and with ``meta``; never one without the other. Used by local, remote and ensemble scoring."""
+    out = Path(out)
+    atomic_write_parquet(jets, out, meta)
+    evp = events_path(out)
+    try:
+        atomic_write_parquet(event_table(jets), evp, meta)
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    return out, evp
+
+
+def check_score_output(out) -> Path:
+    """Fail before any work when OUT or its .events.parquet companion cannot be written as a file."""
+    out = Path(out)
+    for p in (out, events_path(out)):
+        if p.is_dir():
+            raise ConfigError(f"--out {out}: {p} is a directory; give a file name such as {out / 'scores.parquet'}")
+    parent = next((a for a in out.parents if a.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"--out {out}: {parent} is a file, not a directory; choose another output path")
+    return out
+
+
+KEYS = ["dataset", "event_id", "jet_idx"]
+#: the ways members combine (module docstring)
+COMBINATIONS = ("mean", "fisher", "min")
+_FORMULA = {"mean": "1 - mean eff_b", "fisher": "-sum ln max(eff_b, 0.5/n_val)", "min": "1 - min eff_b"}
+
+
+def event_level(t: pd.DataFrame) -> pd.DataFrame:
+    """A jet-level member as an event-level one: per event, ``eff_b`` = ``1 - (1 - min eff_b)^k`` over its two
+    leading jets (``k`` of them scored), NaN when one of them has no finite score (``nonfinite_input`` kept)."""
+    j = t[t["jet_idx"].isin([0, 1])]
+    eff = j["eff_b"].astype(np.float64)
+    nonfinite = (j["nonfinite_input"].astype(bool) if "nonfinite_input" in j.columns
+                 else pd.Series(False, index=j.index))
+    g = pd.DataFrame({"dataset": j["dataset"], "event_id": j["event_id"], "eff_b": eff,
+                      "bad": ~np.isfinite(eff.to_numpy()), "nonfinite_input": nonfinite}).groupby(
+        ["dataset", "event_id"], sort=False)
+    agg = g.agg(e=("eff_b", "min"), k=("eff_b", "size"), bad=("bad", "any"), nf=("nonfinite_input", "any"))
+    e = 1.0 - (1.0 - agg["e"].to_numpy()) ** agg["k"].to_numpy()
+    e[agg["bad"].to_numpy()] = np.nan
+    out = agg.index.to_frame(index=False)
+    out["jet_idx"] = -1
+    out["eff_b"] = e
+    out["nonfinite_input"] = agg["nf"].to_numpy()
+    return out
+
+
+def combine_tables(tables: list[pd.DataFrame], names: list[str], combine: str = "mean",
+                   n_val: list[int | None] | None = None) -> pd.DataFrame:
+    """Join per-sample tables (``dataset``, ``event_id``, ``jet_idx``, ``eff_b`` [, ``nonfinite_input``]) on the
+    sample keys and combine their ``eff_b`` by ``combine`` (:data:`COMBINATIONS`; module docstring) into
+    ``score`` (NaN where a member has none). Members of mixed levels are joined per event (:func:`event_level`).
+    ``n_val``: each member's number of validation scores (the ``fisher`` floor ``0.5 / n_val``; None: 1e-6)."""
+    if combine not in COMBINATIONS:
+        raise ConfigError(f"ensemble combination {combine!r}: choose one of {', '.join(COMBINATIONS)}")
+    if len(tables) != len(names) or len(set(names)) != len(names):
+        raise ConfigError(f"ensemble: one unique name per table, got {names}")
+    n_val = list(n_val) if n_val is not None else [None] * len(tables)
+    if len(n_val) != len(tables):
+        raise ConfigError(f"ensemble: one n_val per table, got {len(n_val)} for {len(tables)}")
+    for t, name in zip(tables, names, strict=True):
+        missing = [c for c in (*KEYS, "eff_b") if c not in t.columns]
+        if missing:
+            raise ConfigError(f"ensemble member {name}: no column(s) {missing} (score it with this darkshower version)")
+    levels = [bool((t["jet_idx"] < 0).all()) for t in tables]
+    if len(set(levels)) > 1:
+        tables = [t if ev else event_level(t) for t, ev in zip(tables, levels, strict=True)]
+    joined: pd.DataFrame | None = None
+    for t, name in zip(tables, names, strict=True):
+        part = t[KEYS].copy()
+        part[f"eff_b.{name}"] = t["eff_b"].astype(np.float64).to_numpy()
+        part[f"nonfinite.{name}"] = (t["nonfinite_input"].astype(bool).to_numpy() if "nonfinite_input" in t.columns
+                                     else np.zeros(len(t), bool))
+        if part.duplicated(KEYS).any():
+            raise ConfigError(f"ensemble member {name}: duplicate (dataset, event_id, jet_idx) rows")
+        joined = part if joined is None else joined.merge(part, on=KEYS, how="outer")
+    assert joined is not None
+    effs = joined[[f"eff_b.{n}" for n in names]].to_numpy(np.float64)
+    flags = joined[[f"nonfinite.{n}" for n in names]]
+    nonfinite = flags.fillna(False).astype(bool).any(axis=1).to_numpy()
+    out = joined[KEYS].copy()
+    with np.errstate(invalid="ignore"):
+        if combine == "mean":
+            score = 1.0 - effs.mean(axis=1)  # NaN when any member has no eff_b for the sample
+        elif combine == "min":
+            score = 1.0 - np.min(effs, axis=1)
+        else:
+            floor = np.array([0.5 / n if n else 1e-6 for n in n_val])
+            score = -np.log(np.maximum(effs, floor)).sum(axis=1)
+            score[np.isnan(effs).any(axis=1)] = np.nan
+    out["score"] = score
+    out["nonfinite_input"] = nonfinite
+    for i, n in enumerate(names):
+        out[f"eff_b.{n}"] = effs[:, i]
+    return out.sort_values(KEYS, kind="stable").reset_index(drop=True)
+
+
+def write_combined(tables: list[pd.DataFrame], metas: list[dict], out, combine: str, method: str = "ensemble",
+                   extra: dict | None = None, val_sorted: np.ndarray | None = None) -> tuple[Path, Path]:
+    """Combine members' score tables (``metas[i]["name"]`` names member i; its ``n_val_scores`` sets the
+    ``fisher`` floor) by ``combine`` and write the score-file pair ``out``; ``method``/``extra`` go into the
+    metadata. Members of mixed levels give an event-level file (module docstring). ``val_sorted``: sorted
+    combined scores of validation background (a `train auto` run's); with it the file has ``eff_b``."""
+    names = [m["name"] for m in metas]
+    for t, m in zip(tables, metas, strict=True):
+        if not np.isfinite(t["eff_b"].to_numpy(np.float64)).any():
+            raise ConfigError(f"ensemble member {m.get('input', m['name'])}: no calibrated scores (eff_b is NaN: the "
+                              "run has no val_scores.npy); retrain it with this darkshower version")
+    levels = {bool((t["jet_idx"] < 0).all()) for t in tables}
+    level = "event" if True in levels else "jet"
+    if len(levels) > 1:
+        log.info("ensemble: members mix jet- and event-level scores; jet-level members enter per event (calibrated "
+                 "max of the two leading jets)")
+    jets = combine_tables(tables, names, combine, [m.get("n_val_scores") for m in metas])
+    if val_sorted is not None:
+        jets.insert(jets.columns.get_loc("nonfinite_input") + 1, "eff_b", eff_b(val_sorted, jets["score"].to_numpy()))
+    n_missing = int(jets[[f"eff_b.{n}" for n in names]].isna().any(axis=1).sum() - jets["nonfinite_input"].sum())
+    if n_missing > 0:
+        log.warning("ensemble: %d samples lack a calibrated score in some member (not scored by it, or NaN "
+                    "score): their ensemble score is NaN", n_missing)
+    fingerprints: dict = {}
+    for m in metas:
+        for d, fp in (m.get("datasets") or {}).items():
+            if fingerprints.setdefault(d, fp) != fp:
+                raise ConfigError(f"ensemble: members scored different versions of dataset {d}; rescore them")
+    meta = {"method": method, "run": None, "members": [{k: m.get(k) for k in ("name", "input", "method", "run", "model",
+                                                                              "level")} for m in metas],
+            "combination": _FORMULA[combine], "combine": combine, "representation": "ensemble", "level": level,
+            "supervised": any(m.get("supervised") for m in metas),
+            "n_nonfinite_input": int(jets["nonfinite_input"].sum()), "datasets": fingerprints,
+            "n_val_scores": None if val_sorted is None else len(val_sorted), **(extra or {})}
+    out, evp = write_score_files(jets, out, meta)
+    log.info("ensemble (%s) of %d members: %d samples -> %s", combine, len(tables), len(jets), out)
+    return out, evp
+
+
+def read_score_file(path: Path) -> tuple[pd.DataFrame, dict]:
+
+    import pyarrow.parquet as pq
+
+    try:
+        md = pq.read_schema(path).metadata or {}
+        t = pd.read_parquet(path)
+    except Exception as exc:
+        raise ConfigError(f"{path}: not a readable score file ({type(exc).__name__}: {exc})") from None
+    meta = json.loads(md.get(b"darkshower", b"{}") or b"{}")
+    if "jet_idx" not in t.columns:
+        t["jet_idx"] = -1
+    return t, meta
