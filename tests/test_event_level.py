@@ -164,11 +164,12 @@ def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, svj
     assert "combined by fisher" in shown and "member    flow: flow (jet level)" in shown and "calibrated on" in shown
 
     run, choice = train_auto(no_met_ds, tmp_path / "b", config={"model": {"components": [1]}}, progress=False,
-                             echo=lambda s: None, members=("density",))
+                             echo=lambda s: None, epochs=1)
     info = json.loads((run / "run.json").read_text())
     dens = json.loads((run / "members" / "density" / "run.json").read_text())
     assert choice["level"] == "jet" and info["level"] == "jet" and info["auto"]["level"] == "jet"
-    assert dens["representation"]["columns"] == ["mass", "n_constituents", "pt"] and info["combine"] is None
+    assert dens["representation"]["columns"] == ["mass", "n_constituents", "pt"] and info["combine"] == "fisher"
+    assert choice["flow_columns_left_out"] == ["n_charged"]  # untyped constituents: no charge-based observables
     assert any(w.startswith("MET topology") for w in info["auto"]["left_out"])
     assert any(w.startswith("particle types") for w in info["auto"]["left_out"])  # h5-4vec: types unknown
     with pytest.raises(ConfigError, match="train auto chooses the representation itself"):
@@ -231,6 +232,34 @@ def test_auto_run_scores_by_fishers_method_of_its_members(qcd_ds, svj_ds, tmp_pa
     (one / "run.json").write_text(json.dumps({**json.loads((one / "run.json").read_text()), "status": "running"}))
     with pytest.raises(ConfigError, match="not complete"):
         score(one, data, tmp_path / "s" / "two.parquet", progress=False)
+
+
+def test_untyped_constituents_leave_out_charge_observables(no_met_ds, qcd_ds, tmp_path, caplog):
+    """h5-4vec jets have no particle types: n_charged would be 0 everywhere, so an observables representation
+    leaves it out (jet and event level) and says so; a run trained with it warns when scoring such jets."""
+    from darkshower.data.dataset import open_dataset
+    from darkshower.models.ae import HLF_COLUMNS
+    from darkshower.represent.build import has_untyped_constituents
+    from darkshower.train import score, train
+
+    ev = open_dataset(no_met_ds).read_chunk(0)
+    assert has_untyped_constituents(ev) and not has_untyped_constituents(open_dataset(qcd_ds.path).read_chunk(0))
+    jet = adapt_to_data({"kind": "observables", "columns": list(HLF_COLUMNS)}, ev, "ds")
+    assert jet.left_out == ["n_charged"] and jet.columns == [c for c in HLF_COLUMNS if c != "n_charged"]
+    evl = adapt_to_data({"kind": "observables", "level": "event", "max_jets": 2, "columns": ["mass", "n_charged"]},
+                        ev, "ds")
+    assert {"j0_n_charged", "j1_n_charged", "met_pt", "rt"} <= set(evl.left_out)
+    assert not any("n_charged" in c or c == "met_pt" for c in evl.columns) and "j0_mass" in evl.columns
+    typed = adapt_to_data({"kind": "observables", "columns": list(HLF_COLUMNS)},
+                          open_dataset(qcd_ds.path).read_chunk(0), "qcd")
+    assert "n_charged" in typed.columns and typed.left_out == []
+    with pytest.raises(DatasetError, match="no column of the observables representation is left"):
+        adapt_to_data({"kind": "observables", "columns": ["n_charged"]}, ev, "ds")
+    run = train("gmm", qcd_ds, tmp_path / "g", config={"representation": {"columns": ["mass", "n_charged"]},
+                                                       "model": {"components": [1]}}, progress=False)
+    with caplog.at_level("WARNING"):
+        score(run, [no_met_ds], tmp_path / "s.parquet", progress=False)
+    assert "no particle types, so n_charged is 0 for every jet" in caplog.text
 
 
 def test_auto_choice_rules():

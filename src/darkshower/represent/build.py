@@ -110,32 +110,73 @@ def _build_event_level(cfg: ObservablesConfig, events) -> dict:
     return {"x": df[cols].to_numpy(np.float32), "event_id": df.event_id.to_numpy(), "names": cols}
 
 
+#: jet observables that need particle charges/types (0 everywhere on data whose constituents are untyped)
+TYPED_COLUMNS = ("n_charged",)
+
+
+def has_untyped_constituents(events) -> bool:
+    """Whether ``events`` have jet constituents whose particle types are unknown (``type`` -1 everywhere, as
+    the importers of formats without particle types write): charge-based observables are 0 there."""
+    import awkward as ak
+
+    if len(events) == 0 or "jets" not in ak.fields(events) or "constituents" not in ak.fields(events["jets"]):
+        return False
+    cons = events["jets"]["constituents"]
+    if int(ak.sum(ak.num(cons, axis=2))) == 0:
+        return False
+    if "type" not in ak.fields(cons):
+        return True
+    return not bool(np.any(ak.to_numpy(ak.flatten(cons["type"], axis=None)) >= 0))
+
+
+def typed_column(c: str) -> bool:
+    """Whether observables column ``c`` (``n_charged`` or an event-level slot's ``j1_n_charged``) needs types."""
+    return c in TYPED_COLUMNS or any(c.startswith("j") and c.endswith("_" + t) and c[1:-len(t) - 1].isdigit()
+                                     for t in TYPED_COLUMNS)
+
+
 def adapt_to_data(config, events, source: str | None = None):
     """The representation ``config`` fitted to what a dataset has (``events``: a sample of it, e.g. its first
-    chunk): an event-level observables config on events without MET drops the columns that need MET and lists
-    them in ``left_out`` (a warning says so). Other configs come back unchanged."""
-    cfg = parse_representation(config)
-    if not (isinstance(cfg, ObservablesConfig) and cfg.level == "event") or len(events) == 0 or has_met(events):
-        return cfg  # an empty sample (e.g. a first chunk the jet selection empties) says nothing about MET
-    from darkshower.represent.config import met_column
+    chunk): an observables config leaves out the columns the data cannot give and lists them in ``left_out``
+    (a warning says so) — at event level the MET columns on events without MET, at either level the
+    charge-based columns (:data:`TYPED_COLUMNS`) on jets whose constituents have no particle types. Other
+    configs come back unchanged."""
+    from darkshower.represent.config import OBS_JET_COLUMNS, met_column
 
-    drop = [c for c in [*(cfg.columns or []), *(cfg.event_columns or [])] if met_column(c)]
+    cfg = parse_representation(config)
+    if not isinstance(cfg, ObservablesConfig) or len(events) == 0:
+        return cfg  # an empty sample (e.g. a first chunk the jet selection empties) says nothing about the data
+    cols = list(cfg.columns) if cfg.columns is not None else list(OBS_JET_COLUMNS)
+    ev_cols = list(cfg.event_columns or [])
+    why = []
+    drop: list[str] = []
+    if cfg.level == "event" and not has_met(events):
+        met = [c for c in [*cols, *ev_cols] if met_column(c)]
+        if met:
+            drop += met
+            why.append(f"no MET (met_pt is 0 everywhere): {', '.join(dict.fromkeys(met))}")
+    if has_untyped_constituents(events):
+        typed = [c for c in cols if typed_column(c)]
+        if typed:
+            drop += typed
+            why.append(f"no particle types (constituent type -1 everywhere): {', '.join(typed)}")
     if not drop:
         return cfg
     drop = list(dict.fromkeys(drop))
     data = cfg.model_dump(mode="json")
     data["left_out"] = list(dict.fromkeys([*cfg.left_out, *drop]))
-    data["columns"] = [c for c in cfg.columns or [] if c not in drop]
-    data["event_columns"] = [c for c in cfg.event_columns or [] if c not in drop]
+    data["columns"] = [c for c in cols if c not in drop]
+    if cfg.level == "event":
+        data["event_columns"] = [c for c in ev_cols if c not in drop]
     if not data["columns"]:
-        raise DatasetError(f"{source or 'the data'}: no column of the event-level representation is left once the "
-                           f"MET columns {drop} are left out (the data have no MET); add jet observables to "
+        raise DatasetError(f"{source or 'the data'}: no column of the observables representation is left once "
+                           f"{drop} are left out ({'; '.join(why)}); add other observables to "
                            "representation.columns (e.g. [mass, n_constituents, pt])")
     import logging
 
     logging.getLogger(__name__).warning(
-        "%s has no MET (met_pt is 0 everywhere): the event-level representation leaves out %s (recorded as "
-        "representation.left_out in the run config)", source or "the data", ", ".join(drop))
+        "%s: the representation leaves out what the data cannot give (%s); recorded as representation.left_out "
+        "in the run config", source or "the data", "; ".join(why))
     return parse_representation(data)
 
 

@@ -105,8 +105,9 @@ class ObservablesConfig(_Base):
         None, description="level event: per-event columns (None: the MET topology met_pt, mt, rt = met_pt/mt, mjj, "
                           "dphi_min and dphi_j{i} per jet slot); resolved into `columns`")
     left_out: list[str] = Field(
-        default_factory=list, description="level event: columns the training data could not give (e.g. the MET "
-                                          "columns for data without MET); filled when a run is resolved")
+        default_factory=list, description="columns the training data could not give (the MET columns at event "
+                                          "level on data without MET, n_charged on untyped constituents); filled "
+                                          "when a run is resolved")
 
     @model_validator(mode="before")
     @classmethod

@@ -103,7 +103,8 @@ def choose(info: dict[str, Any], method: str = DEFAULT_METHOD) -> dict[str, Any]
                            "constituent multiplicity and pT from them, and these jets have none. Import a format "
                            "with constituents (pfnano with PF candidates, delphes, h5-4vec, lhco, ...)")
     if not info["particle_types"]:
-        left_out.append("particle types: unknown in these data (the default does not use them either way)")
+        left_out.append("particle types: unknown in these data (the density does not use them; the flow member "
+                        "leaves out n_charged)")
     if met and two:
         rep = {"kind": "observables", "level": "event", "max_jets": 2, "include_event": False,
                "columns": list(DEFAULT_COLUMNS)}
@@ -220,6 +221,11 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
             choice["columns_left_out"] = rep.get("left_out", [])
             if choice["columns_left_out"]:
                 echo(f"  columns left out: {', '.join(choice['columns_left_out'])}")
+        else:
+            gone = minfo.get("representation", {}).get("left_out", [])
+            choice[f"{m['name']}_columns_left_out"] = gone
+            if gone:
+                echo(f"  {m['name']} columns left out: {', '.join(gone)}")
         m["level"] = minfo.get("level", "jet")
     if len(info["members"]) > 1 and not (out / "val_scores.npy").exists():
         _calibrate(out, info, paths, val, progress)

@@ -62,6 +62,7 @@ def _score_chunk(task) -> tuple[int, pd.DataFrame]:
         _WORKER.update(key=key, method=method, rep=rep)
     ds = open_dataset(path)
     events = ds.read_chunk(i)
+    _warn_untyped(_WORKER["rep"], events, ds.path)
     try:
         df = score_arrays(_WORKER["method"], _WORKER["rep"], events, batch_size, f"{ds.path} (chunk {i})")
     except (KeyError, ValueError) as exc:
@@ -73,6 +74,23 @@ def _score_chunk(task) -> tuple[int, pd.DataFrame]:
         df = df.merge(t.rename(columns={v: f"_decor_{v}" for v in VARIABLES}), on=["event_id", "jet_idx"], how="left")
     df.insert(0, "dataset", str(ds.path.resolve()))
     return order, df
+
+
+def _warn_untyped(rep, events, path) -> None:
+    """Once per dataset and process: a run that reads charge-based observables (n_charged) scoring jets whose
+    constituents have no particle types sees 0 there, far from its training data: say so."""
+    cols = getattr(rep, "columns", None) or []
+    key = ("untyped", str(path))
+    if rep.kind != "observables" or key in _WORKER:
+        return
+    from darkshower.represent.build import has_untyped_constituents, typed_column
+
+    typed = [c for c in cols if typed_column(c)]
+    if typed and has_untyped_constituents(events):
+        _WORKER[key] = True
+        log.warning("%s: the constituents have no particle types, so %s is 0 for every jet, but the run was trained "
+                    "with it: its scores there are not meaningful; train on data with the same information (train "
+                    "auto / an observables run on these data leaves %s out)", path, ", ".join(typed), ", ".join(typed))
 
 
 def _check_count(name: str, value, minimum: int, meaning: str) -> None:

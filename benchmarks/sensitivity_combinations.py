@@ -1,0 +1,96 @@
+"""Label-free combinations of scored methods on a finished benchmark directory (issue #12, docs/sensitivity.md).
+
+Reads ``BENCH/scores/NAME.parquet`` of the given methods and combines their calibrated scores (``eff_b``) with
+:func:`darkshower.train.ensemble.combine_tables` — ``mean`` (rank average), ``fisher`` (-sum ln eff_b) or ``min``
+— per event (jet-level members enter with the calibrated max of their two leading jets) and, when every member
+is jet level, per jet (the event score then is the max of the two leading jets, as for any jet-level method).
+Prints and writes the AUC of each member and combination against the benchmark's background sample, and its
+ratio to the supervised reference of ``BENCH/evaluation/metrics.json``. No training, no labels in the
+combination; the signals only enter the AUC.
+
+    python benchmarks/sensitivity_combinations.py runs/sensitivity --members gmm-event,flow,gmm \
+        --combos gmm-event+flow,gmm+flow,gmm-event+gmm,gmm-event+gmm+flow [--out JSON]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _member(bench: Path, name: str) -> tuple[pd.DataFrame, int | None]:
+    import pyarrow.parquet as pq
+
+    f = bench / "scores" / f"{name}.parquet"
+    meta = json.loads((pq.read_schema(f).metadata or {}).get(b"darkshower", b"{}"))
+    return pd.read_parquet(f), meta.get("n_val_scores")
+
+
+def _per_event(t: pd.DataFrame) -> pd.Series:
+    """Event score of a per-sample table: the event-level score, or the max of the two leading jets."""
+    if (t["jet_idx"] < 0).all():
+        return t.set_index(["dataset", "event_id"])["score"]
+    j = t[t["jet_idx"].isin([0, 1])]
+    return j.groupby(["dataset", "event_id"])["score"].max()  # NaN-skipping, as evaluate's max of two jets
+
+
+def main(argv=None) -> int:
+    from darkshower.evaluate.metrics import auc
+    from darkshower.train.ensemble import COMBINATIONS, combine_tables
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("bench", help="benchmark directory (scores/, evaluation/metrics.json)")
+    ap.add_argument("--members", required=True, help="comma list of scored method names (BENCH/scores/NAME.parquet)")
+    ap.add_argument("--combos", required=True, help="comma list of A+B[+C] combinations of members")
+    ap.add_argument("--rules", default="fisher,mean,min", help=f"combination rules, of {','.join(COMBINATIONS)}")
+    ap.add_argument("--out", default=None, help="JSON output (default benchmarks/results/<bench name>_combinations.json)")
+    args = ap.parse_args(argv)
+    bench = Path(args.bench)
+    metrics = json.loads((bench / "evaluation" / "metrics.json").read_text())
+    sup = {r["signal"]: r["auc"]["value"] for r in metrics["results"] if r.get("supervised")}
+    bkg = metrics["background"][0]["path"]
+    signals = {s["name"]: s["path"] for s in metrics["signals"]}
+    members = {m: _member(bench, m) for m in args.members.split(",")}
+    scores: dict[str, pd.Series] = {m: _per_event(t) for m, (t, _) in members.items()}
+    for combo in args.combos.split(","):
+        names = combo.split("+")
+        tables = [members[n][0] for n in names]
+        n_val = [members[n][1] for n in names]
+        jet_level = all(not (t["jet_idx"] < 0).all() for t in tables)
+        for rule in args.rules.split(","):
+            c = combine_tables(tables, names, rule, n_val)
+            scores[f"{rule}({combo}){' per jet' if jet_level else ''}"] = _per_event(c)
+    rows = {}
+    for label, s in scores.items():
+        ds = s.index.get_level_values("dataset")
+        b = s[ds == bkg].to_numpy()
+        b = b[np.isfinite(b)]
+        row = {}
+        for name, path in signals.items():
+            x = s[ds == path].to_numpy()
+            x = x[np.isfinite(x)]
+            a = float(auc(x, b))
+            row[name] = {"auc": a, "ratio_to_supervised": a / sup[name] if name in sup else None}
+        rows[label] = row
+    width = max(len(k) for k in rows) + 2
+    print("ratio to the supervised AUC (AUC in the JSON)")
+    print(f"{'':{width}s}" + "".join(f"{n[:12]:>13s}" for n in signals))
+    for label, row in rows.items():
+        print(f"{label:{width}s}" + "".join(f"{row[n]['ratio_to_supervised'] or float('nan'):13.3f}" for n in signals))
+    out = Path(args.out or REPO / "benchmarks" / "results" / f"{bench.name}_combinations.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"bench": str(bench), "command": "python " + " ".join(sys.argv),
+                               "supervised": sup, "rows": rows}, indent=1))
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
