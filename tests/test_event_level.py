@@ -221,8 +221,22 @@ def test_auto_run_scores_by_fishers_method_of_its_members(qcd_ds, svj_ds, tmp_pa
     sig = ev[ev.dataset.str.endswith(str(svj_ds.path.name))].score_max2.mean()
     bkg = ev[ev.dataset.str.endswith(str(qcd_ds.path.name))].score_max2.mean()
     assert sig > bkg  # SVJ events are rarer than QCD in the default's eyes
-    with pytest.raises(ConfigError, match="score its members"):
-        score(run, data, tmp_path / "s" / "x.parquet", progress=False, decorrelate=True)
+    # decorrelated: each member's conditional efficiency (its own pT/mass map), combined by the same rule
+    x, _ = score(run, data, tmp_path / "s" / "x.parquet", progress=False, decorrelate=True, decor_min_rows=20)
+    dd, _ = score(run / "members" / "density", data, tmp_path / "s" / "dd.parquet", progress=False, decorrelate=True,
+                  decor_min_rows=20)
+    tx, tdd = pd.read_parquet(x), pd.read_parquet(dd)
+    np.testing.assert_allclose(tx.score, t.score)  # the raw combination is unchanged
+    assert np.isfinite(tx.score_decor).mean() > 0.9 and not np.allclose(tx.score_decor, tx.score, equal_nan=True)
+    fd, _ = score(run / "members" / "flow", data, tmp_path / "s" / "fd.parquet", progress=False, decorrelate=True,
+                  decor_min_rows=20)
+    tfd = pd.read_parquet(fd)
+    tfd = tfd[tfd.jet_idx.isin([0, 1])]
+    g = tfd.groupby(["dataset", "event_id"])["eff_b_decor"]
+    m = tdd.set_index(["dataset", "event_id"])[["eff_b_decor"]].join((1 - (1 - g.min()) ** g.count()).rename("f"))
+    by_hand = -(np.log(np.maximum(m.eff_b_decor, 0.5 / n_val["density"])) + np.log(np.maximum(m.f, 0.5 / n_val["flow"])))
+    got = tx.set_index(["dataset", "event_id"])["score_decor"].reindex(m.index)
+    np.testing.assert_allclose(got.to_numpy(), by_hand.to_numpy(), rtol=1e-12)
     with pytest.raises(ConfigError, match="has no model of its own"):
         load_run(run)
     one, _ = train_auto(qcd_ds.path, tmp_path / "one", config={"model": {"components": [1, 2]}}, progress=False,

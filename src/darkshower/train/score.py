@@ -120,12 +120,9 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
         from darkshower.models.runs import read_run_json
         rinfo = read_run_json(Path(run))
         if rinfo.get("members"):  # the recommended default: members scored and combined (train/auto.py)
-            if decorrelate:
-                raise ConfigError(f"{run}: --decorrelate on a `train auto` run: score its members "
-                                  f"({', '.join(str(Path(run) / m['dir']) for m in rinfo['members'])}) with "
-                                  "--decorrelate instead")
             return score_members(run, datasets, out, which=which, batch_size=batch_size, progress=progress,
-                              threads=threads, executor=executor, jobs=jobs)
+                                 threads=threads, executor=executor, jobs=jobs,
+                                 decorrelate=(decorrelate, decor_variables, decor_min_rows))
         if (kind := rinfo.get("method")) in ("pu-gnn", "pu-student"):
             use = (f"--pu-mitigation distillnet:{run}`" if kind == "pu-student" else "--pu-mitigation "
                    "distillnet:STUDENT_RUN` after `darkshower distill TEACHER_RUN --student per-particle --data DS "
@@ -251,9 +248,13 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
 
 
 def score_members(run, datasets, out, which: str = "best", batch_size: int | None = None, progress: bool = True,
-               threads: int | None = None, executor=None, jobs: int | None = None) -> tuple[Path, Path]:
+                  threads: int | None = None, executor=None, jobs: int | None = None,
+                  decorrelate=(False, None, None)) -> tuple[Path, Path]:
     """Score a ``train auto`` run: each member on ``datasets``, combined by the run's ``combine``
-    (:mod:`darkshower.train.ensemble`); writes the score-file pair ``out`` (method ``auto``)."""
+    (:mod:`darkshower.train.ensemble`); writes the score-file pair ``out`` (method ``auto``).
+    ``decorrelate`` (flag, variables, min rows as for :func:`score`): every member is decorrelated with its own
+    map and their ``eff_b_decor`` combine by the same rule into ``score_decor`` (each member's conditional
+    efficiency is flat in its pT/mass bins; the combination is approximately so — docs/training.md)."""
     import shutil
 
     from darkshower.models.runs import read_run_json
@@ -271,8 +272,12 @@ def score_members(run, datasets, out, which: str = "best", batch_size: int | Non
         tables, metas = [], []
         for i, m in enumerate(info["members"]):
             f, _ = score(run / m["dir"], datasets, tmp / f"{i}.parquet", which=which, batch_size=batch_size,
-                         progress=progress, threads=threads, executor=executor, jobs=jobs)
+                         progress=progress, threads=threads, executor=executor, jobs=jobs,
+                         decorrelate=decorrelate[0], decor_variables=decorrelate[1], decor_min_rows=decorrelate[2])
             t, meta = read_score_file(f)
+            if decorrelate[0] and "eff_b_decor" not in t.columns:
+                raise ConfigError(f"{run / m['dir']}: no decorrelation reference (val_decor.npz), so the `train auto` "
+                                  "run cannot be decorrelated; retrain it with this darkshower version")
             tables.append(t)
             metas.append({**meta, "name": m["name"], "input": str((run / m["dir"]).resolve())})
         if len(tables) == 1:  # the density alone (--members density): its own scores, unchanged
@@ -280,6 +285,7 @@ def score_members(run, datasets, out, which: str = "best", batch_size: int | Non
             os.replace(events_path(f), events_path(out))
             return out, events_path(out)
         return write_combined(tables, metas, out, info["combine"], method="auto",
-                              extra={"run": str(run.resolve()), "model": which}, val_sorted=read_val_scores(run, which))
+                              extra={"run": str(run.resolve()), "model": which}, val_sorted=read_val_scores(run, which),
+                              decorrelated=bool(decorrelate[0]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -172,11 +172,13 @@ def combine_tables(tables: list[pd.DataFrame], names: list[str], combine: str = 
 
 
 def write_combined(tables: list[pd.DataFrame], metas: list[dict], out, combine: str, method: str = "ensemble",
-                   extra: dict | None = None, val_sorted: np.ndarray | None = None) -> tuple[Path, Path]:
+                   extra: dict | None = None, val_sorted: np.ndarray | None = None,
+                   decorrelated: bool = False) -> tuple[Path, Path]:
     """Combine members' score tables (``metas[i]["name"]`` names member i; its ``n_val_scores`` sets the
     ``fisher`` floor) by ``combine`` and write the score-file pair ``out``; ``method``/``extra`` go into the
     metadata. Members of mixed levels give an event-level file (module docstring). ``val_sorted``: sorted
-    combined scores of validation background (a `train auto` run's); with it the file has ``eff_b``."""
+    combined scores of validation background (a `train auto` run's); with it the file has ``eff_b``.
+    ``decorrelated``: the members' ``eff_b_decor`` combine the same way into ``score_decor``."""
     names = [m["name"] for m in metas]
     for t, m in zip(tables, metas, strict=True):
         if not np.isfinite(t["eff_b"].to_numpy(np.float64)).any():
@@ -188,6 +190,12 @@ def write_combined(tables: list[pd.DataFrame], metas: list[dict], out, combine: 
         log.info("ensemble: members mix jet- and event-level scores; jet-level members enter per event (calibrated "
                  "max of the two leading jets)")
     jets = combine_tables(tables, names, combine, [m.get("n_val_scores") for m in metas])
+    if decorrelated:
+        dec = combine_tables([t.drop(columns=["eff_b"]).rename(columns={"eff_b_decor": "eff_b"}) for t in tables], names,
+                             combine, [m.get("n_val_scores") for m in metas])
+        if not dec[KEYS].equals(jets[KEYS]):
+            raise ConfigError("ensemble: the members' decorrelated scores do not cover the same samples")
+        jets["score_decor"] = dec["score"].to_numpy()
     if val_sorted is not None:
         jets.insert(jets.columns.get_loc("nonfinite_input") + 1, "eff_b", eff_b(val_sorted, jets["score"].to_numpy()))
     n_missing = int(jets[[f"eff_b.{n}" for n in names]].isna().any(axis=1).sum() - jets["nonfinite_input"].sum())
