@@ -175,6 +175,9 @@ def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, svj
     with pytest.raises(ConfigError, match="train auto chooses the representation itself"):
         train_auto(no_met_ds, tmp_path / "c", config={"representation": {"kind": "image"}}, progress=False)
     assert not (tmp_path / "c").exists()
+    with pytest.raises(ConfigError, match="no_such_key"):  # the density's config fails: no half run is left
+        train_auto(no_met_ds, tmp_path / "c", config={"model": {"no_such_key": 1}}, progress=False, echo=lambda s: None)
+    assert not (tmp_path / "c").exists()
     with pytest.raises(ConfigError, match="choose distinct members"):
         train_auto(no_met_ds, tmp_path / "c", members=("flow",), progress=False)
     with pytest.raises(ConfigError, match="already holds a run"):

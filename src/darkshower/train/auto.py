@@ -165,6 +165,7 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
     if not paths:
         raise ConfigError("train auto: give at least one training dataset (--data DS)")
     out = Path(out)
+    created = False
     if resume:
         info = read_run_json(out)
         if "auto" not in info:
@@ -199,7 +200,10 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
                 "combine": choice["combine"], "data": [str(Path(q).resolve()) for q in paths],
                 "seed": seed if seed is not None else cfg0.get("seed", 0), "versions": {**versions(),
                                                                                         "darkshower": __version__},
-                "command": command, "auto": choice}
+                "command": command, "auto": choice,
+                "val": None if val is None else [str(Path(q).resolve()) for q in ([val] if isinstance(val, (str, Path))
+                                                                                 else val)]}
+        created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         _write_auto_info(out, info)
     echo(f"train auto: {' + '.join(f'{m} ({MEMBER_METHODS[m]})' for m in choice['members'])} on "
@@ -208,6 +212,30 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
         echo(f"  used: {w}")
     for w in choice["left_out"]:
         echo(f"  left out: {w}")
+    try:
+        _train_members(out, info, choice, paths, val, config, epochs, seed, progress, command, executor, echo)
+    except BaseException:
+        if not resume and not (out / "members").exists():  # nothing trained yet (e.g. a bad --set): leave no run
+            (out / "run.json").unlink(missing_ok=True)
+            if created:
+                try:
+                    out.rmdir()
+                except OSError:
+                    pass
+        raise
+    if len(info["members"]) > 1 and not (out / "val_scores.npy").exists():
+        _calibrate(out, info, paths, val if val is not None else info.get("val"), progress)
+    info["status"] = "complete"
+    info["auto"] = choice
+    _write_auto_info(out, info)
+    return out, choice
+
+
+def _train_members(out: Path, info: dict, choice: dict, paths, val, config, epochs, seed, progress, command,
+                   executor, echo) -> None:
+    from darkshower.models.runs import read_run_json
+    from darkshower.train.trainer import train
+
     for m in info["members"]:
         mdir = out / m["dir"]
         again = (mdir / "run.json").exists()
@@ -227,12 +255,6 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
             if gone:
                 echo(f"  {m['name']} columns left out: {', '.join(gone)}")
         m["level"] = minfo.get("level", "jet")
-    if len(info["members"]) > 1 and not (out / "val_scores.npy").exists():
-        _calibrate(out, info, paths, val, progress)
-    info["status"] = "complete"
-    info["auto"] = choice
-    _write_auto_info(out, info)
-    return out, choice
 
 
 def _val_events(out: Path, info: dict, paths, val) -> tuple[list, float | None, int]:
