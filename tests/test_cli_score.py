@@ -133,7 +133,7 @@ def test_two_concurrent_scores_of_one_output(run, qcd_ds, tmp_path, monkeypatch)
 
 
 def test_events_write_failure_leaves_no_half_output(run, qcd_ds, tmp_path, monkeypatch):
-    mod = importlib.import_module("darkshower.train.score")
+    mod = importlib.import_module("darkshower.train.scorefiles")  # where the score files are written
 
     real = mod.atomic_write_parquet
     calls = []
