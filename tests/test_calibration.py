@@ -114,7 +114,8 @@ def test_fisher_min_and_mixed_levels_by_hand():
     a = _table("d", [1, 1, 2, 3], [0, 1, 0, 0], [0.5, 0.1, 0.0, 0.02])
     b = _table("d", [1, 1, 2, 3], [0, 1, 0, 0], [0.3, 0.4, 0.0, np.nan])
     f = combine_tables([a, b], ["a", "b"], "fisher", n_val=[100, None])
-    np.testing.assert_allclose(f.score[:3], [-np.log(0.5 * 0.3), -np.log(0.1 * 0.4), -np.log(0.005 * 1e-6)])
+    # b has no n_val: its floor is half its smallest positive eff_b (0.3)
+    np.testing.assert_allclose(f.score[:3], [-np.log(0.5 * 0.3), -np.log(0.1 * 0.4), -np.log(0.005 * 0.15)])
     assert np.isnan(f.score[3])  # a member without a score: NaN, as for the rank average
     m = combine_tables([a, b], ["a", "b"], "min")
     np.testing.assert_allclose(m.score[:3], [0.7, 0.9, 1.0])

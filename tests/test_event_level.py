@@ -242,6 +242,17 @@ def test_auto_run_scores_by_fishers_method_of_its_members(qcd_ds, svj_ds, tmp_pa
     np.testing.assert_allclose(got.to_numpy(), by_hand.to_numpy(), rtol=1e-12)
     with pytest.raises(ConfigError, match="has no model of its own"):
         load_run(run)
+    # --model last: combined, but not calibrated (the calibration is for the best models)
+    last, _ = score(run, data, tmp_path / "s" / "last.parquet", which="last", progress=False)
+    assert "eff_b" not in pd.read_parquet(last).columns and "eff_b.flow" in pd.read_parquet(last).columns
+    # no model of its own: int8 export and server scoring say so (ConfigError, exit code 2)
+    from darkshower.export.quantize import export_int8
+    from darkshower.serve.client import score_remote
+
+    with pytest.raises(ConfigError, match="has no model of its own to be quantized"):
+        export_int8(run, tmp_path / "q.onnx")
+    with pytest.raises(ConfigError, match="to be scored on a server"):
+        score_remote(run, data, tmp_path / "s" / "r.parquet", "http://127.0.0.1:9")
     one, _ = train_auto(qcd_ds.path, tmp_path / "one", config={"model": {"components": [1, 2]}}, progress=False,
                         echo=lambda s: None, members=("density",))
     o, _ = score(one, data, tmp_path / "s" / "one.parquet", progress=False)
@@ -249,6 +260,34 @@ def test_auto_run_scores_by_fishers_method_of_its_members(qcd_ds, svj_ds, tmp_pa
     (one / "run.json").write_text(json.dumps({**json.loads((one / "run.json").read_text()), "status": "running"}))
     with pytest.raises(ConfigError, match="not complete"):
         score(one, data, tmp_path / "s" / "two.parquet", progress=False)
+
+
+def test_auto_resume_keeps_the_recorded_config_and_recalibrates(qcd_ds, tmp_path):
+    """A run interrupted before its flow member started resumes with the recorded --seed/--set (the members then
+    share their validation split), and the combination is calibrated again when a member's scores changed."""
+    import shutil
+
+    from darkshower.train.auto import train_auto
+
+    run, _ = train_auto(qcd_ds.path, tmp_path / "a", config={"model": {"components": [1, 2]}}, seed=3, epochs=1,
+                        progress=False, echo=lambda s: None)
+    info = json.loads((run / "run.json").read_text())
+    cal = np.load(run / "val_scores.npy")
+    shutil.rmtree(run / "members" / "flow")  # as if killed before the flow member started
+    (run / "val_scores.npy").unlink()
+    (run / "run.json").write_text(json.dumps({**info, "status": "running"}))
+    train_auto(qcd_ds.path, run, resume=True, epochs=1, progress=False, echo=lambda s: None)  # no seed, no config
+    flow_cfg = yaml.safe_load((run / "members" / "flow" / "config.yaml").read_text())
+    assert flow_cfg["seed"] == 3  # the recorded seed, not the default 0
+    np.testing.assert_array_equal(np.load(run / "val_scores.npy"), cal)  # the same members' combination
+    # calibrated on members' scores that have changed since (a member trained on): calibrated again
+    info = json.loads((run / "run.json").read_text())
+    assert set(info["calibrated_on"]) == {"density", "flow"}
+    (run / "run.json").write_text(json.dumps({**info, "calibrated_on": {"density": "stale", "flow": "stale"}}))
+    np.save(run / "val_scores.npy", np.zeros(3))
+    train_auto(qcd_ds.path, run, resume=True, progress=False, echo=lambda s: None)
+    np.testing.assert_array_equal(np.load(run / "val_scores.npy"), cal)
+    assert json.loads((run / "run.json").read_text())["calibrated_on"] == info["calibrated_on"]
 
 
 def test_untyped_constituents_leave_out_charge_observables(no_met_ds, qcd_ds, tmp_path, caplog):

@@ -107,6 +107,9 @@ def export_int8(run, out, signal=None, background=None, calibration=None, mode: 
         raise ExportError("--signal and --background go together (the AUC change is measured on that pair)")
     run = Path(run)
     info = read_run_json(run)
+    from darkshower.models.runs import require_model
+
+    require_model(run, info, "quantized")
     rep = parse_representation(info["representation"])
     out = Path(out)
     if out.is_dir():

@@ -28,7 +28,7 @@ from darkshower import __version__
 from darkshower.errors import ConfigError, RunError, TrainingError
 
 __all__ = ["RUN_FORMAT", "RUN_FORMAT_VERSION", "RunError", "TrainingError", "atomic_torch_save", "torch_load",
-           "read_run_json", "read_run_config", "load_run", "versions"]
+           "read_run_json", "read_run_config", "load_run", "require_model", "versions"]
 
 RUN_FORMAT = "darkshower-run"
 RUN_FORMAT_VERSION = "1.0"
@@ -88,6 +88,16 @@ def read_run_json(run: Path) -> dict:
     return info
 
 
+def require_model(run, info: dict, what: str = "loaded") -> None:
+    """A ConfigError for a run without a model of its own (``darkshower train auto``: a combination of member
+    runs): it is scored with ``darkshower score``; exporting, serving or loading take one of its members."""
+    if info.get("members"):
+        names = ", ".join(str(Path(run) / m["dir"]) for m in info["members"])
+        raise ConfigError(f"{run}: a `train auto` run combines the runs {names} (by {info.get('combine')}); it has no "
+                          f"model of its own to be {what}: score it with darkshower score RUN ..., or use one of "
+                          "those runs")
+
+
 def read_run_config(run: Path):
     from darkshower.config import validate
     from darkshower.models.runconfig import TrainConfig
@@ -108,10 +118,7 @@ def load_run(run, which: str = "best"):
 
     run = Path(run)
     info = read_run_json(run)
-    if info.get("members"):  # `darkshower train auto`: a combination of runs, no model of its own
-        names = ", ".join(str(run / m["dir"]) for m in info["members"])
-        raise ConfigError(f"{run}: a `train auto` run combines the runs {names} (by {info.get('combine')}); it has no "
-                          "model of its own: score it with darkshower score, or export/load one of those runs")
+    require_model(run, info, "loaded")
     cfg = read_run_config(run)
     cls = get_method(info["method"])
     rep = parse_representation(info["representation"])

@@ -170,7 +170,11 @@ def _representation_of(path: Path) -> dict:
 
     if (path / MODEL_INFO).exists():
         return json.loads((path / MODEL_INFO).read_text())["representation"]
-    return read_run_json(path)["representation"]
+    from darkshower.models.runs import require_model
+
+    info = read_run_json(path)
+    require_model(path, info, "served")
+    return info["representation"]
 
 
 def score_remote(run, datasets, out, server: str, model: str | None = None, version: str = "",
@@ -179,12 +183,13 @@ def score_remote(run, datasets, out, server: str, model: str | None = None, vers
     run's directory name): the same two score files. Representations are built here from the run's config."""
     from darkshower.data.dataset import acquire_lock, open_dataset
     from darkshower.data.fingerprint import dataset_fingerprint
-    from darkshower.models.runs import read_run_json
+    from darkshower.models.runs import read_run_json, require_model
     from darkshower.progress import progress as _progress
     from darkshower.train.score import check_score_output, eff_b, read_val_scores, write_score_files
 
     run = Path(run)
     info = read_run_json(run)
+    require_model(run, info, "scored on a server")
     model = model or run.resolve().name
     out = check_score_output(out)
     if isinstance(datasets, (str, os.PathLike)) or hasattr(datasets, "read_chunk"):
@@ -220,8 +225,10 @@ def score_remote(run, datasets, out, server: str, model: str | None = None, vers
             if n_bad:
                 log.warning("%d of %d samples have NaN/inf model inputs: not scored (score NaN, "
                             "nonfinite_input=True)", n_bad, len(jets))
-            jets["eff_b"] = eff_b(read_val_scores(run, "best"), jets["score"].to_numpy())  # as local scoring
+            val = read_val_scores(run, "best")
+            jets["eff_b"] = eff_b(val, jets["score"].to_numpy())  # as local scoring
             meta = {"method": info["method"], "run": str(run.resolve()), "model": "server",
+                    "n_val_scores": None if val is None else len(val),
                     "server": server, "server_model": model, "server_model_version": scorer.version,
                     "representation": info["representation"]["kind"], "level": info.get("level", "jet"),
                     "supervised": info.get("supervised", False), "n_nonfinite_input": n_bad,

@@ -176,6 +176,14 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
                         progress=progress, command=command, executor=executor)
             return run, info["auto"]
         choice = info["auto"]
+        if val is None:
+            val = info.get("val")  # the members keep their validation data
+        if seed is None:
+            seed = info.get("seed_arg")
+        resumed_threads = (config or {}).get("threads")
+        config = dict(info.get("config") or {})  # the recorded configuration continues (members not yet started too)
+        if resumed_threads:
+            config["threads"] = resumed_threads
     else:
         members = tuple(members)
         unknown = [m for m in members if m not in MEMBER_METHODS]
@@ -200,7 +208,7 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
                 "combine": choice["combine"], "data": [str(Path(q).resolve()) for q in paths],
                 "seed": seed if seed is not None else cfg0.get("seed", 0), "versions": {**versions(),
                                                                                         "darkshower": __version__},
-                "command": command, "auto": choice,
+                "command": command, "auto": choice, "config": cfg0, "seed_arg": seed,
                 "val": None if val is None else [str(Path(q).resolve()) for q in ([val] if isinstance(val, (str, Path))
                                                                                  else val)]}
         created = not out.exists()
@@ -215,7 +223,10 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
     try:
         _train_members(out, info, choice, paths, val, config, epochs, seed, progress, command, executor, echo)
     except BaseException:
-        if not resume and not (out / "members").exists():  # nothing trained yet (e.g. a bad --set): leave no run
+        if not resume and not list(out.glob("members/*/run.json")):  # no member run yet (e.g. a bad --set): no run
+            import shutil
+
+            shutil.rmtree(out / "members", ignore_errors=True)
             (out / "run.json").unlink(missing_ok=True)
             if created:
                 try:
@@ -223,8 +234,10 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
                 except OSError:
                     pass
         raise
-    if len(info["members"]) > 1 and not (out / "val_scores.npy").exists():
-        _calibrate(out, info, paths, val if val is not None else info.get("val"), progress)
+    if len(info["members"]) > 1 and (not (out / "val_scores.npy").exists()
+                                     or info.get("calibrated_on") != _member_fingerprints(out, info)):
+        _calibrate(out, info, paths, val, progress)  # (again when a resumed member trained further)
+        info["calibrated_on"] = _member_fingerprints(out, info)
     info["status"] = "complete"
     info["auto"] = choice
     _write_auto_info(out, info)
@@ -257,12 +270,30 @@ def _train_members(out: Path, info: dict, choice: dict, paths, val, config, epoc
         m["level"] = minfo.get("level", "jet")
 
 
+def _member_fingerprints(out: Path, info: dict) -> dict:
+    """SHA-256 of each member's val_scores.npy: the calibration is redone when one changes (a resumed member
+    trained on and chose another best model)."""
+    import hashlib
+
+    fp = {}
+    for m in info["members"]:
+        f = out / m["dir"] / "val_scores.npy"
+        fp[m["name"]] = hashlib.sha256(f.read_bytes()).hexdigest() if f.exists() else None
+    return fp
+
+
 def _val_events(out: Path, info: dict, paths, val) -> tuple[list, float | None, int]:
     """The validation background of the members: the --val datasets (all events), else the training datasets'
     events with ``event_fraction(event_id, seed) < data.val_fraction`` (the split every member used)."""
     from darkshower.models.runs import read_run_config
 
-    cfg = read_run_config(out / info["members"][0]["dir"])
+    cfgs = [read_run_config(out / m["dir"]) for m in info["members"]]
+    cfg = cfgs[0]
+    split = {(c.seed, c.data.val_fraction) for c in cfgs}
+    if not val and len(split) > 1:
+        raise ConfigError(f"{out}: the members split their validation events differently (seed, val_fraction: "
+                          f"{sorted(split)}), so their combination cannot be calibrated on common events; retrain "
+                          "the run with one --seed")
     if val:
         return ([val] if isinstance(val, (str, Path)) else list(val)), None, cfg.seed
     return list(paths), cfg.data.val_fraction, cfg.seed

@@ -79,10 +79,12 @@ def _score_chunk(task) -> tuple[int, pd.DataFrame]:
 def _warn_untyped(rep, events, path) -> None:
     """Once per dataset and process: a run that reads charge-based observables (n_charged) scoring jets whose
     constituents have no particle types sees 0 there, far from its training data: say so."""
-    cols = getattr(rep, "columns", None) or []
     key = ("untyped", str(path))
     if rep.kind != "observables" or key in _WORKER:
         return
+    from darkshower.represent.config import OBS_JET_COLUMNS
+
+    cols = rep.columns if rep.columns is not None else list(OBS_JET_COLUMNS)
     from darkshower.represent.build import has_untyped_constituents, typed_column
 
     typed = [c for c in cols if typed_column(c)]
@@ -284,6 +286,9 @@ def score_members(run, datasets, out, which: str = "best", batch_size: int | Non
             os.replace(f, out)
             os.replace(events_path(f), events_path(out))
             return out, events_path(out)
+        if which != "best":
+            log.warning("%s: the `train auto` combination is calibrated for the members' best models; scored with "
+                        "--model %s it has no eff_b of its own (the members' eff_b.NAME columns are there)", run, which)
         return write_combined(tables, metas, out, info["combine"], method="auto",
                               extra={"run": str(run.resolve()), "model": which}, val_sorted=read_val_scores(run, which),
                               decorrelated=bool(decorrelate[0]))

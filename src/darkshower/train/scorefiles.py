@@ -121,12 +121,20 @@ def event_level(t: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _floor_from(eff: np.ndarray) -> float:
+    """The Fisher floor of a member whose number of validation scores is unknown: half its smallest positive
+    ``eff_b`` (one validation step, or a multiple of it), else 1e-6."""
+    pos = eff[np.isfinite(eff) & (eff > 0)]
+    return 0.5 * float(pos.min()) if len(pos) else 1e-6
+
+
 def combine_tables(tables: list[pd.DataFrame], names: list[str], combine: str = "mean",
                    n_val: list[int | None] | None = None) -> pd.DataFrame:
     """Join per-sample tables (``dataset``, ``event_id``, ``jet_idx``, ``eff_b`` [, ``nonfinite_input``]) on the
     sample keys and combine their ``eff_b`` by ``combine`` (:data:`COMBINATIONS`; module docstring) into
     ``score`` (NaN where a member has none). Members of mixed levels are joined per event (:func:`event_level`).
-    ``n_val``: each member's number of validation scores (the ``fisher`` floor ``0.5 / n_val``; None: 1e-6)."""
+    ``n_val``: each member's number of validation scores (the ``fisher`` floor ``0.5 / n_val``; None: half
+    the member's smallest positive ``eff_b``)."""
     if combine not in COMBINATIONS:
         raise ConfigError(f"ensemble combination {combine!r}: choose one of {', '.join(COMBINATIONS)}")
     if len(tables) != len(names) or len(set(names)) != len(names):
@@ -137,7 +145,9 @@ def combine_tables(tables: list[pd.DataFrame], names: list[str], combine: str = 
     for t, name in zip(tables, names, strict=True):
         missing = [c for c in (*KEYS, "eff_b") if c not in t.columns]
         if missing:
-            raise ConfigError(f"ensemble member {name}: no column(s) {missing} (score it with this darkshower version)")
+            raise ConfigError(f"ensemble member {name}: no column(s) {missing}: give score files of calibrated runs "
+                              "written by `darkshower score` (runs trained before darkshower stored validation "
+                              "scores, and `train auto` runs scored with --model last, have no eff_b)")
     levels = [bool((t["jet_idx"] < 0).all()) for t in tables]
     if len(set(levels)) > 1:
         tables = [t if ev else event_level(t) for t, ev in zip(tables, levels, strict=True)]
@@ -161,7 +171,7 @@ def combine_tables(tables: list[pd.DataFrame], names: list[str], combine: str = 
         elif combine == "min":
             score = 1.0 - np.min(effs, axis=1)
         else:
-            floor = np.array([0.5 / n if n else 1e-6 for n in n_val])
+            floor = np.array([0.5 / n if n else _floor_from(effs[:, i]) for i, n in enumerate(n_val)])
             score = -np.log(np.maximum(effs, floor)).sum(axis=1)
             score[np.isnan(effs).any(axis=1)] = np.nan
     out["score"] = score
