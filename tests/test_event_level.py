@@ -323,10 +323,10 @@ def test_auto_choice_rules():
 
     info = {"dataset": "ds", "met": True, "met_note": None, "two_jet_fraction": 0.3, "constituents": True,
             "particle_types": True}
-    c = choose(info)  # MET but mostly one jet: jet level, and it says why
-    assert c["level"] == "jet" and c["representation"]["level"] == "jet"
-    assert any("only 30% of the events have two jets" in w for w in c["left_out"])
-    assert choose({**info, "two_jet_fraction": 0.9})["level"] == "event"
+    c = choose(info)  # MET but mostly one jet: event level all the same (the MET carries the invisible part)
+    assert c["level"] == "event" and c["representation"]["level"] == "event" and not c["left_out"]
+    assert any("30% of the events inspected have a second jet" in w for w in c["why"])
+    assert choose({**info, "met": False})["level"] == "jet"
     with pytest.raises(DatasetError, match="needs jet constituents"):
         choose({**info, "constituents": False})
     with pytest.raises(DatasetError, match="no jets in the 50 events inspected"):  # not "no constituents"

@@ -2,7 +2,7 @@
 
 :func:`inspect_dataset` looks at a sample of the training data (MET? two jets? constituents? particle
 types?), :func:`choose` picks the representation of :data:`DEFAULT_METHOD` from it (event level — the two
-leading jets' observables and the MET topology — when the data have MET and two jets, else jet level) and
+leading jets' observables and the MET topology — when the data have MET, else jet level) and
 :func:`train_auto` trains it, printing and recording in ``run.json`` (key ``auto``) what it used and what it
 left out. The choice of method is one constant, :data:`DEFAULT_METHOD`; docs/training.md says why.
 """
@@ -35,8 +35,6 @@ DEFAULT_COMBINE = "fisher"
 SHARED_KEYS = ("data", "seed", "threads", "device", "eval_batch_size")
 #: its jet observables (the density baseline's: mass, constituent multiplicity, pT), per jet or per jet slot
 DEFAULT_COLUMNS = ["mass", "n_constituents", "pt"]
-#: event level needs at least this fraction of the inspected events to have two jets
-MIN_TWO_JET_FRACTION = 0.5
 #: chunks of the first training dataset read by inspect_dataset
 INSPECT_CHUNKS = 2
 
@@ -80,19 +78,15 @@ def inspect_dataset(path, data_cfg=None, max_chunks: int = INSPECT_CHUNKS) -> di
 def choose(info: dict[str, Any], method: str = DEFAULT_METHOD) -> dict[str, Any]:
     """The representation for ``method`` on data described by ``info`` (:func:`inspect_dataset`):
     ``{"method", "level", "representation", "left_out", "why"}``. Event level (two jet slots with
-    :data:`DEFAULT_COLUMNS` + the MET topology) when the data have MET and two jets in at least
-    :data:`MIN_TWO_JET_FRACTION` of the events; else jet level on the two leading jets. Without jet
-    constituents a DatasetError says that the default cannot be trained."""
-    two = info["two_jet_fraction"] >= MIN_TWO_JET_FRACTION
+    :data:`DEFAULT_COLUMNS` + the MET topology; a missing second jet is padded and flagged by ``j1_present``)
+    when the data have MET; else jet level on the two leading jets. Without jet constituents a DatasetError
+    says that the default cannot be trained."""
     met, cons = bool(info["met"]), bool(info["constituents"])
     left_out: list[str] = []
     why: list[str] = []
     if not met:
         left_out.append("MET topology (met_pt, mt, rt, dphi_min, dphi_j*): the data have no MET"
                         + (f" ({info['met_note']})" if info.get("met_note") else ""))
-    if not two:
-        left_out.append(f"second jet at event level: only {info['two_jet_fraction']:.0%} of the events have two jets "
-                        f"(event level needs {MIN_TWO_JET_FRACTION:.0%})")
     if info.get("jets_per_event", 1) == 0:
         raise DatasetError(f"{info['dataset']}: no jets in the {info.get('events_inspected', 0)} events inspected "
                            f"(its first {INSPECT_CHUNKS} chunks, after the jet pT / mass window of the config's "
@@ -105,17 +99,20 @@ def choose(info: dict[str, Any], method: str = DEFAULT_METHOD) -> dict[str, Any]
     if not info["particle_types"]:
         left_out.append("particle types: unknown in these data (the density does not use them; the flow member "
                         "leaves out n_charged)")
-    if met and two:
+    if met:
         rep = {"kind": "observables", "level": "event", "max_jets": 2, "include_event": False,
                "columns": list(DEFAULT_COLUMNS)}
-        why.append("event level: the data have MET and two jets, so the MET topology (met_pt, M_T, R_T = MET/M_T, "
-                   f"m_jj, dphi_min, dphi to each jet) joins the two leading jets' {', '.join(DEFAULT_COLUMNS)}")
+        why.append("event level: the data have MET, so the MET topology (met_pt, M_T, R_T = MET/M_T, m_jj, dphi_min, "
+                   f"dphi to each jet) joins the two leading jets' {', '.join(DEFAULT_COLUMNS)}")
+        if info["two_jet_fraction"] < 1:
+            why.append(f"{info['two_jet_fraction']:.0%} of the events inspected have a second jet; in the others its "
+                       "slot is padded and flagged (j1_present = 0)")
         level = "event"
     else:
         rep = {"kind": "observables", "level": "jet", "max_jets": 2, "include_event": False,
                "columns": list(DEFAULT_COLUMNS)}
         why.append(f"jet level on {', '.join(DEFAULT_COLUMNS)} of the two leading jets (event score: the max of "
-                   "their scores): " + ("no MET" if not met else "too few events with two jets"))
+                   "their scores): no MET")
         level = "jet"
     return {"method": method, "level": level, "representation": rep, "left_out": left_out, "why": why}
 
