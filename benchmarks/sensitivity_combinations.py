@@ -26,11 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _member(bench: Path, name: str) -> tuple[pd.DataFrame, int | None]:
-    import pyarrow.parquet as pq
+    from darkshower.train.scorefiles import read_score_file
 
-    f = bench / "scores" / f"{name}.parquet"
-    meta = json.loads((pq.read_schema(f).metadata or {}).get(b"darkshower", b"{}"))
-    return pd.read_parquet(f), meta.get("n_val_scores")
+    t, meta = read_score_file(bench / "scores" / f"{name}.parquet")
+    return t, meta.get("n_val_scores")
 
 
 def _per_event(t: pd.DataFrame) -> pd.Series:
@@ -50,7 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--members", required=True, help="comma list of scored method names (BENCH/scores/NAME.parquet)")
     ap.add_argument("--combos", required=True, help="comma list of A+B[+C] combinations of members")
     ap.add_argument("--rules", default="fisher,mean,min", help=f"combination rules, of {','.join(COMBINATIONS)}")
-    ap.add_argument("--out", default=None, help="JSON output (default benchmarks/results/<bench name>_combinations.json)")
+    ap.add_argument("--out", default=None, help="JSON output (default benchmarks/results/<bench>_combinations.json)")
     args = ap.parse_args(argv)
     bench = Path(args.bench)
     metrics = json.loads((bench / "evaluation" / "metrics.json").read_text())

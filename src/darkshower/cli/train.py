@@ -130,5 +130,5 @@ def run_auto(args) -> int:
     names = choice.get("members") or ["density"]
     print(f"trained {' + '.join(f'{m} ({MEMBER_METHODS[m]})' for m in names)} ({choice['level']} level"
           + (f", combined by {choice['combine']}" if choice.get("combine") else "")
-          + f") -> {out}; the choice is in {out / 'run.json'} (auto); score it with darkshower score {out} --data ...")
+          + f") -> {out}; the choice is in {out / 'run.json'} (auto); score it with darkshower score {out} DS... --out S.parquet")
     return 0
