@@ -77,19 +77,23 @@ def _score_chunk(task) -> tuple[int, pd.DataFrame]:
 
 
 def _warn_untyped(rep, events, path) -> None:
-    """Once per dataset and process: a run that reads charge-based observables (n_charged) scoring jets whose
-    constituents have no particle types sees 0 there, far from its training data: say so."""
-    key = ("untyped", str(path))
-    if rep.kind != "observables" or key in _WORKER:
+    """Once per run and dataset in a process: a run that reads charge-based observables (n_charged) scoring jets
+    whose constituents have no particle types sees 0 there, far from its training data: say so. Whether a dataset
+    is untyped is looked up once per process (its first chunk read here), not per chunk."""
+    if rep.kind != "observables":
         return
+    from darkshower.represent.build import has_untyped_constituents, typed_column
     from darkshower.represent.config import OBS_JET_COLUMNS
 
-    cols = rep.columns if rep.columns is not None else list(OBS_JET_COLUMNS)
-    from darkshower.represent.build import has_untyped_constituents, typed_column
-
-    typed = [c for c in cols if typed_column(c)]
-    if typed and has_untyped_constituents(events):
-        _WORKER[key] = True
+    typed = [c for c in (rep.columns if rep.columns is not None else OBS_JET_COLUMNS) if typed_column(c)]
+    warned = ("untyped-warned", id(rep), str(path))
+    if not typed or warned in _WORKER:
+        return
+    known = ("untyped", str(path))
+    if known not in _WORKER:
+        _WORKER[known] = has_untyped_constituents(events)
+    if _WORKER[known]:
+        _WORKER[warned] = True
         log.warning("%s: the constituents have no particle types, so %s is 0 for every jet, but the run was trained "
                     "with it: its scores there are not meaningful; train on data with the same information (train "
                     "auto / an observables run on these data leaves %s out)", path, ", ".join(typed), ", ".join(typed))
