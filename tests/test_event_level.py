@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import awkward as ak
 import numpy as np
@@ -245,6 +246,13 @@ def test_auto_run_scores_by_fishers_method_of_its_members(qcd_ds, svj_ds, tmp_pa
     # --model last: combined, but not calibrated (the calibration is for the best models)
     last, _ = score(run, data, tmp_path / "s" / "last.parquet", which="last", progress=False)
     assert "eff_b" not in pd.read_parquet(last).columns and "eff_b.flow" in pd.read_parquet(last).columns
+    # one writer per output, as for any run: a live process holding OUT's lock keeps a second score out
+    held = tmp_path / "s" / ".held.parquet.lock"
+    held.write_text(str(os.getppid()))
+    with pytest.raises(ConfigError, match="another darkshower process"):
+        score(run, data, tmp_path / "s" / "held.parquet", progress=False)
+    assert held.read_text() == str(os.getppid()) and not (tmp_path / "s" / "held.parquet").exists()
+    assert not list((tmp_path / "s").glob(".*.auto.*"))  # no member scores left behind
     # no model of its own: int8 export and server scoring say so (ConfigError, exit code 2)
     from darkshower.export.quantize import export_int8
     from darkshower.serve.client import score_remote

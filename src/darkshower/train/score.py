@@ -270,11 +270,14 @@ def score_members(run, datasets, out, which: str = "best", batch_size: int | Non
     if info.get("status") != "complete":
         raise ConfigError(f"{run}: the `train auto` run is not complete (status {info.get('status')!r}); finish it "
                           f"with darkshower train auto --data ... --out {run} --resume")
+    from darkshower.data.dataset import acquire_lock
+
     out = check_score_output(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    lock = acquire_lock(out.with_name(f".{out.name}.lock"), f"--out {out}", "these scores", ConfigError)
     tmp = out.parent / f".{out.name}.auto.{os.getpid()}"
-    tmp.mkdir(exist_ok=True)
     try:
+        tmp.mkdir(exist_ok=True)
         tables, metas = [], []
         for i, m in enumerate(info["members"]):
             f, _ = score(run / m["dir"], datasets, tmp / f"{i}.parquet", which=which, batch_size=batch_size,
@@ -298,3 +301,4 @@ def score_members(run, datasets, out, which: str = "best", batch_size: int | Non
                               decorrelated=bool(decorrelate[0]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        lock.unlink(missing_ok=True)
