@@ -216,3 +216,52 @@ def test_flow_trains_with_the_shared_trainer_and_exports(qcd_ds, svj_ds, tmp_pat
 
     xs = torch.from_numpy(build(rep, svj_ds.arrays())["x"][:9]).float()
     assert_onnx_matches_torch(m, {"x": xs}, tmp_path / "flow.onnx")
+
+
+def _two_slot_events(n, seed=0, p_second=0.6):
+    """Event-level toy: a leading-jet column, a second jet's two columns (present in ``p_second`` of the events,
+    else padded with 0 and flagged by j1_present = 0) and an event column; all Gaussian."""
+    g = np.random.default_rng(seed)
+    j0 = g.normal(size=n)
+    e = g.normal(size=n)
+    present = (g.uniform(size=n) < p_second).astype(float)
+    j1a = (5 + j0 + 0.5 * g.normal(size=n)) * present
+    j1b = (3 + 0.5 * g.normal(size=n)) * present
+    return np.column_stack([j0, j1a, j1b, present, e])
+
+
+def test_flow_with_a_missing_second_jet_models_the_columns_that_exist():
+    """Event level with one-jet events: the missing jet's columns are noise while training, so the likelihood
+    stays bounded (padded zeros are a point mass: it runs away), the score ignores the padded values and is
+    the density of the columns that exist; the slot is standardized on the events that have the jet."""
+    names = ["j0_a", "j1_a", "j1_b", "j1_present", "e"]
+    x = _two_slot_events(6000)
+    kw = {"transform": "maf", "transforms": 3, "hidden": [32, 32], "dequantize": ["present"]}
+    m = _flow(names, **kw)
+    assert list(m.present_of) == [-1, 3, 3, -1, -1]
+    losses = _fit(m, x[:5000], steps=500)
+    have = x[:5000][x[:5000, 3] > 0]
+    np.testing.assert_allclose(m.pre.mean.numpy()[1:3], have[:, 1:3].mean(0), rtol=1e-4)  # not diluted by the zeros
+    np.testing.assert_allclose(m.pre.std.numpy()[1:3], have[:, 1:3].std(0), rtol=1e-4)
+    pad = _flow(names, missing_jets="pad", **kw)
+    assert (pad.present_of == -1).all()
+    pad_losses = _fit(pad, x[:5000], steps=500)
+    assert np.mean(pad_losses[-50:]) < np.mean(losses[-50:]) - 2  # the point mass: the padded likelihood runs away
+    m.eval()
+    test = torch.from_numpy(x[5000:]).float()
+    one = test[:, 3] == 0
+    with torch.no_grad():
+        s = m.score({"x": test}).numpy()
+        moved = test.clone()
+        moved[one, 1:3] = torch.tensor([123.0, -7.0])  # whatever a missing jet's slot holds
+        np.testing.assert_array_equal(m.score({"x": moved}).numpy(), s)
+        # by hand: -log p(x, 0) of the flow with the missing columns at 0, + ln N(0; 0, 1) per missing column
+        f, _ = m._inputs(test, False)
+        assert (f[one][:, 1:3] == 0).all()
+        by_hand = -m._dist(None).log_prob(f).numpy() + 0.5 * math.log(2 * math.pi) * 2 * one.numpy()
+        np.testing.assert_allclose(s, by_hand, rtol=1e-5, atol=1e-5)
+    # one-jet events: the score follows the Gaussian density of the existing columns, -log p = (j0^2 + e^2)/2 + c
+    t = x[5000:][one.numpy()]
+    slope = np.polyfit(0.5 * (t[:, 0] ** 2 + t[:, 4] ** 2), s[one.numpy()], 1)[0]
+    assert 0.7 < slope < 1.3
+    assert np.isfinite(s).all()

@@ -37,8 +37,24 @@ DENSITY_COLUMNS = ["mass", "n_constituents", "pt"]
 #: integer-valued observables (dequantized by the flow: uniform noise in [0, 1) while training)
 INTEGER_COLUMNS = ["n_constituents", "n_charged", "n_softdrop", "lund_n_primary", "lund_n_primary_lnkt_gt0",
                    "n_jets", "n_event_constituents", "n_event_particles", "present"]
+#: log N(0; 0, 1) = -ln(2 pi) / 2: the density of a missing jet's column at its mode (flow, missing_jets: noise)
+_LOG_NORMAL_MODE = -0.5 * math.log(2 * math.pi)
 #: log-weight of unused (padding) mixture components: exp(-1e4) is exactly 0 in float64
 _UNUSED = -1.0e4
+
+
+def _present_columns(names: list[str]) -> np.ndarray:
+    """Per column, the index of the ``j{i}_present`` flag of its jet slot (event level), else -1 (the flag
+    itself, event columns, slots without a flag column such as slot 0)."""
+    from darkshower.represent.config import slot_column
+
+    idx = {n: i for i, n in enumerate(names)}
+    out = np.full(len(names), -1, np.int64)
+    for j, n in enumerate(names):
+        sc = slot_column(n)
+        if sc and sc[1] != "present" and (p := idx.get(f"j{sc[0]}_present")) is not None:
+            out[j] = p
+    return out
 
 
 def _finite_rows(x: np.ndarray) -> np.ndarray:
@@ -271,6 +287,12 @@ class FlowConfig(StrictModel):
     dequantize: list[str] = Field(default_factory=lambda: list(INTEGER_COLUMNS),
                                   description="integer columns: + uniform [0, 1) noise while training, + 0.5 when scoring")
     clip: float = Field(8.0, gt=0, description="standardized inputs are clipped to +-clip")
+    missing_jets: Literal["noise", "pad"] = Field(
+        "noise", description="event level: the columns of a missing jet (j{i}_present = 0). noise: standard-normal "
+                             "noise in the standardized space while training, 0 when scoring, and the score is the "
+                             "density of the columns that exist (a missing jet adds no information and cannot make "
+                             "the likelihood unbounded); pad: the padded zeros as they are (a point mass: the "
+                             "likelihood of one-jet events grows without bound while training)")
 
     @field_validator("hidden")
     @classmethod
@@ -332,6 +354,9 @@ class NormalizingFlow(Method):
                               "nothing is left to model")
         self.pre = HLFPreprocess(names, config.log_features, config.clip)
         self.register_buffer("is_deq", torch.tensor([feature_base(c) in config.dequantize for c in names]))
+        # event level: column -> index of its jet slot's j{i}_present flag (-1: none), a plain attribute (derived
+        # from the names, so runs saved before it load unchanged)
+        self.present_of = _present_columns(names) if config.missing_jets == "noise" else np.full(len(names), -1)
         kw: dict[str, Any] = {"transforms": config.transforms, "hidden_features": list(config.hidden)}
         if config.transform == "nsf":
             self.flow = zuko.flows.NSF(len(self.feat_idx), context=len(self.cond_idx), bins=config.bins, **kw)
@@ -341,24 +366,58 @@ class NormalizingFlow(Method):
 
     def prepare(self, store) -> None:
         x = np.array(store["x"], np.float64)
+        missing = self._missing_np(x)
         x[:, self.is_deq.numpy()] += 0.5
         self.pre.fit(x)
+        if missing.any():  # a slot's columns are standardized on the events that have that jet
+            t = self.pre.transform_np(x)
+            for j in np.flatnonzero(missing.any(axis=0)):
+                have = t[~missing[:, j], j]
+                if len(have):
+                    sd = have.std()
+                    self.pre.mean[j] = float(have.mean())
+                    self.pre.std[j] = float(sd) if sd > 1e-8 else 1.0
+
+    def _missing_np(self, x: np.ndarray) -> np.ndarray:
+        """(n, n_columns) bool: the entry belongs to a jet slot the event does not have."""
+        return (x[:, np.maximum(self.present_of, 0)] < 0.5) & (self.present_of >= 0)
+
+    def _missing(self, x: torch.Tensor) -> torch.Tensor | None:
+        if not (self.present_of >= 0).any():
+            return None
+        has = torch.as_tensor(self.present_of >= 0, device=x.device)
+        flag = x[:, torch.as_tensor(np.maximum(self.present_of, 0), device=x.device)]
+        return (flag < 0.5) & has
 
     def _inputs(self, x: torch.Tensor, noise: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        feats, c, _ = self._inputs_missing(x, noise)
+        return feats, c
+
+    def _inputs_missing(self, x: torch.Tensor, noise: bool):
+        """(features, context, missing features per row or None) in the standardized space."""
         x = torch.nan_to_num(x.float(), nan=0.0, posinf=0.0, neginf=0.0)
+        miss = self._missing(x)
         shift = torch.rand_like(x) if noise else torch.full_like(x, 0.5)
         x = x + torch.where(self.is_deq, shift, torch.zeros_like(x))
         z = self.pre(x)
+        if miss is not None:  # a missing jet's columns: N(0, 1) noise while training, its mode 0 when scoring
+            z = torch.where(miss, torch.randn_like(z) if noise else torch.zeros_like(z), z)
         feats = z[:, self.feat_idx]
-        return feats, (z[:, self.cond_idx] if self.cond_idx else None)
+        n_miss = miss[:, self.feat_idx].sum(1) if miss is not None else None
+        return feats, (z[:, self.cond_idx] if self.cond_idx else None), n_miss
 
     def _dist(self, c: torch.Tensor | None):
         return self.flow(c) if c is not None else self.flow()
 
     def nll(self, batch, noise: bool = False) -> torch.Tensor:
-        """-log p(x | c) per sample, in the standardized feature space."""
-        f, c = self._inputs(batch["x"], noise)
-        return -self._dist(c).log_prob(f)
+        """-log p(x | c) per sample, in the standardized feature space. With missing jets (event level,
+        ``missing_jets: noise``) the density of the columns that exist: the flow learned the missing columns as
+        N(0, 1) noise, so -log p(x, 0) + log N(0; 0, 1) per missing column marginalizes them (when scoring)."""
+        f, c, n_miss = self._inputs_missing(batch["x"], noise)
+        out = -self._dist(c).log_prob(f)
+        if n_miss is not None and not noise:
+            out = out - _LOG_NORMAL_MODE * n_miss.to(out.dtype)
+        return out
 
     def base_score(self, batch) -> torch.Tensor:
         """0.5 |u|^2 with u the base-space image of the sample (chi-square with d dof for background)."""
