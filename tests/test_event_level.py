@@ -141,17 +141,24 @@ def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, svj
     from darkshower.cli.main import main
     from darkshower.train.auto import DEFAULT_COMBINE, DEFAULT_MEMBERS, DEFAULT_METHOD, train_auto
 
-    assert DEFAULT_METHOD == "gmm" and DEFAULT_MEMBERS == ("density", "flow") and DEFAULT_COMBINE == "fisher"
+    assert DEFAULT_METHOD == "gmm" and DEFAULT_MEMBERS == ("density", "flow", "event-flow")
+    assert DEFAULT_COMBINE == "fisher"
     assert main(["train", "auto", "--data", str(qcd_ds.path), "--out", str(tmp_path / "a"), "--no-progress",
                  "--set", "model.components=[1,2]", "--epochs", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "density (gmm) + flow (flow)" in printed and "combined by fisher" in printed and "left out" not in printed
+    assert "density (gmm) + flow (flow) + event-flow (flow)" in printed and "combined by fisher" in printed
+    assert "left out" not in printed
     info = json.loads((tmp_path / "a" / "run.json").read_text())
     assert info["method"] == "auto" and info["status"] == "complete" and info["level"] == "event"
-    assert [m["name"] for m in info["members"]] == ["density", "flow"] and info["combine"] == "fisher"
+    assert [m["name"] for m in info["members"]] == ["density", "flow", "event-flow"] and info["combine"] == "fisher"
     dens = json.loads((tmp_path / "a" / "members" / "density" / "run.json").read_text())
     flow = json.loads((tmp_path / "a" / "members" / "flow" / "run.json").read_text())
     assert dens["method"] == "gmm" and dens["level"] == "event" and flow["method"] == "flow" and flow["level"] == "jet"
+    evf = json.loads((tmp_path / "a" / "members" / "event-flow" / "run.json").read_text())
+    assert evf["method"] == "flow" and evf["level"] == "event"
+    cols = evf["representation"]["columns"]
+    assert {"j0_tau32", "j1_tau32", "j1_present", "met_pt", "rt", "dphi_j1", "n_jets", "sphericity"} <= set(cols)
+    assert "pt" not in cols and "j0_pt" not in cols  # substructure, the MET topology and the event shape
     assert info["auto"]["inspected"]["met"] is True and "rt" in info["auto"]["columns"]
     assert yaml.safe_load((tmp_path / "a" / "members" / "density" / "config.yaml").read_text())["model"][
         "components"] == [1, 2]  # --set configures the density member
@@ -179,6 +186,11 @@ def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, svj
     with pytest.raises(ConfigError, match="no_such_key"):  # the density's config fails: no half run is left
         train_auto(no_met_ds, tmp_path / "c", config={"model": {"no_such_key": 1}}, progress=False, echo=lambda s: None)
     assert not (tmp_path / "c").exists()
+    assert info["auto"]["members"] == ["density", "flow"]  # no MET: no event-level flow, and it says so
+    assert any(w.startswith("the event-level flow member") for w in info["auto"]["left_out"])
+    with pytest.raises(ConfigError, match="the event-flow member needs MET"):
+        train_auto(no_met_ds, tmp_path / "c", members=("density", "event-flow"), progress=False, echo=lambda s: None)
+    assert not (tmp_path / "c").exists()
     with pytest.raises(ConfigError, match="choose distinct members"):
         train_auto(no_met_ds, tmp_path / "c", members=("flow",), progress=False)
     with pytest.raises(ConfigError, match="already holds a run"):
@@ -188,7 +200,8 @@ def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, svj
 
 def test_auto_run_scores_by_fishers_method_of_its_members(qcd_ds, svj_ds, tmp_path):
     """score on a train auto run = -sum ln eff_b of its members, the jet-level flow entering with the calibrated
-    max of the two leading jets; the density alone (--members density) scores as its own run."""
+    max of the two leading jets, the event-level flow with its event's; the density alone (--members density)
+    scores as its own run."""
     from darkshower.models.runs import load_run
     from darkshower.train import score
     from darkshower.train.auto import train_auto
@@ -199,14 +212,18 @@ def test_auto_run_scores_by_fishers_method_of_its_members(qcd_ds, svj_ds, tmp_pa
     out, evp = score(run, data, tmp_path / "s" / "auto.parquet", progress=False)
     d, _ = score(run / "members" / "density", data, tmp_path / "s" / "d.parquet", progress=False)
     f, _ = score(run / "members" / "flow", data, tmp_path / "s" / "f.parquet", progress=False)
-    t, td, tf = pd.read_parquet(out), pd.read_parquet(d), pd.read_parquet(f)
+    e, _ = score(run / "members" / "event-flow", data, tmp_path / "s" / "e.parquet", progress=False)
+    t, td, tf, te = pd.read_parquet(out), pd.read_parquet(d), pd.read_parquet(f), pd.read_parquet(e)
+    assert (te.jet_idx == -1).all()
     assert (t.jet_idx == -1).all() and len(t) == len(td)
     tf = tf[tf.jet_idx.isin([0, 1])]
     g = tf.groupby(["dataset", "event_id"])["eff_b"]
     flow_ev = (1 - (1 - g.min()) ** g.count()).rename("f")
     m = td.set_index(["dataset", "event_id"])[["eff_b"]].join(flow_ev, how="left")
-    n_val = {k: len(np.load(run / "members" / k / "val_scores.npy")) for k in ("density", "flow")}
-    by_hand = -(np.log(np.maximum(m["eff_b"], 0.5 / n_val["density"])) + np.log(np.maximum(m["f"], 0.5 / n_val["flow"])))
+    m = m.join(te.set_index(["dataset", "event_id"])["eff_b"].rename("e"), how="left")
+    n_val = {k: len(np.load(run / "members" / k / "val_scores.npy")) for k in ("density", "flow", "event-flow")}
+    by_hand = -(np.log(np.maximum(m["eff_b"], 0.5 / n_val["density"])) + np.log(np.maximum(m["f"], 0.5 / n_val["flow"]))
+                + np.log(np.maximum(m["e"], 0.5 / n_val["event-flow"])))
     got = t.set_index(["dataset", "event_id"])["score"].reindex(m.index)
     np.testing.assert_allclose(got.to_numpy(), by_hand.to_numpy(), rtol=1e-12)
     # calibrated on the members' validation events (the same event split): eff_b of its own
@@ -234,11 +251,15 @@ def test_auto_run_scores_by_fishers_method_of_its_members(qcd_ds, svj_ds, tmp_pa
     assert np.isfinite(tx.score_decor).mean() > 0.9 and not np.allclose(tx.score_decor, tx.score, equal_nan=True)
     fd, _ = score(run / "members" / "flow", data, tmp_path / "s" / "fd.parquet", progress=False, decorrelate=True,
                   decor_min_rows=20)
-    tfd = pd.read_parquet(fd)
+    ed, _ = score(run / "members" / "event-flow", data, tmp_path / "s" / "ed.parquet", progress=False,
+                  decorrelate=True, decor_min_rows=20)
+    tfd, ted = pd.read_parquet(fd), pd.read_parquet(ed)
     tfd = tfd[tfd.jet_idx.isin([0, 1])]
     g = tfd.groupby(["dataset", "event_id"])["eff_b_decor"]
     m = tdd.set_index(["dataset", "event_id"])[["eff_b_decor"]].join((1 - (1 - g.min()) ** g.count()).rename("f"))
-    by_hand = -(np.log(np.maximum(m.eff_b_decor, 0.5 / n_val["density"])) + np.log(np.maximum(m.f, 0.5 / n_val["flow"])))
+    m = m.join(ted.set_index(["dataset", "event_id"])["eff_b_decor"].rename("e"))
+    by_hand = -(np.log(np.maximum(m.eff_b_decor, 0.5 / n_val["density"])) + np.log(np.maximum(m.f, 0.5 / n_val["flow"]))
+                + np.log(np.maximum(m.e, 0.5 / n_val["event-flow"])))
     got = tx.set_index(["dataset", "event_id"])["score_decor"].reindex(m.index)
     np.testing.assert_allclose(got.to_numpy(), by_hand.to_numpy(), rtol=1e-12)
     with pytest.raises(ConfigError, match="has no model of its own"):
@@ -290,7 +311,7 @@ def test_auto_resume_keeps_the_recorded_config_and_recalibrates(qcd_ds, tmp_path
     np.testing.assert_array_equal(np.load(run / "val_scores.npy"), cal)  # the same members' combination
     # calibrated on members' scores that have changed since (a member trained on): calibrated again
     info = json.loads((run / "run.json").read_text())
-    assert set(info["calibrated_on"]) == {"density", "flow"}
+    assert set(info["calibrated_on"]) == {"density", "flow", "event-flow"}
     (run / "run.json").write_text(json.dumps({**info, "calibrated_on": {"density": "stale", "flow": "stale"}}))
     np.save(run / "val_scores.npy", np.zeros(3))
     train_auto(qcd_ds.path, run, resume=True, progress=False, echo=lambda s: None)

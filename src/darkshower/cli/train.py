@@ -34,8 +34,9 @@ def register(subparsers) -> None:
     add_training_options(p, data_help="background dataset director(y/ies)",
                          set_example="--set model.latent=8 --set optimizer.lr=3e-4")
     p.add_argument("--members", default=None, metavar="M,M",
-                   help="train auto only: the default's members, of density,flow (default both; density alone is "
-                        "the fast density baseline). --config/--set configure the density member")
+                   help="train auto only: the default's members, of density,flow,event-flow (default: all three on "
+                        "data with MET, density,flow without; density alone is the fast density baseline). "
+                        "--config/--set configure the density member")
     p.set_defaults(func=run)
 
 
@@ -115,11 +116,11 @@ def run_pu_gnn(args) -> int:
 def run_auto(args) -> int:
     """``darkshower train auto``: train.auto.DEFAULT_METHOD with what the data have (docs/training.md)."""
     from darkshower.errors import ConfigError
-    from darkshower.train.auto import DEFAULT_MEMBERS, MEMBER_METHODS, train_auto
+    from darkshower.train.auto import MEMBER_METHODS, train_auto
 
     if args.nproc not in (None, 1):
         raise ConfigError("--nproc: train auto trains the default's members one after the other in one process")
-    members = DEFAULT_MEMBERS if args.members is None else tuple(m.strip() for m in args.members.split(",") if m.strip())
+    members = None if args.members is None else tuple(m.strip() for m in args.members.split(",") if m.strip())
     if args.resume and args.members is not None:
         raise ConfigError("--members with --resume: a resumed train auto run continues its recorded members")
     with executor_of(args) as ex:

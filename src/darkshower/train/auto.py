@@ -25,9 +25,19 @@ log = logging.getLogger(__name__)
 #: sensitivity grid (issue #12 part 1) will revisit it.
 DEFAULT_METHOD = "gmm"
 #: the members of the default (``darkshower train auto``), each trained as its own run, and their method: the
-#: density above and the normalizing flow (unconditional) on 15 jet substructure observables (docs/methods/flow.md)
-MEMBER_METHODS = {"density": DEFAULT_METHOD, "flow": "flow"}
-DEFAULT_MEMBERS = ("density", "flow")
+#: density above, the normalizing flow (unconditional) on 15 jet substructure observables (docs/methods/flow.md)
+#: and, on data with MET, the flow at event level (:data:`EVENT_FLOW_REPRESENTATION`)
+MEMBER_METHODS = {"density": DEFAULT_METHOD, "flow": "flow", "event-flow": "flow"}
+#: the members on data with MET, and without (the event-level flow needs the MET topology)
+DEFAULT_MEMBERS = ("density", "flow", "event-flow")
+JET_LEVEL_MEMBERS = ("density", "flow")
+#: the event-level flow member: the two leading jets' 15 substructure observables (the flow member's,
+#: models.ae.HLF_COLUMNS, filled in by _member_config), the MET topology and the event shape; a missing second jet
+#: is flagged and marginalized (docs/methods/flow.md)
+EVENT_FLOW_REPRESENTATION = {
+    "kind": "observables", "level": "event", "max_jets": 2, "include_event": False,
+    "event_columns": ["met_pt", "mt", "rt", "mjj", "dphi_min", "dphi_j0", "dphi_j1", "n_jets", "ht", "sphericity",
+                      "aplanarity"]}
 #: how the members' calibrated scores combine (darkshower.train.ensemble): Fisher's method, -sum ln eff_b.
 #: On the sensitivity grid (docs/sensitivity.md) it is >= 0.90 of the supervised AUC at every SVJ/EMJ/SUEP point
 DEFAULT_COMBINE = "fisher"
@@ -128,12 +138,19 @@ def _merge(config: dict | None, rep: dict) -> dict:
 
 
 def _member_config(config: dict | None, member: str, rep: dict | None) -> dict:
-    """The density member takes the user's config (its representation is chosen here); the flow member only
-    its shared sections (data window, seed, threads, device, epochs-related training keys)."""
+    """The density member takes the user's config (its representation is chosen here); the flow members only
+    its shared sections (data window, seed, threads, device, epochs-related training keys), the event-level
+    flow with :data:`EVENT_FLOW_REPRESENTATION`."""
     cfg = dict(config or {})
     if member == "density":
         return _merge(cfg, rep or {})
-    return {k: v for k, v in cfg.items() if k in SHARED_KEYS}
+    shared = {k: v for k, v in cfg.items() if k in SHARED_KEYS}
+    if member == "event-flow":
+        from darkshower.models.ae import HLF_COLUMNS
+
+        shared["representation"] = {**EVENT_FLOW_REPRESENTATION, "columns": list(HLF_COLUMNS),
+                                    "event_columns": list(EVENT_FLOW_REPRESENTATION["event_columns"])}
+    return shared
 
 
 def _write_auto_info(out: Path, info: dict) -> None:
@@ -144,7 +161,7 @@ def _write_auto_info(out: Path, info: dict) -> None:
 
 def train_auto(data, out, val=None, config: dict | None = None, epochs: int | None = None, seed: int | None = None,
                resume: bool = False, progress: bool = True, command: list[str] | None = None, executor=None,
-               echo=print, members: tuple[str, ...] | list[str] = DEFAULT_MEMBERS) -> tuple[Path, dict[str, Any]]:
+               echo=print, members: tuple[str, ...] | list[str] | None = None) -> tuple[Path, dict[str, Any]]:
     """Train the recommended default on background ``data`` into run dir ``out``: each of ``members``
     (:data:`DEFAULT_MEMBERS`: the :data:`DEFAULT_METHOD` density with the representation the data allow,
     :func:`choose`, and the ``flow`` density on 15 jet substructure observables, unconditional) as a run in ``out/members/NAME``,
@@ -182,11 +199,12 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
         if resumed_threads:
             config["threads"] = resumed_threads
     else:
-        members = tuple(members)
-        unknown = [m for m in members if m not in MEMBER_METHODS]
-        if not members or unknown or len(set(members)) != len(members) or "density" not in members:
-            raise ConfigError(f"train auto --members {','.join(members)}: choose distinct members from "
-                              f"{', '.join(MEMBER_METHODS)}, including density")
+        if members is not None:
+            members = tuple(members)
+            unknown = [m for m in members if m not in MEMBER_METHODS]
+            if not members or unknown or len(set(members)) != len(members) or "density" not in members:
+                raise ConfigError(f"train auto --members {','.join(members)}: choose distinct members from "
+                                  f"{', '.join(MEMBER_METHODS)}, including density")
         if (out / "run.json").exists():
             raise ConfigError(f"{out} already holds a run; continue it with --resume or choose another --out")
         from darkshower.config import validate
@@ -195,6 +213,17 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
         data_cfg = validate(DataConfig, dict(cfg0.get("data") or {}), "config: data")
         inspected = inspect_dataset(paths[0], data_cfg)
         choice = choose(inspected)
+        if members is None:  # the default: the event-level flow joins where the data have MET
+            members = DEFAULT_MEMBERS if choice["level"] == "event" else JET_LEVEL_MEMBERS
+            if choice["level"] != "event":
+                choice["left_out"].append("the event-level flow member: it reads the MET topology, which these data "
+                                          "do not have")
+        if "event-flow" in members:
+            choice["why"].append("event-flow: a normalizing flow on the two leading jets' 15 substructure observables, "
+                                 "the MET topology and the event shape (n_jets, H_T, sphericity, aplanarity)")
+        if "event-flow" in members and choice["level"] != "event":
+            raise ConfigError(f"train auto --members {','.join(members)}: the event-flow member needs MET (it reads "
+                              f"the MET topology), and {inspected['dataset']} has none; leave event-flow out")
         choice["inspected"] = inspected
         choice["members"] = list(members)
         choice["combine"] = DEFAULT_COMBINE if len(members) > 1 else None
