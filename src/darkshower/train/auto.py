@@ -34,7 +34,7 @@ JET_LEVEL_MEMBERS = ("density", "flow")
 #: the event-level flow member: the two leading jets' 15 substructure observables (the flow member's,
 #: models.ae.HLF_COLUMNS, filled in by _member_config), the MET topology and the event shape; a missing second jet
 #: is flagged and marginalized (docs/methods/flow.md)
-EVENT_FLOW_REPRESENTATION = {
+EVENT_FLOW_REPRESENTATION: dict[str, Any] = {
     "kind": "observables", "level": "event", "max_jets": 2, "include_event": False,
     "event_columns": ["met_pt", "mt", "rt", "mjj", "dphi_min", "dphi_j0", "dphi_j1", "n_jets", "ht", "sphericity",
                       "aplanarity"]}
