@@ -3,8 +3,9 @@
 :func:`inspect_dataset` looks at a sample of the training data (MET? two jets? constituents? particle
 types?), :func:`choose` picks the representation of :data:`DEFAULT_METHOD` from it (event level — the two
 leading jets' observables and the MET topology — when the data have MET, else jet level) and
-:func:`train_auto` trains it, printing and recording in ``run.json`` (key ``auto``) what it used and what it
-left out. The choice of method is one constant, :data:`DEFAULT_METHOD`; docs/training.md says why.
+:func:`train_auto` trains it with the flow members (:data:`DEFAULT_MEMBERS`: a jet-level flow and, on data
+with MET, an event-level flow), printing and recording in ``run.json`` (key ``auto``) what it used and what it
+left out; ``score`` combines the members by Fisher's method. docs/training.md says why.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from darkshower.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
 
-#: The recommended default of ``darkshower train auto``: the strongest label-free method on the project's own
-#: measurements (make demo: SVJ AUC gmm 0.851 > nae 0.834 > ae-hlf 0.756; ttbar 0.731 / 0.732 / 0.661). The
-#: sensitivity grid (issue #12 part 1) will revisit it.
+#: The density member of ``darkshower train auto`` (the density baseline of issue #12; docs/sensitivity.md shows
+#: why the default combines it with the flows).
 DEFAULT_METHOD = "gmm"
 #: the members of the default (``darkshower train auto``), each trained as its own run, and their method: the
 #: density above, the normalizing flow (unconditional) on 15 jet substructure observables (docs/methods/flow.md)
@@ -40,8 +40,9 @@ EVENT_FLOW_REPRESENTATION: dict[str, Any] = {
                       "aplanarity"]}
 #: how the members' calibrated scores combine (darkshower.train.ensemble): Fisher's method, -sum ln eff_b.
 #: On the sensitivity grid (docs/sensitivity.md) it is >= 0.90 of the supervised AUC at every SVJ/EMJ/SUEP point
+#: and at the DarkCLR Aachen point, not on boosted ttbar
 DEFAULT_COMBINE = "fisher"
-#: config sections the flow member shares with the density member
+#: config sections the flow members share with the density member
 SHARED_KEYS = ("data", "seed", "threads", "device", "eval_batch_size")
 #: its jet observables (the density baseline's: mass, constituent multiplicity, pT), per jet or per jet slot
 DEFAULT_COLUMNS = ["mass", "n_constituents", "pt"]
@@ -163,10 +164,12 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
                resume: bool = False, progress: bool = True, command: list[str] | None = None, executor=None,
                echo=print, members: tuple[str, ...] | list[str] | None = None) -> tuple[Path, dict[str, Any]]:
     """Train the recommended default on background ``data`` into run dir ``out``: each of ``members``
-    (:data:`DEFAULT_MEMBERS`: the :data:`DEFAULT_METHOD` density with the representation the data allow,
-    :func:`choose`, and the ``flow`` density on 15 jet substructure observables, unconditional) as a run in ``out/members/NAME``,
-    combined at scoring by :data:`DEFAULT_COMBINE` of their calibrated scores (``darkshower score OUT``).
-    ``--config`` sets the density member (its data/seed/threads/device sections also the flow's). ``echo``
+    (None: :data:`DEFAULT_MEMBERS` on data with MET — the :data:`DEFAULT_METHOD` density with the representation
+    the data allow, :func:`choose`, the ``flow`` density on 15 jet substructure observables, unconditional, and
+    the ``event-flow``, a flow on :data:`EVENT_FLOW_REPRESENTATION` — else :data:`JET_LEVEL_MEMBERS`) as a run
+    in ``out/members/NAME``, combined at scoring by :data:`DEFAULT_COMBINE` of their calibrated scores
+    (``darkshower score OUT``).
+    ``--config`` sets the density member (its data/seed/threads/device sections also the flows'). ``echo``
     prints the choice. Returns (run dir, choice); the choice and the inspection are in ``run.json`` under
     ``auto``. ``--resume`` continues the recorded members (a run of one member, as written by darkshower
     before the flow joined the default, resumes as that run)."""
