@@ -239,6 +239,10 @@ def test_flow_with_a_missing_second_jet_models_the_columns_that_exist():
     kw = {"transform": "maf", "transforms": 3, "hidden": [32, 32], "dequantize": ["present"]}
     m = _flow(names, **kw)
     assert list(m.present_of) == [-1, 3, 3, -1, -1]
+    from darkshower.models.density import _present_columns
+
+    assert list(_present_columns(["j0_mass", "j1_mass", "j1_present", "dphi_j0", "dphi_j1", "met_pt"])) == [
+        -1, 2, -1, -1, 2, -1]  # dphi to a missing jet is 0 too
     losses = _fit(m, x[:5000], steps=500)
     have = x[:5000][x[:5000, 3] > 0]
     np.testing.assert_allclose(m.pre.mean.numpy()[1:3], have[:, 1:3].mean(0), rtol=1e-4)  # not diluted by the zeros
@@ -258,10 +262,35 @@ def test_flow_with_a_missing_second_jet_models_the_columns_that_exist():
         # by hand: -log p(x, 0) of the flow with the missing columns at 0, + ln N(0; 0, 1) per missing column
         f, _ = m._inputs(test, False)
         assert (f[one][:, 1:3] == 0).all()
-        by_hand = -m._dist(None).log_prob(f).numpy() + 0.5 * math.log(2 * math.pi) * 2 * one.numpy()
+        by_hand = -m._dist(None).log_prob(f).numpy() - 0.5 * math.log(2 * math.pi) * 2 * one.numpy()
         np.testing.assert_allclose(s, by_hand, rtol=1e-5, atol=1e-5)
     # one-jet events: the score follows the Gaussian density of the existing columns, -log p = (j0^2 + e^2)/2 + c
     t = x[5000:][one.numpy()]
     slope = np.polyfit(0.5 * (t[:, 0] ** 2 + t[:, 4] ** 2), s[one.numpy()], 1)[0]
     assert 0.7 < slope < 1.3
     assert np.isfinite(s).all()
+    # one-jet vs two-jet events, mean -log p in the standardized space (the entropies of the toy): j0 and e are
+    # N(0, 1) (1.419 each); the dequantized flag v = present + U[0, 1) has density 0.4 (0.6) on [0, 1) ([1, 2))
+    # and standard deviation sqrt(0.24 + 1/12); j1a | j0 has width 0.5 / sqrt(1.25) in standardized units, j1b 1.
+    h = 0.5 * math.log(2 * math.pi * math.e)
+    sd_v = math.sqrt(0.24 + 1 / 12)
+    want = (2 * h - math.log(0.4 * sd_v)) - (4 * h - math.log(0.6 * sd_v) + math.log(0.5 / math.sqrt(1.25)))
+    got = s[one.numpy()].mean() - s[~one.numpy()].mean()
+    assert abs(got - want) < 0.4, (got, want)  # -1.63: the missing columns are marginalized, not penalized
+
+
+def test_flow_runs_saved_before_missing_jets_keep_the_padding(tmp_path):
+    """A flow run whose config.yaml predates model.missing_jets trained on the padded zeros: reading it back
+    gives missing_jets: pad (its behaviour), while a new config gets the default noise."""
+    import yaml
+
+    from darkshower.models.runs import read_run_config
+
+    cls = get_method("flow")
+    assert validate(cls.Config, {}, "model").missing_jets == "noise"
+    (tmp_path / "run.json").write_text(json.dumps({"method": "flow", "status": "complete"}))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"method": "flow", "model": {"transforms": 2}}))
+    assert read_run_config(tmp_path).model["missing_jets"] == "pad"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"method": "flow", "model": {"transforms": 2,
+                                                                             "missing_jets": "noise"}}))
+    assert read_run_config(tmp_path).model["missing_jets"] == "noise"

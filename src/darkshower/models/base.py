@@ -70,6 +70,9 @@ class Method(nn.Module):
     Config: ClassVar[type[StrictModel]] = NoConfig
     #: representation used when the run config gives none (merged under the user's keys)
     default_representation: ClassVar[dict] = {}
+    #: model-config values for runs saved before a key existed, where the new default differs from what those
+    #: runs did (models.runs.read_run_config fills them in for a saved config.yaml that lacks the key)
+    saved_defaults: ClassVar[dict] = {}
     #: representation kinds this method accepts (empty: any; see check_representation)
     kinds: ClassVar[tuple[str, ...]] = ()
     #: "jet" (one score per jet) or "event" (one per event)

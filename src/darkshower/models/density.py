@@ -44,15 +44,20 @@ _UNUSED = -1.0e4
 
 
 def _present_columns(names: list[str]) -> np.ndarray:
-    """Per column, the index of the ``j{i}_present`` flag of its jet slot (event level), else -1 (the flag
-    itself, event columns, slots without a flag column such as slot 0)."""
+    """Per column, the index of the ``j{i}_present`` flag of its jet slot (event level: the slot's ``j{i}_*``
+    columns and ``dphi_j{i}``, 0 for a missing jet), else -1 (the flag itself, event columns, slots without a
+    flag column such as slot 0)."""
+    import re
+
     from darkshower.represent.config import slot_column
 
     idx = {n: i for i, n in enumerate(names)}
     out = np.full(len(names), -1, np.int64)
     for j, n in enumerate(names):
         sc = slot_column(n)
-        if sc and sc[1] != "present" and (p := idx.get(f"j{sc[0]}_present")) is not None:
+        dphi = re.fullmatch(r"dphi_j(\d+)", n)
+        slot = int(dphi.group(1)) if dphi else (sc[0] if sc and sc[1] != "present" else None)
+        if slot is not None and (p := idx.get(f"j{slot}_present")) is not None:
             out[j] = p
     return out
 
@@ -314,6 +319,8 @@ class NormalizingFlow(Method):
     Config = FlowConfig
     default_representation: ClassVar[dict] = {"kind": "observables", "columns": HLF_COLUMNS, "include_event": False}
     paper = "normalizing-flow density of jet observables (zuko NSF/MAF), optionally conditioned on pT (issue #12)"
+    #: flows saved before model.missing_jets existed trained on the padded zeros
+    saved_defaults: ClassVar[dict] = {"missing_jets": "pad"}
 
     kinds = ("observables",)
 
@@ -363,6 +370,10 @@ class NormalizingFlow(Method):
         else:
             self.flow = zuko.flows.MAF(len(self.feat_idx), context=len(self.cond_idx), **kw)
         self.score_kind = config.score if config.score != "auto" else ("base" if self.cond_idx else "nll")
+        if self.score_kind == "base" and (self.present_of >= 0).any():
+            log.warning("flow: the base score does not marginalize a missing jet (its columns sit at the base "
+                        "space's centre: events without that jet score about 0.5 lower per missing column); "
+                        "use model.score: nll at event level with missing jets")
 
     def prepare(self, store) -> None:
         x = np.array(store["x"], np.float64)
@@ -380,6 +391,7 @@ class NormalizingFlow(Method):
 
     def _missing_np(self, x: np.ndarray) -> np.ndarray:
         """(n, n_columns) bool: the entry belongs to a jet slot the event does not have."""
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)  # as _inputs_missing sees the flag
         return (x[:, np.maximum(self.present_of, 0)] < 0.5) & (self.present_of >= 0)
 
     def _missing(self, x: torch.Tensor) -> torch.Tensor | None:
@@ -416,7 +428,7 @@ class NormalizingFlow(Method):
         f, c, n_miss = self._inputs_missing(batch["x"], noise)
         out = -self._dist(c).log_prob(f)
         if n_miss is not None and not noise:
-            out = out - _LOG_NORMAL_MODE * n_miss.to(out.dtype)
+            out = out + _LOG_NORMAL_MODE * n_miss.to(out.dtype)
         return out
 
     def base_score(self, batch) -> torch.Tensor:

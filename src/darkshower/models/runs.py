@@ -107,6 +107,11 @@ def read_run_config(run: Path):
         data = yaml.safe_load(p.read_text())
     except FileNotFoundError:
         raise RunError(f"{run}: config.yaml missing") from None
+    if isinstance(data, dict) and isinstance(data.get("model"), dict) and isinstance(data.get("method"), str):
+        from darkshower.models import METHODS, get_method  # model keys added since the run was saved
+
+        if data["method"] in METHODS:
+            data = {**data, "model": {**get_method(data["method"]).saved_defaults, **data["model"]}}
     return validate(TrainConfig, data, str(p))
 
 
