@@ -108,8 +108,8 @@ def choose(info: dict[str, Any], method: str = DEFAULT_METHOD) -> dict[str, Any]
                            "constituent multiplicity and pT from them, and these jets have none. Import a format "
                            "with constituents (pfnano with PF candidates, delphes, h5-4vec, lhco, ...)")
     if not info["particle_types"]:
-        left_out.append("particle types: unknown in these data (the density does not use them; the flow member "
-                        "leaves out n_charged)")
+        left_out.append("particle types: unknown in these data (the density does not use them; the flow members "
+                        "leave out n_charged)")
     if met:
         rep = {"kind": "observables", "level": "event", "max_jets": 2, "include_event": False,
                "columns": list(DEFAULT_COLUMNS)}
