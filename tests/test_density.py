@@ -279,6 +279,18 @@ def test_flow_with_a_missing_second_jet_models_the_columns_that_exist():
     assert abs(got - want) < 0.4, (got, want)  # -1.63: the missing columns are marginalized, not penalized
 
 
+def test_flow_with_missing_jets_exports_to_onnx(tmp_path):
+    """The missing-jet handling (mask from the j1_present column, marginal term) is in the exported graph."""
+    names = ["j0_a", "j1_a", "j1_b", "j1_present", "e"]
+    x = _two_slot_events(2000, seed=3)
+    m = _flow(names, transform="maf", transforms=2, hidden=[16, 16], dequantize=["present"])
+    _fit(m, x, steps=50)
+    m.eval()
+    xs = torch.from_numpy(x[:16]).float()
+    assert (xs[:, 3] == 0).any() and (xs[:, 3] == 1).any()
+    assert_onnx_matches_torch(m, {"x": xs}, tmp_path / "flow_missing.onnx")
+
+
 def test_flow_runs_saved_before_missing_jets_keep_the_padding(tmp_path):
     """A flow run whose config.yaml predates model.missing_jets trained on the padded zeros: reading it back
     gives missing_jets: pad (its behaviour), while a new config gets the default noise."""
