@@ -45,18 +45,14 @@ _UNUSED = -1.0e4
 
 def _present_columns(names: list[str]) -> np.ndarray:
     """Per column, the index of the ``j{i}_present`` flag of its jet slot (event level: the slot's ``j{i}_*``
-    columns and ``dphi_j{i}``, 0 for a missing jet), else -1 (the flag itself, event columns, slots without a
-    flag column such as slot 0)."""
-    import re
-
-    from darkshower.represent.config import slot_column
+    columns and ``dphi_j{i}``, 0 for a missing jet; represent.config.jet_slot), else -1 (the flag itself, event
+    columns, slots without a flag column such as slot 0)."""
+    from darkshower.represent.config import jet_slot
 
     idx = {n: i for i, n in enumerate(names)}
     out = np.full(len(names), -1, np.int64)
     for j, n in enumerate(names):
-        sc = slot_column(n)
-        dphi = re.fullmatch(r"dphi_j(\d+)", n)
-        slot = int(dphi.group(1)) if dphi else (sc[0] if sc and sc[1] != "present" else None)
+        slot = jet_slot(n)
         if slot is not None and (p := idx.get(f"j{slot}_present")) is not None:
             out[j] = p
     return out
@@ -332,6 +328,8 @@ class NormalizingFlow(Method):
                 "model.bins": {"type": "int", "low": 4, "high": 16}}
 
     is_deq: torch.Tensor
+    flag_idx: torch.Tensor
+    has_flag: torch.Tensor
 
     @classmethod
     def input_spec(cls, store, rep) -> dict:
@@ -361,9 +359,19 @@ class NormalizingFlow(Method):
                               "nothing is left to model")
         self.pre = HLFPreprocess(names, config.log_features, config.clip)
         self.register_buffer("is_deq", torch.tensor([feature_base(c) in config.dequantize for c in names]))
-        # event level: column -> index of its jet slot's j{i}_present flag (-1: none), a plain attribute (derived
-        # from the names, so runs saved before it load unchanged)
+        # event level: column -> index of its jet slot's j{i}_present flag (-1: none); derived from the names, so
+        # the buffers are not saved (runs saved before them load unchanged) but move with the model's device
         self.present_of = _present_columns(names) if config.missing_jets == "noise" else np.full(len(names), -1)
+        self.register_buffer("flag_idx", torch.as_tensor(np.maximum(self.present_of, 0)), persistent=False)
+        self.register_buffer("has_flag", torch.as_tensor(self.present_of >= 0), persistent=False)
+        if config.missing_jets == "noise":
+            from darkshower.represent.config import jet_slot
+
+            unflagged = sorted({f"j{s}_present" for n in names if (s := jet_slot(n)) and f"j{s}_present" not in names})
+            if unflagged:
+                log.warning("flow: event-level columns of jet slots without their flag (%s missing from the "
+                            "representation): a missing jet's zeros there are modelled as they are; add the flag "
+                            "columns to have them marginalized", ", ".join(unflagged))
         kw: dict[str, Any] = {"transforms": config.transforms, "hidden_features": list(config.hidden)}
         if config.transform == "nsf":
             self.flow = zuko.flows.NSF(len(self.feat_idx), context=len(self.cond_idx), bins=config.bins, **kw)
@@ -380,14 +388,13 @@ class NormalizingFlow(Method):
         missing = self._missing_np(x)
         x[:, self.is_deq.numpy()] += 0.5
         self.pre.fit(x)
-        if missing.any():  # a slot's columns are standardized on the events that have that jet
-            t = self.pre.transform_np(x)
-            for j in np.flatnonzero(missing.any(axis=0)):
-                have = t[~missing[:, j], j]
-                if len(have):
-                    sd = have.std()
-                    self.pre.mean[j] = float(have.mean())
-                    self.pre.std[j] = float(sd) if sd > 1e-8 else 1.0
+        cols = missing.any(axis=0) & ~missing.all(axis=0)
+        if cols.any():  # a slot's columns are standardized on the events that have that jet
+            t = np.where(missing, np.nan, self.pre.transform_np(x))[:, cols]
+            mean, sd = np.nanmean(t, axis=0), np.nanstd(t, axis=0)
+            sel = torch.from_numpy(cols)
+            self.pre.mean[sel] = torch.from_numpy(mean).float()
+            self.pre.std[sel] = torch.from_numpy(np.where(sd > 1e-8, sd, 1.0)).float()
 
     def _missing_np(self, x: np.ndarray) -> np.ndarray:
         """(n, n_columns) bool: the entry belongs to a jet slot the event does not have."""
@@ -397,9 +404,7 @@ class NormalizingFlow(Method):
     def _missing(self, x: torch.Tensor) -> torch.Tensor | None:
         if not (self.present_of >= 0).any():
             return None
-        has = torch.as_tensor(self.present_of >= 0, device=x.device)
-        flag = x[:, torch.as_tensor(np.maximum(self.present_of, 0), device=x.device)]
-        return (flag < 0.5) & has
+        return (x[:, self.flag_idx] < 0.5) & self.has_flag
 
     def _inputs(self, x: torch.Tensor, noise: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         feats, c, _ = self._inputs_missing(x, noise)

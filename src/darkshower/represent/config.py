@@ -75,17 +75,28 @@ EVENT_LEVEL_EXTRA = ("rt",)
 #: event-level representation: the default event columns (the MET topology; ``dphi_j{i}`` added per jet slot)
 EVENT_LEVEL_DEFAULT = ("met_pt", "mt", "rt", "mjj", "dphi_min")
 _SLOT = re.compile(r"^j(\d+)_(.+)$")
+_DPHI_SLOT = re.compile(r"dphi_j(\d+)")
 
 
 def met_column(name: str) -> bool:
     """Whether an event-level column needs the missing transverse momentum (met_pt, met_phi)."""
-    return name in ("met_pt", "met_phi", "mt", "rt", "dphi_min") or re.fullmatch(r"dphi_j\d+", name) is not None
+    return name in ("met_pt", "met_phi", "mt", "rt", "dphi_min") or _DPHI_SLOT.fullmatch(name) is not None
 
 
 def slot_column(name: str) -> tuple[int, str] | None:
     """(slot, jet column) of an event-level per-jet column ``j{slot}_{column}``, else None."""
     m = _SLOT.match(name)
     return (int(m.group(1)), m.group(2)) if m else None
+
+
+def jet_slot(name: str) -> int | None:
+    """The jet slot whose absence zeroes an event-level column: ``j{i}_<observable>`` and ``dphi_j{i}`` -> i;
+    None for the ``j{i}_present`` flags and per-event columns."""
+    sc = slot_column(name)
+    if sc:
+        return sc[0] if sc[1] != "present" else None
+    m = _DPHI_SLOT.fullmatch(name)
+    return int(m.group(1)) if m else None
 
 
 class ObservablesConfig(_Base):
