@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from pileup_validation import _uptime
 
 HLF = ["mass", "msoftdrop", "tau21", "tau32", "c2", "d2", "n2", "girth", "ptd", "axis_major", "axis_minor",
