@@ -222,11 +222,11 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
                 choice["left_out"].append("the event-level flow member: it reads the MET topology, which these data "
                                           "do not have")
         if "event-flow" in members:
+            if choice["level"] != "event":
+                raise ConfigError(f"train auto --members {','.join(members)}: the event-flow member needs MET (it "
+                                  f"reads the MET topology), and {inspected['dataset']} has none; leave event-flow out")
             choice["why"].append("event-flow: a normalizing flow on the two leading jets' 15 substructure observables, "
                                  "the MET topology and the event shape (n_jets, H_T, sphericity, aplanarity)")
-        if "event-flow" in members and choice["level"] != "event":
-            raise ConfigError(f"train auto --members {','.join(members)}: the event-flow member needs MET (it reads "
-                              f"the MET topology), and {inspected['dataset']} has none; leave event-flow out")
         choice["inspected"] = inspected
         choice["members"] = list(members)
         choice["combine"] = DEFAULT_COMBINE if len(members) > 1 else None
