@@ -18,7 +18,7 @@ def table(metrics: dict, effs=("0.1", "0.01")) -> list[str]:
     sep = "|---|---|---|---|---|---|"
     for label in ("m_j1", "MT"):
         for e in effs:
-            head += f" JSD {label} @ε_B={e} raw / decor / random |"
+            head += f" JSD {label} @ε_B={e} raw / decor / random mean, 95 % (p) |"
             sep += "---|"
     lines = [head, sep]
     for r in metrics.get("decorrelation", []):
@@ -27,7 +27,8 @@ def table(metrics: dict, effs=("0.1", "0.01")) -> list[str]:
         for var in ("lead_jet_mass", "mt"):
             for e in effs:
                 c = r["sculpting"].get(var, {}).get(e, {})
-                row += f" {fmt(c.get('jsd'), 2)} / {fmt(c.get('jsd_decor'), 2)} / {fmt(c.get('jsd_random'), 2)} |"
+                row += (f" {fmt(c.get('jsd'), 2)} / {fmt(c.get('jsd_decor'), 2)} / {fmt(c.get('jsd_random'), 2)},"
+                        f" {fmt(c.get('jsd_random_q95'), 2)} ({fmt(c.get('jsd_random_p'), 2)}) |")
         lines.append(row)
     return lines
 

@@ -106,3 +106,31 @@ def test_methods_subset(qcd_ds, svj_ds, tmp_path):
     assert set(s["scores"]) == {"gmm", "gmm-b"}
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert {r["method"] for r in metrics["results"]} >= {"gmm (gmm)", "gmm (gmm-b)"}  # two runs of one method
+
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_embedding_of_trains_after_its_representation(grid, qcd_ds, svj_ds, tmp_path, capsys):
+    """embedding_of: an nae on the frozen representation of another entry's run (DarkCLR's second score as a
+    benchmark entry) gets model.embedding_run = that run, trains after it (also on an executor, where the runs
+    of one wave train side by side) and is skipped with a message while its representation is not trained."""
+    from darkshower.execute import Local
+    from darkshower.models.runs import read_run_config
+
+    nae = {"method": "nae", "name": "nae-on-ae", "embedding_of": "ae-hlf", "epochs": 1,
+           "config": {"batch_size": 64, "model": {"pretrain_epochs": 1, "hidden": [16], "latent": 4}}}
+    cfg = _config(qcd_ds, svj_ds, [{"method": "ae-hlf", "epochs": 1, "config": {"batch_size": 64}}, nae])
+    cfg["supervised_reference"] = False
+    cfg["evaluation"]["executor"] = "local"
+    cfg["search"] = None
+    with pytest.raises(ConfigError, match="embedding_of 'ae-hlf' is not an earlier method"):
+        load_benchmark_config({**cfg, "methods": [nae, cfg["methods"][0]]})
+    with pytest.raises(ConfigError, match="embedding_of is for nae, wnae"):
+        load_benchmark_config({**cfg, "methods": [cfg["methods"][0], {**nae, "method": "gmm"}]})
+    out = tmp_path / "bench"
+    ex = Local() if grid else None
+    run_benchmark(cfg, out, jobs=1, progress=False, methods=("nae-on-ae",), stages=("generate", "train"), executor=ex)
+    assert "train:nae-on-ae skipped: its representation's run 'ae-hlf' is not trained" in capsys.readouterr().out
+    assert "train:nae-on-ae" not in json.loads((out / "status.json").read_text())
+    s = run_benchmark(cfg, out, jobs=1, progress=False, stages=("generate", "train", "score"), executor=ex)
+    assert set(s["scores"]) == {"ae-hlf", "nae-on-ae"}
+    assert read_run_config(out / "runs" / "nae-on-ae").model["embedding_run"] == str(out / "runs" / "ae-hlf")

@@ -149,3 +149,9 @@ def test_sculpting_correlated_vs_independent():
     assert corr["0.1"]["jsd"] > 0.5
     assert indep["0.1"]["jsd"] < 3 * indep["0.1"]["jsd_random"] + 0.01
     assert corr["0.1"]["eff_b"] == pytest.approx(0.1, abs=0.002)
+    # the spread of random subsets: a sculpting cut lies beyond all 100 of them (p = 1/101), an
+    # independent score is one of them (its p-value is uniform; this seed's is well inside)
+    assert corr["0.1"]["jsd_random_p"] == pytest.approx(1 / 101)
+    assert corr["0.1"]["jsd"] > corr["0.1"]["jsd_random_q95"] >= corr["0.1"]["jsd_random"]
+    assert indep["0.1"]["jsd_random_p"] > 0.05
+    assert indep["0.1"]["jsd"] <= indep["0.1"]["jsd_random_q95"]

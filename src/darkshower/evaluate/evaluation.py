@@ -442,7 +442,8 @@ def sculpting_by_method(files: list[ScoreFile], events: pd.DataFrame, sculpt_eff
 def decorrelation_summary(files: list[ScoreFile], results: list[dict], sculpt: dict) -> list[dict]:
     """Raw vs decorrelated, per method with decorrelated scores and signal: event-level AUC, 1/ε_B at
     ε_S = HEATMAP_EFF_S, and the background sculpting JSD (leading-jet mass, MT) at every sculpting ε_B
-    next to the random-subset level (``jsd_random`` of the decorrelated cut)."""
+    next to the random-subset level (``jsd_random`` of the decorrelated cut: mean, 95th percentile and
+    the p-value of the decorrelated cut's JSD among random subsets; darkshower.evaluate.sculpting)."""
     out = []
     by_name = {f.name: f for f in files}
     for f in files:
@@ -469,7 +470,8 @@ def decorrelation_summary(files: list[ScoreFile], results: list[dict], sculpt: d
                 dent = (sculpt.get(f.name) or {}).get(var, {})
                 row["sculpting"][var] = {
                     eff: {"jsd": c.get("jsd"), "jsd_decor": (dent.get("cuts", {}).get(eff) or {}).get("jsd"),
-                          "jsd_random": (dent.get("cuts", {}).get(eff) or {}).get("jsd_random")}
+                          **{k: (dent.get("cuts", {}).get(eff) or {}).get(k)
+                             for k in ("jsd_random", "jsd_random_q95", "jsd_random_p")}}
                     for eff, c in entry.get("cuts", {}).items()}
             out.append(row)
     return out

@@ -6,7 +6,12 @@ cut is computed, in bits (base 2): 0 for identical distributions, 1 for disjoint
 (``base=np.e`` gives nats, maximum ln 2). A cut that keeps only a few background events
 produces a non-zero JSD from statistical fluctuations alone, so each entry also carries
 ``jsd_random``: the mean JSD of random subsets with the same number of events (the value a
-score that is independent of the variable would give).
+score that is independent of the variable would give). The random subsets have a spread of their own
+(large at ε_B = 0.01, where a cut keeps a few hundred events), so each entry also carries
+``jsd_random_q95`` (their 95th percentile) and ``jsd_random_p``, the fraction of random subsets at least
+as far from the full distribution as the cut, (1 + k) / (1 + n_random): a p-value for "the cut sculpts no
+more than chance". A cut is *within the random-subset level* when ``jsd <= jsd_random_q95``
+(equivalently ``jsd_random_p > 0.05``, up to the resolution 1 / n_random).
 """
 
 from __future__ import annotations
@@ -61,12 +66,13 @@ def histogram(values, edges, weights=None) -> np.ndarray:
 
 
 def sculpting(score, variables: dict[str, np.ndarray], weight=None, effs=SCULPT_EFFS, n_bins: int = 30,
-              n_random: int = 20, seed: int = 0) -> dict:
+              n_random: int = 100, seed: int = 0) -> dict:
     """Sculpting study of one score on background events.
 
     ``variables`` maps a name (e.g. ``lead_jet_mass``, ``mt``) to per-event values aligned with
     ``score``. Returns ``{var: {"edges", "before", "cuts": {eff: {"threshold", "eff_b", "n_pass",
-    "after", "jsd", "jsd_random"}}}}`` (histograms as lists, JSON-ready).
+    "after", "jsd", "jsd_random", "jsd_random_q95", "jsd_random_p"}}}}`` (histograms as lists, JSON-ready);
+    ``n_random`` random subsets of each cut's size give the random-subset level and its spread.
     """
     score = np.asarray(score, np.float64)
     w = np.ones_like(score) if weight is None else np.asarray(weight, np.float64)
@@ -98,6 +104,9 @@ def sculpting(score, variables: dict[str, np.ndarray], weight=None, effs=SCULPT_
                 "after": after.tolist(),
                 "jsd": jsd,
                 "jsd_random": float(np.mean(rand)) if rand else (0.0 if n_pass == len(v) else float("nan")),
+                "jsd_random_q95": float(np.quantile(rand, 0.95)) if rand else (0.0 if n_pass == len(v) else float("nan")),
+                "jsd_random_p": (float((1 + np.sum(np.asarray(rand) >= jsd)) / (1 + len(rand)))
+                                 if rand and np.isfinite(jsd) else float("nan")),
             }
         out[var] = entry
     return out

@@ -27,6 +27,9 @@ from darkshower.config import StrictModel, load_yaml, validate
 from darkshower.data.dataset import atomic_write_json, atomic_write_text
 from darkshower.errors import ConfigError, DarkshowerError
 
+#: methods that can train on the frozen representation of another run (``model.embedding_run``)
+EMBEDDING_METHODS = ("nae", "wnae")
+
 log = logging.getLogger(__name__)
 
 
@@ -64,6 +67,9 @@ class MethodSpec(StrictModel):
     config: dict = Field(default_factory=dict, description="training config (docs/training.md)")
     epochs: int | None = Field(None, ge=1)
     run: str | None = Field(None, description="score with this existing training run of `method` instead of training")
+    embedding_of: str | None = Field(None, description="train on the frozen representation of this benchmark method's "
+                                     "run (the name of an earlier entry, e.g. a clr/aclr run; sets model.embedding_run "
+                                     "of nae/wnae); trained after it")
 
     @property
     def label(self) -> str:
@@ -112,6 +118,15 @@ def load_benchmark_config(source) -> BenchmarkConfig:
             raise ConfigError(f"benchmark config: sample {s.name!r} needs 'process' (to generate) or 'path'")
         if s.pileup is not None:
             _check_pileup(cfg, s)
+    for i, m in enumerate(cfg.methods):
+        if m.embedding_of is not None:
+            if m.method not in EMBEDDING_METHODS:
+                raise ConfigError(f"benchmark config: method {m.label!r}: embedding_of is for "
+                                  f"{', '.join(EMBEDDING_METHODS)} (model.embedding_run), not {m.method!r}")
+            if m.embedding_of not in labels[:i]:
+                raise ConfigError(f"benchmark config: method {m.label!r}: embedding_of {m.embedding_of!r} is not an "
+                                  f"earlier method of the config (earlier: {', '.join(labels[:i]) or 'none'}); list the "
+                                  "run that provides the representation before it")
     for m in cfg.methods:
         if m.run is None:
             continue
@@ -181,6 +196,19 @@ def _generate_configs(cfg: BenchmarkConfig, bench: Path) -> list[tuple[str, dict
 
 def run_path(bench: Path, m: MethodSpec) -> Path:
     return Path(m.run) if m.run else bench / "runs" / m.label
+
+
+def _method_config(cfg: BenchmarkConfig, bench: Path, m: MethodSpec) -> dict:
+    """The training config of a benchmark method: its ``config`` with the benchmark's threads and seed
+    filled in, and ``model.embedding_run`` pointing at the run named by ``embedding_of``."""
+    mcfg = dict(m.config)
+    if cfg.threads and "threads" not in mcfg:
+        mcfg["threads"] = cfg.threads
+    mcfg.setdefault("seed", cfg.seed)
+    if m.embedding_of is not None:
+        src = next(x for x in cfg.methods if x.label == m.embedding_of)
+        mcfg["model"] = {**mcfg.get("model", {}), "embedding_run": str(run_path(bench, src))}
+    return mcfg
 
 
 class _Status:
@@ -307,23 +335,29 @@ def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, exe
             raise failed[0]
     retrained = set()
     if "train" in want:
-        tasks = []
-        for m in cfg.methods:
-            key, run = f"train:{m.label}", bench / "runs" / m.label
-            if m.run is not None and not status.done(key):  # an existing run: nothing to train
-                status.set(key, status="done", seconds=0.0, run=m.run)
-            if status.done(key):
-                continue
-            mcfg = dict(m.config)
-            if cfg.threads and "threads" not in mcfg:
-                mcfg["threads"] = cfg.threads
-            mcfg.setdefault("seed", cfg.seed)
-            if _supervised(m.method):  # references train on the first signal as label 1
-                mcfg["data"] = {**mcfg.get("data", {}), "signal": [str(sample_path(bench, cfg.signals[0]))]}
-            resume = _resumable(m.method, run)
-            tasks.append((key, "train", {"method": m.method, "data": str(sample_path(bench, cfg.train)), "out": str(run),
-                                         "config": None if resume else mcfg, "epochs": m.epochs, "resume": resume}))
-        retrained = {k for k, exc in _map_grid(executor, status, tasks, progress).items() if exc is None}
+        # two waves: runs on a frozen representation (embedding_of) train after the runs that provide it
+        for wave in (False, True):
+            tasks = []
+            for m in cfg.methods:
+                key, run = f"train:{m.label}", bench / "runs" / m.label
+                if (m.embedding_of is not None) != wave:
+                    continue
+                if m.run is not None and not status.done(key):  # an existing run: nothing to train
+                    status.set(key, status="done", seconds=0.0, run=m.run)
+                if status.done(key):
+                    continue
+                if m.embedding_of is not None and not status.done(f"train:{m.embedding_of}"):
+                    print(f"[benchmark] {key} skipped: its representation's run {m.embedding_of!r} is not trained "
+                          f"(add it to --methods)", flush=True)
+                    continue
+                mcfg = _method_config(cfg, bench, m)
+                if _supervised(m.method):  # references train on the first signal as label 1
+                    mcfg["data"] = {**mcfg.get("data", {}), "signal": [str(sample_path(bench, cfg.signals[0]))]}
+                resume = _resumable(m.method, run)
+                tasks.append((key, "train", {"method": m.method, "data": str(sample_path(bench, cfg.train)),
+                                             "out": str(run), "config": None if resume else mcfg, "epochs": m.epochs,
+                                             "resume": resume}))
+            retrained |= {k for k, exc in _map_grid(executor, status, tasks, progress).items() if exc is None}
     runs, scores = {}, {}
     tasks = []
     datasets = [str(sample_path(bench, s)) for s in [cfg.background, *cfg.signals]]
@@ -384,11 +418,7 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
         runs, scores = {}, {}
     for m in (active.methods if executor is None else []):
         run = run_path(bench, m)
-        mcfg = dict(m.config)
-        if cfg.threads and "threads" not in mcfg:
-            mcfg["threads"] = cfg.threads
-        if "seed" not in mcfg:
-            mcfg["seed"] = cfg.seed
+        mcfg = _method_config(cfg, bench, m)
         key = f"train:{m.label}"
 
         def _train(m=m, run=run, mcfg=mcfg):
@@ -401,6 +431,11 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
         retrained = False
         if m.run is not None and not status.done(key):  # an existing run: nothing to train
             status.set(key, status="done", seconds=0.0, run=m.run)
+        if "train" in want and m.embedding_of is not None and not status.done(key) \
+                and not status.done(f"train:{m.embedding_of}"):
+            print(f"[benchmark] {key} skipped: its representation's run {m.embedding_of!r} is not trained "
+                  f"(add it to --methods)", flush=True)
+            continue
         if "train" in want:
             ok = _stage(status, key, _train, critical=False)
             if ok is None:
