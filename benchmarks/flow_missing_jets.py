@@ -1,5 +1,7 @@
 """The event-level flow on data where many events lack a second jet: ``model.missing_jets: pad`` (the padded
-zeros as they are) against ``noise`` (the missing jet marginalized; docs/methods/flow.md), next to the density
+zeros as they are) against ``noise`` (the missing jet marginalized; docs/methods/flow.md; with m_jj, a copy of
+the first jet's mass in one-jet events, marginalized too or kept: ``model.missing_pair``), and the default's
+event-flow member (``train auto``: + the event shape), next to the density
 baseline at event level (gmm on the two jets' mass, multiplicity and pT + MET topology) on the same events.
 
 Each method trains on ``--qcd`` (at most ``--events`` training samples, its own validation split: 20 % of the
@@ -31,6 +33,7 @@ def main(argv=None) -> int:
     from sklearn.metrics import roc_auc_score
 
     from darkshower.train import score, train
+    from darkshower.train.auto import EVENT_FLOW_REPRESENTATION
     from darkshower.train.data import event_fraction
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,19 +45,26 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     ev = {"kind": "observables", "level": "event", "max_jets": 2, "include_event": False}
+    member = {**EVENT_FLOW_REPRESENTATION, "columns": HLF}
     methods = {
         "gmm-event (baseline)": ("gmm", {"representation": {**ev, "columns": ["mass", "n_constituents", "pt"]}}),
         "flow-event, missing_jets: pad": ("flow", {"representation": {**ev, "columns": HLF},
                                                    "model": {"missing_jets": "pad"}}),
+        "flow-event, missing_jets: noise, m_jj kept": ("flow", {"representation": {**ev, "columns": HLF},
+                                                                "model": {"missing_jets": "noise",
+                                                                          "missing_pair": False}}),
         "flow-event, missing_jets: noise": ("flow", {"representation": {**ev, "columns": HLF},
                                                      "model": {"missing_jets": "noise"}}),
+        # the default's event-flow member (train auto): + the event shape
+        "event-flow member, m_jj kept": ("flow", {"representation": member, "model": {"missing_pair": False}}),
+        "event-flow member": ("flow", {"representation": member}),
     }
     res: dict = {"command": "python benchmarks/flow_missing_jets.py " + " ".join(argv or []), "uptime_before": _uptime(),
                  "qcd": args.qcd, "signal": args.signal, "events": args.events, "epochs": args.epochs, "rows": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (method, cfg) in methods.items():
             t0 = time.perf_counter()
-            run = train(method, args.qcd, Path(tmp) / method / name.split()[-1],
+            run = train(method, args.qcd, Path(tmp) / method / str(len(res["rows"])),
                         config={**cfg, "seed": args.seed, "threads": 1, "data": {"max_train": args.events}},
                         epochs=args.epochs, progress=False)
             _, evp = score(run, [args.qcd, args.signal], Path(tmp) / f"{len(res['rows'])}.parquet", progress=False)
@@ -68,7 +78,7 @@ def main(argv=None) -> int:
             auc = float(roc_auc_score(y[ok], x[ok]))
             res["rows"][name] = {"auc": auc, "n_bkg": int(len(q)), "n_sig": int(len(s)),
                                  "seconds": round(time.perf_counter() - t0, 1)}
-            print(f"{name:34s} AUC {auc:.4f}  ({len(q)} QCD validation events, {len(s)} signal; "
+            print(f"{name:44s} AUC {auc:.4f}  ({len(q)} QCD validation events, {len(s)} signal; "
                   f"{time.perf_counter() - t0:.0f} s)", flush=True)
     res["uptime_after"] = _uptime()
     if args.out:

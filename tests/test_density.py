@@ -243,6 +243,9 @@ def test_flow_with_a_missing_second_jet_models_the_columns_that_exist():
 
     assert list(_present_columns(["j0_mass", "j1_mass", "j1_present", "dphi_j0", "dphi_j1", "met_pt"])) == [
         -1, 2, -1, -1, 2, -1]  # dphi to a missing jet is 0 too
+    # m_jj without a second jet is the first jet's mass (a copy of j0_mass): the second jet's column with pairs
+    assert list(_present_columns(["j0_mass", "j1_present", "mjj", "ht"], pairs=True)) == [-1, -1, 1, -1]
+    assert list(_present_columns(["j0_mass", "j1_present", "mjj", "ht"])) == [-1, -1, -1, -1]
     losses = _fit(m, x[:5000], steps=500)
     have = x[:5000][x[:5000, 3] > 0]
     np.testing.assert_allclose(m.pre.mean.numpy()[1:3], have[:, 1:3].mean(0), rtol=1e-4)  # not diluted by the zeros
@@ -306,3 +309,6 @@ def test_flow_runs_saved_before_missing_jets_keep_the_padding(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"method": "flow", "model": {"transforms": 2,
                                                                              "missing_jets": "noise"}}))
     assert read_run_config(tmp_path).model["missing_jets"] == "noise"
+    # a noise run saved before model.missing_pair kept m_jj of one-jet events as it was
+    assert read_run_config(tmp_path).model["missing_pair"] is False
+    assert validate(cls.Config, {}, "model").missing_pair is True

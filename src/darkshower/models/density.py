@@ -43,16 +43,17 @@ _LOG_NORMAL_MODE = -0.5 * math.log(2 * math.pi)
 _UNUSED = -1.0e4
 
 
-def _present_columns(names: list[str]) -> np.ndarray:
+def _present_columns(names: list[str], pairs: bool = False) -> np.ndarray:
     """Per column, the index of the ``j{i}_present`` flag of its jet slot (event level: the slot's ``j{i}_*``
-    columns and ``dphi_j{i}``, 0 for a missing jet; represent.config.jet_slot), else -1 (the flag itself, event
-    columns, slots without a flag column such as slot 0)."""
+    columns and ``dphi_j{i}``, 0 for a missing jet, and with ``pairs`` ``mjj`` for slot 1;
+    represent.config.jet_slot), else -1 (the flag itself, event columns, slots without a flag column such as
+    slot 0)."""
     from darkshower.represent.config import jet_slot
 
     idx = {n: i for i, n in enumerate(names)}
     out = np.full(len(names), -1, np.int64)
     for j, n in enumerate(names):
-        slot = jet_slot(n)
+        slot = jet_slot(n, pairs)
         if slot is not None and (p := idx.get(f"j{slot}_present")) is not None:
             out[j] = p
     return out
@@ -294,6 +295,10 @@ class FlowConfig(StrictModel):
                              "density of the columns that exist (a missing jet adds no information and cannot make "
                              "the likelihood unbounded); pad: the padded zeros as they are (a point mass: the "
                              "likelihood of one-jet events grows without bound while training)")
+    missing_pair: bool = Field(
+        True, description="event level, missing_jets noise: m_jj is a missing second jet's column too (without a "
+                          "second jet it is the first jet's mass, an exact copy of j0_mass: a zero-width direction "
+                          "whose likelihood grows without bound like a padded zero)")
 
     @field_validator("hidden")
     @classmethod
@@ -315,8 +320,9 @@ class NormalizingFlow(Method):
     Config = FlowConfig
     default_representation: ClassVar[dict] = {"kind": "observables", "columns": HLF_COLUMNS, "include_event": False}
     paper = "normalizing-flow density of jet observables (zuko NSF/MAF), optionally conditioned on pT (issue #12)"
-    #: flows saved before model.missing_jets existed trained on the padded zeros
-    saved_defaults: ClassVar[dict] = {"missing_jets": "pad"}
+    #: flows saved before model.missing_jets existed trained on the padded zeros, and before model.missing_pair
+    #: with m_jj as it was in one-jet events
+    saved_defaults: ClassVar[dict] = {"missing_jets": "pad", "missing_pair": False}
 
     kinds = ("observables",)
 
@@ -361,13 +367,15 @@ class NormalizingFlow(Method):
         self.register_buffer("is_deq", torch.tensor([feature_base(c) in config.dequantize for c in names]))
         # event level: column -> index of its jet slot's j{i}_present flag (-1: none); derived from the names, so
         # the buffers are not saved (runs saved before them load unchanged) but move with the model's device
-        self.present_of = _present_columns(names) if config.missing_jets == "noise" else np.full(len(names), -1)
+        self.present_of = (_present_columns(names, config.missing_pair) if config.missing_jets == "noise"
+                           else np.full(len(names), -1))
         self.register_buffer("flag_idx", torch.as_tensor(np.maximum(self.present_of, 0)), persistent=False)
         self.register_buffer("has_flag", torch.as_tensor(self.present_of >= 0), persistent=False)
         if config.missing_jets == "noise":
             from darkshower.represent.config import jet_slot
 
-            unflagged = sorted({f"j{s}_present" for n in names if (s := jet_slot(n)) and f"j{s}_present" not in names})
+            unflagged = sorted({f"j{s}_present" for n in names
+                                if (s := jet_slot(n, config.missing_pair)) and f"j{s}_present" not in names})
             if unflagged:
                 log.warning("flow: event-level columns of jet slots without their flag (%s missing from the "
                             "representation): a missing jet's zeros there are modelled as they are; add the flag "

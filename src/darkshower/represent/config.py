@@ -89,12 +89,20 @@ def slot_column(name: str) -> tuple[int, str] | None:
     return (int(m.group(1)), m.group(2)) if m else None
 
 
-def jet_slot(name: str) -> int | None:
+#: per-event columns of the two leading jets together: without a second jet ``mjj`` is the first jet's mass (an
+#: exact copy of ``j0_mass``), so it carries nothing of its own there
+PAIR_COLUMNS = ("mjj",)
+
+
+def jet_slot(name: str, pairs: bool = False) -> int | None:
     """The jet slot whose absence zeroes an event-level column: ``j{i}_<observable>`` and ``dphi_j{i}`` -> i;
-    None for the ``j{i}_present`` flags and per-event columns."""
+    with ``pairs`` also the columns of the two leading jets together (:data:`PAIR_COLUMNS`, e.g. ``mjj``) -> 1;
+    None for the ``j{i}_present`` flags and other per-event columns."""
     sc = slot_column(name)
     if sc:
         return sc[0] if sc[1] != "present" else None
+    if pairs and name in PAIR_COLUMNS:
+        return 1
     m = _DPHI_SLOT.fullmatch(name)
     return int(m.group(1)) if m else None
 
