@@ -137,7 +137,8 @@ def test_event_level_training_on_data_without_met_records_what_it_left_out(no_me
     assert not set(rep["left_out"]) & set(rep["columns"]) and "mjj" in rep["columns"]
 
 
-def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, svj_ds, no_met_ds, tmp_path, capsys):
+def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, svj_ds, no_met_ds, tmp_path, capsys,
+                                                                     monkeypatch):
     from darkshower.cli.main import main
     from darkshower.train.auto import DEFAULT_COMBINE, DEFAULT_MEMBERS, DEFAULT_METHOD, train_auto
 
@@ -175,8 +176,21 @@ def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, svj
                              echo=lambda s: None, epochs=1)
     info = json.loads((run / "run.json").read_text())
     dens = json.loads((run / "members" / "density" / "run.json").read_text())
-    assert choice["level"] == "jet" and info["level"] == "jet" and info["auto"]["level"] == "jet"
+    # no MET but a second jet: the density at jet level, and the event-level flow on the two jets side by side,
+    # m_jj and the event shape (its MET topology left out): the combination is an event-level score
+    assert choice["level"] == "jet" and info["auto"]["level"] == "jet" and info["level"] == "event"
     assert dens["representation"]["columns"] == ["mass", "n_constituents", "pt"] and info["combine"] == "fisher"
+    assert info["auto"]["members"] == ["density", "flow", "event-flow"]
+    evf = json.loads((run / "members" / "event-flow" / "run.json").read_text())["representation"]
+    assert {"j0_tau32", "j1_tau32", "j1_present", "mjj", "n_jets", "sphericity"} <= set(evf["columns"])
+    assert not {"met_pt", "mt", "rt", "dphi_min", "dphi_j1"} & set(evf["columns"])
+    assert {"met_pt", "mt", "rt", "dphi_min", "dphi_j0", "dphi_j1"} <= set(evf["left_out"])
+    assert any("without MET its MET topology is left out" in w for w in info["auto"]["why"])
+    from darkshower.train import score
+
+    _, evp = score(run, [no_met_ds], tmp_path / "b.parquet", progress=False)
+    ev_scores = pd.read_parquet(evp)
+    assert len(ev_scores) == 60 and np.isfinite(ev_scores["score_max2"]).all()  # one event-level score per event
     assert choice["flow_columns_left_out"] == ["n_charged"]  # untyped constituents: no charge-based observables
     assert any(w.startswith("MET topology") for w in info["auto"]["left_out"])
     assert any(w.startswith("particle types") for w in info["auto"]["left_out"])  # h5-4vec: types unknown
@@ -186,9 +200,17 @@ def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, svj
     with pytest.raises(ConfigError, match="no_such_key"):  # the density's config fails: no half run is left
         train_auto(no_met_ds, tmp_path / "c", config={"model": {"no_such_key": 1}}, progress=False, echo=lambda s: None)
     assert not (tmp_path / "c").exists()
-    assert info["auto"]["members"] == ["density", "flow"]  # no MET: no event-level flow, and it says so
+    # neither MET nor a second jet (as the inspection of single-jet data reports): no event-level flow, it says so
+    import darkshower.train.auto as auto_mod
+
+    inspect = auto_mod.inspect_dataset
+    monkeypatch.setattr(auto_mod, "inspect_dataset", lambda *a, **k: {**inspect(*a, **k), "two_jet_fraction": 0.0})
+    run, choice = train_auto(no_met_ds, tmp_path / "e", config={"model": {"components": [1]}}, progress=False,
+                             echo=lambda s: None, epochs=1)
+    info = json.loads((run / "run.json").read_text())
+    assert info["auto"]["members"] == ["density", "flow"] and info["level"] == "jet"
     assert any(w.startswith("the event-level flow member") for w in info["auto"]["left_out"])
-    with pytest.raises(ConfigError, match="the event-flow member needs MET"):
+    with pytest.raises(ConfigError, match="the event-flow member needs MET or a second jet"):
         train_auto(no_met_ds, tmp_path / "c", members=("density", "event-flow"), progress=False, echo=lambda s: None)
     assert not (tmp_path / "c").exists()
     with pytest.raises(ConfigError, match="choose distinct members"):

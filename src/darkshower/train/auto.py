@@ -28,7 +28,8 @@ DEFAULT_METHOD = "gmm"
 #: density above, the normalizing flow (unconditional) on 15 jet substructure observables (docs/methods/flow.md)
 #: and, on data with MET, the flow at event level (:data:`EVENT_FLOW_REPRESENTATION`)
 MEMBER_METHODS = {"density": DEFAULT_METHOD, "flow": "flow", "event-flow": "flow"}
-#: the members on data with MET, and without (the event-level flow needs the MET topology)
+#: the members on data with MET or a second jet, and on data with neither (the event-level flow needs one of them:
+#: without MET it reads the two jets side by side, m_jj and the event shape)
 DEFAULT_MEMBERS = ("density", "flow", "event-flow")
 JET_LEVEL_MEMBERS = ("density", "flow")
 #: the event-level flow member: the two leading jets' 15 substructure observables (the flow member's,
@@ -164,7 +165,7 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
                resume: bool = False, progress: bool = True, command: list[str] | None = None, executor=None,
                echo=print, members: tuple[str, ...] | list[str] | None = None) -> tuple[Path, dict[str, Any]]:
     """Train the recommended default on background ``data`` into run dir ``out``: each of ``members``
-    (None: :data:`DEFAULT_MEMBERS` on data with MET — the :data:`DEFAULT_METHOD` density with the representation
+    (None: :data:`DEFAULT_MEMBERS` on data with MET or a second jet — the :data:`DEFAULT_METHOD` density with the representation
     the data allow, :func:`choose`, the ``flow`` density on 15 jet substructure observables, unconditional, and
     the ``event-flow``, a flow on :data:`EVENT_FLOW_REPRESENTATION` — else :data:`JET_LEVEL_MEMBERS`) as a run
     in ``out/members/NAME``, combined at scoring by :data:`DEFAULT_COMBINE` of their calibrated scores
@@ -216,17 +217,25 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
         data_cfg = validate(DataConfig, dict(cfg0.get("data") or {}), "config: data")
         inspected = inspect_dataset(paths[0], data_cfg)
         choice = choose(inspected)
-        if members is None:  # the default: the event-level flow joins where the data have MET
-            members = DEFAULT_MEMBERS if choice["level"] == "event" else JET_LEVEL_MEMBERS
-            if choice["level"] != "event":
-                choice["left_out"].append("the event-level flow member: it reads the MET topology, which these data "
-                                          "do not have")
+        event_info = bool(inspected["met"]) or inspected["two_jet_fraction"] > 0
+        if members is None:  # the default: the event-level flow joins where the data have MET or a second jet
+            members = DEFAULT_MEMBERS if event_info else JET_LEVEL_MEMBERS
+            if not event_info:
+                choice["left_out"].append("the event-level flow member: it reads the MET topology and the second "
+                                          "jet, and these data have neither")
         if "event-flow" in members:
-            if choice["level"] != "event":
-                raise ConfigError(f"train auto --members {','.join(members)}: the event-flow member needs MET (it "
-                                  f"reads the MET topology), and {inspected['dataset']} has none; leave event-flow out")
-            choice["why"].append("event-flow: a normalizing flow on the two leading jets' 15 substructure observables, "
-                                 "the MET topology and the event shape (n_jets, H_T, sphericity, aplanarity)")
+            if not event_info:
+                raise ConfigError(f"train auto --members {','.join(members)}: the event-flow member needs MET or a "
+                                  f"second jet (it reads the MET topology, m_jj and the two jets side by side), and "
+                                  f"{inspected['dataset']} has neither; leave event-flow out")
+            if inspected["met"]:
+                choice["why"].append("event-flow: a normalizing flow on the two leading jets' 15 substructure "
+                                     "observables, the MET topology and the event shape (n_jets, H_T, sphericity, "
+                                     "aplanarity)")
+            else:
+                choice["why"].append("event-flow: a normalizing flow on the two leading jets' 15 substructure "
+                                     "observables, m_jj and the event shape (n_jets, H_T, sphericity, aplanarity); "
+                                     "without MET its MET topology is left out")
         choice["inspected"] = inspected
         choice["members"] = list(members)
         choice["combine"] = DEFAULT_COMBINE if len(members) > 1 else None
@@ -297,6 +306,8 @@ def _train_members(out: Path, info: dict, choice: dict, paths, val, config, epoc
             if gone:
                 echo(f"  {m['name']} columns left out: {', '.join(gone)}")
         m["level"] = minfo.get("level", "jet")
+    # the combination is an event-level score as soon as one member is (jet members enter with their max of two)
+    info["level"] = "event" if any(m.get("level") == "event" for m in info["members"]) else "jet"
 
 
 def _member_fingerprints(out: Path, info: dict) -> dict:
