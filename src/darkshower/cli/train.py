@@ -35,7 +35,8 @@ def register(subparsers) -> None:
                          set_example="--set model.latent=8 --set optimizer.lr=3e-4")
     p.add_argument("--members", default=None, metavar="M,M",
                    help="train auto only: the default's members, of density,flow,event-flow (default: all three on "
-                        "data with MET, density,flow without; density alone is the fast density baseline). "
+                        "data with MET or a second jet, density,flow on data with neither; density alone is the "
+                        "fast density baseline). "
                         "--config/--set configure the density member")
     p.set_defaults(func=run)
 
