@@ -131,6 +131,11 @@ def test_embedding_of_trains_after_its_representation(grid, qcd_ds, svj_ds, tmp_
     run_benchmark(cfg, out, jobs=1, progress=False, methods=("nae-on-ae",), stages=("generate", "train"), executor=ex)
     assert "train:nae-on-ae skipped: its representation's run 'ae-hlf' is not trained" in capsys.readouterr().out
     assert "train:nae-on-ae" not in json.loads((out / "status.json").read_text())
+    run_benchmark(cfg, out, jobs=1, progress=False, methods=("ae-hlf",), stages=("generate", "train"), executor=ex)
+    # the representation's run trained by an earlier call, the entry alone now (its source is not in --methods)
+    s = run_benchmark(cfg, out, jobs=1, progress=False, methods=("nae-on-ae",), stages=("generate", "train", "score"),
+                      executor=ex)
+    assert set(s["scores"]) == {"nae-on-ae"}
     s = run_benchmark(cfg, out, jobs=1, progress=False, stages=("generate", "train", "score"), executor=ex)
     assert set(s["scores"]) == {"ae-hlf", "nae-on-ae"}
     assert read_run_config(out / "runs" / "nae-on-ae").model["embedding_run"] == str(out / "runs" / "ae-hlf")

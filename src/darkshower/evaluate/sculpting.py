@@ -65,6 +65,17 @@ def histogram(values, edges, weights=None) -> np.ndarray:
     return h
 
 
+def _random_level(rand: list[float], jsd: float, keeps_all: bool) -> dict[str, float]:
+    """``jsd_random`` (mean), ``jsd_random_q95`` and ``jsd_random_p`` of a cut from the JSDs of its random subsets;
+    a cut that keeps every event is its own random subset (0, 0, p = 1); none drawn otherwise: NaN."""
+    if not rand:
+        return ({"jsd_random": 0.0, "jsd_random_q95": 0.0, "jsd_random_p": 1.0} if keeps_all else
+                dict.fromkeys(("jsd_random", "jsd_random_q95", "jsd_random_p"), float("nan")))
+    r = np.asarray(rand, np.float64)
+    return {"jsd_random": float(r.mean()), "jsd_random_q95": float(np.quantile(r, 0.95)),
+            "jsd_random_p": float((1 + np.sum(r >= jsd)) / (1 + len(r))) if np.isfinite(jsd) else float("nan")}
+
+
 def sculpting(score, variables: dict[str, np.ndarray], weight=None, effs=SCULPT_EFFS, n_bins: int = 30,
               n_random: int = 100, seed: int = 0) -> dict:
     """Sculpting study of one score on background events.
@@ -103,10 +114,7 @@ def sculpting(score, variables: dict[str, np.ndarray], weight=None, effs=SCULPT_
                 "n_pass": n_pass,
                 "after": after.tolist(),
                 "jsd": jsd,
-                "jsd_random": float(np.mean(rand)) if rand else (0.0 if n_pass == len(v) else float("nan")),
-                "jsd_random_q95": float(np.quantile(rand, 0.95)) if rand else (0.0 if n_pass == len(v) else float("nan")),
-                "jsd_random_p": (float((1 + np.sum(np.asarray(rand) >= jsd)) / (1 + len(rand)))
-                                 if rand and np.isfinite(jsd) else float("nan")),
+                **_random_level(rand, jsd, keeps_all=n_pass == len(v)),
             }
         out[var] = entry
     return out

@@ -200,7 +200,8 @@ def run_path(bench: Path, m: MethodSpec) -> Path:
 
 def _method_config(cfg: BenchmarkConfig, bench: Path, m: MethodSpec) -> dict:
     """The training config of a benchmark method: its ``config`` with the benchmark's threads and seed
-    filled in, and ``model.embedding_run`` pointing at the run named by ``embedding_of``."""
+    filled in, and ``model.embedding_run`` pointing at the run named by ``embedding_of`` (looked up in ``cfg``:
+    the whole config, not a ``--methods`` subset)."""
     mcfg = dict(m.config)
     if cfg.threads and "threads" not in mcfg:
         mcfg["threads"] = cfg.threads
@@ -209,6 +210,16 @@ def _method_config(cfg: BenchmarkConfig, bench: Path, m: MethodSpec) -> dict:
         src = next(x for x in cfg.methods if x.label == m.embedding_of)
         mcfg["model"] = {**mcfg.get("model", {}), "embedding_run": str(run_path(bench, src))}
     return mcfg
+
+
+def _representation_missing(status: _Status, m: MethodSpec) -> bool:
+    """Whether ``m`` trains on another entry's representation (``embedding_of``) that is not trained; says so."""
+    if m.embedding_of is None or status.done(f"train:{m.embedding_of}"):
+        return False
+    st = status.data.get(f"train:{m.embedding_of}", {}).get("status")
+    why = "failed" if st == "failed" else "is not trained (add it to --methods)"
+    print(f"[benchmark] train:{m.label} skipped: its representation's run {m.embedding_of!r} {why}", flush=True)
+    return True
 
 
 class _Status:
@@ -315,7 +326,8 @@ def _map_grid(executor, status: _Status, tasks: list, progress: bool) -> dict[st
     return out
 
 
-def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, executor, progress: bool):
+def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, executor, progress: bool,
+              full: BenchmarkConfig | None = None):
     """The grid as three maps of independent jobs on ``executor``: generate every sample, train every method,
     score with every run. Each job runs its stage in one worker; resumable like the sequential path."""
 
@@ -346,11 +358,9 @@ def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, exe
                     status.set(key, status="done", seconds=0.0, run=m.run)
                 if status.done(key):
                     continue
-                if m.embedding_of is not None and not status.done(f"train:{m.embedding_of}"):
-                    print(f"[benchmark] {key} skipped: its representation's run {m.embedding_of!r} is not trained "
-                          f"(add it to --methods)", flush=True)
+                if _representation_missing(status, m):
                     continue
-                mcfg = _method_config(cfg, bench, m)
+                mcfg = _method_config(full or cfg, bench, m)
                 if _supervised(m.method):  # references train on the first signal as label 1
                     mcfg["data"] = {**mcfg.get("data", {}), "signal": [str(sample_path(bench, cfg.signals[0]))]}
                 resume = _resumable(m.method, run)
@@ -408,7 +418,7 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
         from darkshower.execute import using
 
         with using(executor) as ex:
-            runs, scores = _run_grid(active, bench, status, want, ex, progress)
+            runs, scores = _run_grid(active, bench, status, want, ex, progress, full=cfg)
     if executor is None and "generate" in want:
         for name, gcfg, path in _generate_configs(cfg, bench):
             _stage(status, f"generate:{name}",
@@ -431,10 +441,7 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
         retrained = False
         if m.run is not None and not status.done(key):  # an existing run: nothing to train
             status.set(key, status="done", seconds=0.0, run=m.run)
-        if "train" in want and m.embedding_of is not None and not status.done(key) \
-                and not status.done(f"train:{m.embedding_of}"):
-            print(f"[benchmark] {key} skipped: its representation's run {m.embedding_of!r} is not trained "
-                  f"(add it to --methods)", flush=True)
+        if "train" in want and not status.done(key) and _representation_missing(status, m):
             continue
         if "train" in want:
             ok = _stage(status, key, _train, critical=False)
