@@ -294,6 +294,31 @@ def test_flow_with_missing_jets_exports_to_onnx(tmp_path):
     assert_onnx_matches_torch(m, {"x": xs}, tmp_path / "flow_missing.onnx")
 
 
+def test_flow_missing_pair_marginalizes_mjj_of_one_jet_events():
+    """m_jj of a one-jet event is a copy of the first jet's mass: with missing_pair (the default) it is the
+    second jet's column, so a one-jet event's score does not depend on it; without, it does."""
+    g = np.random.default_rng(3)
+    n = 4000
+    j0 = g.normal(5, 1, n)
+    present = (g.uniform(size=n) < 0.5).astype(float)
+    j1 = (g.normal(4, 1, n)) * present
+    mjj = np.where(present > 0, j0 + j1 + g.normal(0, 0.3, n), j0)  # one jet: an exact copy of j0
+    x = np.column_stack([j0, j1, present, mjj])
+    names = ["j0_mass", "j1_mass", "j1_present", "mjj"]
+    kw = {"transform": "maf", "transforms": 2, "hidden": [16, 16], "dequantize": ["present"]}
+    one = torch.from_numpy(x[present == 0][:200]).float()
+    moved = one.clone()
+    moved[:, 3] += 2.0
+    for pair, changes in ((True, False), (False, True)):
+        m = _flow(names, missing_pair=pair, **kw)
+        assert list(m.present_of) == [-1, 2, -1, 2 if pair else -1]
+        _fit(m, x, steps=100)
+        m.eval()
+        with torch.no_grad():
+            diff = (m.score({"x": moved}) - m.score({"x": one})).abs().max().item()
+        assert (diff > 1e-3) == changes, (pair, diff)
+
+
 def test_flow_runs_saved_before_missing_jets_keep_the_padding(tmp_path):
     """A flow run whose config.yaml predates model.missing_jets trained on the padded zeros: reading it back
     gives missing_jets: pad (its behaviour), while a new config gets the default noise."""

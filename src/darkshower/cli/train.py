@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 from darkshower.cli.options import (
@@ -130,7 +131,8 @@ def run_auto(args) -> int:
                                  command=["darkshower", *sys.argv[1:]], executor=ex if executor_asked(args) else None,
                                  members=members)
     names = choice.get("members") or ["density"]
-    print(f"trained {' + '.join(f'{m} ({MEMBER_METHODS[m]})' for m in names)} ({choice['level']} level"
+    level = json.loads((out / "run.json").read_text()).get("level", choice["level"])  # the combination's level
+    print(f"trained {' + '.join(f'{m} ({MEMBER_METHODS[m]})' for m in names)} ({level} level"
           + (f", combined by {choice['combine']}" if choice.get("combine") else "")
           + f") -> {out}; the choice is in {out / 'run.json'} (auto); score it with darkshower score {out} DS... --out S.parquet")
     return 0

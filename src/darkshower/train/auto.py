@@ -4,7 +4,7 @@
 types?), :func:`choose` picks the representation of :data:`DEFAULT_METHOD` from it (event level — the two
 leading jets' observables and the MET topology — when the data have MET, else jet level) and
 :func:`train_auto` trains it with the flow members (:data:`DEFAULT_MEMBERS`: a jet-level flow and, on data
-with MET, an event-level flow), printing and recording in ``run.json`` (key ``auto``) what it used and what it
+with MET or a second jet, an event-level flow), printing and recording in ``run.json`` (key ``auto``) what it used and what it
 left out; ``score`` combines the members by Fisher's method. docs/training.md says why.
 """
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 DEFAULT_METHOD = "gmm"
 #: the members of the default (``darkshower train auto``), each trained as its own run, and their method: the
 #: density above, the normalizing flow (unconditional) on 15 jet substructure observables (docs/methods/flow.md)
-#: and, on data with MET, the flow at event level (:data:`EVENT_FLOW_REPRESENTATION`)
+#: and, on data with MET or a second jet, the flow at event level (:data:`EVENT_FLOW_REPRESENTATION`)
 MEMBER_METHODS = {"density": DEFAULT_METHOD, "flow": "flow", "event-flow": "flow"}
 #: the members on data with MET or a second jet, and on data with neither (the event-level flow needs one of them:
 #: without MET it reads the two jets side by side, m_jj and the event shape)
