@@ -392,3 +392,40 @@ def test_event_level_training_on_an_empty_dataset_is_one_clear_error(qcd_ds, tmp
     with pytest.raises(DatasetError, match="has no chunks"):  # was an IndexError from the MET check
         train("gmm", empty, tmp_path / "run", config={"representation": {"level": "event"}}, progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_auto_optional_members_jet_density_and_image(qcd_ds, svj_ds, no_met_ds, tmp_path):
+    """--members ...,jet-density,image: the density at jet level and ae-image on jet images join as members; the
+    score is Fisher's combination of all five (jet-level members by their calibrated max of two jets);
+    jet-density on data without MET (where the density is already at jet level) is refused."""
+    from darkshower.train import score
+    from darkshower.train.auto import train_auto
+
+    members = ("density", "flow", "event-flow", "jet-density", "image")
+    run, choice = train_auto(qcd_ds.path, tmp_path / "auto", config={"model": {"components": [1]}}, epochs=1,
+                             progress=False, echo=lambda s: None, members=members)
+    info = json.loads((run / "run.json").read_text())
+    assert [m["name"] for m in info["members"]] == list(members) and info["level"] == "event"
+    methods = {m["name"]: (m["method"], m["level"]) for m in info["members"]}
+    assert methods["jet-density"] == ("gmm", "jet") and methods["image"] == ("ae-image", "jet")
+    jd = json.loads((run / "members" / "jet-density" / "run.json").read_text())["representation"]
+    assert jd["columns"] == ["mass", "n_constituents", "pt"]
+    assert any(w.startswith("image: ") for w in choice["why"]) and any(w.startswith("jet-density") for w in choice["why"])
+    data = [qcd_ds.path, svj_ds.path]
+    out, _ = score(run, data, tmp_path / "s" / "auto.parquet", progress=False)
+    t = pd.read_parquet(out).set_index(["dataset", "event_id"])
+    total = 0.0
+    for name, (_, level) in methods.items():
+        f, _ = score(run / "members" / name, data, tmp_path / "s" / f"{name}.parquet", progress=False)
+        tm = pd.read_parquet(f)
+        if level == "jet":
+            g = tm[tm.jet_idx.isin([0, 1])].groupby(["dataset", "event_id"])["eff_b"]
+            e = 1 - (1 - g.min()) ** g.count()
+        else:
+            e = tm.set_index(["dataset", "event_id"])["eff_b"]
+        floor = 0.5 / len(np.load(run / "members" / name / "val_scores.npy"))
+        total = total - np.log(np.maximum(e.reindex(t.index), floor))
+    np.testing.assert_allclose(t["score"].to_numpy(), total.to_numpy(), rtol=1e-12)
+    with pytest.raises(ConfigError, match="jet-density is the density at jet level"):
+        train_auto(no_met_ds, tmp_path / "c", members=("density", "jet-density"), progress=False, echo=lambda s: None)
+    assert not (tmp_path / "c").exists()

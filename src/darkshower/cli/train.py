@@ -37,7 +37,7 @@ def register(subparsers) -> None:
     p.add_argument("--members", default=None, metavar="M,M",
                    help="train auto only: the default's members, of density,flow,event-flow (default: all three on "
                         "data with MET or a second jet, density,flow on data with neither; density alone is the "
-                        "fast density baseline). "
+                        "fast density baseline) and the optional jet-density (data with MET) and image (ae-image). "
                         "--config/--set configure the density member")
     p.set_defaults(func=run)
 

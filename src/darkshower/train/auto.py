@@ -27,7 +27,11 @@ DEFAULT_METHOD = "gmm"
 #: the members of the default (``darkshower train auto``), each trained as its own run, and their method: the
 #: density above, the normalizing flow (unconditional) on 15 jet substructure observables (docs/methods/flow.md)
 #: and, on data with MET or a second jet, the flow at event level (:data:`EVENT_FLOW_REPRESENTATION`)
-MEMBER_METHODS = {"density": DEFAULT_METHOD, "flow": "flow", "event-flow": "flow"}
+#: Two optional members (``--members``, not in the default): ``jet-density``, the density at jet level next to the
+#: event-level one (data with MET), and ``image``, the convolutional autoencoder ``ae-image`` on jet images — on the
+#: sensitivity grid they lift boosted ttbar (docs/sensitivity.md "Optional members")
+MEMBER_METHODS = {"density": DEFAULT_METHOD, "flow": "flow", "event-flow": "flow", "jet-density": DEFAULT_METHOD,
+                  "image": "ae-image"}
 #: the members on data with MET or a second jet, and on data with neither (the event-level flow needs one of them:
 #: without MET it reads the two jets side by side, m_jj and the event shape)
 DEFAULT_MEMBERS = ("density", "flow", "event-flow")
@@ -146,6 +150,9 @@ def _member_config(config: dict | None, member: str, rep: dict | None) -> dict:
     cfg = dict(config or {})
     if member == "density":
         return _merge(cfg, rep or {})
+    if member == "jet-density":  # the density member's model on the jet-level representation
+        return _merge(cfg, {"kind": "observables", "level": "jet", "max_jets": 2, "include_event": False,
+                            "columns": list(DEFAULT_COLUMNS)})
     shared = {k: v for k, v in cfg.items() if k in SHARED_KEYS}
     if member == "event-flow":
         from darkshower.models.ae import HLF_COLUMNS
@@ -223,6 +230,10 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
             if not event_info:
                 choice["left_out"].append("the event-level flow member: it reads the MET topology and the second "
                                           "jet, and these data have neither")
+        if "jet-density" in members and choice["level"] != "event":
+            raise ConfigError(f"train auto --members {','.join(members)}: jet-density is the density at jet level "
+                              f"next to the event-level one, and on {inspected['dataset']} (no MET) the density "
+                              "member is already at jet level; leave jet-density out")
         if "event-flow" in members:
             if not event_info:
                 raise ConfigError(f"train auto --members {','.join(members)}: the event-flow member needs MET or a "
@@ -236,6 +247,12 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
                 choice["why"].append("event-flow: a normalizing flow on the two leading jets' 15 substructure "
                                      "observables, m_jj and the event shape (n_jets, H_T, sphericity, aplanarity); "
                                      "without MET its MET topology is left out")
+        if "jet-density" in members:
+            choice["why"].append(f"jet-density: the {DEFAULT_METHOD} density on each of the two leading jets' "
+                                 f"{', '.join(DEFAULT_COLUMNS)} (event value: the calibrated max of the two)")
+        if "image" in members:
+            choice["why"].append("image: the convolutional autoencoder ae-image on each leading jet's image "
+                                 "(event value: the calibrated max of the two)")
         choice["inspected"] = inspected
         choice["members"] = list(members)
         choice["combine"] = DEFAULT_COMBINE if len(members) > 1 else None
