@@ -155,3 +155,8 @@ def test_sculpting_correlated_vs_independent():
     assert corr["0.1"]["jsd"] > corr["0.1"]["jsd_random_q95"] >= corr["0.1"]["jsd_random"]
     assert indep["0.1"]["jsd_random_p"] > 0.05
     assert indep["0.1"]["jsd"] <= indep["0.1"]["jsd_random_q95"]
+    # a cut that keeps every event is its own random subset; a variable without finite values has no level
+    keep = sculpting(rng.normal(size=500), {"m": mass[:500]}, effs=(1.0,))["m"]["cuts"]["1"]
+    assert keep["jsd"] == 0 and keep["jsd_random_p"] == 1.0 and keep["jsd_random_q95"] == 0.0
+    none = sculpting(rng.normal(size=50), {"m": np.full(50, np.nan)}, effs=(0.5,))["m"]["cuts"]["0.5"]
+    assert np.isnan(none["jsd"]) and np.isnan(none["jsd_random_p"]) and np.isnan(none["jsd_random"])

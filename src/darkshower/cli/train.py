@@ -38,7 +38,7 @@ def register(subparsers) -> None:
                    help="train auto only: the default's members, of density,flow,event-flow (default: all three on "
                         "data with MET or a second jet, density,flow on data with neither; density alone is the "
                         "fast density baseline) and the optional jet-density (data with MET) and image (ae-image). "
-                        "--config/--set configure the density member")
+                        "--config/--set configure the density member (and jet-density)")
     p.set_defaults(func=run)
 
 

@@ -114,7 +114,7 @@ def sculpting(score, variables: dict[str, np.ndarray], weight=None, effs=SCULPT_
                 "n_pass": n_pass,
                 "after": after.tolist(),
                 "jsd": jsd,
-                **_random_level(rand, jsd, keeps_all=n_pass == len(v)),
+                **_random_level(rand, jsd, keeps_all=0 < n_pass == len(v)),
             }
         out[var] = entry
     return out

@@ -4,8 +4,9 @@
 types?), :func:`choose` picks the representation of :data:`DEFAULT_METHOD` from it (event level — the two
 leading jets' observables and the MET topology — when the data have MET, else jet level) and
 :func:`train_auto` trains it with the flow members (:data:`DEFAULT_MEMBERS`: a jet-level flow and, on data
-with MET or a second jet, an event-level flow), printing and recording in ``run.json`` (key ``auto``) what it used and what it
-left out; ``score`` combines the members by Fisher's method. docs/training.md says why.
+with MET or a second jet, an event-level flow; optional members by ``members``: ``jet-density`` and ``image``),
+printing and recording in ``run.json`` (key ``auto``) what it used and what it left out; ``score`` combines the
+members by Fisher's method. docs/training.md says why.
 """
 
 from __future__ import annotations
@@ -144,9 +145,9 @@ def _merge(config: dict | None, rep: dict) -> dict:
 
 
 def _member_config(config: dict | None, member: str, rep: dict | None) -> dict:
-    """The density member takes the user's config (its representation is chosen here); the flow members only
-    its shared sections (data window, seed, threads, device, epochs-related training keys), the event-level
-    flow with :data:`EVENT_FLOW_REPRESENTATION`."""
+    """The density member (and the optional ``jet-density``, at jet level) takes the user's config (its
+    representation is chosen here); the flow members and the optional ``image`` only its shared sections
+    (:data:`SHARED_KEYS`), the event-level flow with :data:`EVENT_FLOW_REPRESENTATION`."""
     cfg = dict(config or {})
     if member == "density":
         return _merge(cfg, rep or {})
@@ -177,7 +178,8 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
     the ``event-flow``, a flow on :data:`EVENT_FLOW_REPRESENTATION` — else :data:`JET_LEVEL_MEMBERS`) as a run
     in ``out/members/NAME``, combined at scoring by :data:`DEFAULT_COMBINE` of their calibrated scores
     (``darkshower score OUT``).
-    ``--config`` sets the density member (its data/seed/threads/device sections also the flows'). ``echo``
+    ``--config`` sets the density member and ``jet-density`` (its data/seed/threads/device sections also the
+    other members'). ``echo``
     prints the choice. Returns (run dir, choice); the choice and the inspection are in ``run.json`` under
     ``auto``. ``--resume`` continues the recorded members (a run of one member, as written by darkshower
     before the flow joined the default, resumes as that run)."""
@@ -247,12 +249,13 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
                 choice["why"].append("event-flow: a normalizing flow on the two leading jets' 15 substructure "
                                      "observables, m_jj and the event shape (n_jets, H_T, sphericity, aplanarity); "
                                      "without MET its MET topology is left out")
+        per_event = choice["level"] == "event" or "event-flow" in members  # else all members combine per jet
+        of_two = " (event value: the calibrated max of the two)" if per_event else ""
         if "jet-density" in members:
             choice["why"].append(f"jet-density: the {DEFAULT_METHOD} density on each of the two leading jets' "
-                                 f"{', '.join(DEFAULT_COLUMNS)} (event value: the calibrated max of the two)")
+                                 f"{', '.join(DEFAULT_COLUMNS)}{of_two}; it takes the --config/--set of the density")
         if "image" in members:
-            choice["why"].append("image: the convolutional autoencoder ae-image on each leading jet's image "
-                                 "(event value: the calibrated max of the two)")
+            choice["why"].append(f"image: the convolutional autoencoder ae-image on each leading jet's image{of_two}")
         choice["inspected"] = inspected
         choice["members"] = list(members)
         choice["combine"] = DEFAULT_COMBINE if len(members) > 1 else None
