@@ -22,7 +22,6 @@ _threads = next((sys.argv[i + 1] for i, a in enumerate(sys.argv) if a == "--thre
 os.environ.setdefault("OMP_NUM_THREADS", _threads)
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -42,6 +41,7 @@ def features(run: Path, dataset: str, max_jets: int | None = None) -> dict[str, 
     ds = open_dataset(dataset)
     out: dict[str, list] = {}
     n = 0
+    t0 = time.perf_counter()
     with torch.no_grad():
         for i in range(len(ds.chunks)):
             r = build(rep, ds.read_chunk(i))
@@ -58,6 +58,8 @@ def features(run: Path, dataset: str, max_jets: int | None = None) -> dict[str, 
                 for k, v in m.scores(b).items():
                     out.setdefault(k, []).append(v.double().numpy())
             n += int(sel.sum())
+            print(f"  {Path(dataset).name}: chunk {i + 1}/{len(ds.chunks)}, {n} jets embedded "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
             if max_jets is not None and n >= max_jets:
                 break
     return {k: np.concatenate(v) for k, v in out.items()}
@@ -88,8 +90,8 @@ def event_max(f: dict[str, np.ndarray], s: np.ndarray) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    from sklearn.metrics import roc_auc_score
-
+    from darkshower.data.dataset import atomic_write_json
+    from darkshower.evaluate.metrics import auc
     from darkshower.train.data import event_fraction
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -128,13 +130,11 @@ def main(argv=None) -> int:
         res["auc"][s] = {}
         for k, sig in scores[s].items():
             bkg = scores["qcd_test"][k]
-            ok_b, ok_s = np.isfinite(bkg), np.isfinite(sig)
-            y = np.r_[np.zeros(ok_b.sum()), np.ones(ok_s.sum())]
-            res["auc"][s][k] = float(roc_auc_score(y, np.r_[bkg[ok_b], sig[ok_s]]))
+            res["auc"][s][k] = auc(sig[np.isfinite(sig)], bkg[np.isfinite(bkg)])
         print(f"{s:14s} " + "  ".join(f"{k} {v:.3f}" for k, v in res["auc"][s].items()), flush=True)
     res["seconds"] = round(time.perf_counter() - t0, 1)
     if args.out:
-        args.out.write_text(json.dumps(res, indent=1))
+        atomic_write_json(args.out, res)
         print(f"written {args.out}")
     return 0
 

@@ -16,7 +16,6 @@ Label-free: the signal only enters the AUC.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -30,8 +29,8 @@ HLF = ["mass", "msoftdrop", "tau21", "tau32", "c2", "d2", "n2", "girth", "ptd", 
 
 
 def main(argv=None) -> int:
-    from sklearn.metrics import roc_auc_score
-
+    from darkshower.data.dataset import atomic_write_json
+    from darkshower.evaluate.metrics import auc as auc_of
     from darkshower.train import score, train
     from darkshower.train.auto import EVENT_FLOW_REPRESENTATION
     from darkshower.train.data import event_fraction
@@ -72,17 +71,15 @@ def main(argv=None) -> int:
             q = t[t.dataset.str.endswith(Path(args.qcd).name)]
             q = q[event_fraction(q.event_id.to_numpy(), args.seed) < 0.2]  # the run's validation events
             s = t[t.dataset.str.endswith(Path(args.signal).name)]
-            x = np.r_[q.score_max2.to_numpy(), s.score_max2.to_numpy()]
-            y = np.r_[np.zeros(len(q)), np.ones(len(s))]
-            ok = np.isfinite(x)
-            auc = float(roc_auc_score(y[ok], x[ok]))
+            xb, xs = q.score_max2.to_numpy(), s.score_max2.to_numpy()
+            auc = auc_of(xs[np.isfinite(xs)], xb[np.isfinite(xb)])
             res["rows"][name] = {"auc": auc, "n_bkg": int(len(q)), "n_sig": int(len(s)),
                                  "seconds": round(time.perf_counter() - t0, 1)}
             print(f"{name:44s} AUC {auc:.4f}  ({len(q)} QCD validation events, {len(s)} signal; "
                   f"{time.perf_counter() - t0:.0f} s)", flush=True)
     res["uptime_after"] = _uptime()
     if args.out:
-        args.out.write_text(json.dumps(res, indent=1))
+        atomic_write_json(args.out, res)
         print(f"written {args.out}")
     return 0
 

@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:
+    from darkshower.data.dataset import atomic_write_json
     from darkshower.evaluate import supervised as sup
     from darkshower.evaluate.metrics import auc
     from darkshower.evaluate.tables import load_dataset
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
             print(f"ratio to the {ref}")
             for k, v in out[f"ratios_to_{ref}"].items():
                 print(f"{k:36s}" + "".join(f"{x:7.3f}" for x in v.values()))
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    atomic_write_json(args.out, out)
     print(f"written {args.out}")
     return 0
 
