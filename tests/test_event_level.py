@@ -64,6 +64,9 @@ def test_event_columns_by_hand():
     assert r1.j0_present == 1 and r1.j1_present == 0
     assert all(r1[f"j1_{c}"] == 0 for c in JET_COLUMNS) and r1.dphi_j1 == 0
     np.testing.assert_allclose(r1.dphi_min, abs(_wrap(phi[2] - np.float32(-2.0))), rtol=1e-5)
+    # and its m_jj is that jet's mass: a copy of j0_mass (why the flow marginalizes it with the second jet,
+    # model.missing_pair; represent.config.PAIR_COLUMNS)
+    np.testing.assert_allclose(r1.mjj, r1.j0_mass, rtol=1e-5)
 
 
 def test_event_level_config_expands_and_round_trips():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from darkshower.cli.options import (
@@ -118,6 +117,7 @@ def run_pu_gnn(args) -> int:
 def run_auto(args) -> int:
     """``darkshower train auto``: train.auto.DEFAULT_METHOD with what the data have (docs/training.md)."""
     from darkshower.errors import ConfigError
+    from darkshower.models.runs import read_run_json
     from darkshower.train.auto import MEMBER_METHODS, train_auto
 
     if args.nproc not in (None, 1):
@@ -131,7 +131,7 @@ def run_auto(args) -> int:
                                  command=["darkshower", *sys.argv[1:]], executor=ex if executor_asked(args) else None,
                                  members=members)
     names = choice.get("members") or ["density"]
-    level = json.loads((out / "run.json").read_text()).get("level", choice["level"])  # the combination's level
+    level = read_run_json(out).get("level", choice["level"])  # the combination's level (the density's is in choice)
     print(f"trained {' + '.join(f'{m} ({MEMBER_METHODS[m]})' for m in names)} ({level} level"
           + (f", combined by {choice['combine']}" if choice.get("combine") else "")
           + f") -> {out}; the choice is in {out / 'run.json'} (auto); score it with darkshower score {out} DS... --out S.parquet")
