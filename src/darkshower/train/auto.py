@@ -241,14 +241,10 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
                 raise ConfigError(f"train auto --members {','.join(members)}: the event-flow member needs MET or a "
                                   f"second jet (it reads the MET topology, m_jj and the two jets side by side), and "
                                   f"{inspected['dataset']} has neither; leave event-flow out")
-            if inspected["met"]:
-                choice["why"].append("event-flow: a normalizing flow on the two leading jets' 15 substructure "
-                                     "observables, the MET topology and the event shape (n_jets, H_T, sphericity, "
-                                     "aplanarity)")
-            else:
-                choice["why"].append("event-flow: a normalizing flow on the two leading jets' 15 substructure "
-                                     "observables, m_jj and the event shape (n_jets, H_T, sphericity, aplanarity); "
-                                     "without MET its MET topology is left out")
+            choice["why"].append("event-flow: a normalizing flow on the two leading jets' 15 substructure observables, "
+                                 + ("the MET topology" if inspected["met"] else "m_jj")
+                                 + " and the event shape (n_jets, H_T, sphericity, aplanarity)"
+                                 + ("" if inspected["met"] else "; without MET its MET topology is left out"))
         per_event = choice["level"] == "event" or "event-flow" in members  # else all members combine per jet
         of_two = " (event value: the calibrated max of the two)" if per_event else ""
         if "jet-density" in members:
