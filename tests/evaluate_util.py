@@ -96,3 +96,35 @@ def no_jet_dataset(src, dst) -> Path:
         entry.update(bytes=(dst / entry["file"]).stat().st_size, sha256=sha256_file(dst / entry["file"]))
     (dst / "manifest.json").write_text(json.dumps(man))
     return dst
+
+
+#: darkshower observable -> the TreeMaker branch name (cms_<JetsAK8_x>) a stored-observables copy writes
+TREEMAKER_NAMES = {"msoftdrop": "cms_softDropMass", "tau1": "cms_NsubjettinessTau1", "tau2": "cms_NsubjettinessTau2",
+                   "tau3": "cms_NsubjettinessTau3", "n2": "cms_ecfN2b1", "girth": "cms_girth", "ptd": "cms_ptD",
+                   "axis_major": "cms_axismajor", "axis_minor": "cms_axisminor", "n_constituents": "cms_multiplicity",
+                   "n_charged": "cms_chargedMultiplicity"}
+
+
+def stored_observables_dataset(src, dst) -> Path:
+    """A TreeMaker-like copy of dataset ``src``: every jet keeps its four-vector and carries its observables as
+    the CMS TreeMaker importer names them (``cms_softDropMass``, ``cms_NsubjettinessTau1``, ...), its constituent
+    list emptied (n_constituents 0, as the treemaker importer writes)."""
+    from darkshower.data.dataset import sha256_file
+    from darkshower.represent.observables import jet_observables
+
+    dst = Path(dst)
+    dst.mkdir(parents=True)
+    man = json.loads((Path(src.path) / "manifest.json").read_text())
+    for i, entry in enumerate(man["chunks"]):
+        chunk = src.read_chunk(i)
+        obs = jet_observables(chunk, max_jets=None)
+        counts = ak.num(chunk.jets, axis=1)
+        jets = chunk.jets[["pt", "eta", "phi", "mass"]]
+        for col, name in TREEMAKER_NAMES.items():
+            jets = ak.with_field(jets, ak.unflatten(obs[col].to_numpy(np.float32), counts), name)
+        jets = ak.with_field(jets, ak.zeros_like(chunk.jets.pt, dtype=np.int32), "n_constituents")
+        jets = ak.with_field(jets, chunk.jets.constituents[:, :, :0], "constituents")
+        ak.to_parquet(ak.with_field(chunk, jets, "jets"), dst / entry["file"])
+        entry.update(bytes=(dst / entry["file"]).stat().st_size, sha256=sha256_file(dst / entry["file"]))
+    (dst / "manifest.json").write_text(json.dumps(man))
+    return dst

@@ -381,8 +381,9 @@ def test_auto_choice_rules():
     assert c["level"] == "event" and c["representation"]["level"] == "event" and not c["left_out"]
     assert any("30% of the events inspected have a second jet" in w for w in c["why"])
     assert choose({**info, "met": False})["level"] == "jet"
-    with pytest.raises(DatasetError, match="needs jet constituents"):
-        choose({**info, "constituents": False})
+    tm = choose({**info, "constituents": False, "observables_without_constituents": ["pt", "mass", "msoftdrop"]})
+    assert tm["level"] == "event" and any("stores per jet (msoftdrop)" in w for w in tm["why"])
+    assert any(w.startswith("observables that need jet constituents") for w in tm["left_out"])
     with pytest.raises(DatasetError, match="no jets in the 50 events inspected"):  # not "no constituents"
         choose({**info, "constituents": False, "jets_per_event": 0.0, "events_inspected": 50})
 

@@ -132,13 +132,24 @@ def _no_constituents(n=5):
 
 @pytest.mark.parametrize("rep", [{"kind": "constituents", "n_constituents": 8}, {"kind": "image", "n_pixels": 8},
                                  {"kind": "event_image", "n_eta": 8, "n_phi": 8, "channels": "all"},
-                                 {"kind": "lund"}, {"kind": "observables", "columns": ["mass", "tau21", "n2"]}])
+                                 {"kind": "lund"}])
 def test_build_of_an_all_empty_representation_raises(rep):
     with pytest.raises(DatasetError, match=rf"dataset /data/imported: representation '{rep['kind']}' is empty for "
                                            r"all \d+ samples \(the jets have no constituents.*\), so it cannot be "
                                            r"built.*Fix: import a format with jet constituents"):
         build(rep, _no_constituents(), source="/data/imported")
     assert issubclass(DatasetError, DarkshowerError)
+
+
+def test_observables_of_jets_without_constituents_and_nothing_stored():
+    """Jets without constituents and without stored observables give their four-vector; asking for more is
+    one error naming the columns (represent/stored.py)."""
+    with pytest.raises(DatasetError, match=r"dataset /data/imported: the jets have no constituents.*the observables "
+                                           r"\['tau21', 'n2'\] cannot be computed; these jets give \['pt', 'eta', "
+                                           r"'phi', 'mass'\].*Fix: leave the others out"):
+        build({"kind": "observables", "columns": ["mass", "tau21", "n2"]}, _no_constituents(), source="/data/imported")
+    x = build({"kind": "observables", "columns": ["pt", "mass"]}, _no_constituents())["x"]
+    assert x.tolist() == [[300.0, 20.0]] * 10
 
 
 def test_build_image_with_jets_far_from_their_constituents_raises():
@@ -156,8 +167,8 @@ def test_build_with_some_empty_samples_or_no_samples_is_fine():
     mixed = ak.concatenate([empty[["pt", "eta", "phi", "mass", "constituents"]], jets[["pt", "eta", "phi", "mass", "constituents"]]])
     out = build({"kind": "image", "n_pixels": 8}, mixed)
     assert not out["x"][:2].any() and out["x"][2:].any()
-    # event-level observables need no constituents
+    # event-level observables need no constituents; the jet mass comes from the jet record
     ev = build({"kind": "observables", "columns": ["met_pt", "mass"]}, _no_constituents())
-    assert ev["x"][:, 0].tolist() == [10.0] * 10 and not ev["x"][:, 1].any()
+    assert ev["x"][:, 0].tolist() == [10.0] * 10 and ev["x"][:, 1].tolist() == [20.0] * 10
     none = _no_constituents(0)
     assert len(build({"kind": "lund"}, none)["graphs"]) == 0

@@ -26,8 +26,8 @@ def register(subparsers) -> None:
                      "versions, per-epoch metrics, atomic checkpoints, best and last model). The best model is "
                      "chosen without signal labels (validation loss, or validation EMD for energy-based methods). "
                      f"Methods: {', '.join(METHODS)}; auto: the recommended default (a Gaussian-mixture density "
-                     "on the event, its representation chosen from what the data have, and a normalizing flow on the "
-                     "jet observables, combined by Fisher's method at scoring); pu-gnn: the DistillNet pileup teacher, per-particle weights from a "
+                     "on the event, its representation chosen from what the data have, a normalizing flow on the "
+                     "jet observables and one on the event, combined by Fisher's method at scoring); pu-gnn: the DistillNet pileup teacher, per-particle weights from a "
                      "dataset with --pileup (docs/pileup.md). See docs/training.md."),
     )
     p.add_argument("method", metavar="METHOD", help="method name, e.g. ae-hlf, nae, wnae, clr, auto or pu-gnn")

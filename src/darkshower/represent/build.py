@@ -7,6 +7,7 @@ import numpy as np
 from darkshower.errors import DatasetError
 from darkshower.represent.common import jet_batch
 from darkshower.represent.config import (
+    OBS_JET_COLUMNS,
     ConstituentsConfig,
     EventImageConfig,
     ImageConfig,
@@ -28,9 +29,33 @@ def build(config, events, source: str | None = None) -> dict:
     model would happily train on. Zero samples are not an error here.
     """
     cfg = parse_representation(config)
+    _check_observables_available(cfg, events, source)
     out = _build(cfg, events)
     _check_not_empty(cfg, out, events, source)
     return out
+
+
+def _check_observables_available(cfg, events, source) -> None:
+    """Observables of jets without constituents that neither their four-vector nor the format's stored
+    observables give: one error naming them (instead of a column of zeros a model would train or score on)."""
+    import awkward as ak
+
+    if not isinstance(cfg, ObservablesConfig) or len(events) == 0 or "jets" not in ak.fields(events):
+        return
+    if has_constituents(events) or not int(ak.sum(ak.num(events["jets"], axis=1))):
+        return
+    cols = list(cfg.columns) if cfg.columns is not None else list(OBS_JET_COLUMNS)
+    gone = unavailable_without_constituents(cols + list(cfg.event_columns or []), events)
+    if gone:
+        from darkshower.represent.stored import available_without_constituents
+
+        have = available_without_constituents(ak.fields(events["jets"]))
+        raise DatasetError(
+            f"{'dataset ' + source if source else 'the input events'}: the jets have no constituents (jets.constituents "
+            f"is empty everywhere), so the observables {gone} cannot be computed; these jets give {have} (their "
+            "four-vector and what the format stores per jet). Fix: leave the others out of representation.columns "
+            "(a run trained on such data does it itself: darkshower train auto / any observables method), or import "
+            "a format with jet constituents (pfnano with PF candidates, delphes, h5-4vec, ...)")
 
 
 def _build(cfg, events) -> dict:
@@ -110,6 +135,39 @@ def _build_event_level(cfg: ObservablesConfig, events) -> dict:
     return {"x": df[cols].to_numpy(np.float32), "event_id": df.event_id.to_numpy(), "names": cols}
 
 
+def has_constituents(events) -> bool:
+    """Whether any jet of ``events`` has constituents (formats such as CMS TreeMaker store jets without them)."""
+    import awkward as ak
+
+    if len(events) == 0 or "jets" not in ak.fields(events) or "constituents" not in ak.fields(events["jets"]):
+        return False
+    return int(ak.sum(ak.num(events["jets"]["constituents"], axis=2))) > 0
+
+
+def unavailable_without_constituents(columns, events) -> list[str]:
+    """The observables ``columns`` (jet columns, ``j{i}_<column>`` slots or per-event columns) that jets without
+    constituents cannot give: not the four-vector nor stored by the format (:mod:`darkshower.represent.stored`),
+    and the event shape / multiplicities of the constituents (unless the events carry their particles)."""
+    import awkward as ak
+
+    from darkshower.represent.common import event_collection
+    from darkshower.represent.config import slot_column
+    from darkshower.represent.stored import CONSTITUENT_EVENT_COLUMNS, available_without_constituents
+
+    jet_fields = ak.fields(events["jets"]) if "jets" in ak.fields(events) else []
+    avail = set(available_without_constituents(jet_fields))
+    from_jets = len(events) == 0 or event_collection(events) == "jets"
+    out = []
+    for c in columns:
+        sc = slot_column(c)
+        base = sc[1] if sc else c
+        if base in OBS_JET_COLUMNS and base not in avail:
+            out.append(c)
+        elif not sc and c in CONSTITUENT_EVENT_COLUMNS and (from_jets or c == "n_event_constituents"):
+            out.append(c)
+    return out
+
+
 #: jet observables that need particle charges/types (0 everywhere on data whose constituents are untyped)
 TYPED_COLUMNS = ("n_charged",)
 
@@ -141,7 +199,9 @@ def adapt_to_data(config, events, source: str | None = None):
     (a warning says so) — at event level the MET columns on events without MET, at either level the
     charge-based columns (:data:`TYPED_COLUMNS`) on jets whose constituents have no particle types. Other
     configs come back unchanged."""
-    from darkshower.represent.config import OBS_JET_COLUMNS, met_column
+    import awkward as ak
+
+    from darkshower.represent.config import met_column
 
     cfg = parse_representation(config)
     if not isinstance(cfg, ObservablesConfig) or len(events) == 0:
@@ -155,6 +215,12 @@ def adapt_to_data(config, events, source: str | None = None):
         if met:
             drop += met
             why.append(f"no MET (met_pt is 0 everywhere): {', '.join(dict.fromkeys(met))}")
+    if "jets" in ak.fields(events) and not has_constituents(events):
+        gone = list(dict.fromkeys(unavailable_without_constituents([*cols, *ev_cols], events)))
+        if gone:
+            drop += gone
+            why.append("jets without constituents (their four-vector and the observables the format stores per "
+                       f"jet are used): {', '.join(gone)}")
     if has_untyped_constituents(events):
         typed = [c for c in cols if typed_column(c)]
         if typed:

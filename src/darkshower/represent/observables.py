@@ -57,6 +57,27 @@ def jet_observables_array(
     return out
 
 
+def fill_jets_without_constituents(arr: np.ndarray, data, batch: JetBatch, max_jets: int | None) -> None:
+    """Rows of ``arr`` (:func:`jet_observables_array` of ``batch``, built from ``data``) whose jet came without
+    constituents (formats such as CMS TreeMaker): the jet record's four-vector and the observables the format
+    stores per jet (:mod:`darkshower.represent.stored`) instead of the constituent kernel's zeros."""
+    if not batch.n_jets or not (batch.counts == 0).any() or isinstance(data, JetBatch):
+        return
+    import awkward as ak
+
+    from darkshower.represent.stored import fill_empty_jets
+
+    arr_in = data if isinstance(data, ak.Array) else ak.Array(data)
+    if "jets" in ak.fields(arr_in):
+        jets = arr_in.jets if max_jets is None else arr_in.jets[:, :max_jets]
+        flat = ak.flatten(jets, axis=1)
+    else:
+        flat = arr_in
+    rows = np.flatnonzero(ak.to_numpy(ak.num(flat.constituents, axis=1)) == 0)
+    record = {"pt": batch.jet_pt, "eta": batch.jet_eta, "phi": batch.jet_phi, "mass": batch.jet_mass}
+    fill_empty_jets(arr, JET_COLUMNS, flat, rows, record)
+
+
 def jet_observables(
     data,
     max_jets: int | None = None,
@@ -70,6 +91,7 @@ def jet_observables(
     """Per-jet observables as a DataFrame with ``event_id``, ``jet_idx`` and JET_COLUMNS."""
     batch = jet_batch(data, max_jets=max_jets, use_weights=use_weights)
     arr = jet_observables_array(batch, zcut, sd_beta, r0, tau_beta, ecf_groomed)
+    fill_jets_without_constituents(arr, data, batch, max_jets)
     df = pd.DataFrame(arr, columns=list(JET_COLUMNS))
     for c in ("n_constituents", "n_charged", "n_softdrop", "lund_n_primary", "lund_n_primary_lnkt_gt0"):
         df[c] = df[c].astype(np.int32)
@@ -210,6 +232,7 @@ def event_level_table(events, max_jets: int = 2, use_weights: bool = True, zcut:
     batch = jet_batch(events, max_jets=max_jets, use_weights=use_weights)
     n = batch.n_events
     arr = jet_observables_array(batch, zcut, sd_beta, r0, tau_beta, ecf_groomed)
+    fill_jets_without_constituents(arr, events, batch, max_jets)
     k = len(JET_COLUMNS)
     slots = np.zeros((n, max_jets, k + 2), np.float64)  # + present, dphi to MET
     slots[batch.event_index, batch.jet_idx, :k] = arr

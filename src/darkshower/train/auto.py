@@ -83,12 +83,17 @@ def inspect_dataset(path, data_cfg=None, max_chunks: int = INSPECT_CHUNKS) -> di
         n_cons = int(ak.sum(ak.num(cons, axis=2)))
         if n_cons and "type" in ak.fields(cons):
             types_known = bool(np.any(ak.to_numpy(ak.flatten(cons["type"], axis=None)) >= 0))
+    stored = None
+    if n_cons == 0 and "jets" in fields:
+        from darkshower.represent.stored import available_without_constituents
+
+        stored = available_without_constituents(ak.fields(events["jets"]))
     return {
         "dataset": str(ds.path.resolve()), "process": ds.manifest.get("process"), "events_inspected": n,
         "met": has_met(events) and not note.startswith("not in this format"), "met_note": note or None,
         "two_jet_fraction": float(np.mean(njets >= 2)) if n else 0.0,
         "jets_per_event": float(np.mean(njets)) if n else 0.0,
-        "constituents": n_cons > 0, "particle_types": types_known,
+        "constituents": n_cons > 0, "particle_types": types_known, "observables_without_constituents": stored,
     }
 
 
@@ -96,8 +101,9 @@ def choose(info: dict[str, Any], method: str = DEFAULT_METHOD) -> dict[str, Any]
     """The representation for ``method`` on data described by ``info`` (:func:`inspect_dataset`):
     ``{"method", "level", "representation", "left_out", "why"}``. Event level (two jet slots with
     :data:`DEFAULT_COLUMNS` + the MET topology; a missing second jet is padded and flagged by ``j1_present``)
-    when the data have MET; else jet level on the two leading jets. Without jet constituents a DatasetError
-    says that the default cannot be trained."""
+    when the data have MET; else jet level on the two leading jets. Jets without constituents (CMS TreeMaker
+    ntuples) use their four-vector and the observables the format stores (:mod:`darkshower.represent.stored`);
+    each member leaves out what they cannot give."""
     met, cons = bool(info["met"]), bool(info["constituents"])
     left_out: list[str] = []
     why: list[str] = []
@@ -110,10 +116,17 @@ def choose(info: dict[str, Any], method: str = DEFAULT_METHOD) -> dict[str, Any]
                            "data section); loosen data.jet_pt_min / jet_pt_max / jet_mass_min / jet_mass_max, or "
                            "check that the dataset has jets")
     if not cons:
-        raise DatasetError(f"{info['dataset']}: train auto needs jet constituents: {method} reads each jet's mass, "
-                           "constituent multiplicity and pT from them, and these jets have none. Import a format "
-                           "with constituents (pfnano with PF candidates, delphes, h5-4vec, lhco, ...)")
-    if not info["particle_types"]:
+        from darkshower.represent.stored import RECORD_COLUMNS
+
+        have = list(info.get("observables_without_constituents") or RECORD_COLUMNS)
+        stored = [c for c in have if c not in RECORD_COLUMNS]
+        why.append("jets without constituents: each jet's four-vector (pt, eta, phi, mass) "
+                   + (f"and the observables the format stores per jet ({', '.join(stored)})" if stored else
+                      "(the format stores no substructure observable darkshower reads)")
+                   + " stand in for those computed from constituents")
+        left_out.append("observables that need jet constituents (the rest of the 15 substructure observables, "
+                        "the event shape; each member says which): these jets have none")
+    elif not info["particle_types"]:
         left_out.append("particle types: unknown in these data (the density does not use them; the flow members "
                         "leave out n_charged)")
     if met:
@@ -243,7 +256,8 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
                                   f"{inspected['dataset']} has neither; leave event-flow out")
             choice["why"].append("event-flow: a normalizing flow on the two leading jets' 15 substructure observables, "
                                  + ("the MET topology" if inspected["met"] else "m_jj")
-                                 + " and the event shape (n_jets, H_T, sphericity, aplanarity)"
+                                 + (" and the event shape (n_jets, H_T, sphericity, aplanarity)" if inspected["constituents"]
+                                    else " and the event shape (n_jets, H_T)")
                                  + ("" if inspected["met"] else "; without MET its MET topology is left out"))
         per_event = choice["level"] == "event" or "event-flow" in members  # else all members combine per jet
         of_two = " (event value: the calibrated max of the two)" if per_event else ""

@@ -71,7 +71,9 @@ def _cache_key(rep, ds, entry, data_cfg) -> str:
     return h.hexdigest()[:24]
 
 
-NEEDS_CONSTITUENTS = ("constituents", "image", "lund", "observables")
+#: representations built from the constituents only (observables of jets without constituents come from their
+#: four-vector and stored observables: represent/stored.py; build() names what they cannot give)
+NEEDS_CONSTITUENTS = ("constituents", "image", "lund")
 
 
 def _build_chunk(ds, i: int, rep, data_cfg, label: float, seen_before: int = 0) -> tuple[dict, ak.Array, int]:
