@@ -84,9 +84,11 @@ def main(argv=None) -> int:
     for label, row in rows.items():
         print(f"{label:{width}s}" + "".join(f"{row[n]['ratio_to_supervised'] or float('nan'):13.3f}" for n in signals))
     out = Path(args.out or REPO / "benchmarks" / "results" / f"{bench.name}_combinations.json")
+    from darkshower.data.dataset import atomic_write_json
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"bench": str(bench), "command": "python " + " ".join(sys.argv),
-                               "supervised": sup, "rows": rows}, indent=1))
+    atomic_write_json(out, {"bench": str(bench), "command": "python " + " ".join(sys.argv), "supervised": sup,
+                            "rows": rows})
     print(f"written {out}")
     return 0
 
