@@ -35,6 +35,14 @@ def build(config, events, source: str | None = None) -> dict:
     return out
 
 
+def _default_columns(cfg) -> list[str]:
+    """The columns of a jet-level observables config without explicit ``columns`` (as :func:`_build` makes
+    them): every jet observable, then the per-event ones with ``include_event``."""
+    from darkshower.represent.observables import EVENT_COLUMNS
+
+    return [*OBS_JET_COLUMNS, *(EVENT_COLUMNS if cfg.include_event else ())]
+
+
 def _check_observables_available(cfg, events, source) -> None:
     """Observables of jets without constituents that neither their four-vector nor the format's stored
     observables give: one error naming them (instead of a column of zeros a model would train or score on)."""
@@ -44,7 +52,7 @@ def _check_observables_available(cfg, events, source) -> None:
         return
     if has_constituents(events) or not int(ak.sum(ak.num(events["jets"], axis=1))):
         return
-    cols = list(cfg.columns) if cfg.columns is not None else list(OBS_JET_COLUMNS)
+    cols = list(cfg.columns) if cfg.columns is not None else _default_columns(cfg)
     gone = unavailable_without_constituents(cols + list(cfg.event_columns or []), events)
     if gone:
         from darkshower.represent.stored import available_without_constituents
@@ -206,7 +214,7 @@ def adapt_to_data(config, events, source: str | None = None):
     cfg = parse_representation(config)
     if not isinstance(cfg, ObservablesConfig) or len(events) == 0:
         return cfg  # an empty sample (e.g. a first chunk the jet selection empties) says nothing about the data
-    cols = list(cfg.columns) if cfg.columns is not None else list(OBS_JET_COLUMNS)
+    cols = list(cfg.columns) if cfg.columns is not None else _default_columns(cfg)
     ev_cols = list(cfg.event_columns or [])
     why = []
     drop: list[str] = []
@@ -215,7 +223,7 @@ def adapt_to_data(config, events, source: str | None = None):
         if met:
             drop += met
             why.append(f"no MET (met_pt is 0 everywhere): {', '.join(dict.fromkeys(met))}")
-    if "jets" in ak.fields(events) and not has_constituents(events):
+    if "jets" in ak.fields(events) and int(ak.sum(ak.num(events["jets"], axis=1))) and not has_constituents(events):
         gone = list(dict.fromkeys(unavailable_without_constituents([*cols, *ev_cols], events)))
         if gone:
             drop += gone
@@ -270,7 +278,7 @@ def _empty_reason(cfg, out) -> tuple[int, str, str] | None:
                 data_fix + ", or use another representation") if n and not g.node_counts.any() else None
     if isinstance(cfg, ObservablesConfig):  # event-level columns (met_pt, mt, ...) need no constituents
         n = len(out["x"])
-        return (n, "every selected column is 0 for every jet (jets without constituents?)",
+        return (n, "every selected column is 0 for every jet",
                 data_fix + ", or select columns that do not need them (columns: [met_pt, mt, ...])"
                 ) if n and not out["x"].any() else None
     return None  # pragma: no cover

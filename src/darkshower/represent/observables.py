@@ -61,7 +61,8 @@ def fill_jets_without_constituents(arr: np.ndarray, data, batch: JetBatch, max_j
     """Rows of ``arr`` (:func:`jet_observables_array` of ``batch``, built from ``data``) whose jet came without
     constituents (formats such as CMS TreeMaker): the jet record's four-vector and the observables the format
     stores per jet (:mod:`darkshower.represent.stored`) instead of the constituent kernel's zeros."""
-    if not batch.n_jets or not (batch.counts == 0).any() or isinstance(data, JetBatch):
+    rows = np.flatnonzero(batch.counts == 0) if batch.n_jets else np.zeros(0, np.int64)
+    if not len(rows) or isinstance(data, JetBatch):
         return
     import awkward as ak
 
@@ -73,9 +74,28 @@ def fill_jets_without_constituents(arr: np.ndarray, data, batch: JetBatch, max_j
         flat = ak.flatten(jets, axis=1)
     else:
         flat = arr_in
-    rows = np.flatnonzero(ak.to_numpy(ak.num(flat.constituents, axis=1)) == 0)
     record = {"pt": batch.jet_pt, "eta": batch.jet_eta, "phi": batch.jet_phi, "mass": batch.jet_mass}
-    fill_empty_jets(arr, JET_COLUMNS, flat, rows, record)
+    replaced = fill_empty_jets(arr, JET_COLUMNS, flat, rows, record)
+    if replaced and not _WARNED.intersection(replaced):
+        _WARNED.update(replaced)
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "jets without constituents: negative or non-finite stored values (producer placeholders such as CMS "
+            "N2 = -99999) set to 0, the value darkshower gives an undefined observable: %s (in %d jets of this "
+            "batch; said once per process)", ", ".join(f"{c} x{n}" for c, n in replaced.items()), len(rows))
+    if len(rows) < batch.n_jets and "mixed" not in _WARNED:
+        _WARNED.add("mixed")
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%d of %d jets have no constituents (the others do): their observables come from the jet record and "
+            "the stored fields, and every observable neither gives (c2, d2, the Lund and soft-drop counts, ...) is "
+            "0 for them (said once per process)", len(rows), batch.n_jets)
+
+
+#: what fill_jets_without_constituents has warned about in this process
+_WARNED: set[str] = set()
 
 
 def jet_observables(

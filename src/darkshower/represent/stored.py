@@ -1,5 +1,6 @@
-"""Jet observables stored per jet by formats without constituents (CMS TreeMaker ntuples, NanoAOD without PF
-candidates): what :mod:`darkshower.represent.observables` uses for a jet whose constituent list is empty.
+"""Jet observables stored per jet by formats without constituents (CMS TreeMaker ntuples; the NanoAOD names
+serve PFNano jets without linked candidates): what :mod:`darkshower.represent.observables` uses for a jet whose
+constituent list is empty.
 
 Such a jet takes its ``pt, eta, phi, mass`` from the jet record and, where the importer kept them, the
 substructure observables the format computed (:data:`STORED_FIELDS`; their definitions are the producer's, e.g.
@@ -57,23 +58,35 @@ def available_without_constituents(jet_fields) -> list[str]:
     return [c for c in OBS_JET_COLUMNS if c in have]
 
 
-def fill_empty_jets(arr: np.ndarray, columns, flat_jets, rows: np.ndarray, record: dict[str, np.ndarray]) -> None:
+def fill_empty_jets(arr: np.ndarray, columns, flat_jets, rows: np.ndarray,
+                    record: dict[str, np.ndarray]) -> dict[str, int]:
     """Fill rows ``rows`` of the jet-observables array ``arr`` (columns ``columns``) for jets without
     constituents: ``record`` gives the jets' four-vector columns (already flat, all jets), ``flat_jets`` the jet
     records (an awkward array, one per row of ``arr``) whose stored fields give the rest (:data:`STORED_FIELDS`).
-    Columns without a source keep their values (0 from the constituent kernel)."""
+    Columns without a source keep their values (0 from the constituent kernel).
+
+    Every stored observable is >= 0; producers write placeholders where one is undefined (CMS: N2 = -99999 or
+    -99968 for a jet soft drop leaves with < 3 candidates, msoftdrop = -1). Negative and non-finite stored values
+    become 0 — the constituent kernel's value for an undefined observable — and are counted: returns
+    ``{column: number of values replaced}`` (columns with none left out)."""
     import awkward as ak
 
     if not len(rows):
-        return
+        return {}
     index = {c: i for i, c in enumerate(columns)}
     for c in RECORD_COLUMNS:
         arr[rows, index[c]] = record[c][rows]
     vals: dict[str, np.ndarray] = {}
+    replaced: dict[str, int] = {}
     for col, name in stored_sources(ak.fields(flat_jets)).items():
         v = ak.to_numpy(flat_jets[name]).astype(np.float64)[rows]
+        bad = ~(np.isfinite(v) & (v >= 0))
+        if bad.any():
+            v = np.where(bad, 0.0, v)
+            replaced[col] = int(bad.sum())
         vals[col] = v
         arr[rows, index[col]] = v
     for col, (a, b) in DERIVED.items():
         if a in vals and b in vals:
             arr[rows, index[col]] = np.divide(vals[a], vals[b], out=np.zeros(len(rows)), where=vals[b] > 0)
+    return replaced

@@ -249,6 +249,10 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
             raise ConfigError(f"train auto --members {','.join(members)}: jet-density is the density at jet level "
                               f"next to the event-level one, and on {inspected['dataset']} (no MET) the density "
                               "member is already at jet level; leave jet-density out")
+        if "image" in members and not inspected["constituents"]:
+            raise ConfigError(f"train auto --members {','.join(members)}: the image member (ae-image) builds jet "
+                              f"images from the constituents, and the jets of {inspected['dataset']} have none; "
+                              "leave image out")
         if "event-flow" in members:
             if not event_info:
                 raise ConfigError(f"train auto --members {','.join(members)}: the event-flow member needs MET or a "

@@ -63,6 +63,7 @@ def _score_chunk(task) -> tuple[int, pd.DataFrame]:
     ds = open_dataset(path)
     events = ds.read_chunk(i)
     _warn_untyped(_WORKER["rep"], events, ds.path)
+    _note_stored(_WORKER["rep"], events, ds.path)
     try:
         df = score_arrays(_WORKER["method"], _WORKER["rep"], events, batch_size, f"{ds.path} (chunk {i})")
     except (KeyError, ValueError) as exc:
@@ -97,6 +98,27 @@ def _warn_untyped(rep, events, path) -> None:
         log.warning("%s: the constituents have no particle types, so %s is 0 for every jet, but the run was trained "
                     "with it: its scores there are not meaningful; train on data with the same information (train "
                     "auto / an observables run on these data leaves %s out)", path, ", ".join(typed), ", ".join(typed))
+
+
+def _note_stored(rep, events, path) -> None:
+    """Once per run and dataset in a process: jets without constituents are scored on their four-vector and the
+    observables their format stores (represent/stored.py), in the producer's definitions: say so, since a run
+    trained on constituents saw darkshower's (e.g. CMS softDropMass includes subjet corrections, ~12 % above)."""
+    if rep.kind != "observables":
+        return
+    key = ("stored-noted", id(rep), str(path))
+    if key in _WORKER:
+        return
+    import awkward as ak
+
+    from darkshower.represent.build import has_constituents
+
+    _WORKER[key] = True
+    if len(events) and "jets" in ak.fields(events) and int(ak.sum(ak.num(events["jets"], axis=1))) \
+            and not has_constituents(events):
+        log.warning("%s: the jets have no constituents: they are scored on their four-vector and the observables "
+                    "the format stores (producer's definitions, docs/representations.md); a run trained on jets with "
+                    "constituents saw darkshower's own values, so compare like with like", path)
 
 
 def _check_count(name: str, value, minimum: int, meaning: str) -> None:
