@@ -34,6 +34,20 @@ def test_same_seed_same_data_whatever_jobs(tmp_path):
     assert not same_events(d1.arrays(), d3.arrays())
 
 
+def test_rerun_of_a_complete_dataset_keeps_its_manifest(tmp_path):
+    """Rerunning the command on a complete dataset generates nothing and leaves the manifest (its provenance:
+    the command and time that made the data) as it was."""
+    d = generate(SMALL, tmp_path / "d", jobs=1, progress=False)
+    before = (d.path / "manifest.json").read_bytes()
+    again = generate(SMALL, tmp_path / "d", jobs=1, progress=False, command=["a", "later", "command"])
+    assert (d.path / "manifest.json").read_bytes() == before and again.n_events == d.n_events
+    (d.path / "chunk-00001.parquet").unlink()  # a chunk lost: the rerun regenerates it and writes the manifest
+    (d.path / "chunk-00001.json").unlink()
+    fixed = generate(SMALL, tmp_path / "d", jobs=1, progress=False, command=["a", "later", "command"])
+    assert fixed.manifest["provenance"]["command"] == ["a", "later", "command"]
+    assert [c["sha256"] for c in fixed.chunks] == [c["sha256"] for c in d.chunks]
+
+
 def test_event_ids_unique_and_joinable(tmp_path):
     ds = generate(SMALL, tmp_path / "d", jobs=1, progress=False)
     a = ds.arrays()

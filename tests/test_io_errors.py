@@ -163,8 +163,10 @@ def test_cli_summary_errors_and_resume(tmp_path, capsys):
     assert "imported 300 events, 600 jets" in text and str(out) in text
     # same command again: no-op
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("chunk-*")}
+    manifest = (out / "manifest.json").read_bytes()
     assert main(["import", "h5-4vec", str(src), "--out", str(out), "--extra", "score"]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("chunk-*")} == before
+    assert (out / "manifest.json").read_bytes() == manifest  # its provenance (command, time) kept
     # different options into the same directory: refused
     assert main(["import", "h5-4vec", str(src), "--out", str(out)]) == 2
     assert "different settings" in capsys.readouterr().err

@@ -194,8 +194,10 @@ def test_round_trip_and_resume(tmp_path):
     ds = import_dataset("pfnano", [NANO], out, chunk_size=30)
     assert len(ds.chunks) == 4
     stamp = {p.name: p.stat().st_mtime_ns for p in out.glob("chunk-*.parquet")}
+    manifest = (out / "manifest.json").read_bytes()
     ds2 = import_dataset("pfnano", [NANO], out, chunk_size=30)  # same options: no-op
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("chunk-*.parquet")} == stamp
+    assert (out / "manifest.json").read_bytes() == manifest  # provenance kept
     assert ds2.n_events == 100
     # resume after losing a chunk
     (out / "chunk-00002.parquet").unlink()

@@ -236,10 +236,27 @@ class DatasetWriter:
         self._acquire_lock()
         _cleanup_temp_files(p)
         manifest_path = p / MANIFEST
+        self._before: str | None = None
         if manifest_path.exists() and self._check_resumable(_load_manifest(p)):
+            self._before = manifest_path.read_text()
             self._entries = self._scan_complete()
         self._write_manifest(status="incomplete")
         return dict(self._entries)
+
+    def restore_complete(self) -> bool:
+        """After a rerun that wrote no chunk: when the dataset was complete before :meth:`open` with the same
+        chunks, put its manifest back unchanged (its provenance: the command and time that made the data) and
+        release the lock; True then. False (nothing done) otherwise: :meth:`finalize` writes a new one."""
+        before = getattr(self, "_before", None)
+        if not before:
+            return False
+        old = json.loads(before)
+        if old.get("status") != "complete" or [c.get("sha256") for c in old.get("chunks", [])] != [
+                self._entries[i].get("sha256") for i in sorted(self._entries)]:
+            return False
+        atomic_write_text(self.path / MANIFEST, before)
+        self.release()
+        return True
 
     def discard_if_empty(self) -> bool:
         """After a failed run: remove the directory if this writer created it and no chunk is

@@ -316,7 +316,8 @@ def import_dataset(
         "skipped_files": skipped,
     }
     header["provenance"]["skipped_files"] = skipped
-    writer.finalize(summary)
+    if todo or not writer.restore_complete():  # a rerun that imported nothing keeps the manifest (provenance)
+        writer.finalize(summary)
     return open_dataset(out)
 
 
