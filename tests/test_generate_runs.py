@@ -41,6 +41,19 @@ def test_rerun_of_a_complete_dataset_keeps_its_manifest(tmp_path):
     before = (d.path / "manifest.json").read_bytes()
     again = generate(SMALL, tmp_path / "d", jobs=1, progress=False, command=["a", "later", "command"])
     assert (d.path / "manifest.json").read_bytes() == before and again.n_events == d.n_events
+    import darkshower.simulate.run as run_mod
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    real = run_mod.using
+    run_mod.using = stop
+    try:  # a rerun interrupted before it did anything: the dataset stays complete, the lock released
+        with pytest.raises(KeyboardInterrupt):
+            generate(SMALL, tmp_path / "d", jobs=1, progress=False)
+    finally:
+        run_mod.using = real
+    assert (d.path / "manifest.json").read_bytes() == before and not (d.path / ".lock").exists()
     (d.path / "chunk-00001.parquet").unlink()  # a chunk lost: the rerun regenerates it and writes the manifest
     (d.path / "chunk-00001.json").unlink()
     fixed = generate(SMALL, tmp_path / "d", jobs=1, progress=False, command=["a", "later", "command"])

@@ -298,7 +298,7 @@ def test_resume_with_a_changed_library_is_refused(samples, tmp_path):
     shutil.copytree(samples["lib"].path, lib)
     cfg = dict(QCD, events=5, chunk_size=5, pileup={"mu": 2, "library": str(lib)})
     generate(cfg, tmp_path / "run", jobs=1, progress=False)
-    # revisiting the complete library with generate rewrites its manifest (timestamps), not its content
+    # revisiting the complete library with generate changes neither its manifest nor its content
     before = library_checksum(lib)
     generate({"process": "minbias", "events": 150, "seed": 5, "chunk_size": 150}, lib, jobs=1, progress=False)
     assert library_checksum(lib) == before

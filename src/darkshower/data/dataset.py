@@ -251,8 +251,8 @@ class DatasetWriter:
         if not before:
             return False
         old = json.loads(before)
-        if old.get("status") != "complete" or [c.get("sha256") for c in old.get("chunks", [])] != [
-                self._entries[i].get("sha256") for i in sorted(self._entries)]:
+        if old.get("status") != "complete" or old.get("chunks") != json.loads(json.dumps(
+                [self._entries[i] for i in sorted(self._entries)], default=_json_default)):
             return False
         atomic_write_text(self.path / MANIFEST, before)
         self.release()

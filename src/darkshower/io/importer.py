@@ -294,6 +294,8 @@ def import_dataset(
             raise InputFormatError("every input file was bad: " + "; ".join(s["reason"] for s in skipped))
     except BaseException as exc:
         _close_cached_reader()
+        if writer.restore_complete():  # a complete dataset whose rerun stopped stays complete (nothing was written)
+            raise
         if isinstance(exc, InputFormatError):  # bad data: nothing of this run stays (other failures: resumable)
             if ex is not None and not ex.in_process:
                 # chunks a worker wrote whose result never came back (the stage stopped first)
@@ -316,8 +318,11 @@ def import_dataset(
         "skipped_files": skipped,
     }
     header["provenance"]["skipped_files"] = skipped
-    if todo or not writer.restore_complete():  # a rerun that imported nothing keeps the manifest (provenance)
-        writer.finalize(summary)
+    try:
+        if todo or not writer.restore_complete():  # a rerun that imported nothing keeps the manifest (provenance)
+            writer.finalize(summary)
+    finally:
+        writer.release()
     return open_dataset(out)
 
 

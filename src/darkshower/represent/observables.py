@@ -61,8 +61,7 @@ def fill_jets_without_constituents(arr: np.ndarray, data, batch: JetBatch, max_j
     """Rows of ``arr`` (:func:`jet_observables_array` of ``batch``, built from ``data``) whose jet came without
     constituents (formats such as CMS TreeMaker): the jet record's four-vector and the observables the format
     stores per jet (:mod:`darkshower.represent.stored`) instead of the constituent kernel's zeros."""
-    rows = np.flatnonzero(batch.counts == 0) if batch.n_jets else np.zeros(0, np.int64)
-    if not len(rows) or isinstance(data, JetBatch):
+    if not batch.n_jets or not (batch.counts == 0).any() or isinstance(data, JetBatch):
         return
     import awkward as ak
 
@@ -74,16 +73,21 @@ def fill_jets_without_constituents(arr: np.ndarray, data, batch: JetBatch, max_j
         flat = ak.flatten(jets, axis=1)
     else:
         flat = arr_in
+    # jets that came without constituents (not those whose constituents all have weight <= 0: they stay 0)
+    rows = np.flatnonzero(ak.to_numpy(ak.num(flat.constituents, axis=1)) == 0)
+    if not len(rows):
+        return
     record = {"pt": batch.jet_pt, "eta": batch.jet_eta, "phi": batch.jet_phi, "mass": batch.jet_mass}
     replaced = fill_empty_jets(arr, JET_COLUMNS, flat, rows, record)
-    if replaced and not _WARNED.intersection(replaced):
-        _WARNED.update(replaced)
+    new = set(replaced) - _WARNED
+    if new:
+        _WARNED.update(new)
         import logging
 
         logging.getLogger(__name__).warning(
             "jets without constituents: negative or non-finite stored values (producer placeholders such as CMS "
             "N2 = -99999) set to 0, the value darkshower gives an undefined observable: %s (in %d jets of this "
-            "batch; said once per process)", ", ".join(f"{c} x{n}" for c, n in replaced.items()), len(rows))
+            "batch; said once per column and process)", ", ".join(f"{c} x{n}" for c, n in replaced.items()), len(rows))
     if len(rows) < batch.n_jets and "mixed" not in _WARNED:
         _WARNED.add("mixed")
         import logging

@@ -34,8 +34,8 @@ PARTICLE_KEYS = ("pt", "eta", "phi", "e", "pid", "charge", "d0", "r_prod")
 # ---- library ------------------------------------------------------------------------------------
 def library_checksum(path: str | Path) -> str:
     """SHA-256 identifying a library's content: its recorded config and every chunk's file name, event count and
-    SHA-256 — not the manifest file's bytes, which change when ``generate`` revisits a complete dataset
-    (timestamps), so that datasets overlaid from a library stay resumable."""
+    SHA-256 — not the manifest file's bytes (a rerun that regenerates a lost chunk rewrites them with new
+    timestamps), so that datasets overlaid from a library stay resumable."""
     import json
 
     mp = Path(path) / "manifest.json"

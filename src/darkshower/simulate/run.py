@@ -338,11 +338,15 @@ def generate(config: dict | GenerateConfig, out: str | Path, jobs: int | None = 
                    progress=progress if todo else False, size=lambda e: e["n_events"],
                    name=lambda t: f"{out} chunk {t.index}")
     except BaseException:
-        writer.discard_if_empty()  # a run that completed no chunk leaves no directory behind (lock released)
+        if not writer.restore_complete():  # a complete dataset whose rerun stopped stays complete
+            writer.discard_if_empty()  # a run that completed no chunk leaves no directory behind (lock released)
         raise
-    entries = [e for _, e in sorted(writer.entries.items())]
-    if todo or not writer.restore_complete():  # a rerun that generated nothing keeps the manifest (provenance)
-        writer.finalize({"cross_section": _cross_section(entries)})
+    try:
+        entries = [e for _, e in sorted(writer.entries.items())]
+        if todo or not writer.restore_complete():  # a rerun that generated nothing keeps the manifest (provenance)
+            writer.finalize({"cross_section": _cross_section(entries)})
+    finally:
+        writer.release()
     return open_dataset(out)
 
 

@@ -258,7 +258,9 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
                 raise ConfigError(f"train auto --members {','.join(members)}: the event-flow member needs MET or a "
                                   f"second jet (it reads the MET topology, m_jj and the two jets side by side), and "
                                   f"{inspected['dataset']} has neither; leave event-flow out")
-            choice["why"].append("event-flow: a normalizing flow on the two leading jets' 15 substructure observables, "
+            choice["why"].append("event-flow: a normalizing flow on the two leading jets' "
+                                 + ("15 substructure observables, " if inspected["constituents"] else
+                                    "substructure observables (those stored; see its columns left out), ")
                                  + ("the MET topology" if inspected["met"] else "m_jj")
                                  + (" and the event shape (n_jets, H_T, sphericity, aplanarity)" if inspected["constituents"]
                                     else " and the event shape (n_jets, H_T)")
