@@ -63,7 +63,7 @@ def test_available_columns_and_what_is_left_out(tm_qcd):
         build({"kind": "observables", "columns": ["mass", "c2"]}, events, source="/data/tm")
 
 
-def test_train_auto_on_jets_without_constituents(tm_qcd, tm_svj, tmp_path):
+def test_train_auto_on_jets_without_constituents(tm_qcd, tm_svj, qcd_ds, tmp_path, caplog):
     """`train auto` on TreeMaker-like data: each member uses the stored observables and says what it left
     out; the combined score still finds SVJ events (more MET, heavier jets) above QCD."""
     import pandas as pd
@@ -83,8 +83,15 @@ def test_train_auto_on_jets_without_constituents(tm_qcd, tm_svj, tmp_path):
     assert "c2" in info["auto"]["flow_columns_left_out"] and "sphericity" in info["auto"]["event-flow_columns_left_out"]
     assert not info["auto"]["columns_left_out"]  # the density's mass, n_constituents, pt are all there
     assert any("event shape (n_jets, H_T)" in line for line in lines)
+    for m in ("density", "flow", "event-flow"):  # recorded, so that scoring can compare the observables' source
+        assert json.loads((run / "members" / m / "run.json").read_text())["jets_without_constituents"] is True
     out = tmp_path / "s.parquet"
-    score(run, [tm_qcd, tm_svj], out, progress=False)
+    with caplog.at_level("WARNING"):
+        score(run, [tm_qcd, tm_svj], out, progress=False)
+    assert "compare like with like" not in caplog.text  # trained and scored on stored values
+    with caplog.at_level("WARNING"):
+        score(run / "members" / "density", [qcd_ds], tmp_path / "c.parquet", progress=False)
+    assert "the run was trained on jets without constituents" in caplog.text
     ev = pd.read_parquet(out.with_suffix(".events.parquet"))
     s_sig = ev.loc[ev.dataset == str(tm_svj.path), "score_max2"].to_numpy()
     s_bkg = ev.loc[ev.dataset == str(tm_qcd.path), "score_max2"].to_numpy()

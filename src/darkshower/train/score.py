@@ -59,11 +59,14 @@ def _score_chunk(task) -> tuple[int, pd.DataFrame]:
         if threads:
             torch.set_num_threads(threads)
         method, rep, _, _ = load_run(run, which)
-        _WORKER.update(key=key, method=method, rep=rep)
+        from darkshower.models.runs import read_run_json
+
+        stored = read_run_json(run).get("jets_without_constituents")
+        _WORKER.update(key=key, method=method, rep=rep, stored=stored)
     ds = open_dataset(path)
     events = ds.read_chunk(i)
     _warn_untyped(_WORKER["rep"], events, ds.path)
-    _note_stored(_WORKER["rep"], events, ds.path)
+    _note_stored(_WORKER["rep"], events, ds.path, _WORKER.get("stored"))
     try:
         df = score_arrays(_WORKER["method"], _WORKER["rep"], events, batch_size, f"{ds.path} (chunk {i})")
     except (KeyError, ValueError) as exc:
@@ -100,10 +103,12 @@ def _warn_untyped(rep, events, path) -> None:
                     "auto / an observables run on these data leaves %s out)", path, ", ".join(typed), ", ".join(typed))
 
 
-def _note_stored(rep, events, path) -> None:
-    """Once per run and dataset in a process: jets without constituents are scored on their four-vector and the
-    observables their format stores (represent/stored.py), in the producer's definitions: say so, since a run
-    trained on constituents saw darkshower's (e.g. CMS softDropMass includes subjet corrections, ~12 % above)."""
+def _note_stored(rep, events, path, trained_stored: bool | None) -> None:
+    """Once per run and dataset in a process: where the observables' source differs between the run's training
+    data (``trained_stored``: run.json ``jets_without_constituents``; None for runs written before it was
+    recorded) and the scored jets — stored values in the producer's definitions (represent/stored.py) against
+    darkshower's own from the constituents (e.g. CMS softDropMass includes subjet corrections, ~12 % above) —
+    say so."""
     if rep.kind != "observables":
         return
     key = ("stored-noted", id(rep), str(path))
@@ -113,12 +118,20 @@ def _note_stored(rep, events, path) -> None:
 
     from darkshower.represent.build import has_constituents
 
+    if not len(events) or "jets" not in ak.fields(events) or not int(ak.sum(ak.num(events["jets"], axis=1))):
+        return  # nothing to tell from (a chunk without jets): look at the next one
     _WORKER[key] = True
-    if len(events) and "jets" in ak.fields(events) and int(ak.sum(ak.num(events["jets"], axis=1))) \
-            and not has_constituents(events):
+    stored = not has_constituents(events)
+    if stored and trained_stored is not True:
         log.warning("%s: the jets have no constituents: they are scored on their four-vector and the observables "
-                    "the format stores (producer's definitions, docs/representations.md); a run trained on jets with "
-                    "constituents saw darkshower's own values, so compare like with like", path)
+                    "the format stores (producer's definitions, docs/representations.md), while the run was trained "
+                    "on %s; compare like with like", path,
+                    "jets with constituents (darkshower's own values)" if trained_stored is False else
+                    "data whose source it did not record")
+    elif not stored and trained_stored is True:
+        log.warning("%s: the run was trained on jets without constituents (stored observables, the producer's "
+                    "definitions), these jets have constituents: their observables are darkshower's own "
+                    "(docs/representations.md); compare like with like", path)
 
 
 def _check_count(name: str, value, minimum: int, meaning: str) -> None:
@@ -219,7 +232,8 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
         if threads:
             torch.set_num_threads(threads)
         method, rep, _, info = load_run(run, which)
-        _WORKER.update(key=(str(Path(run)), which), method=method, rep=rep)
+        _WORKER.update(key=(str(Path(run)), which), method=method, rep=rep,
+                       stored=info.get("jets_without_constituents"))
     else:  # keep torch out of the parent so that workers can be forked (fast start)
         from darkshower.models.runs import read_run_json
 

@@ -22,6 +22,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import awkward as ak
 import numpy as np
 import yaml
 
@@ -117,6 +118,21 @@ def load_data(session: Session, progress: bool = True, executor=None):
     return TrainingData(train_store, val_store, t_build)
 
 
+def _jets_without_constituents(path) -> bool | None:
+    """Whether the jets of training dataset ``path`` (its first chunk) come without constituents, so that the
+    observables are the format's stored values (represent/stored.py); None when it cannot be told."""
+    from darkshower.represent.build import has_constituents
+
+    try:
+        ds = open_dataset(path)
+        events = ds.read_chunk(0) if ds.chunks else None
+    except Exception:  # the run itself has read the data; this flag only informs scoring
+        return None
+    if events is None or not len(events) or "jets" not in events.fields or not int(ak.sum(ak.num(events.jets, axis=1))):
+        return None
+    return not has_constituents(events)
+
+
 def start_run(session: Session, data: TrainingData, write: bool = True):
     """The method's model; for a fresh run also its fitted preprocessing and (with ``write``)
     ``run.json`` and ``config.yaml``."""
@@ -136,6 +152,8 @@ def start_run(session: Session, data: TrainingData, write: bool = True):
         "seed": cfg.seed, "versions": versions(), "command": session.command or sys.argv,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if rep.kind == "observables":  # scoring compares: stored values (TreeMaker) vs computed from constituents
+        session.info["jets_without_constituents"] = _jets_without_constituents(session.data_paths[0])
     if not write:
         return model
     resolved = cfg.model_dump(mode="json")
