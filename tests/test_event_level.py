@@ -145,16 +145,17 @@ def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, svj
     from darkshower.cli.main import main
     from darkshower.train.auto import DEFAULT_COMBINE, DEFAULT_MEMBERS, DEFAULT_METHOD, train_auto
 
-    assert DEFAULT_METHOD == "gmm" and DEFAULT_MEMBERS == ("density", "flow", "event-flow")
+    assert DEFAULT_METHOD == "gmm" and DEFAULT_MEMBERS == ("density", "flow", "event-flow", "jet-density", "image")
     assert DEFAULT_COMBINE == "fisher"
     assert main(["train", "auto", "--data", str(qcd_ds.path), "--out", str(tmp_path / "a"), "--no-progress",
                  "--set", "model.components=[1,2]", "--epochs", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "density (gmm) + flow (flow) + event-flow (flow)" in printed and "combined by fisher" in printed
+    assert ("density (gmm) + flow (flow) + event-flow (flow) + jet-density (gmm) + image (ae-image)" in printed
+            and "combined by fisher" in printed)
     assert "left out" not in printed
     info = json.loads((tmp_path / "a" / "run.json").read_text())
     assert info["method"] == "auto" and info["status"] == "complete" and info["level"] == "event"
-    assert [m["name"] for m in info["members"]] == ["density", "flow", "event-flow"] and info["combine"] == "fisher"
+    assert [m["name"] for m in info["members"]] == list(DEFAULT_MEMBERS) and info["combine"] == "fisher"
     dens = json.loads((tmp_path / "a" / "members" / "density" / "run.json").read_text())
     flow = json.loads((tmp_path / "a" / "members" / "flow" / "run.json").read_text())
     assert dens["method"] == "gmm" and dens["level"] == "event" and flow["method"] == "flow" and flow["level"] == "jet"
@@ -183,7 +184,7 @@ def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, svj
     # m_jj and the event shape (its MET topology left out): the combination is an event-level score
     assert choice["level"] == "jet" and info["auto"]["level"] == "jet" and info["level"] == "event"
     assert dens["representation"]["columns"] == ["mass", "n_constituents", "pt"] and info["combine"] == "fisher"
-    assert info["auto"]["members"] == ["density", "flow", "event-flow"]
+    assert info["auto"]["members"] == ["density", "flow", "event-flow", "image"]  # no jet-density without MET
     evf = json.loads((run / "members" / "event-flow" / "run.json").read_text())["representation"]
     assert {"j0_tau32", "j1_tau32", "j1_present", "mjj", "n_jets", "sphericity"} <= set(evf["columns"])
     assert not {"met_pt", "mt", "rt", "dphi_min", "dphi_j1"} & set(evf["columns"])
@@ -211,7 +212,7 @@ def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, svj
     run, choice = train_auto(no_met_ds, tmp_path / "e", config={"model": {"components": [1]}}, progress=False,
                              echo=lambda s: None, epochs=1)
     info = json.loads((run / "run.json").read_text())
-    assert info["auto"]["members"] == ["density", "flow"] and info["level"] == "jet"
+    assert info["auto"]["members"] == ["density", "flow", "image"] and info["level"] == "jet"
     assert any(w.startswith("the event-level flow member") for w in info["auto"]["left_out"])
     with pytest.raises(ConfigError, match="the event-flow member needs MET or a second jet"):
         train_auto(no_met_ds, tmp_path / "c", members=("density", "event-flow"), progress=False, echo=lambda s: None)
@@ -232,7 +233,7 @@ def test_auto_run_scores_by_fishers_method_of_its_members(qcd_ds, svj_ds, tmp_pa
     from darkshower.train.auto import train_auto
 
     run, _ = train_auto(qcd_ds.path, tmp_path / "auto", config={"model": {"components": [1, 2]}}, epochs=2,
-                        progress=False, echo=lambda s: None)
+                        progress=False, echo=lambda s: None, members=("density", "flow", "event-flow"))
     data = [qcd_ds.path, svj_ds.path]
     out, evp = score(run, data, tmp_path / "s" / "auto.parquet", progress=False)
     d, _ = score(run / "members" / "density", data, tmp_path / "s" / "d.parquet", progress=False)
@@ -324,7 +325,7 @@ def test_auto_resume_keeps_the_recorded_config_and_recalibrates(qcd_ds, tmp_path
     from darkshower.train.auto import train_auto
 
     run, _ = train_auto(qcd_ds.path, tmp_path / "a", config={"model": {"components": [1, 2]}}, seed=3, epochs=1,
-                        progress=False, echo=lambda s: None)
+                        progress=False, echo=lambda s: None, members=("density", "flow", "event-flow"))
     info = json.loads((run / "run.json").read_text())
     cal = np.load(run / "val_scores.npy")
     shutil.rmtree(run / "members" / "flow")  # as if killed before the flow member started
@@ -398,9 +399,9 @@ def test_event_level_training_on_an_empty_dataset_is_one_clear_error(qcd_ds, tmp
     assert not (tmp_path / "run").exists()
 
 
-def test_auto_optional_members_jet_density_and_image(qcd_ds, svj_ds, no_met_ds, tmp_path):
-    """--members ...,jet-density,image: the density at jet level and ae-image on jet images join as members; the
-    score is Fisher's combination of all five (jet-level members by their calibrated max of two jets);
+def test_auto_members_jet_density_and_image(qcd_ds, svj_ds, no_met_ds, tmp_path):
+    """The default's five members on data with MET: the density at jet level and ae-image on jet images join the
+    three others; the score is Fisher's combination of all five (jet-level members by their calibrated max of two jets);
     jet-density on data without MET (where the density is already at jet level) is refused."""
     from darkshower.train import score
     from darkshower.train.auto import train_auto

@@ -76,14 +76,16 @@ def test_train_auto_on_jets_without_constituents(tm_qcd, tm_svj, qcd_ds, tmp_pat
     run, choice = train_auto(tm_qcd.path, tmp_path / "auto", config={"model": {"components": [1, 2]}}, epochs=2,
                              progress=False, echo=lines.append)
     info = json.loads((run / "run.json").read_text())
-    assert info["status"] == "complete" and info["auto"]["members"] == ["density", "flow", "event-flow"]
+    # the default's five members less the image (jet images need constituents): it says so
+    assert info["status"] == "complete" and info["auto"]["members"] == ["density", "flow", "event-flow", "jet-density"]
+    assert any(w.startswith("the image member") for w in info["auto"]["left_out"])
     assert info["auto"]["inspected"]["constituents"] is False
     assert "msoftdrop" in info["auto"]["inspected"]["observables_without_constituents"]
     assert any("jets without constituents" in w for w in info["auto"]["why"])
     assert "c2" in info["auto"]["flow_columns_left_out"] and "sphericity" in info["auto"]["event-flow_columns_left_out"]
     assert not info["auto"]["columns_left_out"]  # the density's mass, n_constituents, pt are all there
     assert any("event shape (n_jets, H_T)" in line for line in lines)
-    for m in ("density", "flow", "event-flow"):  # recorded, so that scoring can compare the observables' source
+    for m in ("density", "flow", "event-flow", "jet-density"):  # recorded, so that scoring can compare the observables' source
         assert json.loads((run / "members" / m / "run.json").read_text())["jets_without_constituents"] is True
     out = tmp_path / "s.parquet"
     with caplog.at_level("WARNING"):

@@ -27,16 +27,17 @@ def register(subparsers) -> None:
                      "chosen without signal labels (validation loss, or validation EMD for energy-based methods). "
                      f"Methods: {', '.join(METHODS)}; auto: the recommended default (a Gaussian-mixture density "
                      "on the event, its representation chosen from what the data have, a normalizing flow on the "
-                     "jet observables and one on the event, combined by Fisher's method at scoring); pu-gnn: the DistillNet pileup teacher, per-particle weights from a "
+                     "jet observables and one on the event, the density per jet and a jet-image autoencoder, "
+                     "combined by Fisher's method at scoring); pu-gnn: the DistillNet pileup teacher, per-particle weights from a "
                      "dataset with --pileup (docs/pileup.md). See docs/training.md."),
     )
     p.add_argument("method", metavar="METHOD", help="method name, e.g. ae-hlf, nae, wnae, clr, auto or pu-gnn")
     add_training_options(p, data_help="background dataset director(y/ies)",
                          set_example="--set model.latent=8 --set optimizer.lr=3e-4")
     p.add_argument("--members", default=None, metavar="M,M",
-                   help="train auto only: the default's members, of density,flow,event-flow (default: all three on "
-                        "data with MET or a second jet, density,flow on data with neither; density alone is the "
-                        "fast density baseline) and the optional jet-density (data with MET) and image (ae-image). "
+                   help="train auto only: the members, of density,flow,event-flow,jet-density,image (default: all five "
+                        "on data with MET; without MET no jet-density; without MET or a second jet no event-flow; "
+                        "without constituents no image; density alone is the fast density baseline). "
                         "--config/--set configure the density member (and jet-density)")
     p.set_defaults(func=run)
 

@@ -3,8 +3,9 @@
 :func:`inspect_dataset` looks at a sample of the training data (MET? two jets? constituents? particle
 types?), :func:`choose` picks the representation of :data:`DEFAULT_METHOD` from it (event level — the two
 leading jets' observables and the MET topology — when the data have MET, else jet level) and
-:func:`train_auto` trains it with the flow members (:data:`DEFAULT_MEMBERS`: a jet-level flow and, on data
-with MET or a second jet, an event-level flow; optional members by ``members``: ``jet-density`` and ``image``),
+:func:`train_auto` trains it with the other members (:data:`DEFAULT_MEMBERS`: a jet-level flow, on data with MET
+or a second jet an event-level flow, on data with MET the density at jet level too, and the jet-image autoencoder
+where the jets have constituents; ``members`` chooses others),
 printing and recording in ``run.json`` (key ``auto``) what it used and what it left out; ``score`` combines the
 members by Fisher's method. docs/training.md says why.
 """
@@ -27,16 +28,19 @@ log = logging.getLogger(__name__)
 DEFAULT_METHOD = "gmm"
 #: the members of the default (``darkshower train auto``), each trained as its own run, and their method: the
 #: density above, the normalizing flow (unconditional) on 15 jet substructure observables (docs/methods/flow.md)
-#: and, on data with MET or a second jet, the flow at event level (:data:`EVENT_FLOW_REPRESENTATION`)
-#: Two optional members (``--members``, not in the default): ``jet-density``, the density at jet level next to the
-#: event-level one (data with MET), and ``image``, the convolutional autoencoder ``ae-image`` on jet images — on the
-#: sensitivity grid they lift boosted ttbar (docs/sensitivity.md "Optional members")
+#: and, on data with MET or a second jet, the flow at event level (:data:`EVENT_FLOW_REPRESENTATION`);
+#: ``jet-density``, the density at jet level next to the event-level one (data with MET), and ``image``, the
+#: convolutional autoencoder ``ae-image`` on jet images (in the default since 2026-11-30: docs/sensitivity.md)
 MEMBER_METHODS = {"density": DEFAULT_METHOD, "flow": "flow", "event-flow": "flow", "jet-density": DEFAULT_METHOD,
                   "image": "ae-image"}
-#: the members on data with MET or a second jet, and on data with neither (the event-level flow needs one of them:
-#: without MET it reads the two jets side by side, m_jj and the event shape)
-DEFAULT_MEMBERS = ("density", "flow", "event-flow")
-JET_LEVEL_MEMBERS = ("density", "flow")
+#: the members on data with MET (the event-level density, the jet flow, the event flow, the jet-level density and
+#: the jet-image autoencoder: on the sensitivity grid and on signals generated after the choice the five lift the
+#: lowest SVJ point and ttbar over the three flows/densities alone; docs/sensitivity.md), on data without MET but
+#: with a second jet (no jet-density: the density member is at jet level there), and on data with neither (the
+#: event-level flow needs MET or a second jet). Data without constituents leave ``image`` out (jet images need them)
+DEFAULT_MEMBERS = ("density", "flow", "event-flow", "jet-density", "image")
+NO_MET_MEMBERS = ("density", "flow", "event-flow", "image")
+JET_LEVEL_MEMBERS = ("density", "flow", "image")
 #: the event-level flow member: the two leading jets' 15 substructure observables (the flow member's,
 #: models.ae.HLF_COLUMNS, filled in by _member_config), the MET topology and the event shape; a missing second jet
 #: is flagged and marginalized (docs/methods/flow.md)
@@ -186,9 +190,11 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
                resume: bool = False, progress: bool = True, command: list[str] | None = None, executor=None,
                echo=print, members: tuple[str, ...] | list[str] | None = None) -> tuple[Path, dict[str, Any]]:
     """Train the recommended default on background ``data`` into run dir ``out``: each of ``members``
-    (None: :data:`DEFAULT_MEMBERS` on data with MET or a second jet — the :data:`DEFAULT_METHOD` density with the representation
-    the data allow, :func:`choose`, the ``flow`` density on 15 jet substructure observables, unconditional, and
-    the ``event-flow``, a flow on :data:`EVENT_FLOW_REPRESENTATION` — else :data:`JET_LEVEL_MEMBERS`) as a run
+    (None: :data:`DEFAULT_MEMBERS` on data with MET — the :data:`DEFAULT_METHOD` density with the representation
+    the data allow, :func:`choose`, the ``flow`` density on 15 jet substructure observables, unconditional,
+    the ``event-flow``, a flow on :data:`EVENT_FLOW_REPRESENTATION`, ``jet-density`` and ``image`` —,
+    :data:`NO_MET_MEMBERS` without MET but with a second jet, else :data:`JET_LEVEL_MEMBERS`; ``image`` only where
+    the jets have constituents) as a run
     in ``out/members/NAME``, combined at scoring by :data:`DEFAULT_COMBINE` of their calibrated scores
     (``darkshower score OUT``).
     ``--config`` sets the density member and ``jet-density`` (its data/seed/threads/device sections also the
@@ -241,10 +247,14 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
         choice = choose(inspected)
         event_info = bool(inspected["met"]) or inspected["two_jet_fraction"] > 0
         if members is None:  # the default: the event-level flow joins where the data have MET or a second jet
-            members = DEFAULT_MEMBERS if event_info else JET_LEVEL_MEMBERS
+            members = DEFAULT_MEMBERS if inspected["met"] else NO_MET_MEMBERS if event_info else JET_LEVEL_MEMBERS
             if not event_info:
                 choice["left_out"].append("the event-level flow member: it reads the MET topology and the second "
                                           "jet, and these data have neither")
+            if not inspected["constituents"]:
+                members = tuple(m for m in members if m != "image")
+                choice["left_out"].append("the image member (ae-image): jet images are built from the constituents, "
+                                          "and these jets have none")
         if "jet-density" in members and choice["level"] != "event":
             raise ConfigError(f"train auto --members {','.join(members)}: jet-density is the density at jet level "
                               f"next to the event-level one, and on {inspected['dataset']} (no MET) the density "

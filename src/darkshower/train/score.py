@@ -90,7 +90,7 @@ def _warn_untyped(rep, events, path) -> None:
     from darkshower.represent.config import OBS_JET_COLUMNS
 
     typed = [c for c in (rep.columns if rep.columns is not None else OBS_JET_COLUMNS) if typed_column(c)]
-    warned = ("untyped-warned", id(rep), str(path))
+    warned = ("untyped-warned", _WORKER.get("key"), str(path))
     if not typed or warned in _WORKER:
         return
     known = ("untyped", str(path))
@@ -111,7 +111,7 @@ def _note_stored(rep, events, path, trained_stored: bool | None) -> None:
     say so."""
     if rep.kind != "observables":
         return
-    key = ("stored-noted", id(rep), str(path))
+    key = ("stored-noted", _WORKER.get("key"), str(path))  # the run, not id(rep): ids are reused after GC
     if key in _WORKER:
         return
     import awkward as ak
