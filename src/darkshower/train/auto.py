@@ -162,8 +162,8 @@ def _merge(config: dict | None, rep: dict) -> dict:
 
 
 def _member_config(config: dict | None, member: str, rep: dict | None) -> dict:
-    """The density member (and the optional ``jet-density``, at jet level) takes the user's config (its
-    representation is chosen here); the flow members and the optional ``image`` only its shared sections
+    """The density member (and ``jet-density``, at jet level) takes the user's config (its
+    representation is chosen here); the flow members and ``image`` only its shared sections
     (:data:`SHARED_KEYS`), the event-level flow with :data:`EVENT_FLOW_REPRESENTATION`."""
     cfg = dict(config or {})
     if member == "density":
