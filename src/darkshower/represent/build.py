@@ -7,6 +7,7 @@ import numpy as np
 from darkshower.errors import DatasetError
 from darkshower.represent.common import jet_batch
 from darkshower.represent.config import (
+    OBS_EVENT_COLUMNS,
     OBS_JET_COLUMNS,
     ConstituentsConfig,
     EventImageConfig,
@@ -38,9 +39,7 @@ def build(config, events, source: str | None = None) -> dict:
 def _default_columns(cfg) -> list[str]:
     """The columns of a jet-level observables config without explicit ``columns`` (as :func:`_build` makes
     them): every jet observable, then the per-event ones with ``include_event``."""
-    from darkshower.represent.observables import EVENT_COLUMNS
-
-    return [*OBS_JET_COLUMNS, *(EVENT_COLUMNS if cfg.include_event else ())]
+    return [*OBS_JET_COLUMNS, *(OBS_EVENT_COLUMNS if cfg.include_event else ())]
 
 
 def _check_observables_available(cfg, events, source) -> None:
@@ -48,9 +47,7 @@ def _check_observables_available(cfg, events, source) -> None:
     observables give: one error naming them (instead of a column of zeros a model would train or score on)."""
     import awkward as ak
 
-    if not isinstance(cfg, ObservablesConfig) or len(events) == 0 or "jets" not in ak.fields(events):
-        return
-    if has_constituents(events) or not int(ak.sum(ak.num(events["jets"], axis=1))):
+    if not isinstance(cfg, ObservablesConfig) or not jets_without_constituents(events):
         return
     cols = list(cfg.columns) if cfg.columns is not None else _default_columns(cfg)
     gone = unavailable_without_constituents(cols + list(cfg.event_columns or []), events)
@@ -152,6 +149,16 @@ def has_constituents(events) -> bool:
     return int(ak.sum(ak.num(events["jets"]["constituents"], axis=2))) > 0
 
 
+def jets_without_constituents(events) -> bool | None:
+    """Whether the jets of ``events`` come without constituents (no jet has any: a format such as CMS TreeMaker);
+    None when the events have no jet to tell from (an empty sample, or one the jet selection emptied)."""
+    import awkward as ak
+
+    if len(events) == 0 or "jets" not in ak.fields(events) or not int(ak.sum(ak.num(events["jets"], axis=1))):
+        return None
+    return not has_constituents(events)
+
+
 def unavailable_without_constituents(columns, events) -> list[str]:
     """The observables ``columns`` (jet columns, ``j{i}_<column>`` slots or per-event columns) that jets without
     constituents cannot give: not the four-vector nor stored by the format (:mod:`darkshower.represent.stored`),
@@ -207,7 +214,6 @@ def adapt_to_data(config, events, source: str | None = None):
     (a warning says so) — at event level the MET columns on events without MET, at either level the
     charge-based columns (:data:`TYPED_COLUMNS`) on jets whose constituents have no particle types. Other
     configs come back unchanged."""
-    import awkward as ak
 
     from darkshower.represent.config import met_column
 
@@ -223,7 +229,7 @@ def adapt_to_data(config, events, source: str | None = None):
         if met:
             drop += met
             why.append(f"no MET (met_pt is 0 everywhere): {', '.join(dict.fromkeys(met))}")
-    if "jets" in ak.fields(events) and int(ak.sum(ak.num(events["jets"], axis=1))) and not has_constituents(events):
+    if jets_without_constituents(events):
         gone = list(dict.fromkeys(unavailable_without_constituents([*cols, *ev_cols], events)))
         if gone:
             drop += gone

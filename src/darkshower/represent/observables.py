@@ -25,12 +25,16 @@ docs/representations.md):
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
 from darkshower.represent import kernels as K
 from darkshower.represent.common import JetBatch, event_particles, jet_batch, wrap_phi
 from darkshower.represent.common import event_collection as _event_collection
+
+log = logging.getLogger(__name__)
 
 JET_COLUMNS = K.OBS_COLUMNS
 EVENT_COLUMNS = (
@@ -82,17 +86,13 @@ def fill_jets_without_constituents(arr: np.ndarray, data, batch: JetBatch, max_j
     new = set(replaced) - _WARNED
     if new:
         _WARNED.update(new)
-        import logging
-
-        logging.getLogger(__name__).warning(
+        log.warning(
             "jets without constituents: negative or non-finite stored values (producer placeholders such as CMS "
             "N2 = -99999) set to 0, the value darkshower gives an undefined observable: %s (in %d jets of this "
             "batch; said once per column and process)", ", ".join(f"{c} x{n}" for c, n in replaced.items()), len(rows))
     if len(rows) < batch.n_jets and "mixed" not in _WARNED:
         _WARNED.add("mixed")
-        import logging
-
-        logging.getLogger(__name__).warning(
+        log.warning(
             "%d of %d jets have no constituents (the others do): their observables come from the jet record and "
             "the stored fields, and every observable neither gives (c2, d2, the Lund and soft-drop counts, ...) is "
             "0 for them (said once per process)", len(rows), batch.n_jets)

@@ -58,11 +58,8 @@ def _score_chunk(task) -> tuple[int, pd.DataFrame]:
 
         if threads:
             torch.set_num_threads(threads)
-        method, rep, _, _ = load_run(run, which)
-        from darkshower.models.runs import read_run_json
-
-        stored = read_run_json(run).get("jets_without_constituents")
-        _WORKER.update(key=key, method=method, rep=rep, stored=stored)
+        method, rep, _, info = load_run(run, which)
+        _WORKER.update(key=key, method=method, rep=rep, stored=info.get("jets_without_constituents"))
     ds = open_dataset(path)
     events = ds.read_chunk(i)
     _warn_untyped(_WORKER["rep"], events, ds.path)
@@ -114,14 +111,12 @@ def _note_stored(rep, events, path, trained_stored: bool | None) -> None:
     key = ("stored-noted", _WORKER.get("key"), str(path))  # the run, not id(rep): ids are reused after GC
     if key in _WORKER:
         return
-    import awkward as ak
+    from darkshower.represent.build import jets_without_constituents
 
-    from darkshower.represent.build import has_constituents
-
-    if not len(events) or "jets" not in ak.fields(events) or not int(ak.sum(ak.num(events["jets"], axis=1))):
+    stored = jets_without_constituents(events)
+    if stored is None:
         return  # nothing to tell from (a chunk without jets): look at the next one
     _WORKER[key] = True
-    stored = not has_constituents(events)
     if stored and trained_stored is not True:
         log.warning("%s: the jets have no constituents: they are scored on their four-vector and the observables "
                     "the format stores (producer's definitions, docs/representations.md), while the run was trained "

@@ -22,7 +22,6 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import awkward as ak
 import numpy as np
 import yaml
 
@@ -121,16 +120,10 @@ def load_data(session: Session, progress: bool = True, executor=None):
 def _jets_without_constituents(path) -> bool | None:
     """Whether the jets of training dataset ``path`` (its first chunk) come without constituents, so that the
     observables are the format's stored values (represent/stored.py); None when it cannot be told."""
-    from darkshower.represent.build import has_constituents
+    from darkshower.represent.build import jets_without_constituents
 
-    try:
-        ds = open_dataset(path)
-        events = ds.read_chunk(0) if ds.chunks else None
-    except Exception:  # the run itself has read the data; this flag only informs scoring
-        return None
-    if events is None or not len(events) or "jets" not in events.fields or not int(ak.sum(ak.num(events.jets, axis=1))):
-        return None
-    return not has_constituents(events)
+    ds = open_dataset(path)  # the run has read it already: no new failure here
+    return jets_without_constituents(ds.read_chunk(0)) if ds.chunks else None
 
 
 def start_run(session: Session, data: TrainingData, write: bool = True):
