@@ -40,8 +40,35 @@ def _per_event(t: pd.DataFrame) -> pd.Series:
     return j.groupby(["dataset", "event_id"])["score"].max()  # NaN-skipping, as evaluate's max of two jets
 
 
-def main(argv=None) -> int:
+def auc_rows(s: pd.Series, bkg: str, signals: dict[str, str], sup: dict[str, float]) -> dict[str, dict]:
+    """AUC of each signal against the background in an event-score series indexed by (dataset, event_id), its
+    ratio to the supervised AUC and the counts; dataset paths compare resolved, NaN scores are left out."""
     from darkshower.evaluate.metrics import auc
+
+    level = s.index.get_level_values("dataset")
+    ds = level.map({v: str(Path(v).resolve()) for v in level.unique()}).to_numpy()
+    b = s[ds == str(Path(bkg).resolve())].to_numpy()
+    b = b[np.isfinite(b)]
+    row = {}
+    for name, path in signals.items():
+        x = s[ds == str(Path(path).resolve())].to_numpy()
+        x = x[np.isfinite(x)]
+        a = float(auc(x, b))
+        row[name] = {"auc": a, "ratio_to_supervised": a / sup[name] if name in sup else None, "n_signal": len(x),
+                     "n_background": len(b)}
+    return row
+
+
+def print_ratios(rows: dict[str, dict], signals) -> None:
+    """The ratio-to-supervised table of :func:`auc_rows` rows, one line per detector."""
+    width = max(len(k) for k in rows) + 2
+    print("ratio to the supervised AUC (AUC in the JSON)")
+    print(f"{'':{width}s}" + "".join(f"{n[:12]:>13s}" for n in signals))
+    for label, row in rows.items():
+        print(f"{label:{width}s}" + "".join(f"{row[n]['ratio_to_supervised'] or float('nan'):13.3f}" for n in signals))
+
+
+def main(argv=None) -> int:
     from darkshower.train.ensemble import COMBINATIONS, combine_tables
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,23 +93,8 @@ def main(argv=None) -> int:
         for rule in args.rules.split(","):
             c = combine_tables(tables, names, rule, n_val)
             scores[f"{rule}({combo}){' per jet' if jet_level else ''}"] = _per_event(c)
-    rows = {}
-    for label, s in scores.items():
-        ds = s.index.get_level_values("dataset")
-        b = s[ds == bkg].to_numpy()
-        b = b[np.isfinite(b)]
-        row = {}
-        for name, path in signals.items():
-            x = s[ds == path].to_numpy()
-            x = x[np.isfinite(x)]
-            a = float(auc(x, b))
-            row[name] = {"auc": a, "ratio_to_supervised": a / sup[name] if name in sup else None}
-        rows[label] = row
-    width = max(len(k) for k in rows) + 2
-    print("ratio to the supervised AUC (AUC in the JSON)")
-    print(f"{'':{width}s}" + "".join(f"{n[:12]:>13s}" for n in signals))
-    for label, row in rows.items():
-        print(f"{label:{width}s}" + "".join(f"{row[n]['ratio_to_supervised'] or float('nan'):13.3f}" for n in signals))
+    rows = {label: auc_rows(s, bkg, signals, sup) for label, s in scores.items()}
+    print_ratios(rows, signals)
     out = Path(args.out or REPO / "benchmarks" / "results" / f"{bench.name}_combinations.json")
     from darkshower.data.dataset import atomic_write_json
 

@@ -66,10 +66,9 @@ def strip_dataset(src: Path, dst: Path) -> Path:
 
 def main(argv=None) -> int:
     from darkshower.data.dataset import atomic_write_json
-    from darkshower.evaluate.metrics import auc
     from darkshower.train import score
     from darkshower.train.auto import train_auto
-    from sensitivity_combinations import _member, _per_event
+    from sensitivity_combinations import _member, _per_event, auc_rows, print_ratios
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bench", help="finished benchmark directory (data/, scores/auto.parquet, evaluation/metrics.json)")
@@ -99,29 +98,10 @@ def main(argv=None) -> int:
     stored = _per_event(_member(work, "auto")[0])
     full = _per_event(_member(bench, "auto")[0])
     info = json.loads((run / "run.json").read_text())
-    rows: dict[str, dict] = {}
-    for label, s, b_path, s_paths in (("auto, stored observables (no constituents)", stored, str(copies[bkg]),
-                                       {n: str(copies[p]) for n, p in signals.items()}),
-                                      ("auto, with constituents (the grid's run)", full, str(bkg),
-                                       {n: str(p) for n, p in signals.items()})):
-        level = s.index.get_level_values("dataset")
-        ds = level.map({v: str(Path(v).resolve()) for v in level.unique()}).to_numpy()
-        b_path, s_paths = str(Path(b_path).resolve()), {n: str(Path(p).resolve()) for n, p in s_paths.items()}
-        b = s[ds == b_path].to_numpy()
-        b = b[np.isfinite(b)]
-        row = {}
-        for name, path in s_paths.items():
-            x = s[ds == path].to_numpy()
-            x = x[np.isfinite(x)]
-            a = float(auc(x, b))
-            row[name] = {"auc": a, "ratio_to_supervised": a / sup[name] if name in sup else None, "n_signal": len(x),
-                         "n_background": len(b)}
-        rows[label] = row
-    width = max(len(k) for k in rows) + 2
-    print("ratio to the supervised AUC (AUC in the JSON)")
-    print(f"{'':{width}s}" + "".join(f"{n[:12]:>13s}" for n in signals))
-    for label, row in rows.items():
-        print(f"{label:{width}s}" + "".join(f"{row[n]['ratio_to_supervised'] or float('nan'):13.3f}" for n in signals))
+    rows = {"auto, stored observables (no constituents)": auc_rows(stored, copies[bkg], {n: copies[p] for n, p in
+                                                                                         signals.items()}, sup),
+            "auto, with constituents (the grid's run)": auc_rows(full, bkg, signals, sup)}
+    print_ratios(rows, signals)
     out = Path(args.out or REPO / "benchmarks" / "results" / f"{bench.name}_stored_observables.json")
     atomic_write_json(out, {
         "bench": str(bench), "command": "python " + " ".join(sys.argv), "supervised": sup, "rows": rows,
