@@ -33,10 +33,12 @@ def _member(bench: Path, name: str) -> tuple[pd.DataFrame, int | None]:
 
 
 def _per_event(t: pd.DataFrame) -> pd.Series:
-    """Event score of a per-sample table: the event-level score, or the max of the two leading jets."""
+    """Event score of a per-sample table: the event-level score, or the max of the two leading scored jets."""
+    from darkshower.train.scorefiles import jet_rank
+
     if (t["jet_idx"] < 0).all():
         return t.set_index(["dataset", "event_id"])["score"]
-    j = t[t["jet_idx"].isin([0, 1])]
+    j = t[jet_rank(t) < 2]
     return j.groupby(["dataset", "event_id"])["score"].max()  # NaN-skipping, as evaluate's max of two jets
 
 

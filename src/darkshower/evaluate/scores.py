@@ -95,11 +95,13 @@ def _read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
 
 
 def _events_from_jets(jets: pd.DataFrame, col: str = "score") -> pd.DataFrame:
-    """score_lead = jet 0 (or the event score), score_max2 = max over jets 0 and 1 (of column ``col``;
-    with ``score``, also ``score_decor_*`` when the jets have ``score_decor``)."""
-    ev_level = jets["jet_idx"] < 0
-    lead = jets[(jets["jet_idx"] == 0) | ev_level].groupby(["dataset", "event_id"], sort=False)[col].max()
-    max2 = jets[(jets["jet_idx"] < 2)].groupby(["dataset", "event_id"], sort=False)[col].max()
+    """score_lead = the leading scored jet (or the event score), score_max2 = max over the two leading scored
+    jets (of column ``col``; with ``score``, also ``score_decor_*`` when the jets have ``score_decor``)."""
+    from darkshower.train.scorefiles import jet_rank
+
+    rank = jet_rank(jets)
+    lead = jets[rank == 0].groupby(["dataset", "event_id"], sort=False)[col].max()
+    max2 = jets[rank < 2].groupby(["dataset", "event_id"], sort=False)[col].max()
     out = pd.DataFrame({"score_max2": max2})
     out["score_lead"] = lead.reindex(out.index)
     out = out.reset_index()

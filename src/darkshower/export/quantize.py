@@ -29,17 +29,20 @@ __all__ = ["export_int8"]
 REPORT = "export_int8.json"
 
 
-def _samples(rep, datasets, limit: int) -> dict:
-    """Model inputs (numpy, by input name) of up to ``limit`` samples of the datasets, plus ``nonfinite``."""
+def _samples(rep, datasets, limit: int, window=None) -> dict:
+    """Model inputs (numpy, by input name) of up to ``limit`` samples of the datasets, plus ``nonfinite``;
+    ``window``: the run's data config, whose jet window is applied as in training."""
     from darkshower.data.dataset import open_dataset
     from darkshower.represent.build import build
     from darkshower.represent.store import concat, nonfinite_rows, store_from_rep, store_len, take, to_torch
+    from darkshower.train.data import select_jets
 
     parts, n = [], 0
     for d in datasets:
         ds = d if hasattr(d, "read_chunk") else open_dataset(d)
         for i in range(len(ds.chunks)):
-            s = store_from_rep(build(rep, ds.read_chunk(i), f"{ds.path} (chunk {i})"), 0.0)
+            events = ds.read_chunk(i) if window is None else select_jets(ds.read_chunk(i), window)
+            s = store_from_rep(build(rep, events, f"{ds.path} (chunk {i})"), 0.0)
             if "graphs" in s:
                 raise ExportError("int8 export of graph models (Lund graphs) is not supported")
             parts.append(s)
@@ -111,6 +114,9 @@ def export_int8(run, out, signal=None, background=None, calibration=None, mode: 
 
     require_model(run, info, "quantized")
     rep = parse_representation(info["representation"])
+    from darkshower.models.runs import read_run_config
+
+    window = read_run_config(run).data
     out = Path(out)
     if out.is_dir():
         raise ExportError(f"--out {out}: is a directory; give a file name such as {out / 'model.int8.onnx'}")
@@ -123,7 +129,7 @@ def export_int8(run, out, signal=None, background=None, calibration=None, mode: 
             calib_ds = [calibration] if calibration is not None else [d["path"] for d in info.get("data", [])]
             if not calib_ds:
                 raise ExportError(f"{run}/run.json names no training data; pass --calibration DATASET")
-            calib = _samples(rep, calib_ds, n_calibration)
+            calib = _samples(rep, calib_ds, n_calibration, window)
             fsess = ort.InferenceSession(str(fp), providers=["CPUExecutionProvider"])
             feeds = _feeds(fsess, calib)
             n = len(next(iter(feeds.values())))
@@ -153,7 +159,7 @@ def export_int8(run, out, signal=None, background=None, calibration=None, mode: 
             {"calibration": calibration if calibration is not None else info["data"][0]["path"]}
         scores = {}
         for key, ds in eval_sets.items():
-            s = _samples(rep, [ds], n_eval)
+            s = _samples(rep, [ds], n_eval, window)
             f_feeds = _feeds(fsess, s)
             f = fsess.run(None, f_feeds)[0].reshape(-1).astype(np.float64)
             q = qsess.run(None, _feeds(qsess, s))[0].reshape(-1).astype(np.float64)

@@ -183,13 +183,15 @@ def score_remote(run, datasets, out, server: str, model: str | None = None, vers
     run's directory name): the same two score files. Representations are built here from the run's config."""
     from darkshower.data.dataset import acquire_lock, open_dataset
     from darkshower.data.fingerprint import dataset_fingerprint
-    from darkshower.models.runs import read_run_json, require_model
+    from darkshower.models.runs import read_run_config, read_run_json, require_model
     from darkshower.progress import progress as _progress
+    from darkshower.train.data import dataset_jet_idx, select_jets_indexed
     from darkshower.train.score import check_score_output, eff_b, read_val_scores, write_score_files
 
     run = Path(run)
     info = read_run_json(run)
     require_model(run, info, "scored on a server")
+    window = read_run_config(run).data  # the run's jet window, applied as in training and local scoring
     model = model or run.resolve().name
     out = check_score_output(out)
     if isinstance(datasets, (str, os.PathLike)) or hasattr(datasets, "read_chunk"):
@@ -212,11 +214,13 @@ def score_remote(run, datasets, out, server: str, model: str | None = None, vers
                 for ds in dss:
                     fingerprints[str(ds.path.resolve())] = dataset_fingerprint(ds)
                     for i in range(len(ds.chunks)):
+                        events, index = select_jets_indexed(ds.read_chunk(i), window)
                         try:
-                            df = scorer.score(ds.read_chunk(i), f"{ds.path} (chunk {i})")
+                            df = scorer.score(events, f"{ds.path} (chunk {i})")
                         except (KeyError, ValueError) as exc:
                             raise DatasetError(f"{ds.path}: cannot build representation '{scorer.rep.kind}' for "
                                                f"scoring: {exc}") from None
+                        df = dataset_jet_idx(df, events, index)
                         df.insert(0, "dataset", str(ds.path.resolve()))
                         parts.append(df)
                         bar.update(1)

@@ -8,8 +8,10 @@ OUT (per jet or, for event-level methods, per event with ``jet_idx = -1``):
     RUN/val_decor.npz, written at the end of training) also eff_b_decor (the fraction of the validation background *in the same bin of
     jet pT and mass* — MT and leading-jet mass for event-level runs — scored above: the conditional
     efficiency, interpolated; darkshower.models.decorrelate) and score_decor = -log10(eff_b_decor)
+    jet_idx numbers the jets as the dataset does; a run trained with a jet window (data.jet_pt_min/max,
+    jet_mass_min/max) scores only the jets inside it, its ``max_jets`` leading ones there, as in training.
 OUT with suffix ``.events.parquet`` (per event):
-    dataset, event_id, score_lead (leading jet), score_max2 (max of the two leading jets); with
+    dataset, event_id, score_lead (leading scored jet), score_max2 (max of the two leading scored jets); with
     decorrelation also score_decor_lead, score_decor_max2 (the same from score_decor)
 Both carry the parquet metadata key ``darkshower`` (JSON: method, run, model, representation, and
 ``datasets``: each scored dataset's content fingerprint, see darkshower.data.fingerprint).
@@ -29,6 +31,7 @@ from darkshower.data.dataset import open_dataset
 from darkshower.data.fingerprint import dataset_fingerprint
 from darkshower.errors import ConfigError, DatasetError
 from darkshower.models.inference import score_arrays
+from darkshower.train.data import dataset_jet_idx, select_jets_indexed
 from darkshower.train.scorefiles import (  # noqa: F401 (re-exported: score's public helpers)
     VAL_SCORES,
     check_score_output,
@@ -58,10 +61,11 @@ def _score_chunk(task) -> tuple[int, pd.DataFrame]:
 
         if threads:
             torch.set_num_threads(threads)
-        method, rep, _, info = load_run(run, which)
-        _WORKER.update(key=key, method=method, rep=rep, stored=info.get("jets_without_constituents"))
+        method, rep, cfg, info = load_run(run, which)
+        _WORKER.update(key=key, method=method, rep=rep, data=cfg.data, stored=info.get("jets_without_constituents"))
     ds = open_dataset(path)
-    events = ds.read_chunk(i)
+    # the run's jet window, as in training: the model sees the jets it was trained on, ranked inside the window
+    events, index = select_jets_indexed(ds.read_chunk(i), _WORKER["data"])
     _warn_untyped(_WORKER["rep"], events, ds.path)
     _note_stored(_WORKER["rep"], events, ds.path, _WORKER.get("stored"))
     try:
@@ -73,6 +77,7 @@ def _score_chunk(task) -> tuple[int, pd.DataFrame]:
 
         t = pd.DataFrame(decor_table(events, decor_level)).drop_duplicates(["event_id", "jet_idx"])
         df = df.merge(t.rename(columns={v: f"_decor_{v}" for v in VARIABLES}), on=["event_id", "jet_idx"], how="left")
+    df = dataset_jet_idx(df, events, index)
     df.insert(0, "dataset", str(ds.path.resolve()))
     return order, df
 
@@ -226,8 +231,8 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
 
         if threads:
             torch.set_num_threads(threads)
-        method, rep, _, info = load_run(run, which)
-        _WORKER.update(key=(str(Path(run)), which), method=method, rep=rep,
+        method, rep, cfg, info = load_run(run, which)
+        _WORKER.update(key=(str(Path(run)), which), method=method, rep=rep, data=cfg.data,
                        stored=info.get("jets_without_constituents"))
     else:  # keep torch out of the parent so that workers can be forked (fast start)
         from darkshower.models.runs import read_run_json

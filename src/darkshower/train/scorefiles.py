@@ -51,9 +51,15 @@ def events_path(out: str | os.PathLike) -> Path:
     return out.with_name(name + ".events.parquet")
 
 
+def jet_rank(jets: pd.DataFrame) -> np.ndarray:
+    """Each jet row's rank among its event's scored jets (0: the leading one). It equals ``jet_idx`` but for
+    a run with a jet window, whose leading jet inside the window need not be the event's first jet."""
+    return jets.groupby(["dataset", "event_id"], sort=False)["jet_idx"].rank(method="first").to_numpy(np.int64) - 1
+
+
 def event_table(jets: pd.DataFrame) -> pd.DataFrame:
-    """Per-event scores from per-jet scores: leading jet and max of the two leading jets (also of
-    ``score_decor`` when the table has it: ``score_decor_lead``, ``score_decor_max2``)."""
+    """Per-event scores from per-jet scores: leading scored jet and max of the two leading scored jets (also
+    of ``score_decor`` when the table has it: ``score_decor_lead``, ``score_decor_max2``)."""
     cols = [c for c in ("score", "score_decor") if c in jets.columns]
     if (jets["jet_idx"] < 0).all():
         ev = jets[["dataset", "event_id", *cols]].copy()
@@ -62,10 +68,11 @@ def event_table(jets: pd.DataFrame) -> pd.DataFrame:
             ev[f"{c}_max2"] = ev[c]
         return ev.drop(columns=cols)
     keys = ["dataset", "event_id"]
+    rank = jet_rank(jets)
     parts = []
     for c in cols:
-        parts.append(jets[jets.jet_idx == 0].set_index(keys)[c].rename(f"{c}_lead"))
-        parts.append(jets[jets.jet_idx < 2].groupby(keys)[c].max().rename(f"{c}_max2"))
+        parts.append(jets[rank == 0].set_index(keys)[c].rename(f"{c}_lead"))
+        parts.append(jets[rank < 2].groupby(keys)[c].max().rename(f"{c}_max2"))
     return pd.concat(parts, axis=1).reset_index()
 
 
@@ -103,8 +110,8 @@ _FORMULA = {"mean": "1 - mean eff_b", "fisher": "-sum ln max(eff_b, 0.5/n_val)",
 
 def event_level(t: pd.DataFrame) -> pd.DataFrame:
     """A jet-level member as an event-level one: per event, ``eff_b`` = ``1 - (1 - min eff_b)^k`` over its two
-    leading jets (``k`` of them scored), NaN when one of them has no finite score (``nonfinite_input`` kept)."""
-    j = t[t["jet_idx"].isin([0, 1])]
+    leading scored jets (``k`` of them), NaN when one of them has no finite score (``nonfinite_input`` kept)."""
+    j = t[jet_rank(t) < 2]
     eff = j["eff_b"].astype(np.float64)
     nonfinite = (j["nonfinite_input"].astype(bool) if "nonfinite_input" in j.columns
                  else pd.Series(False, index=j.index))
