@@ -88,8 +88,8 @@ def test_resume_to_three_trials_then_best_yaml_trains(qcd_ds, tmp_path, capsys):
 
 
 def test_interrupted_trials_are_retried(qcd_ds, tmp_path, monkeypatch):
-    """A trial interrupted mid-way (Ctrl-C; or a killed process, which leaves it 'running') is failed, its half
-    run removed, and its parameters are the next trial's; only finished trials count."""
+    """A trial interrupted mid-way (Ctrl-C; or a killed process, which leaves it 'running') is failed and its
+    parameters are the next trial's (a half run without a checkpoint is removed); only finished trials count."""
     import darkshower.train.trainer as trainer
     from darkshower.train.tune import STUDY_NAME
 
@@ -106,10 +106,12 @@ def test_interrupted_trials_are_retried(qcd_ds, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         tune("gmm", qcd_ds, out, 2, space=GMM_SPACE, progress=False)
     monkeypatch.setattr(trainer, "train", real)
-    assert _states(out) == [(0, "FAIL"), (1, "WAITING")] and not calls[0].exists()
+    # the run had finished (it has a checkpoint), so it is kept for the retry to continue
+    assert _states(out) == [(0, "FAIL"), (1, "WAITING")] and (calls[0] / "checkpoint.pt").is_file()
     assert tune("gmm", qcd_ds, out, 2, space=GMM_SPACE, progress=False).n_complete == 2
     trials = _study(out).trials
     assert trials[1].params == trials[0].params and trials[1].user_attrs["retry_of"] == 0
+    assert not calls[0].exists() and (out / "trials" / "0001" / "model_best.pt").exists()
     assert _rows(out)[0]["error"] == "interrupted"
 
     # a killed process leaves its trial RUNNING with a half run directory
@@ -127,6 +129,49 @@ def test_interrupted_trials_are_retried(qcd_ds, tmp_path, monkeypatch):
     assert res.n_complete == 3 and trials[t.number].state.name == "FAIL"
     assert trials[t.number + 1].params == trials[t.number].params and trials[t.number + 1].state.name == "COMPLETE"
     assert (out / "trials" / f"{t.number + 1:04d}" / "model_best.pt").exists() and not half.exists()
+
+
+def test_interrupted_trial_continues_its_run(qcd_ds, tmp_path, monkeypatch):
+    """A trial interrupted after an epoch has finished keeps its run; the retry continues it from the last
+    checkpoint (1 epoch left of 2) and reaches what an uninterrupted trial reaches."""
+    import darkshower.train.trainer as trainer
+    from darkshower.train.callbacks import Callback
+
+    class StopAfterFirstEpoch(Callback):  # Ctrl-C as the second epoch starts (the first is checkpointed)
+        def on_epoch_start(self, loop, epoch):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    real = trainer.train
+    epochs_trained = []
+
+    def interrupted(*a, **k):
+        k["callbacks"] = [*(k.get("callbacks") or []), StopAfterFirstEpoch()]
+        real(*a, **k)
+
+    def counting(*a, **k):
+        epochs_trained.append(k.get("resume"))
+        return real(*a, **k)
+
+    out = tmp_path / "tune"
+    monkeypatch.setattr(trainer, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tune("ae-hlf", qcd_ds, out, 1, epochs=2, progress=False)
+    assert _states(out) == [(0, "FAIL"), (1, "WAITING")]
+    half = out / "trials" / "0000"
+    assert (half / "checkpoint.pt").is_file()  # kept: one epoch of two is trained
+    assert [r["epoch"] for r in json.loads((half / "metrics.json").read_text())] == [1]
+    monkeypatch.setattr(trainer, "train", counting)
+    res = tune("ae-hlf", qcd_ds, out, 1, epochs=2, progress=False)
+    assert res.n_complete == 1 and epochs_trained == [True] and not half.exists()
+    trials = _study(out).trials
+    assert trials[1].user_attrs["retry_of"] == 0 and trials[1].user_attrs["resume_from"] == "0000"
+    run = out / "trials" / "0001"
+    assert json.loads((run / "run.json").read_text())["epochs_done"] == 2 and (run / "cache").is_symlink()
+    assert [r["epoch"] for r in json.loads((run / "metrics.json").read_text())] == [1, 2]
+    # the same as one uninterrupted trial with the same parameters (the default config, trial 0 of a new study)
+    ref = tune("ae-hlf", qcd_ds, tmp_path / "ref", 1, epochs=2, progress=False)
+    assert res.best_value == pytest.approx(ref.best_value, rel=1e-9)
 
 
 @pytest.mark.parametrize("space, needle", [
@@ -243,6 +288,32 @@ def test_pruning_reports_best_so_far_and_stops_the_loop():
         cb.on_epoch_end(loop, epoch, {"selection_value": v})
     assert Trial.reports == [(0, 3.0), (1, 1.0), (2, 1.0)]
     assert cb.pruned and "trial 7 pruned at epoch 3" in loop.stopped
+
+
+def test_pruning_replays_the_epochs_of_a_continued_run(tmp_path):
+    """The retry of an interrupted trial reports the epochs its run already trained (metrics.json counts from 1),
+    then the new ones, each step once, so the median rule sees the whole run."""
+    from darkshower.train.tune import _Report
+
+    class Trial:
+        number = 3
+
+        def __init__(self):
+            self.reports = []
+
+        def report(self, v, step):
+            self.reports.append((step, v))
+
+        def should_prune(self):
+            return False
+
+    (tmp_path / "metrics.json").write_text(json.dumps([{"epoch": 1, "selection_value": 4.0},
+                                                       {"epoch": 2, "selection_value": 5.0}]))
+    trial = Trial()
+    cb = _Report(trial)
+    cb.replay(tmp_path)
+    cb.on_epoch_end(None, 2, {"selection_value": 2.0})
+    assert trial.reports == [(0, 4.0), (1, 4.0), (2, 2.0)]
 
 
 def test_a_study_continued_after_timeout_proposes_the_same_trials(qcd_ds, tmp_path, monkeypatch):

@@ -16,8 +16,9 @@ DIR/
   best.yaml     the best trial's training config: ``darkshower train METHOD --config DIR/best.yaml ...``
 
 Rerunning the same command continues until N trials are finished (complete, or pruned with ``prune``);
-a trial interrupted mid-way (Ctrl-C, a killed process) is marked failed, its half run directory removed
-and its parameters tried again first. A trial whose training diverges (non-finite loss) is a failed trial
+a trial interrupted mid-way (Ctrl-C, a killed process) is marked failed and its parameters are tried again
+first: the retry continues the interrupted run from its last checkpoint (the trainer's resume: the same
+batches, so the same result as an uninterrupted trial), or starts it again when no epoch had finished. A trial whose training diverges (non-finite loss) is a failed trial
 and does not count. Changing the method, search space, data, epochs, seed or base config on a rerun is an
 error. The first trial of a new study is the method's default config when every default lies in the space,
 so the best trial is never worse than the default on the objective.
@@ -335,12 +336,33 @@ class _Report(Callback):
         self.trial = trial
         self.best = math.inf
         self.pruned = False
+        self.reported: set[int] = set()
+
+    def replay(self, run: Path) -> None:
+        """Report the epochs an interrupted run already trained (its metrics.json), before it continues."""
+        try:
+            rows = json.loads((run / "metrics.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return
+        for row in sorted((r for r in rows if isinstance(r.get("epoch"), int)), key=lambda r: r["epoch"]):
+            v = float(row.get("selection_value", math.nan))
+            epoch = row["epoch"] - 1  # metrics.json counts epochs from 1, the callbacks from 0
+            if math.isfinite(v):
+                self.best = min(self.best, v)
+            if math.isfinite(self.best) and epoch not in self.reported:
+                self.trial.report(self.best, epoch)
+                self.reported.add(epoch)
+
+    def reset(self) -> None:
+        self.best = math.inf
 
     def on_epoch_end(self, loop, epoch, row):
         v = float(row.get("selection_value", math.nan))
         if math.isfinite(v):
             self.best = min(self.best, v)
-            self.trial.report(self.best, epoch)
+            if epoch not in self.reported:  # optuna keeps the first report of a step
+                self.trial.report(self.best, epoch)
+                self.reported.add(epoch)
         if math.isfinite(self.best) and self.trial.should_prune():
             self.pruned = True
             loop.stop(f"trial {self.trial.number} pruned at epoch {epoch + 1} (median rule)")
@@ -368,17 +390,21 @@ def _trial_dir(out: Path, number: int) -> Path:
 
 
 def _retry(study, trial_number: int, params: dict, run: Path, reason: str, trial=None) -> None:
-    """An interrupted trial: failed in the study, its half run directory removed, its parameters queued again."""
+    """An interrupted trial: failed in the study and its parameters queued again. A run that finished an epoch
+    (it has a checkpoint) is kept and continues in the retry (``resume_from``); a half run without one is removed."""
     from optuna.trial import TrialState
 
+    resumable = (run / "checkpoint.pt").is_file() and (run / "run.json").is_file()
     if trial is not None:
         trial.set_user_attr("error", reason)
     study.tell(trial_number, state=TrialState.FAIL)
-    shutil.rmtree(run, ignore_errors=True)
+    if not resumable:
+        shutil.rmtree(run, ignore_errors=True)
     if params:
-        study.enqueue_trial(params, user_attrs={"retry_of": trial_number})
-    log.warning("trial %d was interrupted (%s): its run directory is removed and its parameters are tried again",
-                trial_number, reason)
+        study.enqueue_trial(params, user_attrs={"retry_of": trial_number,
+                                                **({"resume_from": run.name} if resumable else {})})
+    log.warning("trial %d was interrupted (%s): its parameters are tried again, %s", trial_number, reason,
+                "continuing its run from the last checkpoint" if resumable else "from scratch (no epoch had finished)")
 
 
 def _identity(method, specs, data_refs, val_refs, cfg: dict) -> dict:
@@ -449,6 +475,46 @@ def _link_cache(out: Path, run: Path) -> None:
         os.symlink(os.path.join("..", "..", "cache"), run / "cache", target_is_directory=True)
     except OSError as exc:  # e.g. a file system without symbolic links: each trial builds its own cache
         log.debug("no shared cache for %s (%s)", run, exc)
+
+
+def _fresh_run(out: Path, run: Path, cfg: dict) -> None:
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True)
+    if cfg.get("data", {}).get("cache", True):
+        _link_cache(out, run)
+
+
+def _take_over(out: Path, resume_from: str | None, run: Path) -> bool:
+    """Move an interrupted trial's run (``trials/<resume_from>``, with a checkpoint) to ``run``; False when
+    there is none to continue."""
+    if not resume_from:
+        return False
+    old = out / "trials" / str(resume_from)
+    if old == run or not (old / "checkpoint.pt").is_file():
+        return False
+    os.replace(old, run)  # same parent: its relative cache link stays valid
+    return True
+
+
+def _train_trial(train, method, data_paths, val_paths, run: Path, cfg: dict, resumed: bool, report, out: Path,
+                 progress: bool, command: list[str]) -> tuple[float, dict]:
+    """Train one trial (continuing its run when ``resumed``; a run that cannot be continued starts again) and
+    return its selection value and run.json."""
+    if resumed:
+        if report is not None:
+            report.replay(run)
+        try:
+            train(method, data_paths, run, val=val_paths, config=cfg, resume=True, progress=progress, command=command,
+                  callbacks=[report] if report is not None else None)
+            return selection_value(run)
+        except RunError as exc:  # e.g. a corrupt checkpoint: the trial's parameters are trained from scratch
+            log.warning("%s: cannot continue the interrupted run (%s); training the trial from scratch", run, exc)
+            _fresh_run(out, run, cfg)
+            if report is not None:
+                report.reset()
+    train(method, data_paths, run, val=val_paths, config=cfg, progress=progress, command=command,
+          callbacks=[report] if report is not None else None)
+    return selection_value(run)
 
 
 def tune(method: str, data, out, n_trials: int, val=None, config=None, epochs: int | None = None,
@@ -579,18 +645,19 @@ def _optimize(optuna, study, out: Path, method: str, data_paths, val_paths, spec
             params = {k: spec.suggest(trial, k) for k, spec in specs.items()}
             run = _trial_dir(out, trial.number)
             shutil.rmtree(run, ignore_errors=True)
-            run.mkdir(parents=True)
             trial.set_user_attr("run", str(run.relative_to(out)))
             cfg = _trial_config(base, specs, trial.params)
-            if cfg.get("data", {}).get("cache", True):
-                _link_cache(out, run)
             report = _Report(trial) if prune else None
-            log.info("tune %s trial %d: %s", method, trial.number, json.dumps(params))
+            # the retry of an interrupted trial continues its run (same parameters, config and seed)
+            resumed = _take_over(out, trial.user_attrs.get("resume_from"), run)
+            if not resumed:
+                _fresh_run(out, run, cfg)
+            log.info("tune %s trial %d: %s%s", method, trial.number, json.dumps(params),
+                     f" (continuing trial {trial.user_attrs.get('retry_of')}'s run)" if resumed else "")
             try:
-                train(method, data_paths, run, val=val_paths, config=cfg, progress=progress,
-                      command=[*(command or ["darkshower.train.tune.tune"]), f"(trial {trial.number})"],
-                      callbacks=[report] if report is not None else None)
-                value, info = selection_value(run)
+                value, info = _train_trial(train, method, data_paths, val_paths, run, cfg, resumed, report, out,
+                                           progress, [*(command or ["darkshower.train.tune.tune"]),
+                                                      f"(trial {trial.number})"])
             except TrainingError as exc:  # diverged: a result of these parameters, not a reason to stop
                 trial.set_user_attr("error", str(exc))
                 study.tell(trial, state=TrialState.FAIL)
