@@ -2,14 +2,15 @@
 
 Reads ``BENCH/scores/NAME.parquet`` of the given methods and combines their calibrated scores (``eff_b``) with
 :func:`darkshower.train.ensemble.combine_tables` — ``mean`` (rank average), ``fisher`` (-sum ln eff_b) or ``min``
-— per event (jet-level members enter with the calibrated max of their two leading jets) and, when every member
+— per event (jet-level members enter with one calibrated value from their two leading jets, by ``--jets``:
+``min`` the calibrated max, ``fisher`` Fisher's method over the two, as ``train auto``) and, when every member
 is jet level, per jet (the event score then is the max of the two leading jets, as for any jet-level method).
 Prints and writes the AUC of each member and combination against the benchmark's background sample, and its
 ratio to the supervised reference of ``BENCH/evaluation/metrics.json``. No training, no labels in the
 combination; the signals only enter the AUC.
 
     python benchmarks/sensitivity_combinations.py runs/sensitivity --members gmm-event,flow,gmm \
-        --combos gmm-event+flow,gmm+flow,gmm-event+gmm,gmm-event+gmm+flow [--out JSON]
+        --combos gmm-event+flow,gmm+flow,gmm-event+gmm,gmm-event+gmm+flow [--jets min|fisher] [--out JSON]
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ def main(argv=None) -> int:
     ap.add_argument("--members", required=True, help="comma list of scored method names (BENCH/scores/NAME.parquet)")
     ap.add_argument("--combos", required=True, help="comma list of A+B[+C] combinations of members")
     ap.add_argument("--rules", default="fisher,mean,min", help=f"combination rules, of {','.join(COMBINATIONS)}")
+    ap.add_argument("--jets", default="min", choices=("min", "fisher"),
+                    help="how jet-level members enter per event when levels mix (darkshower.train.ensemble JET_RULES; "
+                         "min: as in the JSONs written before 2026-11-30's fourth session; train auto now uses fisher)")
     ap.add_argument("--out", default=None, help="JSON output (default benchmarks/results/<bench>_combinations.json)")
     args = ap.parse_args(argv)
     bench = Path(args.bench)
@@ -93,7 +97,7 @@ def main(argv=None) -> int:
         n_val = [members[n][1] for n in names]
         jet_level = all(not (t["jet_idx"] < 0).all() for t in tables)
         for rule in args.rules.split(","):
-            c = combine_tables(tables, names, rule, n_val)
+            c = combine_tables(tables, names, rule, n_val, args.jets)
             scores[f"{rule}({combo}){' per jet' if jet_level else ''}"] = _per_event(c)
     rows = {label: auc_rows(s, bkg, signals, sup) for label, s in scores.items()}
     print_ratios(rows, signals)

@@ -135,6 +135,39 @@ def test_fisher_min_and_mixed_levels_by_hand():
     assert np.isnan(mixed.score[2:]).all()  # event 3: a non-finite jet; event 4: no jets scored
 
 
+def test_fisher_jet_rule_by_hand():
+    """jets="fisher": x = -ln e0 - ln e1, eff_b = exp(-x) (1 + x) for two jets, e0 for one (zeros floored)."""
+    j = _table("d", [1, 1, 1, 2, 3, 3, 4, 4], [0, 1, 2, 0, 0, 1, 1, 2], [0.5, 0.1, 0.0, 0.2, 0.3, np.nan, 0.0, 0.4],
+               [False] * 5 + [True, False, False])
+    e = event_level(j, "fisher", floor=0.001)
+    x1 = -np.log(0.5 * 0.1)
+    x4 = -np.log(0.001 * 0.4)  # event 4: its two scored jets (a window dropped jet 0); the 0 floored
+    np.testing.assert_allclose(e.eff_b[[0, 1, 3]], [np.exp(-x1) * (1 + x1), 0.2, np.exp(-x4) * (1 + x4)])
+    assert np.isnan(e.eff_b[2]) and e.nonfinite_input.tolist() == [False, False, True, False]
+    # calibrated for independent uniform jets: P(eff_b <= a) = a (checked by sampling)
+    rng = np.random.default_rng(3)
+    n = 200_000
+    u = _table("d", np.repeat(np.arange(n), 2), np.tile([0, 1], n), rng.uniform(size=2 * n))
+    eff = event_level(u, "fisher", floor=1e-12).eff_b.to_numpy()
+    for a in (0.01, 0.1, 0.5):
+        assert abs(np.mean(eff <= a) - a) < 4 * np.sqrt(a * (1 - a) / n)
+    # an event with both jets moderately rare ranks above one with a single rarer jet (min ranks them reversed)
+    pair = _table("d", [1, 1, 2, 2], [0, 1, 0, 1], [0.02, 0.02, 0.005, 0.9])
+    f, m = event_level(pair, "fisher", 1e-6).eff_b.to_numpy(), event_level(pair, "min").eff_b.to_numpy()
+    assert f[0] < f[1] and m[0] > m[1]
+    with pytest.raises(ConfigError, match="choose one of min, fisher"):
+        event_level(pair, "mean")
+    # train auto runs record their rule; runs written before the key existed were calibrated with min
+    from darkshower.train.scorefiles import run_jet_rule
+
+    assert run_jet_rule({"jets": "fisher"}) == "fisher" and run_jet_rule({"combine": "fisher"}) == "min"
+    ev = _table("d", [1, 2, 4], [-1, -1, -1], [0.05, 0.5, 0.3])
+    mixed = combine_tables([ev, j], ["ev", "jet"], "fisher", n_val=[1000, 1000], jets="fisher")
+    x4 = -np.log(0.0005 * 0.4)  # the member's floor 0.5 / n_val
+    np.testing.assert_allclose(mixed.score[[0, 1]], [-np.log(0.05 * np.exp(-x1) * (1 + x1)), -np.log(0.5 * 0.2)])
+    np.testing.assert_allclose(mixed.score[3], -np.log(0.3 * np.exp(-x4) * (1 + x4)))
+
+
 def test_ensemble_command(qcd_ds, svj_ds, tmp_path, capsys):
     ae = train("ae-hlf", qcd_ds, tmp_path / "ae", config=FAST, epochs=2, progress=False)
     gmm = train("gmm", qcd_ds, tmp_path / "gmm", config={"threads": 1, "model": {"components": [1, 2]}},

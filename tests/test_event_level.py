@@ -225,9 +225,9 @@ def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, svj
 
 
 def test_auto_run_scores_by_fishers_method_of_its_members(qcd_ds, svj_ds, tmp_path):
-    """score on a train auto run = -sum ln eff_b of its members, the jet-level flow entering with the calibrated
-    max of the two leading jets, the event-level flow with its event's; the density alone (--members density)
-    scores as its own run."""
+    """score on a train auto run = -sum ln eff_b of its members, the jet-level flow entering with Fisher's method
+    over its two leading jets (run.json jets: fisher), the event-level flow with its event's; the density alone
+    (--members density) scores as its own run."""
     from darkshower.models.runs import load_run
     from darkshower.train import score
     from darkshower.train.auto import train_auto
@@ -242,12 +242,14 @@ def test_auto_run_scores_by_fishers_method_of_its_members(qcd_ds, svj_ds, tmp_pa
     t, td, tf, te = pd.read_parquet(out), pd.read_parquet(d), pd.read_parquet(f), pd.read_parquet(e)
     assert (te.jet_idx == -1).all()
     assert (t.jet_idx == -1).all() and len(t) == len(td)
+    assert json.loads((run / "run.json").read_text())["jets"] == "fisher"
+    n_val = {k: len(np.load(run / "members" / k / "val_scores.npy")) for k in ("density", "flow", "event-flow")}
     tf = tf[tf.jet_idx.isin([0, 1])]
-    g = tf.groupby(["dataset", "event_id"])["eff_b"]
-    flow_ev = (1 - (1 - g.min()) ** g.count()).rename("f")
+    x = (-np.log(np.maximum(tf["eff_b"], 0.5 / n_val["flow"]))).groupby([tf["dataset"], tf["event_id"]]).sum()
+    k = tf.groupby(["dataset", "event_id"])["eff_b"].count()
+    flow_ev = (np.exp(-x) * np.where(k == 2, 1 + x, 1)).rename("f")
     m = td.set_index(["dataset", "event_id"])[["eff_b"]].join(flow_ev, how="left")
     m = m.join(te.set_index(["dataset", "event_id"])["eff_b"].rename("e"), how="left")
-    n_val = {k: len(np.load(run / "members" / k / "val_scores.npy")) for k in ("density", "flow", "event-flow")}
     by_hand = -(np.log(np.maximum(m["eff_b"], 0.5 / n_val["density"])) + np.log(np.maximum(m["f"], 0.5 / n_val["flow"]))
                 + np.log(np.maximum(m["e"], 0.5 / n_val["event-flow"])))
     got = t.set_index(["dataset", "event_id"])["score"].reindex(m.index)
@@ -281,8 +283,9 @@ def test_auto_run_scores_by_fishers_method_of_its_members(qcd_ds, svj_ds, tmp_pa
                   decorrelate=True, decor_min_rows=20)
     tfd, ted = pd.read_parquet(fd), pd.read_parquet(ed)
     tfd = tfd[tfd.jet_idx.isin([0, 1])]
-    g = tfd.groupby(["dataset", "event_id"])["eff_b_decor"]
-    m = tdd.set_index(["dataset", "event_id"])[["eff_b_decor"]].join((1 - (1 - g.min()) ** g.count()).rename("f"))
+    x = (-np.log(np.maximum(tfd["eff_b_decor"], 0.5 / n_val["flow"]))).groupby([tfd["dataset"], tfd["event_id"]]).sum()
+    k = tfd.groupby(["dataset", "event_id"])["eff_b_decor"].count()
+    m = tdd.set_index(["dataset", "event_id"])[["eff_b_decor"]].join((np.exp(-x) * np.where(k == 2, 1 + x, 1)).rename("f"))
     m = m.join(ted.set_index(["dataset", "event_id"])["eff_b_decor"].rename("e"))
     by_hand = -(np.log(np.maximum(m.eff_b_decor, 0.5 / n_val["density"])) + np.log(np.maximum(m.f, 0.5 / n_val["flow"]))
                 + np.log(np.maximum(m.e, 0.5 / n_val["event-flow"])))
@@ -401,7 +404,8 @@ def test_event_level_training_on_an_empty_dataset_is_one_clear_error(qcd_ds, tmp
 
 def test_auto_members_jet_density_and_image(qcd_ds, svj_ds, no_met_ds, tmp_path):
     """The default's five members on data with MET: the density at jet level and ae-image on jet images join the
-    three others; the score is Fisher's combination of all five (jet-level members by their calibrated max of two jets);
+    three others; the score is Fisher's combination of all five (jet-level members by Fisher's method over their two
+    leading jets);
     jet-density on data without MET (where the density is already at jet level) is refused."""
     from darkshower.train import score
     from darkshower.train.auto import train_auto
@@ -423,12 +427,14 @@ def test_auto_members_jet_density_and_image(qcd_ds, svj_ds, no_met_ds, tmp_path)
     for name, (_, level) in methods.items():
         f, _ = score(run / "members" / name, data, tmp_path / "s" / f"{name}.parquet", progress=False)
         tm = pd.read_parquet(f)
+        floor = 0.5 / len(np.load(run / "members" / name / "val_scores.npy"))
         if level == "jet":
-            g = tm[tm.jet_idx.isin([0, 1])].groupby(["dataset", "event_id"])["eff_b"]
-            e = 1 - (1 - g.min()) ** g.count()
+            j = tm[tm.jet_idx.isin([0, 1])]
+            x = (-np.log(np.maximum(j["eff_b"], floor))).groupby([j["dataset"], j["event_id"]]).sum()
+            k = j.groupby(["dataset", "event_id"])["eff_b"].count()
+            e = pd.Series(np.exp(-x) * np.where(k == 2, 1 + x, 1), index=x.index)
         else:
             e = tm.set_index(["dataset", "event_id"])["eff_b"]
-        floor = 0.5 / len(np.load(run / "members" / name / "val_scores.npy"))
         total = total - np.log(np.maximum(e.reindex(t.index), floor))
     np.testing.assert_allclose(t["score"].to_numpy(), total.to_numpy(), rtol=1e-12)
     with pytest.raises(ConfigError, match="jet-density is the density at jet level"):

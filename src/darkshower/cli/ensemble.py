@@ -13,8 +13,8 @@ def register(subparsers) -> None:
                      "the ensemble score per sample to OUT, combining the members' eff_b (the fraction of a run's "
                      "validation background above the sample's score) by --combine; per-event scores go to OUT "
                      "with suffix .events.parquet, with one eff_b.NAME column per member. Jet- and event-level "
-                     "members combine per event (a jet-level run enters with its calibrated max of the two leading "
-                     "jets). See docs/training.md."),
+                     "members combine per event (a jet-level run enters with one calibrated value from its two "
+                     "leading jets, by --jets). See docs/training.md."),
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="run directories written by darkshower train, or score files S.parquet (two or more)")
@@ -24,6 +24,10 @@ def register(subparsers) -> None:
     p.add_argument("--combine", default="mean", choices=("mean", "fisher", "min"),
                    help="mean: 1 - mean eff_b (rank average; default); fisher: -sum ln eff_b (Fisher's method, "
                         "rare in any member and more so in several); min: 1 - min eff_b (the most anomalous member)")
+    p.add_argument("--jets", default="min", choices=("min", "fisher"),
+                   help="how a jet-level member enters per event when members mix levels: min: 1 - (1 - min eff_b)^k "
+                        "over the two leading jets (one anomalous jet decides; default); fisher: Fisher's method over "
+                        "the two jets (both unusual ranks higher; train auto's default)")
     p.add_argument("--model", default="best", choices=("best", "last"), help="which model of each run (default best)")
     p.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                    help="samples per batch (default: each method's)")
@@ -38,7 +42,8 @@ def run(args) -> int:
     from darkshower.train.ensemble import ensemble
 
     jets, events = ensemble(args.inputs, args.out, args.data, which=args.model, batch_size=args.batch_size,
-                            progress=not args.no_progress, threads=args.threads, combine=args.combine)
+                            progress=not args.no_progress, threads=args.threads, combine=args.combine,
+                            jets=args.jets)
     n = len(pd.read_parquet(jets, columns=["score"]))
     print(f"wrote {n} ensemble scores of {len(args.inputs)} members to {jets} (per event: {events})")
     return 0

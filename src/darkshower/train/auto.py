@@ -52,6 +52,10 @@ EVENT_FLOW_REPRESENTATION: dict[str, Any] = {
 #: On the sensitivity grid (docs/sensitivity.md) it is >= 0.90 of the supervised AUC at every SVJ/EMJ/SUEP point
 #: and at the DarkCLR Aachen point, not on boosted ttbar
 DEFAULT_COMBINE = "fisher"
+#: how a jet-level member enters the event-level combination (darkshower.train.ensemble, JET_RULES): Fisher's
+#: method over the two leading jets. Runs written before it have no "jets" key and keep "min" (their calibration
+#: was made with it). On the grid it lifts every SVJ point, EMJ and ttbar (docs/sensitivity.md)
+DEFAULT_JETS = "fisher"
 #: config sections the flow members share with the density member
 SHARED_KEYS = ("data", "seed", "threads", "device", "eval_batch_size")
 #: its jet observables (the density baseline's: mass, constituent multiplicity, pT), per jet or per jet slot
@@ -276,7 +280,8 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
                                     else " and the event shape (n_jets, H_T)")
                                  + ("" if inspected["met"] else "; without MET its MET topology is left out"))
         per_event = choice["level"] == "event" or "event-flow" in members  # else all members combine per jet
-        of_two = " (event value: the calibrated max of the two)" if per_event else ""
+        of_two = (" (event value: Fisher's method over the two jets' calibrated scores)" if per_event and
+                  DEFAULT_JETS == "fisher" else " (event value: the calibrated max of the two)" if per_event else "")
         if "jet-density" in members:
             choice["why"].append(f"jet-density: the {DEFAULT_METHOD} density on each of the two leading jets' "
                                  f"{', '.join(DEFAULT_COLUMNS)}{of_two}; it takes the --config/--set of the density")
@@ -285,11 +290,12 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
         choice["inspected"] = inspected
         choice["members"] = list(members)
         choice["combine"] = DEFAULT_COMBINE if len(members) > 1 else None
+        choice["jets"] = DEFAULT_JETS if len(members) > 1 else None
         _merge(cfg0, {})  # refuse representation keys before anything is written
         info = {"format": RUN_FORMAT, "format_version": RUN_FORMAT_VERSION, "method": "auto", "status": "running",
                 "level": choice["level"], "supervised": False, "representation": {"kind": "ensemble"},
                 "members": [{"name": m, "method": MEMBER_METHODS[m], "dir": f"members/{m}"} for m in members],
-                "combine": choice["combine"], "data": [str(Path(q).resolve()) for q in paths],
+                "combine": choice["combine"], "jets": choice["jets"], "data": [str(Path(q).resolve()) for q in paths],
                 "seed": seed if seed is not None else cfg0.get("seed", 0), "versions": {**versions(),
                                                                                         "darkshower": __version__},
                 "command": command, "auto": choice, "config": cfg0, "seed_arg": seed,
@@ -393,7 +399,7 @@ def _calibrate(out: Path, info: dict, paths, val, progress: bool) -> None:
     from darkshower.train.callbacks import _atomic_save_npy
     from darkshower.train.data import event_fraction
     from darkshower.train.score import score
-    from darkshower.train.scorefiles import combine_tables, read_score_file
+    from darkshower.train.scorefiles import combine_tables, read_score_file, run_jet_rule
 
     datasets, fraction, seed = _val_events(out, info, paths, val)
     tmp = out / ".calibration"
@@ -406,7 +412,7 @@ def _calibrate(out: Path, info: dict, paths, val, progress: bool) -> None:
             t, meta = read_score_file(f)
             tables.append(t)
             n_val.append(meta.get("n_val_scores"))
-        c = combine_tables(tables, [m["name"] for m in info["members"]], info["combine"], n_val)
+        c = combine_tables(tables, [m["name"] for m in info["members"]], info["combine"], n_val, run_jet_rule(info))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if fraction is not None:

@@ -11,9 +11,17 @@ method, so scores in different units combine without tuning. Three combinations 
 - ``min`` (Tippett's): ``1 - min_r eff_b_r``, the most anomalous member decides.
 
 Higher = more anomalous for all three. Members of one level are joined per sample (jet or event). When
-members mix levels, the ensemble is an event-level score: a jet-level member enters with the event's calibrated
-max of its two leading jets, ``1 - (1 - min(eff_b_j0, eff_b_j1))^k`` (``k`` jets scored; the chance that the
-more anomalous of ``k`` independent background jets is that rare). The output has the layout of
+members mix levels, the ensemble is an event-level score: a jet-level member enters with one calibrated value
+per event from its two leading scored jets (``k`` of them), by ``jets`` (:data:`JET_RULES`):
+
+- ``min`` (``ensemble``'s default): ``1 - (1 - min(eff_b_j0, eff_b_j1))^k``, the chance that the more
+  anomalous of ``k`` independent background jets is that rare: one anomalous jet decides;
+- ``fisher`` (``train auto``'s default since 2026-11-30, fourth session): Fisher's method over the jets,
+  ``x = -ln eff_b_j0 - ln eff_b_j1``, ``eff_b = exp(-x) (1 + x)`` (``exp(-x)`` for one jet): the chance that
+  ``k`` independent background jets are jointly that rare, so an event whose two jets are both unusual (a
+  pair-produced dark sector, ttbar) ranks above one with a single unusual jet.
+
+The output has the layout of
 ``darkshower score`` (per sample, and per event in ``OUT.events.parquet``), with one column ``eff_b.NAME`` per
 member instead of ``eff_b``: the ensemble score itself is not calibrated (its members' validation sets
 differ), so a cut on it is set on background as for any other score.
@@ -35,6 +43,7 @@ import pandas as pd
 from darkshower.errors import ConfigError
 from darkshower.train.scorefiles import (  # noqa: F401 (re-exported)
     COMBINATIONS,
+    JET_RULES,
     KEYS,
     combine_tables,
     event_level,
@@ -62,14 +71,16 @@ def _member_names(paths: list[Path]) -> list[str]:
 
 
 def ensemble(inputs, out, datasets=None, which: str = "best", batch_size: int | None = None, progress: bool = True,
-             threads: int | None = None, combine: str = "mean") -> tuple[Path, Path]:
+             threads: int | None = None, combine: str = "mean", jets: str = "min") -> tuple[Path, Path]:
     """Combine runs (scored here on ``datasets``) and/or score files into one score file ``out`` (and its
-    ``.events.parquet``) by ``combine`` of their ``eff_b`` (:data:`COMBINATIONS`); returns both paths. See the
-    module docstring."""
+    ``.events.parquet``) by ``combine`` of their ``eff_b`` (:data:`COMBINATIONS`); ``jets``: how jet-level
+    members enter when the levels mix (:data:`JET_RULES`); returns both paths. See the module docstring."""
     from darkshower.train.score import check_score_output, score
 
     if combine not in COMBINATIONS:
         raise ConfigError(f"ensemble --combine {combine!r}: choose one of {', '.join(COMBINATIONS)}")
+    if jets not in JET_RULES:
+        raise ConfigError(f"ensemble --jets {jets!r}: choose one of {', '.join(JET_RULES)}")
     paths = [Path(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))]
     if len(paths) < 2:
         raise ConfigError(f"ensemble: give at least two runs or score files, got {len(paths)}")
@@ -98,7 +109,7 @@ def ensemble(inputs, out, datasets=None, which: str = "best", batch_size: int | 
             t, meta = read_score_file(f)
             tables.append(t)
             metas.append({**meta, "name": name, "input": str(p.resolve())})
-        out, evp = write_combined(tables, metas, out, combine)
+        out, evp = write_combined(tables, metas, out, combine, jets=jets)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out, evp

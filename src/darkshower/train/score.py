@@ -40,6 +40,7 @@ from darkshower.train.scorefiles import (  # noqa: F401 (re-exported: score's pu
     events_path,
     read_score_file,
     read_val_scores,
+    run_jet_rule,
     write_combined,
     write_score_files,
 )
@@ -334,7 +335,7 @@ def score_members(run, datasets, out, which: str = "best", batch_size: int | Non
                         "--model %s it has no eff_b of its own (the members' eff_b.NAME columns are there)", run, which)
         return write_combined(tables, metas, out, info["combine"], method="auto",
                               extra={"run": str(run.resolve()), "model": which}, val_sorted=read_val_scores(run, which),
-                              decorrelated=bool(decorrelate[0]))
+                              decorrelated=bool(decorrelate[0]), jets=run_jet_rule(info))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         lock.unlink(missing_ok=True)

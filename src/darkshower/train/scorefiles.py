@@ -108,18 +108,44 @@ COMBINATIONS = ("mean", "fisher", "min")
 _FORMULA = {"mean": "1 - mean eff_b", "fisher": "-sum ln max(eff_b, 0.5/n_val)", "min": "1 - min eff_b"}
 
 
-def event_level(t: pd.DataFrame) -> pd.DataFrame:
-    """A jet-level member as an event-level one: per event, ``eff_b`` = ``1 - (1 - min eff_b)^k`` over its two
-    leading scored jets (``k`` of them), NaN when one of them has no finite score (``nonfinite_input`` kept)."""
+#: how a jet-level member enters per event (module docstring of darkshower.train.ensemble)
+JET_RULES = ("min", "fisher")
+
+
+def run_jet_rule(info: dict) -> str:
+    """The jet rule of a `train auto` run (its run.json ``jets``): "min" for runs written before the key existed
+    (their calibration was made with it)."""
+    return info.get("jets") or "min"
+
+
+def event_level(t: pd.DataFrame, jets: str = "min", floor: float | None = None) -> pd.DataFrame:
+    """A jet-level member as an event-level one, from its two leading scored jets (``k`` of them):
+    ``jets="min"``: ``eff_b = 1 - (1 - min eff_b)^k`` (the chance that the more anomalous of ``k`` independent
+    background jets is that rare); ``jets="fisher"``: Fisher's method over the jets, ``x = -sum ln eff_b``,
+    ``eff_b = exp(-x) * sum_{i<k} x^i / i!`` (the chance that ``k`` independent background jets are jointly
+    that rare; each ``eff_b`` floored at ``floor``, default half the member's smallest positive one).
+    NaN when one of the jets has no finite score (``nonfinite_input`` kept)."""
+    if jets not in JET_RULES:
+        raise ConfigError(f"jet rule {jets!r}: choose one of {', '.join(JET_RULES)}")
     j = t[jet_rank(t) < 2]
     eff = j["eff_b"].astype(np.float64)
     nonfinite = (j["nonfinite_input"].astype(bool) if "nonfinite_input" in j.columns
                  else pd.Series(False, index=j.index))
-    g = pd.DataFrame({"dataset": j["dataset"], "event_id": j["event_id"], "eff_b": eff,
+    if floor is None:
+        floor = _floor_from(eff.to_numpy())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        neg_log = -np.log(np.maximum(eff.to_numpy(), floor))
+    g = pd.DataFrame({"dataset": j["dataset"], "event_id": j["event_id"], "eff_b": eff, "x": neg_log,
                       "bad": ~np.isfinite(eff.to_numpy()), "nonfinite_input": nonfinite}).groupby(
         ["dataset", "event_id"], sort=False)
-    agg = g.agg(e=("eff_b", "min"), k=("eff_b", "size"), bad=("bad", "any"), nf=("nonfinite_input", "any"))
-    e = 1.0 - (1.0 - agg["e"].to_numpy()) ** agg["k"].to_numpy()
+    agg = g.agg(e=("eff_b", "min"), x=("x", "sum"), k=("eff_b", "size"), bad=("bad", "any"),
+                nf=("nonfinite_input", "any"))
+    k = agg["k"].to_numpy()
+    if jets == "min":
+        e = 1.0 - (1.0 - agg["e"].to_numpy()) ** k
+    else:  # the chi-square survival function with 2k degrees of freedom at 2x (k = 1 or 2 here)
+        x = agg["x"].to_numpy()
+        e = np.exp(-x) * np.where(k >= 2, 1.0 + x, 1.0)
     e[agg["bad"].to_numpy()] = np.nan
     out = agg.index.to_frame(index=False)
     out["jet_idx"] = -1
@@ -136,12 +162,13 @@ def _floor_from(eff: np.ndarray) -> float:
 
 
 def combine_tables(tables: list[pd.DataFrame], names: list[str], combine: str = "mean",
-                   n_val: list[int | None] | None = None) -> pd.DataFrame:
+                   n_val: list[int | None] | None = None, jets: str = "min") -> pd.DataFrame:
     """Join per-sample tables (``dataset``, ``event_id``, ``jet_idx``, ``eff_b`` [, ``nonfinite_input``]) on the
     sample keys and combine their ``eff_b`` by ``combine`` (:data:`COMBINATIONS`; module docstring) into
     ``score`` (NaN where a member has none). Members of mixed levels are joined per event (:func:`event_level`).
     ``n_val``: each member's number of validation scores (the ``fisher`` floor ``0.5 / n_val``; None: half
-    the member's smallest positive ``eff_b``)."""
+    the member's smallest positive ``eff_b``). ``jets``: how a jet-level member enters per event when the
+    levels mix (:data:`JET_RULES`, :func:`event_level`)."""
     if combine not in COMBINATIONS:
         raise ConfigError(f"ensemble combination {combine!r}: choose one of {', '.join(COMBINATIONS)}")
     if len(tables) != len(names) or len(set(names)) != len(names):
@@ -155,9 +182,12 @@ def combine_tables(tables: list[pd.DataFrame], names: list[str], combine: str = 
             raise ConfigError(f"ensemble member {name}: no column(s) {missing}: give score files of calibrated runs "
                               "written by `darkshower score` (runs trained before darkshower stored validation "
                               "scores, and `train auto` runs scored with --model last, have no eff_b)")
+    if jets not in JET_RULES:
+        raise ConfigError(f"ensemble jet rule {jets!r}: choose one of {', '.join(JET_RULES)}")
     levels = [bool((t["jet_idx"] < 0).all()) for t in tables]
     if len(set(levels)) > 1:
-        tables = [t if ev else event_level(t) for t, ev in zip(tables, levels, strict=True)]
+        tables = [t if ev else event_level(t, jets, 0.5 / n if n else None)
+                  for t, ev, n in zip(tables, levels, n_val, strict=True)]
     joined: pd.DataFrame | None = None
     for t, name in zip(tables, names, strict=True):
         part = t[KEYS].copy()
@@ -190,12 +220,13 @@ def combine_tables(tables: list[pd.DataFrame], names: list[str], combine: str = 
 
 def write_combined(tables: list[pd.DataFrame], metas: list[dict], out, combine: str, method: str = "ensemble",
                    extra: dict | None = None, val_sorted: np.ndarray | None = None,
-                   decorrelated: bool = False) -> tuple[Path, Path]:
+                   decorrelated: bool = False, jets: str = "min") -> tuple[Path, Path]:
     """Combine members' score tables (``metas[i]["name"]`` names member i; its ``n_val_scores`` sets the
     ``fisher`` floor) by ``combine`` and write the score-file pair ``out``; ``method``/``extra`` go into the
     metadata. Members of mixed levels give an event-level file (module docstring). ``val_sorted``: sorted
     combined scores of validation background (a `train auto` run's); with it the file has ``eff_b``.
-    ``decorrelated``: the members' ``eff_b_decor`` combine the same way into ``score_decor``."""
+    ``decorrelated``: the members' ``eff_b_decor`` combine the same way into ``score_decor``. ``jets``: how
+    jet-level members enter per event (:data:`JET_RULES`)."""
     names = [m["name"] for m in metas]
     for t, m in zip(tables, metas, strict=True):
         if not np.isfinite(t["eff_b"].to_numpy(np.float64)).any():
@@ -204,12 +235,13 @@ def write_combined(tables: list[pd.DataFrame], metas: list[dict], out, combine: 
     levels = {bool((t["jet_idx"] < 0).all()) for t in tables}
     level = "event" if True in levels else "jet"
     if len(levels) > 1:
-        log.info("ensemble: members mix jet- and event-level scores; jet-level members enter per event (calibrated "
-                 "max of the two leading jets)")
-    jets = combine_tables(tables, names, combine, [m.get("n_val_scores") for m in metas])
+        log.info("ensemble: members mix jet- and event-level scores; jet-level members enter per event (%s of "
+                 "the two leading jets' calibrated scores)", "Fisher's method" if jets == "fisher" else "the minimum")
+    rule = jets
+    jets = combine_tables(tables, names, combine, [m.get("n_val_scores") for m in metas], rule)
     if decorrelated:
         dec = combine_tables([t.drop(columns=["eff_b"]).rename(columns={"eff_b_decor": "eff_b"}) for t in tables], names,
-                             combine, [m.get("n_val_scores") for m in metas])
+                             combine, [m.get("n_val_scores") for m in metas], rule)
         if not dec[KEYS].equals(jets[KEYS]):
             raise ConfigError("ensemble: the members' decorrelated scores do not cover the same samples")
         jets["score_decor"] = dec["score"].to_numpy()
@@ -226,7 +258,8 @@ def write_combined(tables: list[pd.DataFrame], metas: list[dict], out, combine: 
                 raise ConfigError(f"ensemble: members scored different versions of dataset {d}; rescore them")
     meta = {"method": method, "run": None, "members": [{k: m.get(k) for k in ("name", "input", "method", "run", "model",
                                                                               "level")} for m in metas],
-            "combination": _FORMULA[combine], "combine": combine, "representation": "ensemble", "level": level,
+            "combination": _FORMULA[combine], "combine": combine, "jet_rule": rule if len(levels) > 1 else None,
+            "representation": "ensemble", "level": level,
             "supervised": any(m.get("supervised") for m in metas),
             "n_nonfinite_input": int(jets["nonfinite_input"].sum()), "datasets": fingerprints,
             "n_val_scores": None if val_sorted is None else len(val_sorted), **(extra or {})}
