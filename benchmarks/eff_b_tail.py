@@ -78,13 +78,13 @@ def main(argv=None) -> int:
               f"{result['members'][m]['fraction_beyond_val_max']:.2e} of {np.isfinite(s).sum()} scored samples")
 
     def fisher_tail(tables):
-        c = combine_tables(tables, names, "mean", n_val)  # the join; the Fisher sum below keeps the tail values
+        c = combine_tables(tables, names, "mean", n_val, "fisher")  # the join; the Fisher sum below keeps the tail
         effs = c[[f"eff_b.{x}" for x in names]].to_numpy()
         floor = np.array([0.5 / n for n in n_val])
         c["score"] = -np.log(np.where(effs > 0, effs, floor)).sum(axis=1)
         return c
 
-    combos = {"fisher, eff_b counted (train auto)": combine_tables(counted, names, "fisher", n_val),
+    combos = {"fisher, eff_b counted (train auto)": combine_tables(counted, names, "fisher", n_val, "fisher"),
               "fisher, exponential tail beyond the largest validation score": fisher_tail(tailed)}
     result["combinations"] = {}
     for label, c in combos.items():

@@ -166,6 +166,14 @@ def test_fisher_jet_rule_by_hand():
     x4 = -np.log(0.0005 * 0.4)  # the member's floor 0.5 / n_val
     np.testing.assert_allclose(mixed.score[[0, 1]], [-np.log(0.05 * np.exp(-x1) * (1 + x1)), -np.log(0.5 * 0.2)])
     np.testing.assert_allclose(mixed.score[3], -np.log(0.3 * np.exp(-x4) * (1 + x4)))
+    # the member's floor is what the rule reaches with both jets at 0.5 / n_val, not 0.5 / n_val itself: an event
+    # with two jets at 1e-3 is not tied with one whose jets are beyond every validation score
+    rare = _table("d", [1, 1, 2, 2], [0, 1, 0, 1], [1e-3, 1e-3, 0.0, 0.0])
+    one = _table("d", [1, 2], [-1, -1], [0.5, 0.5])
+    c = combine_tables([one, rare], ["ev", "jet"], "fisher", n_val=[1000, 1000], jets="fisher")
+    xr, f = -2 * np.log(1e-3), 0.0005
+    np.testing.assert_allclose(c.score, [-np.log(0.5 * np.exp(-xr) * (1 + xr)), -np.log(0.5 * f * f * (1 - 2 * np.log(f)))])
+    assert c.score[1] > c.score[0]
 
 
 def test_ensemble_command(qcd_ds, svj_ds, tmp_path, capsys):

@@ -224,6 +224,11 @@ def test_train_auto_picks_event_level_with_met_and_jet_level_without(qcd_ds, svj
     assert main(["train", "gmm", "--data", str(qcd_ds.path), "--out", str(tmp_path / "d"), "--members", "flow"]) == 2
 
 
+def pair_floor(f: float) -> float:
+    """The lowest value Fisher's method over two jets reaches (both jets at the floor f): the member's floor."""
+    return f * f * (1 - 2 * np.log(f))
+
+
 def test_auto_run_scores_by_fishers_method_of_its_members(qcd_ds, svj_ds, tmp_path):
     """score on a train auto run = -sum ln eff_b of its members, the jet-level flow entering with Fisher's method
     over its two leading jets (run.json jets: fisher), the event-level flow with its event's; the density alone
@@ -246,11 +251,11 @@ def test_auto_run_scores_by_fishers_method_of_its_members(qcd_ds, svj_ds, tmp_pa
     n_val = {k: len(np.load(run / "members" / k / "val_scores.npy")) for k in ("density", "flow", "event-flow")}
     tf = tf[tf.jet_idx.isin([0, 1])]
     x = (-np.log(np.maximum(tf["eff_b"], 0.5 / n_val["flow"]))).groupby([tf["dataset"], tf["event_id"]]).sum()
-    k = tf.groupby(["dataset", "event_id"])["eff_b"].count()
+    k = tf.groupby(["dataset", "event_id"])["eff_b"].size()
     flow_ev = (np.exp(-x) * np.where(k == 2, 1 + x, 1)).rename("f")
     m = td.set_index(["dataset", "event_id"])[["eff_b"]].join(flow_ev, how="left")
     m = m.join(te.set_index(["dataset", "event_id"])["eff_b"].rename("e"), how="left")
-    by_hand = -(np.log(np.maximum(m["eff_b"], 0.5 / n_val["density"])) + np.log(np.maximum(m["f"], 0.5 / n_val["flow"]))
+    by_hand = -(np.log(np.maximum(m["eff_b"], 0.5 / n_val["density"])) + np.log(np.maximum(m["f"], pair_floor(0.5 / n_val["flow"])))
                 + np.log(np.maximum(m["e"], 0.5 / n_val["event-flow"])))
     got = t.set_index(["dataset", "event_id"])["score"].reindex(m.index)
     np.testing.assert_allclose(got.to_numpy(), by_hand.to_numpy(), rtol=1e-12)
@@ -284,10 +289,10 @@ def test_auto_run_scores_by_fishers_method_of_its_members(qcd_ds, svj_ds, tmp_pa
     tfd, ted = pd.read_parquet(fd), pd.read_parquet(ed)
     tfd = tfd[tfd.jet_idx.isin([0, 1])]
     x = (-np.log(np.maximum(tfd["eff_b_decor"], 0.5 / n_val["flow"]))).groupby([tfd["dataset"], tfd["event_id"]]).sum()
-    k = tfd.groupby(["dataset", "event_id"])["eff_b_decor"].count()
+    k = tfd.groupby(["dataset", "event_id"])["eff_b_decor"].size()
     m = tdd.set_index(["dataset", "event_id"])[["eff_b_decor"]].join((np.exp(-x) * np.where(k == 2, 1 + x, 1)).rename("f"))
     m = m.join(ted.set_index(["dataset", "event_id"])["eff_b_decor"].rename("e"))
-    by_hand = -(np.log(np.maximum(m.eff_b_decor, 0.5 / n_val["density"])) + np.log(np.maximum(m.f, 0.5 / n_val["flow"]))
+    by_hand = -(np.log(np.maximum(m.eff_b_decor, 0.5 / n_val["density"])) + np.log(np.maximum(m.f, pair_floor(0.5 / n_val["flow"])))
                 + np.log(np.maximum(m.e, 0.5 / n_val["event-flow"])))
     got = tx.set_index(["dataset", "event_id"])["score_decor"].reindex(m.index)
     np.testing.assert_allclose(got.to_numpy(), by_hand.to_numpy(), rtol=1e-12)
@@ -431,8 +436,9 @@ def test_auto_members_jet_density_and_image(qcd_ds, svj_ds, no_met_ds, tmp_path)
         if level == "jet":
             j = tm[tm.jet_idx.isin([0, 1])]
             x = (-np.log(np.maximum(j["eff_b"], floor))).groupby([j["dataset"], j["event_id"]]).sum()
-            k = j.groupby(["dataset", "event_id"])["eff_b"].count()
+            k = j.groupby(["dataset", "event_id"])["eff_b"].size()
             e = pd.Series(np.exp(-x) * np.where(k == 2, 1 + x, 1), index=x.index)
+            floor = pair_floor(floor)
         else:
             e = tm.set_index(["dataset", "event_id"])["eff_b"]
         total = total - np.log(np.maximum(e.reindex(t.index), floor))

@@ -88,3 +88,19 @@ def test_event_level_run_scores_the_window_selected_event(qcd_ds, window, tmp_pa
     # without the window the leading jets differ, and so do the scores: the window is what was applied
     raw = score_arrays(method, rep, _events(qcd_ds)).merge(ref, on="event_id", suffixes=("", "_ref"))
     assert len(raw) == len(ref) and not np.allclose(raw["score"], raw["score_ref"])
+
+
+def test_int8_calibration_inputs_are_inside_the_window(jet_run, qcd_ds, window):
+    """The int8 export's calibration samples come from the jets inside the run's window, as in training (the two
+    leading jets inside it per event)."""
+    from darkshower.export.quantize import _samples
+
+    method, rep, cfg, _ = load_run(jet_run)
+    ev = _events(qcd_ds)
+    inside = (ev.jets.pt > 20.0) & (ev.jets.pt < window)
+    n_inside = int(ak.sum(ak.num(ev.jets.pt[inside][:, :2])))
+    n_all = int(ak.sum(ak.num(ev.jets.pt[:, :2])))
+    assert n_inside < n_all
+    s = _samples(rep, [qcd_ds], 10**9, cfg.data)
+    assert len(s["x"]) == n_inside  # (no sample of this run has a non-finite input)
+

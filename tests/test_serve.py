@@ -472,3 +472,24 @@ def test_device_cuda_needs_the_cuda_provider(runs):
         load_models([runs[0]], device="cuda")
     with pytest.raises(ServeError, match="choose cpu or cuda"):
         load_models([runs[0]], device="tpu")
+
+
+def test_score_through_server_applies_the_runs_jet_window(qcd_ds, tmp_path):
+    """A run trained inside a jet pT window scores the same jets through a server as locally (the client applies
+    the window and numbers the jets as the dataset does)."""
+    import awkward as ak
+
+    lead = ak.to_numpy(qcd_ds.read_chunk(0).jets.pt[:, 0])
+    cut = float(np.median(lead))  # the leading jet of about half the events is outside the window
+    run = train("ae-hlf", qcd_ds, tmp_path / "win", config={**FAST, "data": {"jet_pt_max": cut}}, epochs=1,
+                progress=False)
+    export_triton(run, tmp_path / "models", "win")
+    local, remote = tmp_path / "local.parquet", tmp_path / "remote.parquet"
+    assert main(["score", str(run), str(qcd_ds.path), "--out", str(local), "--no-progress"]) == 0
+    with ServerThread(load_models(model_repository=tmp_path / "models")) as srv:
+        assert main(["score", str(run), str(qcd_ds.path), "--out", str(remote), "--server", srv.url,
+                     "--model", "win", "--no-progress"]) == 0
+    a, b = pd.read_parquet(local), pd.read_parquet(remote)
+    assert len(a) == len(b) > 0 and (a.groupby("event_id").jet_idx.min() > 0).any()
+    pd.testing.assert_frame_equal(a[["dataset", "event_id", "jet_idx"]], b[["dataset", "event_id", "jet_idx"]])
+    assert np.nanmax(np.abs(a.score.to_numpy() - b.score.to_numpy())) <= 1e-5

@@ -330,3 +330,28 @@ def test_a_study_continued_after_timeout_proposes_the_same_trials(qcd_ds, tmp_pa
     monkeypatch.undo()
     assert tune("gmm", qcd_ds, tmp_path / "parts", 3, space=space, progress=False).n_complete == whole.n_complete == 3
     assert [t.params for t in _study(tmp_path / "parts").trials] == [t.params for t in _study(tmp_path / "whole").trials]
+
+
+def test_a_continued_trial_the_pruner_already_stopped_is_not_trained_again(tmp_path):
+    """Killed after the median rule stopped it but before the study was told: the retry replays its epochs, sees
+    that the pruner stops it and does not train (it is told pruned, not complete with a truncated value)."""
+    from darkshower.train.tune import _Report, _train_trial
+
+    class Trial:
+        number = 5
+        reports: list = []
+
+        def report(self, v, step):
+            self.reports.append((step, v))
+
+        def should_prune(self):
+            return True
+
+    (tmp_path / "metrics.json").write_text(json.dumps([{"epoch": 1, "selection_value": 9.0}]))
+
+    def train(*a, **k):
+        raise AssertionError("a pruned trial must not train")
+
+    report = _Report(Trial())
+    _train_trial(train, "ae-hlf", [], None, tmp_path, {}, True, report, tmp_path, False, [])
+    assert report.pruned and Trial.reports == [(0, 9.0)]

@@ -358,7 +358,7 @@ def _train_members(out: Path, info: dict, choice: dict, paths, val, config, epoc
             if gone:
                 echo(f"  {m['name']} columns left out: {', '.join(gone)}")
         m["level"] = minfo.get("level", "jet")
-    # the combination is an event-level score as soon as one member is (jet members enter with their max of two)
+    # the combination is an event-level score as soon as one member is (jet members enter by the run's jet rule)
     info["level"] = "event" if any(m.get("level") == "event" for m in info["members"]) else "jet"
 
 

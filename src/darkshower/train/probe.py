@@ -15,15 +15,16 @@ import numpy as np
 from darkshower.errors import ConfigError, DatasetError
 
 
-def embed_dataset(method, rep, dataset, batch_size: int = 4096, jet_idx: int | None = 0):
+def embed_dataset(method, rep, dataset, batch_size: int = 4096, jet_idx: int | None = 0, window=None):
     """(z [n, D] numpy, event_id, jet_idx) of every sample of ``dataset`` (only rank ``jet_idx``
-    jets unless None)."""
+    jets unless None; ``window``: the run's data config, whose jet pT/mass window is applied first, as in
+    training, so rank 0 is the leading jet inside it)."""
     import torch
 
     from darkshower.data.dataset import open_dataset
     from darkshower.represent.build import build
     from darkshower.represent.store import store_from_rep
-    from darkshower.train.data import batches
+    from darkshower.train.data import batches, select_jets
 
     if not method.has_embedding:
         raise ConfigError(f"method {method.name!r} has no embed(batch); a linear probe needs a representation")
@@ -31,7 +32,8 @@ def embed_dataset(method, rep, dataset, batch_size: int = 4096, jet_idx: int | N
     zs, ev, jx = [], [], []
     with torch.no_grad():
         for i in range(len(ds.chunks)):
-            store = store_from_rep(build(rep, ds.read_chunk(i), f"{ds.path} (chunk {i})"), 0.0)
+            events = ds.read_chunk(i) if window is None else select_jets(ds.read_chunk(i), window)
+            store = store_from_rep(build(rep, events, f"{ds.path} (chunk {i})"), 0.0)
             if jet_idx is not None and "jet_idx" in store:
                 keep = np.flatnonzero(store["jet_idx"] == jet_idx)
                 store = {k: v[keep] for k, v in store.items()}
@@ -73,9 +75,9 @@ def linear_probe(run, background, signal, which: str = "best", jet_idx: int | No
 
     if not 0 < test_fraction < 1:
         raise ConfigError(f"test_fraction {test_fraction}: must be in (0, 1)")
-    method, rep, _cfg, info = load_run(run, which)
-    zb, eb, _ = embed_dataset(method, rep, background, jet_idx=jet_idx)
-    zs, es, _ = embed_dataset(method, rep, signal, jet_idx=jet_idx)
+    method, rep, cfg, info = load_run(run, which)
+    zb, eb, _ = embed_dataset(method, rep, background, jet_idx=jet_idx, window=cfg.data)
+    zs, es, _ = embed_dataset(method, rep, signal, jet_idx=jet_idx, window=cfg.data)
     out = probe_embeddings(zb, zs, event_fraction(eb, seed + 1) < test_fraction,
                            event_fraction(es, seed + 2) < test_fraction, C=C)
     out.update({"method": info["method"], "run": str(run), "uses_labels": True})

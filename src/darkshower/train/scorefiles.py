@@ -185,9 +185,13 @@ def combine_tables(tables: list[pd.DataFrame], names: list[str], combine: str = 
     if jets not in JET_RULES:
         raise ConfigError(f"ensemble jet rule {jets!r}: choose one of {', '.join(JET_RULES)}")
     levels = [bool((t["jet_idx"] < 0).all()) for t in tables]
+    # each member's fisher floor: 0.5 / n_val (unknown n_val: half its smallest positive eff_b); a jet-level
+    # member entering by Fisher's method over two jets reaches down to f^2 (1 - 2 ln f), both jets at the floor f
+    floors = [0.5 / n if n else _floor_from(t["eff_b"].to_numpy(np.float64)) for t, n in zip(tables, n_val, strict=True)]
     if len(set(levels)) > 1:
-        tables = [t if ev else event_level(t, jets, 0.5 / n if n else None)
-                  for t, ev, n in zip(tables, levels, n_val, strict=True)]
+        tables = [t if ev else event_level(t, jets, f) for t, ev, f in zip(tables, levels, floors, strict=True)]
+        if jets == "fisher":
+            floors = [f if ev else f * f * (1.0 - 2.0 * np.log(f)) for f, ev in zip(floors, levels, strict=True)]
     joined: pd.DataFrame | None = None
     for t, name in zip(tables, names, strict=True):
         part = t[KEYS].copy()
@@ -208,8 +212,7 @@ def combine_tables(tables: list[pd.DataFrame], names: list[str], combine: str = 
         elif combine == "min":
             score = 1.0 - np.min(effs, axis=1)
         else:
-            floor = np.array([0.5 / n if n else _floor_from(effs[:, i]) for i, n in enumerate(n_val)])
-            score = -np.log(np.maximum(effs, floor)).sum(axis=1)
+            score = -np.log(np.maximum(effs, np.array(floors))).sum(axis=1)
             score[np.isnan(effs).any(axis=1)] = np.nan
     out["score"] = score
     out["nonfinite_input"] = nonfinite

@@ -354,6 +354,8 @@ class _Report(Callback):
                 self.reported.add(epoch)
 
     def reset(self) -> None:
+        """A continued run that had to start again: the best-so-far restarts; the steps already reported stay
+        (optuna keeps the first report of a step; the same seed gives the same values there)."""
         self.best = math.inf
 
     def on_epoch_end(self, loop, epoch, row):
@@ -503,6 +505,12 @@ def _train_trial(train, method, data_paths, val_paths, run: Path, cfg: dict, res
     if resumed:
         if report is not None:
             report.replay(run)
+            if report.trial.should_prune():  # e.g. killed after the pruner stopped it, before it was told
+                report.pruned = True
+                try:
+                    return selection_value(run)
+                except RunError:
+                    return math.nan, {}
         try:
             train(method, data_paths, run, val=val_paths, config=cfg, resume=True, progress=progress, command=command,
                   callbacks=[report] if report is not None else None)
