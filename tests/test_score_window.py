@@ -104,3 +104,28 @@ def test_int8_calibration_inputs_are_inside_the_window(jet_run, qcd_ds, window):
     s = _samples(rep, [qcd_ds], 10**9, cfg.data)
     assert len(s["x"]) == n_inside  # (no sample of this run has a non-finite input)
 
+
+
+def test_distillation_teacher_scores_inside_its_own_window(jet_run, qcd_ds, window):
+    """A teacher trained with a jet window scores the student's jets inside that window as it was trained (their
+    rank inside the teacher's window) and gives no score (NaN) to the student's jets outside it."""
+    from darkshower.models.distill import DistillConfig, teacher_scores
+
+    ev = _events(qcd_ds)  # a student without a window: its jets are the dataset's
+    ids = {"event_id": np.repeat(ak.to_numpy(ev.event_id), ak.to_numpy(ak.num(ev.jets.pt))),
+           "jet_idx": ak.to_numpy(ak.flatten(ak.local_index(ev.jets.pt, axis=1)))}
+    got = teacher_scores(DistillConfig(teacher_run=str(jet_run)), ev, ids)
+    method, rep, cfg, _ = load_run(jet_run)
+    ref = score_arrays(method, rep, select_jets(ev, cfg.data))
+    pt = ak.to_numpy(ak.flatten(ev.jets.pt))
+    outside = ~((pt > 20.0) & (pt < window))
+    assert outside.any() and np.isnan(got[outside]).all()
+    # inside: the teacher's rank-r jet inside its window is the student's r-th jet inside it
+    inside_idx = ak.local_index(ev.jets.pt, axis=1)[(ev.jets.pt > 20.0) & (ev.jets.pt < window)][:, :2]
+    keys = pd.DataFrame({"event_id": np.repeat(ak.to_numpy(ev.event_id), ak.to_numpy(ak.num(inside_idx))),
+                         "jet_idx": ak.to_numpy(ak.flatten(inside_idx))})
+    want = keys.assign(rank=keys.groupby("event_id").cumcount()).merge(
+        ref.rename(columns={"jet_idx": "rank"}), on=["event_id", "rank"])
+    table = pd.DataFrame({**ids, "got": got}).merge(want, on=["event_id", "jet_idx"])
+    assert len(table) == len(want) > 0
+    np.testing.assert_allclose(table["got"], table["score"], rtol=1e-9)

@@ -73,7 +73,7 @@ def load_teacher(run, which: str = "best"):
         raise ConfigError(f"{where}: no such run directory; pass the --out directory of a finished "
                           "`darkshower train` run")
     try:
-        method, rep, _cfg, info = load_run(path, which)
+        method, rep, cfg, info = load_run(path, which)
     except (RunError, ConfigError) as exc:
         raise ConfigError(f"{where} cannot be used as a teacher: {exc}") from None
     if info.get("level", "jet") != "jet":
@@ -82,18 +82,22 @@ def load_teacher(run, which: str = "best"):
     if info.get("supervised"):
         raise ConfigError(f"{where}: the teacher {info['method']!r} is a supervised reference (trained with "
                           "signal labels); distill a background-only anomaly detector instead")
-    _TEACHERS[key] = (method, rep, info)
+    _TEACHERS[key] = (method, rep, info, cfg.data)
     return _TEACHERS[key]
 
 
 def teacher_scores(config: DistillConfig, events, ids: dict) -> np.ndarray:
-    """Teacher score of each (event_id, jet_idx) in ``ids`` (NaN where the teacher has none)."""
+    """Teacher score of each (event_id, jet_idx) in ``ids`` (NaN where the teacher has none). ``events`` and
+    ``ids`` are the student's (its jet window applied, ``jet_idx`` ranked inside it); the teacher scores the jets
+    inside its own window, as it was trained, so a jet outside it has no teacher score."""
     import pandas as pd
 
     from darkshower.models.inference import score_arrays
+    from darkshower.represent.window import dataset_jet_idx, select_jets_indexed
 
-    method, rep, _info = load_teacher(config.teacher_run, config.teacher_model)
-    df = score_arrays(method, rep, events, config.teacher_batch_size)
+    method, rep, _info, window = load_teacher(config.teacher_run, config.teacher_model)
+    inside, index = select_jets_indexed(events, window)
+    df = dataset_jet_idx(score_arrays(method, rep, inside, config.teacher_batch_size), inside, index)
     keys = pd.DataFrame({"event_id": np.asarray(ids["event_id"], np.int64),
                          "jet_idx": np.asarray(ids.get("jet_idx", np.zeros(len(ids["event_id"]))), np.int64)})
     merged = keys.merge(df, on=["event_id", "jet_idx"], how="left", validate="many_to_one")
