@@ -129,3 +129,16 @@ def test_distillation_teacher_scores_inside_its_own_window(jet_run, qcd_ds, wind
     table = pd.DataFrame({**ids, "got": got}).merge(want, on=["event_id", "jet_idx"])
     assert len(table) == len(want) > 0
     np.testing.assert_allclose(table["got"], table["score"], rtol=1e-9)
+
+
+def test_scoring_a_validation_split_scores_exactly_its_events(jet_run, qcd_ds, tmp_path):
+    """score(val_split=(fraction, seed)) (train auto's calibration) gives the rows of a full scoring whose events
+    fall in that split, and no others."""
+    from darkshower.train.data import event_fraction
+
+    full, _ = score_fn(jet_run, qcd_ds, tmp_path / "full.parquet", progress=False)
+    part, _ = score_fn(jet_run, qcd_ds, tmp_path / "part.parquet", progress=False, val_split=(0.3, 7))
+    a, b = pd.read_parquet(full), pd.read_parquet(part)
+    a = a[event_fraction(a.event_id.to_numpy(), 7) < 0.3].reset_index(drop=True)
+    assert 0 < len(b) < len(pd.read_parquet(full))
+    pd.testing.assert_frame_equal(a, b.reset_index(drop=True))

@@ -408,7 +408,8 @@ def _calibrate(out: Path, info: dict, paths, val, progress: bool) -> None:
     try:
         tables, n_val = [], []
         for i, m in enumerate(info["members"]):
-            f, _ = score(out / m["dir"], datasets, tmp / f"{i}.parquet", progress=progress)
+            f, _ = score(out / m["dir"], datasets, tmp / f"{i}.parquet", progress=progress,
+                         val_split=None if fraction is None else (fraction, seed))  # only the validation events
             t, meta = read_score_file(f)
             tables.append(t)
             n_val.append(meta.get("n_val_scores"))

@@ -24,6 +24,7 @@ import os
 import time
 from pathlib import Path
 
+import awkward as ak
 import numpy as np
 import pandas as pd
 
@@ -53,7 +54,7 @@ _WORKER: dict = {}
 
 def _score_chunk(task) -> tuple[int, pd.DataFrame]:
     """Score chunk ``i`` of dataset ``path`` (runs in a worker; the model is loaded once per process)."""
-    order, run, which, path, i, batch_size, threads, decor_level = task
+    order, run, which, path, i, batch_size, threads, decor_level, val_split = task
     key = (str(run), which)
     if _WORKER.get("key") != key:
         import torch
@@ -65,8 +66,13 @@ def _score_chunk(task) -> tuple[int, pd.DataFrame]:
         method, rep, cfg, info = load_run(run, which)
         _WORKER.update(key=key, method=method, rep=rep, data=cfg.data, stored=info.get("jets_without_constituents"))
     ds = open_dataset(path)
+    events = ds.read_chunk(i)
+    if val_split is not None:  # only the events of a validation split (train auto's calibration)
+        from darkshower.train.data import event_fraction
+
+        events = events[event_fraction(ak.to_numpy(events["event_id"]), val_split[1]) < val_split[0]]
     # the run's jet window, as in training: the model sees the jets it was trained on, ranked inside the window
-    events, index = select_jets_indexed(ds.read_chunk(i), _WORKER["data"])
+    events, index = select_jets_indexed(events, _WORKER["data"])
     _warn_untyped(_WORKER["rep"], events, ds.path)
     _note_stored(_WORKER["rep"], events, ds.path, _WORKER.get("stored"))
     try:
@@ -144,12 +150,15 @@ def _check_count(name: str, value, minimum: int, meaning: str) -> None:
 
 def score(run, datasets, out, which: str = "best", batch_size: int | None = None, progress: bool = True,
           threads: int | None = None, jobs: int | None = 1, executor=None, decorrelate: bool = False,
-          decor_variables=None, decor_min_rows: int | None = None) -> tuple[Path, Path]:
+          decor_variables=None, decor_min_rows: int | None = None,
+          val_split: tuple[float, int] | None = None) -> tuple[Path, Path]:
     """Score every dataset with the run's model; returns (jet table path, event table path).
     ``decorrelate``: add ``eff_b_decor``/``score_decor`` (darkshower.train.decorrelate) from the run's
     ``val_decor.npz``; a run trained before darkshower stored it scores as before, with a warning.
     ``decor_variables`` (e.g. ``("pt", "mass")``; default by the run's level) and
     ``decor_min_rows`` (validation rows per bin, default 200) set the map.
+    ``val_split`` ``(fraction, seed)``: score only the events of that validation split (the hash of
+    :func:`darkshower.train.data.event_fraction`; `train auto` calibrates on its members' split this way).
     ``jobs`` > 1 scores chunks in worker processes (each with ``threads`` torch threads, default 1);
     0 or None: all cores. ``executor`` (darkshower.execute: ``Local()``, ``Processes(n)``, ``Dask(...)``)
     replaces ``jobs``; the scores do not depend on it. While scoring, ``.OUT.lock`` next to OUT keeps a second ``score`` with the same
@@ -192,7 +201,7 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
 
         with using(executor, jobs=jobs if jobs and jobs > 0 else None) as ex:
             return _score(run, datasets, out, which, batch_size, progress, threads, ex,
-                          (decorrelate, decor_variables, decor_min_rows))
+                          (decorrelate, decor_variables, decor_min_rows), val_split)
     finally:
         if lock is not None:
             lock.unlink(missing_ok=True)
@@ -223,7 +232,8 @@ def _decor_map(run, which, decorrelate, variables, min_rows):
     return qmap, qmap.describe() | {"level": val["level"]}
 
 
-def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(False, None, None)) -> tuple[Path, Path]:
+def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(False, None, None),
+           val_split=None) -> tuple[Path, Path]:
     from darkshower.models.runs import load_run
 
     local = ex.in_process
@@ -251,7 +261,7 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
         if not ds.chunks:
             raise DatasetError(f"{ds.path}: dataset has no chunks")
         tasks += [(len(tasks) + i, str(Path(run)), which, str(ds.path), i, batch_size,
-                   threads if local else (threads or 1), decor_level) for i in range(len(ds.chunks))]
+                   threads if local else (threads or 1), decor_level, val_split) for i in range(len(ds.chunks))]
     t0 = time.perf_counter()
     results: dict[int, pd.DataFrame] = {}
 
