@@ -33,12 +33,15 @@ def _member(bench: Path, name: str) -> tuple[pd.DataFrame, int | None]:
     return t, meta.get("n_val_scores")
 
 
-def _per_event(t: pd.DataFrame) -> pd.Series:
-    """Event score of a per-sample table: the event-level score, or the max of the two leading scored jets."""
-    from darkshower.train.scorefiles import jet_rank
+def _per_event(t: pd.DataFrame, event_score: str = "max2", n_val: int | None = None) -> pd.Series:
+    """Event score of a per-sample table: the event-level score, or of the two leading scored jets their max
+    (``max2``) or Fisher's method over their eff_b (``pair``, darkshower.train.scorefiles.pair_scores)."""
+    from darkshower.train.scorefiles import jet_rank, pair_scores
 
     if (t["jet_idx"] < 0).all():
         return t.set_index(["dataset", "event_id"])["score"]
+    if event_score == "pair":
+        return pair_scores(t, "eff_b", n_val)
     j = t[jet_rank(t) < 2]
     return j.groupby(["dataset", "event_id"])["score"].max()  # NaN-skipping, as evaluate's max of two jets
 
@@ -77,11 +80,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bench", help="benchmark directory (scores/, evaluation/metrics.json)")
     ap.add_argument("--members", required=True, help="comma list of scored method names (BENCH/scores/NAME.parquet)")
-    ap.add_argument("--combos", required=True, help="comma list of A+B[+C] combinations of members")
+    ap.add_argument("--combos", default="", help="comma list of A+B[+C] combinations of members (none: the members alone)")
     ap.add_argument("--rules", default="fisher,mean,min", help=f"combination rules, of {','.join(COMBINATIONS)}")
     ap.add_argument("--jets", default="min", choices=("min", "fisher"),
                     help="how jet-level members enter per event when levels mix (darkshower.train.ensemble JET_RULES; "
                          "min: as in the JSONs written before 2026-11-30's fourth session; train auto now uses fisher)")
+    ap.add_argument("--event-score", default="max2", choices=("max2", "pair"),
+                    help="event score of jet-level members on their own: max of the two leading jets (default) or "
+                         "pair (Fisher over their eff_b, as evaluate --event-score pair)")
     ap.add_argument("--out", default=None, help="JSON output (default benchmarks/results/<bench>_combinations.json)")
     args = ap.parse_args(argv)
     bench = Path(args.bench)
@@ -90,8 +96,8 @@ def main(argv=None) -> int:
     bkg = metrics["background"][0]["path"]
     signals = {s["name"]: s["path"] for s in metrics["signals"]}
     members = {m: _member(bench, m) for m in args.members.split(",")}
-    scores: dict[str, pd.Series] = {m: _per_event(t) for m, (t, _) in members.items()}
-    for combo in args.combos.split(","):
+    scores: dict[str, pd.Series] = {m: _per_event(t, args.event_score, n) for m, (t, n) in members.items()}
+    for combo in filter(None, args.combos.split(",")):
         names = combo.split("+")
         tables = [members[n][0] for n in names]
         n_val = [members[n][1] for n in names]

@@ -75,6 +75,21 @@ def test_runs_store_validation_scores_and_score_writes_eff_b(qcd_ds, svj_ds, tmp
     assert pd.read_parquet(jo).eff_b.isna().all()
     assert "val_scores.npy" in caplog.text and "eff_b is NaN" in caplog.text
 
+    # score_pair: -ln of Fisher's method over the two leading jets' eff_b (floor 0.5 / n_val), by hand
+    ev = pd.read_parquet(events).set_index(["dataset", "event_id"])
+    floor = 0.5 / len(best)
+    two = df[df.jet_idx < 2]
+    x = (-np.log(np.maximum(two.eff_b, floor))).groupby([two.dataset, two.event_id]).sum()
+    k = two.groupby(["dataset", "event_id"]).size()
+    np.testing.assert_allclose(ev.loc[x.index, "score_pair"], -np.log(np.exp(-x) * np.where(k == 2, 1 + x, 1)),
+                               rtol=1e-10)
+    # evaluate --event-score pair uses it; an uncalibrated file has none: one clear error
+    ds = ["--background", str(qcd_ds.path), "--signal", str(svj_ds.path), "--bootstrap", "0", "--no-supervised"]
+    assert main(["evaluate", "--scores", str(jets), *ds, "--out", str(tmp_path / "ev"), "--event-score", "pair"]) == 0
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["settings"]["event_score"] == "pair"
+    assert main(["evaluate", "--scores", str(jo), *ds, "--out", str(tmp_path / "ev2"), "--event-score", "pair"]) == 2
+
 
 def test_supervised_reference_calibrates_on_background_only(qcd_ds, svj_ds, tmp_path):
     run = train("sup-bdt", qcd_ds, tmp_path / "bdt", config={"threads": 1, "data": {"signal": [str(svj_ds.path)]},

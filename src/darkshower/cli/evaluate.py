@@ -35,8 +35,9 @@ def register(subparsers) -> None:
     p.add_argument("--background", nargs="+", required=True, metavar="DS", help="background dataset directories")
     p.add_argument("--signal", nargs="+", required=True, metavar="DS", help="signal dataset directories")
     p.add_argument("--out", required=True, metavar="DIR", help="evaluation directory to write")
-    p.add_argument("--event-score", choices=["max2", "lead"], default="max2",
-                   help="event score: max of the two leading jets (default) or the leading jet")
+    p.add_argument("--event-score", choices=["max2", "lead", "pair"], default="max2",
+                   help="event score of jet-level methods: max of the two leading jets (default), the leading jet, or "
+                        "pair: Fisher's method over the two leading jets' calibrated scores (eff_b)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicas (default 200; 0 = none)")
     p.add_argument("--seed", type=int, default=0, help="seed of bootstrap, BDT split and sculpting baselines")
     p.add_argument("--min-bkg", type=float, default=10.0,

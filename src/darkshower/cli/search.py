@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("--lumi", type=float, default=138.0, help="integrated luminosity [fb^-1] (default 138)")
     p.add_argument("--cut-eff", default="0.1,0.01", metavar="E,E,..",
                    help="background efficiencies of the anomaly cuts (default 0.1,0.01)")
-    p.add_argument("--event-score", choices=["max2", "lead"], default="max2", help="event score (default max2)")
+    p.add_argument("--event-score", choices=["max2", "lead", "pair"], default="max2",
+                   help="event score of jet-level methods: max2 (default), lead or pair (Fisher over the two jets' eff_b)")
     p.add_argument("--bins", type=int, default=30, help="MT bins (default 30)")
     p.add_argument("--mt-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                    help="MT fit range [GeV] (default: background peak to the 99.5%% quantile)")

@@ -6,10 +6,11 @@ A score file ``S.parquet`` has one row per scored jet (``dataset``, ``event_id``
 the file stem is the method; ``datasets`` identifies the scored version of each dataset, see
 :func:`check_identity`).
 ``S.events.parquet`` beside it has one row per event (``dataset``, ``event_id``, ``score_lead``,
-``score_max2``). Files scored with decorrelation also have ``score_decor`` (jets) and
-``score_decor_lead``/``score_decor_max2`` (events): :func:`decorrelated` turns them into a score file
-of their own (named ``<method> (decor)``). Either file may be missing as long as the other is there: the event scores
-are derived from the jet scores (leading jet; maximum of the two leading jets).
+``score_max2``, and for calibrated runs ``score_pair``: Fisher's method over the two leading jets'
+``eff_b``, darkshower.train.scorefiles.pair_scores). Files scored with decorrelation also have ``score_decor`` (jets) and
+``score_decor_lead``/``score_decor_max2``/``score_decor_pair`` (events): :func:`decorrelated` turns them into a
+score file of their own (named ``<method> (decor)``). Either file may be missing as long as the other is there: the
+event scores are derived from the jet scores (leading jet; maximum of the two leading jets; the pair from ``eff_b``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from darkshower.errors import EvaluationError
 
 log = logging.getLogger(__name__)
 
-EVENT_SCORES = ("max2", "lead")
+#: event scores of jet-level methods: max of the two leading jets, the leading jet, Fisher's method over the two
+EVENT_SCORES = ("max2", "lead", "pair")
 META_KEY = b"darkshower"
 
 
@@ -37,7 +39,7 @@ class ScoreFile:
 
     path: Path
     method: str
-    events: pd.DataFrame  # dataset, event_id, score_lead, score_max2
+    events: pd.DataFrame  # dataset, event_id, score_lead, score_max2, score_pair
     jets: pd.DataFrame | None = None  # dataset, event_id, jet_idx, score
     run: str | None = None
     supervised: bool = False
@@ -94,9 +96,20 @@ def _read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     return df
 
 
-def _events_from_jets(jets: pd.DataFrame, col: str = "score") -> pd.DataFrame:
+def _pair(jets: pd.DataFrame, col: str, n_val) -> pd.Series:
+    """score_pair of column ``col`` (``score`` or ``score_decor``): the event score itself at event level,
+    else Fisher's method over the two leading jets' ``eff_b`` (``eff_b_decor``); NaN without calibration."""
+    from darkshower.train.scorefiles import pair_scores
+
+    if (jets["jet_idx"] < 0).all():
+        return jets.set_index(["dataset", "event_id"])[col]
+    return pair_scores(jets, "eff_b" if col == "score" else "eff_b_decor", n_val)
+
+
+def _events_from_jets(jets: pd.DataFrame, col: str = "score", n_val=None) -> pd.DataFrame:
     """score_lead = the leading scored jet (or the event score), score_max2 = max over the two leading scored
-    jets (of column ``col``; with ``score``, also ``score_decor_*`` when the jets have ``score_decor``)."""
+    jets, score_pair = Fisher's method over their calibrated scores (of column ``col``; with ``score``, also
+    ``score_decor_*`` when the jets have ``score_decor``)."""
     from darkshower.train.scorefiles import jet_rank
 
     rank = jet_rank(jets)
@@ -104,10 +117,12 @@ def _events_from_jets(jets: pd.DataFrame, col: str = "score") -> pd.DataFrame:
     max2 = jets[rank < 2].groupby(["dataset", "event_id"], sort=False)[col].max()
     out = pd.DataFrame({"score_max2": max2})
     out["score_lead"] = lead.reindex(out.index)
+    out["score_pair"] = _pair(jets, col, n_val).reindex(out.index)
     out = out.reset_index()
     if col == "score" and "score_decor" in jets.columns:
-        d = _events_from_jets(jets, "score_decor")
+        d = _events_from_jets(jets, "score_decor", n_val)
         out["score_decor_max2"], out["score_decor_lead"] = d["score_max2"].to_numpy(), d["score_lead"].to_numpy()
+        out["score_decor_pair"] = d["score_pair"].to_numpy()
     return out
 
 
@@ -149,9 +164,19 @@ def read_scores(path: str | os.PathLike, supervised: bool = False) -> ScoreFile:
                 events[c] = events["score_max2" if c == "score_lead" else "score_lead"]
             events[c] = events[c].astype(np.float64)
         if jets is not None and "score_decor" in jets.columns and "score_decor_max2" not in events.columns:
-            events = events.merge(_events_from_jets(jets, "score_decor").rename(
-                columns={"score_max2": "score_decor_max2", "score_lead": "score_decor_lead"}),
+            events = events.merge(_events_from_jets(jets, "score_decor", meta.get("n_val_scores")).rename(
+                columns={"score_max2": "score_decor_max2", "score_lead": "score_decor_lead",
+                         "score_pair": "score_decor_pair"}),
                 on=["dataset", "event_id"], how="left")
+        for c in ("score", "score_decor"):  # files written before score_pair existed: derived from the jets
+            if f"{c}_pair" not in events.columns and (c == "score" or f"{c}_max2" in events.columns):
+                if jets is not None and c in jets.columns:
+                    pair = _pair(jets, c, meta.get("n_val_scores")).rename(f"{c}_pair").reset_index()
+                    events = events.merge(pair, on=["dataset", "event_id"], how="left")
+                elif meta.get("level") == "event":  # one score per event: the pair is that score
+                    events[f"{c}_pair"] = events[f"{c}_max2"]
+                else:
+                    events[f"{c}_pair"] = np.nan
         dup = events.duplicated(["dataset", "event_id"])
         if dup.any():
             r = events[dup].iloc[0]
@@ -159,7 +184,7 @@ def read_scores(path: str | os.PathLike, supervised: bool = False) -> ScoreFile:
                 f"{ev_path}: {int(dup.sum())} duplicate (dataset, event_id) rows, e.g. ({r['dataset']}, {r['event_id']})"
             )
     else:
-        events = _events_from_jets(jets)
+        events = _events_from_jets(jets, n_val=meta.get("n_val_scores"))
     method = str(meta.get("method") or "") or jet_path.name[: -len(".parquet")]
     run = meta.get("run")
     sup = bool(supervised or meta.get("supervised", False))
@@ -189,6 +214,7 @@ def decorrelated(sf: ScoreFile) -> ScoreFile:
     for c in ("lead", "max2"):
         other = "max2" if c == "lead" else "lead"
         ev[f"score_{c}"] = ev[f"score_decor_{c}" if f"score_decor_{c}" in ev.columns else f"score_decor_{other}"]
+    ev["score_pair"] = ev["score_decor_pair"] if "score_decor_pair" in ev.columns else np.nan
     jets = None
     if sf.jets is not None and "score_decor" in sf.jets.columns:
         jets = sf.jets.copy()
@@ -310,7 +336,15 @@ def join_event_scores(sf: ScoreFile, events: pd.DataFrame, dataset_path: str, ev
         raise EvaluationError(f"event score {event_score!r}: choose one of {EVENT_SCORES}")
     rows = match_dataset(sf, sf.events, dataset_path)
     ids = events["event_id"].to_numpy(np.int64)
-    sc = pd.Series(rows[f"score_{event_score}"].to_numpy(np.float64), index=rows["event_id"].to_numpy(np.int64))
+    col = f"score_{event_score}"
+    if col not in rows.columns or (len(rows) and not np.isfinite(rows[col].to_numpy(np.float64)).any()):
+        raise EvaluationError(
+            f"{sf.path} (method {sf.name!r}) has no event score {event_score!r}"
+            + (" (Fisher's method over the two leading jets needs calibrated scores, eff_b): rescore with "
+               "`darkshower score` of this darkshower (a run trained before validation scores were stored must be "
+               "retrained), or use --event-score max2" if event_score == "pair" else "")
+        )
+    sc = pd.Series(rows[col].to_numpy(np.float64), index=rows["event_id"].to_numpy(np.int64))
     unknown = ~sc.index.isin(ids)
     if unknown.any():
         ex = ", ".join(str(x) for x in sc.index[unknown][:5])

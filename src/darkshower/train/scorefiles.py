@@ -57,15 +57,34 @@ def jet_rank(jets: pd.DataFrame) -> np.ndarray:
     return jets.groupby(["dataset", "event_id"], sort=False)["jet_idx"].rank(method="first").to_numpy(np.int64) - 1
 
 
-def event_table(jets: pd.DataFrame) -> pd.DataFrame:
-    """Per-event scores from per-jet scores: leading scored jet and max of the two leading scored jets (also
-    of ``score_decor`` when the table has it: ``score_decor_lead``, ``score_decor_max2``)."""
+def pair_scores(jets: pd.DataFrame, col: str = "eff_b", n_val: int | None = None) -> pd.Series:
+    """Per event, ``-ln`` of Fisher's method over the two leading scored jets' calibrated scores (``col``:
+    ``eff_b`` or ``eff_b_decor``; :func:`event_level` with ``jets="fisher"``, floored at ``0.5 / n_val``, else half
+    the smallest positive value), indexed by (dataset, event_id): higher = more anomalous, and an event whose two
+    jets are both unusual ranks above one with a single unusual jet. NaN without calibrated scores."""
+    keys = ["dataset", "event_id"]
+    if col not in jets.columns or not np.isfinite(jets[col].to_numpy(np.float64)).any():
+        idx = pd.MultiIndex.from_frame(jets[keys].drop_duplicates())
+        return pd.Series(np.nan, index=idx, dtype=np.float64)
+    t = jets[[*keys, "jet_idx", col] + (["nonfinite_input"] if "nonfinite_input" in jets.columns else [])]
+    e = event_level(t.rename(columns={col: "eff_b"}), "fisher", 0.5 / n_val if n_val else None)
+    with np.errstate(divide="ignore"):
+        return pd.Series(-np.log(e["eff_b"].to_numpy(np.float64)),
+                         index=pd.MultiIndex.from_frame(e[keys]), dtype=np.float64)
+
+
+def event_table(jets: pd.DataFrame, n_val: int | None = None) -> pd.DataFrame:
+    """Per-event scores from per-jet scores: leading scored jet, max of the two leading scored jets and, for
+    calibrated runs, ``score_pair`` (:func:`pair_scores`; ``n_val``: the run's number of validation scores) —
+    also of ``score_decor`` when the table has it: ``score_decor_lead``, ``score_decor_max2``,
+    ``score_decor_pair``. Event-level tables have one score per event: all of them equal it."""
     cols = [c for c in ("score", "score_decor") if c in jets.columns]
     if (jets["jet_idx"] < 0).all():
         ev = jets[["dataset", "event_id", *cols]].copy()
         for c in cols:
             ev[f"{c}_lead"] = ev[c]
             ev[f"{c}_max2"] = ev[c]
+            ev[f"{c}_pair"] = ev[c]
         return ev.drop(columns=cols)
     keys = ["dataset", "event_id"]
     rank = jet_rank(jets)
@@ -73,6 +92,8 @@ def event_table(jets: pd.DataFrame) -> pd.DataFrame:
     for c in cols:
         parts.append(jets[rank == 0].set_index(keys)[c].rename(f"{c}_lead"))
         parts.append(jets[rank < 2].groupby(keys)[c].max().rename(f"{c}_max2"))
+        eff = "eff_b" if c == "score" else "eff_b_decor"
+        parts.append(pair_scores(jets, eff, n_val).rename(f"{c}_pair"))
     return pd.concat(parts, axis=1).reset_index()
 
 
@@ -83,7 +104,7 @@ def write_score_files(jets: pd.DataFrame, out, meta: dict) -> tuple[Path, Path]:
     atomic_write_parquet(jets, out, meta)
     evp = events_path(out)
     try:
-        atomic_write_parquet(event_table(jets), evp, meta)
+        atomic_write_parquet(event_table(jets, meta.get("n_val_scores")), evp, meta)
     except BaseException:
         out.unlink(missing_ok=True)
         raise
