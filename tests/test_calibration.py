@@ -172,6 +172,14 @@ def test_fisher_jet_rule_by_hand():
     assert f[0] < f[1] and m[0] > m[1]
     with pytest.raises(ConfigError, match="choose one of min, fisher"):
         event_level(pair, "mean")
+    # the pair event score of one run: a jet without a finite eff_b is left out (as max2 leaves out a NaN jet)
+    from darkshower.train.scorefiles import pair_scores
+
+    nan_jet = _table("d", [1, 1, 2, 2, 3], [0, 1, 0, 1, 0], [0.1, np.nan, 0.1, 0.2, np.nan])
+    ps = pair_scores(nan_jet, n_val=1000)
+    x2 = -np.log(0.1 * 0.2)
+    np.testing.assert_allclose(ps.to_numpy()[:2], [-np.log(0.1), -np.log(np.exp(-x2) * (1 + x2))])
+    assert np.isnan(ps.to_numpy()[2]) and len(ps) == 3
     # train auto runs record their rule; runs written before the key existed were calibrated with min
     from darkshower.train.scorefiles import run_jet_rule
 

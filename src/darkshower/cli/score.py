@@ -10,7 +10,8 @@ def register(subparsers) -> None:
         "score",
         help="score datasets with a trained run (per jet and per event)",
         description=("Write per-jet anomaly scores (dataset, event_id, jet_idx, score) to OUT and per-event scores "
-                     "(score_lead = leading jet, score_max2 = max of the two leading jets) to "
+                     "(score_lead = leading jet, score_max2 = max of the two leading jets, score_pair = Fisher's "
+                     "method over the two leading jets' eff_b) to "
                      "OUT with suffix .events.parquet. Works on generated and imported datasets."),
     )
     p.add_argument("run", metavar="RUN", help="run directory written by darkshower train")

@@ -34,6 +34,7 @@ from darkshower.evaluate.scores import (
     check_identity,
     decorrelated,
     has_decorrelated,
+    has_event_score,
     has_scores,
     join_event_scores,
     join_jet_scores,
@@ -201,7 +202,8 @@ def evaluate(
     ``scores``: score files of unsupervised methods (``S.parquet``); ``supervised_scores``:
     extra score files of supervised classifiers (shown as references); ``background``/``signal``:
     dataset directories. Event metrics use the event score ``event_score`` (``max2``: the
-    maximum of the two leading jets' scores, ``lead``: the leading jet's). With ``supervised``,
+    maximum of the two leading jets' scores, ``lead``: the leading jet's, ``pair``: Fisher's method over the two
+    leading jets' calibrated scores; event-level methods have one score for all three). With ``supervised``,
     a gradient-boosted classifier per signal is the supervised reference. With ``out`` the
     evaluation directory is written (see module docstring). Returns the metrics dict. The datasets
     (and their observables) are read one task per chunk on ``executor`` (darkshower.execute; default
@@ -222,14 +224,26 @@ def evaluate(
     opts = _Settings(n_bootstrap=int(n_bootstrap), seed=seed, min_bkg=min_bkg, eff_s_points=effs["eff_s_points"],
                      eff_b_points=effs["eff_b_points"])
     files = read_score_files(scores, supervised_scores)
+    notes: list[str] = []
+    warnings: list[str] = []
     if decorrelated_scores:
-        files = [g for f in files for g in ([f, decorrelated(f)] if has_decorrelated(f) else [f])]
+        views = []
+        for f in files:
+            views.append(f)
+            if not has_decorrelated(f):
+                continue
+            d = decorrelated(f)
+            if event_score == "pair" and not has_event_score(d, "pair"):
+                # e.g. a combined (ensemble / train auto) file of jet-level members: score_decor, no eff_b_decor
+                warnings.append(f"{d.name}: no decorrelated pair score (its jets have no eff_b_decor); not evaluated "
+                                "with --event-score pair (use max2 for its decorrelated view)")
+                continue
+            views.append(d)
+        files = views
     from darkshower.execute import using
 
     with using(executor if executor is not None else "local") as ex:  # in process unless asked
         bkg, sigs = _load_datasets(background, signal, features=supervised, executor=ex)
-    notes: list[str] = []
-    warnings: list[str] = []
     bw = _bkg_weights(bkg, notes)
     events = event_table(files, bkg, sigs, bw, event_score, notes, warnings)
     results = method_metrics(files, bkg, sigs, bw, events, opts, warnings, jet_level=jet_level)

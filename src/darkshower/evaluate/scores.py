@@ -195,6 +195,13 @@ def read_scores(path: str | os.PathLike, supervised: bool = False) -> ScoreFile:
 DECOR_SUFFIX = " (decor)"
 
 
+def has_event_score(sf: ScoreFile, event_score: str) -> bool:
+    """True when ``sf`` has a finite event score ``event_score`` for some event (``pair`` needs calibrated
+    per-jet scores, ``eff_b``)."""
+    col = f"score_{event_score}"
+    return col in sf.events.columns and bool(np.isfinite(sf.events[col].to_numpy(np.float64)).any())
+
+
 def has_decorrelated(sf: ScoreFile) -> bool:
     """True when ``sf`` carries decorrelated scores (``darkshower score`` of a run with val_decor.npz)."""
     return "score_decor_max2" in sf.events.columns or "score_decor_lead" in sf.events.columns
@@ -337,12 +344,12 @@ def join_event_scores(sf: ScoreFile, events: pd.DataFrame, dataset_path: str, ev
     rows = match_dataset(sf, sf.events, dataset_path)
     ids = events["event_id"].to_numpy(np.int64)
     col = f"score_{event_score}"
-    if col not in rows.columns or (len(rows) and not np.isfinite(rows[col].to_numpy(np.float64)).any()):
+    if event_score == "pair" and not has_event_score(sf, "pair"):
         raise EvaluationError(
-            f"{sf.path} (method {sf.name!r}) has no event score {event_score!r}"
-            + (" (Fisher's method over the two leading jets needs calibrated scores, eff_b): rescore with "
-               "`darkshower score` of this darkshower (a run trained before validation scores were stored must be "
-               "retrained), or use --event-score max2" if event_score == "pair" else "")
+            f"{sf.path} (method {sf.name!r}) has no event score 'pair': Fisher's method over the two leading jets "
+            "needs calibrated per-jet scores (eff_b). A run's scores get them from `darkshower score` (a run trained "
+            "before validation scores were stored must be retrained); an ensemble of jet-level members has none "
+            "(its score is not calibrated). Use --event-score max2 for it"
         )
     sc = pd.Series(rows[col].to_numpy(np.float64), index=rows["event_id"].to_numpy(np.int64))
     unknown = ~sc.index.isin(ids)

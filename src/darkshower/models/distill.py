@@ -60,8 +60,8 @@ _TEACHERS: dict = {}
 
 
 def load_teacher(run, which: str = "best"):
-    """(method, representation, run info) of a teacher run, with one clear error when the run is
-    missing or unusable as a teacher. Cached per process."""
+    """(method, representation, run info, data config: its jet window) of a teacher run, with one clear error
+    when the run is missing or unusable as a teacher. Cached per process."""
     from darkshower.models.runs import RunError, load_run
 
     path = Path(run).expanduser().resolve()
@@ -89,7 +89,9 @@ def load_teacher(run, which: str = "best"):
 def teacher_scores(config: DistillConfig, events, ids: dict) -> np.ndarray:
     """Teacher score of each (event_id, jet_idx) in ``ids`` (NaN where the teacher has none). ``events`` and
     ``ids`` are the student's (its jet window applied, ``jet_idx`` ranked inside it); the teacher scores the jets
-    inside its own window, as it was trained, so a jet outside it has no teacher score."""
+    inside its own window, as it was trained, so a jet outside it has no teacher score. (Applied to the student's
+    jets: with a student window narrower than the teacher's, the teacher's leading jets are ranked among the
+    student's jets, and its event-level inputs see those jets.)"""
     import pandas as pd
 
     from darkshower.models.inference import score_arrays

@@ -11,8 +11,10 @@ OUT (per jet or, for event-level methods, per event with ``jet_idx = -1``):
     jet_idx numbers the jets as the dataset does; a run trained with a jet window (data.jet_pt_min/max,
     jet_mass_min/max) scores only the jets inside it, its ``max_jets`` leading ones there, as in training.
 OUT with suffix ``.events.parquet`` (per event):
-    dataset, event_id, score_lead (leading scored jet), score_max2 (max of the two leading scored jets); with
-    decorrelation also score_decor_lead, score_decor_max2 (the same from score_decor)
+    dataset, event_id, score_lead (leading scored jet), score_max2 (max of the two leading scored jets),
+    score_pair (-ln of Fisher's method over the two leading scored jets' eff_b; the event score for
+    event-level runs); with decorrelation also score_decor_lead, score_decor_max2, score_decor_pair (the same
+    from score_decor / eff_b_decor)
 Both carry the parquet metadata key ``darkshower`` (JSON: method, run, model, representation, and
 ``datasets``: each scored dataset's content fingerprint, see darkshower.data.fingerprint).
 """
@@ -294,7 +296,8 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
     meta = {"method": info["method"], "run": str(Path(run).resolve()), "model": which,
             "representation": info["representation"]["kind"], "level": info.get("level", "jet"),
             "supervised": info.get("supervised", False), "n_nonfinite_input": n_bad, "n_val_scores": None if val is None else len(val),
-            "decorrelation": decor_meta, "datasets": fingerprints, "jets_per_s": n_jets / max(time.perf_counter() - t0, 1e-9)}
+            "decorrelation": decor_meta, "datasets": fingerprints,
+            "val_split": None if val_split is None else {"fraction": val_split[0], "seed": val_split[1]}, "jets_per_s": n_jets / max(time.perf_counter() - t0, 1e-9)}
     out, evp = write_score_files(jets, out, meta)
     log.info("scored %d samples in %.1f s (%.0f/s)", n_jets, time.perf_counter() - t0, meta["jets_per_s"])
     return out, evp

@@ -61,16 +61,20 @@ def pair_scores(jets: pd.DataFrame, col: str = "eff_b", n_val: int | None = None
     """Per event, ``-ln`` of Fisher's method over the two leading scored jets' calibrated scores (``col``:
     ``eff_b`` or ``eff_b_decor``; :func:`event_level` with ``jets="fisher"``, floored at ``0.5 / n_val``, else half
     the smallest positive value), indexed by (dataset, event_id): higher = more anomalous, and an event whose two
-    jets are both unusual ranks above one with a single unusual jet. NaN without calibrated scores."""
+    jets are both unusual ranks above one with a single unusual jet. A jet without a finite calibrated score is
+    left out (as ``max2`` leaves out a NaN jet): the event is scored by its other jet; NaN without any."""
     keys = ["dataset", "event_id"]
+    idx = pd.MultiIndex.from_frame(jets[keys].drop_duplicates())
     if col not in jets.columns or not np.isfinite(jets[col].to_numpy(np.float64)).any():
-        idx = pd.MultiIndex.from_frame(jets[keys].drop_duplicates())
         return pd.Series(np.nan, index=idx, dtype=np.float64)
-    t = jets[[*keys, "jet_idx", col] + (["nonfinite_input"] if "nonfinite_input" in jets.columns else [])]
+    t = jets[[*keys, "jet_idx", col]]
+    t = t[jet_rank(t) < 2]  # the two leading scored jets, then those of them with a finite calibrated score
+    t = t[np.isfinite(t[col].to_numpy(np.float64))]
     e = event_level(t.rename(columns={col: "eff_b"}), "fisher", 0.5 / n_val if n_val else None)
     with np.errstate(divide="ignore"):
-        return pd.Series(-np.log(e["eff_b"].to_numpy(np.float64)),
-                         index=pd.MultiIndex.from_frame(e[keys]), dtype=np.float64)
+        out = pd.Series(-np.log(e["eff_b"].to_numpy(np.float64)), index=pd.MultiIndex.from_frame(e[keys]),
+                        dtype=np.float64)
+    return out.reindex(idx)
 
 
 def event_table(jets: pd.DataFrame, n_val: int | None = None) -> pd.DataFrame:
@@ -262,16 +266,16 @@ def write_combined(tables: list[pd.DataFrame], metas: list[dict], out, combine: 
         log.info("ensemble: members mix jet- and event-level scores; jet-level members enter per event (%s of "
                  "the two leading jets' calibrated scores)", "Fisher's method" if jets == "fisher" else "the minimum")
     rule = jets
-    jets = combine_tables(tables, names, combine, [m.get("n_val_scores") for m in metas], rule)
+    table = combine_tables(tables, names, combine, [m.get("n_val_scores") for m in metas], rule)
     if decorrelated:
         dec = combine_tables([t.drop(columns=["eff_b"]).rename(columns={"eff_b_decor": "eff_b"}) for t in tables], names,
                              combine, [m.get("n_val_scores") for m in metas], rule)
-        if not dec[KEYS].equals(jets[KEYS]):
+        if not dec[KEYS].equals(table[KEYS]):
             raise ConfigError("ensemble: the members' decorrelated scores do not cover the same samples")
-        jets["score_decor"] = dec["score"].to_numpy()
+        table["score_decor"] = dec["score"].to_numpy()
     if val_sorted is not None:
-        jets.insert(jets.columns.get_loc("nonfinite_input") + 1, "eff_b", eff_b(val_sorted, jets["score"].to_numpy()))
-    n_missing = int(jets[[f"eff_b.{n}" for n in names]].isna().any(axis=1).sum() - jets["nonfinite_input"].sum())
+        table.insert(table.columns.get_loc("nonfinite_input") + 1, "eff_b", eff_b(val_sorted, table["score"].to_numpy()))
+    n_missing = int(table[[f"eff_b.{n}" for n in names]].isna().any(axis=1).sum() - table["nonfinite_input"].sum())
     if n_missing > 0:
         log.warning("ensemble: %d samples lack a calibrated score in some member (not scored by it, or NaN "
                     "score): their ensemble score is NaN", n_missing)
@@ -285,10 +289,10 @@ def write_combined(tables: list[pd.DataFrame], metas: list[dict], out, combine: 
             "combination": _FORMULA[combine], "combine": combine, "jet_rule": rule if len(levels) > 1 else None,
             "representation": "ensemble", "level": level,
             "supervised": any(m.get("supervised") for m in metas),
-            "n_nonfinite_input": int(jets["nonfinite_input"].sum()), "datasets": fingerprints,
+            "n_nonfinite_input": int(table["nonfinite_input"].sum()), "datasets": fingerprints,
             "n_val_scores": None if val_sorted is None else len(val_sorted), **(extra or {})}
-    out, evp = write_score_files(jets, out, meta)
-    log.info("ensemble (%s) of %d members: %d samples -> %s", combine, len(tables), len(jets), out)
+    out, evp = write_score_files(table, out, meta)
+    log.info("ensemble (%s) of %d members: %d samples -> %s", combine, len(tables), len(table), out)
     return out, evp
 
 
