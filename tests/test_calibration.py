@@ -134,8 +134,15 @@ def test_fisher_min_and_mixed_levels_by_hand():
     assert np.isnan(f.score[3])  # a member without a score: NaN, as for the rank average
     m = combine_tables([a, b], ["a", "b"], "min")
     np.testing.assert_allclose(m.score[:3], [0.7, 0.9, 1.0])
-    with pytest.raises(ConfigError, match="choose one of mean, fisher, min"):
+    with pytest.raises(ConfigError, match="choose one of mean, fisher, min, stouffer"):
         combine_tables([a, b], ["a", "b"], "max")
+    # Stouffer: the sum of z-scores Phi^-1(1 - eff_b), floored as fisher
+    from scipy.stats import norm
+
+    st = combine_tables([a, b], ["a", "b"], "stouffer", n_val=[100, None])
+    np.testing.assert_allclose(st.score[:3], [norm.isf(0.5) + norm.isf(0.3), norm.isf(0.1) + norm.isf(0.4),
+                                              norm.isf(0.005) + norm.isf(0.15)])
+    assert np.isnan(st.score[3])
     # a jet-level member per event: 1 - (1 - min over the two leading jets)^k; a third jet does not count
     j = _table("d", [1, 1, 1, 2, 3, 3], [0, 1, 2, 0, 0, 1], [0.5, 0.1, 0.0, 0.2, 0.3, np.nan],
                [False, False, False, False, False, True])

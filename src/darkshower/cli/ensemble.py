@@ -21,9 +21,10 @@ def register(subparsers) -> None:
     p.add_argument("--data", nargs="+", default=None, metavar="DS",
                    help="dataset directories to score the runs on (needed when an INPUT is a run)")
     p.add_argument("--out", required=True, metavar="S.parquet", help="output Parquet file (a file name)")
-    p.add_argument("--combine", default="mean", choices=("mean", "fisher", "min"),
+    p.add_argument("--combine", default="mean", choices=("mean", "fisher", "min", "stouffer"),
                    help="mean: 1 - mean eff_b (rank average; default); fisher: -sum ln eff_b (Fisher's method, "
-                        "rare in any member and more so in several); min: 1 - min eff_b (the most anomalous member)")
+                        "rare in any member and more so in several); min: 1 - min eff_b (the most anomalous member); "
+                        "stouffer: sum of the members' z-scores Phi^-1(1 - eff_b)")
     p.add_argument("--jets", default="min", choices=("min", "fisher"),
                    help="how a jet-level member enters per event when members mix levels: min: 1 - (1 - min eff_b)^k "
                         "over the two leading jets (one anomalous jet decides; default); fisher: Fisher's method over "

@@ -2,13 +2,15 @@
 
 Every score file carries ``eff_b``: the fraction of its run's validation background scored above the
 sample (:func:`darkshower.train.score.eff_b`). That is a p-value-like rank on a scale shared by every
-method, so scores in different units combine without tuning. Three combinations (``combine``):
+method, so scores in different units combine without tuning. Four combinations (``combine``):
 
 - ``mean`` (rank average): ``1 - mean_r eff_b_r``;
 - ``fisher`` (Fisher's method for combining p-values): ``-sum_r ln eff_b_r`` (each ``eff_b`` floored at half
   of its run's smallest step, ``0.5 / n_val``, so a sample above all validation background stays finite);
   large when the sample is rare in *any* member and larger when it is rare in several;
-- ``min`` (Tippett's): ``1 - min_r eff_b_r``, the most anomalous member decides.
+- ``min`` (Tippett's): ``1 - min_r eff_b_r``, the most anomalous member decides;
+- ``stouffer`` (Stouffer's): ``sum_r Phi^-1(1 - eff_b_r)``, the sum of the members' z-scores (floored as
+  ``fisher``): less dominated by one very rare member than Fisher's.
 
 Higher = more anomalous for all three. Members of one level are joined per sample (jet or event). When
 members mix levels, the ensemble is an event-level score: a jet-level member enters with one calibrated value

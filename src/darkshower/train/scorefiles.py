@@ -129,8 +129,9 @@ def check_score_output(out) -> Path:
 
 KEYS = ["dataset", "event_id", "jet_idx"]
 #: the ways members combine (module docstring)
-COMBINATIONS = ("mean", "fisher", "min")
-_FORMULA = {"mean": "1 - mean eff_b", "fisher": "-sum ln max(eff_b, 0.5/n_val)", "min": "1 - min eff_b"}
+COMBINATIONS = ("mean", "fisher", "min", "stouffer")
+_FORMULA = {"mean": "1 - mean eff_b", "fisher": "-sum ln max(eff_b, 0.5/n_val)", "min": "1 - min eff_b",
+            "stouffer": "sum Phi^-1(1 - max(eff_b, 0.5/n_val))"}
 
 
 #: how a jet-level member enters per event (module docstring of darkshower.train.ensemble)
@@ -236,6 +237,11 @@ def combine_tables(tables: list[pd.DataFrame], names: list[str], combine: str = 
             score = 1.0 - effs.mean(axis=1)  # NaN when any member has no eff_b for the sample
         elif combine == "min":
             score = 1.0 - np.min(effs, axis=1)
+        elif combine == "stouffer":  # the sum of the members' z-scores (Stouffer's method), floored as fisher
+            from scipy.special import ndtri
+
+            score = (-ndtri(np.clip(np.maximum(effs, np.array(floors)), 0.0, 1.0))).sum(axis=1)
+            score[np.isnan(effs).any(axis=1)] = np.nan
         else:
             score = -np.log(np.maximum(effs, np.array(floors))).sum(axis=1)
             score[np.isnan(effs).any(axis=1)] = np.nan
