@@ -26,10 +26,10 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _member(bench: Path, name: str) -> tuple[pd.DataFrame, int | None]:
+def _member(scores_dir: Path, name: str) -> tuple[pd.DataFrame, int | None]:
     from darkshower.train.scorefiles import read_score_file
 
-    t, meta = read_score_file(bench / "scores" / f"{name}.parquet")
+    t, meta = read_score_file(scores_dir / f"{name}.parquet")
     return t, meta.get("n_val_scores")
 
 
@@ -88,6 +88,10 @@ def main(argv=None) -> int:
     ap.add_argument("--event-score", default="max2", choices=("max2", "pair"),
                     help="event score of jet-level members on their own: max of the two leading jets (default) or "
                          "pair (Fisher over their eff_b, as evaluate --event-score pair)")
+    ap.add_argument("--scores-dir", default=None, help="where the members' score files are (default BENCH/scores)")
+    ap.add_argument("--data-dir", default=None,
+                    help="score datasets of the same names in this directory instead of BENCH's (e.g. the TreeMaker-like "
+                         "copies of benchmarks/stored_observables.py); the supervised reference stays BENCH's")
     ap.add_argument("--out", default=None, help="JSON output (default benchmarks/results/<bench>_combinations.json)")
     args = ap.parse_args(argv)
     bench = Path(args.bench)
@@ -95,7 +99,11 @@ def main(argv=None) -> int:
     sup = {r["signal"]: r["auc"]["value"] for r in metrics["results"] if r.get("supervised")}
     bkg = metrics["background"][0]["path"]
     signals = {s["name"]: s["path"] for s in metrics["signals"]}
-    members = {m: _member(bench, m) for m in args.members.split(",")}
+    if args.data_dir:
+        bkg = str(Path(args.data_dir) / Path(bkg).name)
+        signals = {k: str(Path(args.data_dir) / Path(v).name) for k, v in signals.items()}
+    scores_dir = Path(args.scores_dir) if args.scores_dir else bench / "scores"
+    members = {m: _member(scores_dir, m) for m in args.members.split(",")}
     scores: dict[str, pd.Series] = {m: _per_event(t, args.event_score, n) for m, (t, n) in members.items()}
     for combo in filter(None, args.combos.split(",")):
         names = combo.split("+")

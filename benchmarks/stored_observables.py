@@ -95,8 +95,8 @@ def main(argv=None) -> int:
     scores = work / "scores" / "auto.parquet"
     if not scores.exists():
         score(run, [copies[bkg], *(copies[p] for p in signals.values())], scores, progress=True)
-    stored = _per_event(_member(work, "auto")[0])
-    full = _per_event(_member(bench, "auto")[0])
+    stored = _per_event(_member(work / "scores", "auto")[0])
+    full = _per_event(_member(bench / "scores", "auto")[0])
     info = json.loads((run / "run.json").read_text())
     rows = {"auto, stored observables (no constituents)": auc_rows(stored, copies[bkg], {n: copies[p] for n, p in
                                                                                          signals.items()}, sup),
