@@ -1,7 +1,8 @@
 """Label-free combinations of scored methods on a finished benchmark directory (issue #12, docs/sensitivity.md).
 
-Reads ``BENCH/scores/NAME.parquet`` of the given methods and combines their calibrated scores (``eff_b``) with
-:func:`darkshower.train.ensemble.combine_tables` — ``mean`` (rank average), ``fisher`` (-sum ln eff_b) or ``min``
+Reads ``BENCH/scores/NAME.parquet`` (``--scores-dir``: another directory) of the given methods and combines their
+calibrated scores (``eff_b``) with :func:`darkshower.train.ensemble.combine_tables` — ``mean`` (rank average),
+``fisher`` (-sum ln eff_b), ``min`` or ``stouffer`` (sum of z-scores)
 — per event (jet-level members enter with one calibrated value from their two leading jets, by ``--jets``:
 ``min`` the calibrated max, ``fisher`` Fisher's method over the two, as ``train auto``) and, when every member
 is jet level, per jet (the event score then is the max of the two leading jets, as for any jet-level method).
@@ -79,7 +80,8 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bench", help="benchmark directory (scores/, evaluation/metrics.json)")
-    ap.add_argument("--members", required=True, help="comma list of scored method names (BENCH/scores/NAME.parquet)")
+    ap.add_argument("--members", required=True,
+                    help="comma list of scored method names (BENCH/scores/NAME.parquet, or in --scores-dir)")
     ap.add_argument("--combos", default="", help="comma list of A+B[+C] combinations of members (none: the members alone)")
     ap.add_argument("--rules", default="fisher,mean,min", help=f"combination rules, of {','.join(COMBINATIONS)}")
     ap.add_argument("--jets", default="min", choices=("min", "fisher"),
@@ -114,6 +116,10 @@ def main(argv=None) -> int:
             c = combine_tables(tables, names, rule, n_val, args.jets)
             scores[f"{rule}({combo}){' per jet' if jet_level else ''}"] = _per_event(c)
     rows = {label: auc_rows(s, bkg, signals, sup) for label, s in scores.items()}
+    empty = sorted({n for r in rows.values() for n, v in r.items() if not v["n_signal"] or not v["n_background"]})
+    if empty:  # e.g. --data-dir without the --scores-dir of the scores made on those datasets: AUC NaN
+        print(f"WARNING: no scored events of {', '.join(empty)} (or of the background) in some score file: their AUC "
+              "is NaN; check --scores-dir / --data-dir", file=sys.stderr)
     print_ratios(rows, signals)
     out = Path(args.out or REPO / "benchmarks" / "results" / f"{bench.name}_combinations.json")
     from darkshower.data.dataset import atomic_write_json

@@ -143,6 +143,11 @@ def test_fisher_min_and_mixed_levels_by_hand():
     np.testing.assert_allclose(st.score[:3], [norm.isf(0.5) + norm.isf(0.3), norm.isf(0.1) + norm.isf(0.4),
                                               norm.isf(0.005) + norm.isf(0.15)])
     assert np.isnan(st.score[3])
+    # eff_b = 1 (below every validation score) is capped at 1 - floor: finite, and a rare member still counts
+    lo = _table("d", [1], [0], [1.0])
+    hi = _table("d", [1], [0], [0.0])
+    st1 = combine_tables([lo, hi], ["lo", "hi"], "stouffer", n_val=[100, 100])
+    np.testing.assert_allclose(st1.score, [norm.isf(1 - 0.005) + norm.isf(0.005)])
     # a jet-level member per event: 1 - (1 - min over the two leading jets)^k; a third jet does not count
     j = _table("d", [1, 1, 1, 2, 3, 3], [0, 1, 2, 0, 0, 1], [0.5, 0.1, 0.0, 0.2, 0.3, np.nan],
                [False, False, False, False, False, True])

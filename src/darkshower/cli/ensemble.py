@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from darkshower.cli.options import add_progress, positive_int
+from darkshower.train.scorefiles import COMBINATIONS
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "ensemble",
-        help="combine runs (or their score files) by their calibrated scores (rank average, Fisher or min)",
+        help="combine runs (or their score files) by their calibrated scores (rank average, Fisher, min or Stouffer)",
         description=("Score each run on the datasets (or read a score file written by darkshower score) and write "
                      "the ensemble score per sample to OUT, combining the members' eff_b (the fraction of a run's "
                      "validation background above the sample's score) by --combine; per-event scores go to OUT "
@@ -21,7 +22,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", nargs="+", default=None, metavar="DS",
                    help="dataset directories to score the runs on (needed when an INPUT is a run)")
     p.add_argument("--out", required=True, metavar="S.parquet", help="output Parquet file (a file name)")
-    p.add_argument("--combine", default="mean", choices=("mean", "fisher", "min", "stouffer"),
+    p.add_argument("--combine", default="mean", choices=COMBINATIONS,
                    help="mean: 1 - mean eff_b (rank average; default); fisher: -sum ln eff_b (Fisher's method, "
                         "rare in any member and more so in several); min: 1 - min eff_b (the most anomalous member); "
                         "stouffer: sum of the members' z-scores Phi^-1(1 - eff_b)")

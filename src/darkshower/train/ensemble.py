@@ -12,7 +12,7 @@ method, so scores in different units combine without tuning. Four combinations (
 - ``stouffer`` (Stouffer's): ``sum_r Phi^-1(1 - eff_b_r)``, the sum of the members' z-scores (floored as
   ``fisher``): less dominated by one very rare member than Fisher's.
 
-Higher = more anomalous for all three. Members of one level are joined per sample (jet or event). When
+Higher = more anomalous for all four. Members of one level are joined per sample (jet or event). When
 members mix levels, the ensemble is an event-level score: a jet-level member enters with one calibrated value
 per event from its two leading scored jets (``k`` of them), by ``jets`` (:data:`JET_RULES`):
 

@@ -240,7 +240,8 @@ def combine_tables(tables: list[pd.DataFrame], names: list[str], combine: str = 
         elif combine == "stouffer":  # the sum of the members' z-scores (Stouffer's method), floored as fisher
             from scipy.special import ndtri
 
-            score = (-ndtri(np.clip(np.maximum(effs, np.array(floors)), 0.0, 1.0))).sum(axis=1)
+            f = np.array(floors)  # both ends: eff_b is 0 beyond every validation score and 1 below all of them
+            score = (-ndtri(np.clip(np.maximum(effs, f), None, 1.0 - f))).sum(axis=1)
             score[np.isnan(effs).any(axis=1)] = np.nan
         else:
             score = -np.log(np.maximum(effs, np.array(floors))).sum(axis=1)
