@@ -264,18 +264,24 @@ def test_diverged_trial_fails_without_counting_and_timeout_stops(qcd_ds, tmp_pat
     assert res.n_complete == 2 and "--timeout" in res.stopped and len(calls) == 3
 
 
+class FakeTrial:
+    """The part of an optuna trial that tune's pruning callback uses: its reports, and a pruner that stops the
+    trial once ``prune_after`` steps are reported (None: never)."""
+
+    def __init__(self, number: int, prune_after: int | None = None):
+        self.number = number
+        self.prune_after = prune_after
+        self.reports: list = []
+
+    def report(self, v, step):
+        self.reports.append((step, v))
+
+    def should_prune(self):
+        return self.prune_after is not None and len(self.reports) >= self.prune_after
+
+
 def test_pruning_reports_best_so_far_and_stops_the_loop():
     from darkshower.train.tune import _Report
-
-    class Trial:
-        number = 7
-        reports: list = []
-
-        def report(self, v, step):
-            self.reports.append((step, v))
-
-        def should_prune(self):
-            return len(self.reports) >= 3
 
     class Loop:
         stopped = ""
@@ -283,10 +289,11 @@ def test_pruning_reports_best_so_far_and_stops_the_loop():
         def stop(self, why):
             self.stopped = why
 
-    cb, loop = _Report(Trial()), Loop()
+    trial = FakeTrial(7, prune_after=3)
+    cb, loop = _Report(trial), Loop()
     for epoch, v in enumerate([3.0, 1.0, 2.0]):
         cb.on_epoch_end(loop, epoch, {"selection_value": v})
-    assert Trial.reports == [(0, 3.0), (1, 1.0), (2, 1.0)]
+    assert trial.reports == [(0, 3.0), (1, 1.0), (2, 1.0)]
     assert cb.pruned and "trial 7 pruned at epoch 3" in loop.stopped
 
 
@@ -295,21 +302,9 @@ def test_pruning_replays_the_epochs_of_a_continued_run(tmp_path):
     then the new ones, each step once, so the median rule sees the whole run."""
     from darkshower.train.tune import _Report
 
-    class Trial:
-        number = 3
-
-        def __init__(self):
-            self.reports = []
-
-        def report(self, v, step):
-            self.reports.append((step, v))
-
-        def should_prune(self):
-            return False
-
     (tmp_path / "metrics.json").write_text(json.dumps([{"epoch": 1, "selection_value": 4.0},
                                                        {"epoch": 2, "selection_value": 5.0}]))
-    trial = Trial()
+    trial = FakeTrial(3)
     cb = _Report(trial)
     cb.replay(tmp_path)
     cb.on_epoch_end(None, 2, {"selection_value": 2.0})
@@ -337,21 +332,12 @@ def test_a_continued_trial_the_pruner_already_stopped_is_not_trained_again(tmp_p
     that the pruner stops it and does not train (it is told pruned, not complete with a truncated value)."""
     from darkshower.train.tune import _Report, _train_trial
 
-    class Trial:
-        number = 5
-        reports: list = []
-
-        def report(self, v, step):
-            self.reports.append((step, v))
-
-        def should_prune(self):
-            return True
-
     (tmp_path / "metrics.json").write_text(json.dumps([{"epoch": 1, "selection_value": 9.0}]))
 
     def train(*a, **k):
         raise AssertionError("a pruned trial must not train")
 
-    report = _Report(Trial())
+    trial = FakeTrial(5, prune_after=0)  # the pruner stops it
+    report = _Report(trial)
     _train_trial(train, "ae-hlf", [], None, tmp_path, {}, True, report, tmp_path, False, [])
-    assert report.pruned and Trial.reports == [(0, 9.0)]
+    assert report.pruned and trial.reports == [(0, 9.0)]
