@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from darkshower.errors import EvaluationError
+from darkshower.train.scorefiles import event_table
 
 log = logging.getLogger(__name__)
 
@@ -96,36 +97,6 @@ def _read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     return df
 
 
-def _pair(jets: pd.DataFrame, col: str, n_val) -> pd.Series:
-    """score_pair of column ``col`` (``score`` or ``score_decor``): the event score itself at event level,
-    else Fisher's method over the two leading jets' ``eff_b`` (``eff_b_decor``); NaN without calibration."""
-    from darkshower.train.scorefiles import pair_scores
-
-    if (jets["jet_idx"] < 0).all():
-        return jets.set_index(["dataset", "event_id"])[col]
-    return pair_scores(jets, "eff_b" if col == "score" else "eff_b_decor", n_val)
-
-
-def _events_from_jets(jets: pd.DataFrame, col: str = "score", n_val=None) -> pd.DataFrame:
-    """score_lead = the leading scored jet (or the event score), score_max2 = max over the two leading scored
-    jets, score_pair = Fisher's method over their calibrated scores (of column ``col``; with ``score``, also
-    ``score_decor_*`` when the jets have ``score_decor``)."""
-    from darkshower.train.scorefiles import jet_rank
-
-    rank = jet_rank(jets)
-    lead = jets[rank == 0].groupby(["dataset", "event_id"], sort=False)[col].max()
-    max2 = jets[rank < 2].groupby(["dataset", "event_id"], sort=False)[col].max()
-    out = pd.DataFrame({"score_max2": max2})
-    out["score_lead"] = lead.reindex(out.index)
-    out["score_pair"] = _pair(jets, col, n_val).reindex(out.index)
-    out = out.reset_index()
-    if col == "score" and "score_decor" in jets.columns:
-        d = _events_from_jets(jets, "score_decor", n_val)
-        out["score_decor_max2"], out["score_decor_lead"] = d["score_max2"].to_numpy(), d["score_lead"].to_numpy()
-        out["score_decor_pair"] = d["score_pair"].to_numpy()
-    return out
-
-
 def read_scores(path: str | os.PathLike, supervised: bool = False) -> ScoreFile:
     """Read ``S.parquet`` (+ ``S.events.parquet``); either may be given, the other is optional."""
     p = Path(path)
@@ -163,20 +134,20 @@ def read_scores(path: str | os.PathLike, supervised: bool = False) -> ScoreFile:
             if c not in events.columns:
                 events[c] = events["score_max2" if c == "score_lead" else "score_lead"]
             events[c] = events[c].astype(np.float64)
-        if jets is not None and "score_decor" in jets.columns and "score_decor_max2" not in events.columns:
-            events = events.merge(_events_from_jets(jets, "score_decor", meta.get("n_val_scores")).rename(
-                columns={"score_max2": "score_decor_max2", "score_lead": "score_decor_lead",
-                         "score_pair": "score_decor_pair"}),
-                on=["dataset", "event_id"], how="left")
-        for c in ("score", "score_decor"):  # files written before score_pair existed: derived from the jets
-            if f"{c}_pair" not in events.columns and (c == "score" or f"{c}_max2" in events.columns):
-                if jets is not None and c in jets.columns:
-                    pair = _pair(jets, c, meta.get("n_val_scores")).rename(f"{c}_pair").reset_index()
-                    events = events.merge(pair, on=["dataset", "event_id"], how="left")
-                elif meta.get("level") == "event":  # one score per event: the pair is that score
-                    events[f"{c}_pair"] = events[f"{c}_max2"]
-                else:
-                    events[f"{c}_pair"] = np.nan
+        # columns an older file lacks (score_decor_*, score_pair) come from its jet scores, as score writes them
+        missing: list[str] = []
+        if "score_decor_max2" not in events.columns and jets is not None and "score_decor" in jets.columns:
+            missing += ["score_decor_lead", "score_decor_max2", "score_decor_pair"]
+        for c in ("score", "score_decor"):
+            if f"{c}_max2" in events.columns and f"{c}_pair" not in events.columns:
+                missing.append(f"{c}_pair")
+        if missing and jets is not None:
+            derived = event_table(jets, meta.get("n_val_scores"))
+            events = events.merge(derived[["dataset", "event_id", *[c for c in missing if c in derived.columns]]],
+                                  on=["dataset", "event_id"], how="left")
+        for c in missing:
+            if c not in events.columns:  # no jet table: an event-level file's pair is its one score, else none
+                events[c] = events[c.replace("_pair", "_max2")] if meta.get("level") == "event" else np.nan
         dup = events.duplicated(["dataset", "event_id"])
         if dup.any():
             r = events[dup].iloc[0]
@@ -184,7 +155,7 @@ def read_scores(path: str | os.PathLike, supervised: bool = False) -> ScoreFile:
                 f"{ev_path}: {int(dup.sum())} duplicate (dataset, event_id) rows, e.g. ({r['dataset']}, {r['event_id']})"
             )
     else:
-        events = _events_from_jets(jets, n_val=meta.get("n_val_scores"))
+        events = event_table(jets, meta.get("n_val_scores"))
     method = str(meta.get("method") or "") or jet_path.name[: -len(".parquet")]
     run = meta.get("run")
     sup = bool(supervised or meta.get("supervised", False))
