@@ -185,7 +185,7 @@ def score_remote(run, datasets, out, server: str, model: str | None = None, vers
     from darkshower.data.fingerprint import dataset_fingerprint
     from darkshower.models.runs import read_run_config, read_run_json, require_model
     from darkshower.progress import progress as _progress
-    from darkshower.train.data import dataset_jet_idx, select_jets_indexed
+    from darkshower.represent.window import dataset_jet_idx, select_jets_indexed
     from darkshower.train.score import check_score_output, eff_b, read_val_scores, write_score_files
 
     run = Path(run)

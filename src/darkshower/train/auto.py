@@ -280,8 +280,7 @@ def train_auto(data, out, val=None, config: dict | None = None, epochs: int | No
                                     else " and the event shape (n_jets, H_T)")
                                  + ("" if inspected["met"] else "; without MET its MET topology is left out"))
         per_event = choice["level"] == "event" or "event-flow" in members  # else all members combine per jet
-        of_two = (" (event value: Fisher's method over the two jets' calibrated scores)" if per_event and
-                  DEFAULT_JETS == "fisher" else " (event value: the calibrated max of the two)" if per_event else "")
+        of_two = " (event value: Fisher's method over the two jets' calibrated scores)" if per_event else ""
         if "jet-density" in members:
             choice["why"].append(f"jet-density: the {DEFAULT_METHOD} density on each of the two leading jets' "
                                  f"{', '.join(DEFAULT_COLUMNS)}{of_two}; it takes the --config/--set of the density")
@@ -397,7 +396,6 @@ def _calibrate(out: Path, info: dict, paths, val, progress: bool) -> None:
     import shutil
 
     from darkshower.train.callbacks import _atomic_save_npy
-    from darkshower.train.data import event_fraction
     from darkshower.train.score import score
     from darkshower.train.scorefiles import combine_tables, read_score_file, run_jet_rule
 
@@ -416,9 +414,7 @@ def _calibrate(out: Path, info: dict, paths, val, progress: bool) -> None:
         c = combine_tables(tables, [m["name"] for m in info["members"]], info["combine"], n_val, run_jet_rule(info))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if fraction is not None:
-        c = c[event_fraction(c["event_id"].to_numpy(), seed) < fraction]
-    v = c["score"].to_numpy(np.float64)
+    v = c["score"].to_numpy(np.float64)  # (only validation events were scored: val_split)
     v = np.sort(v[np.isfinite(v)])
     if not len(v):
         raise DatasetError(f"{out}: no validation event has a finite combined score; cannot calibrate the default")

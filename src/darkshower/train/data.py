@@ -31,12 +31,7 @@ from darkshower.represent.store import (
     store_len,
     take,
 )
-from darkshower.represent.window import (  # noqa: F401 (train.data's public names)
-    dataset_jet_idx,
-    jet_window,
-    select_jets,
-    select_jets_indexed,
-)
+from darkshower.represent.window import select_jets
 
 log = logging.getLogger(__name__)
 

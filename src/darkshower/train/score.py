@@ -34,7 +34,8 @@ from darkshower.data.dataset import open_dataset
 from darkshower.data.fingerprint import dataset_fingerprint
 from darkshower.errors import ConfigError, DatasetError
 from darkshower.models.inference import score_arrays
-from darkshower.train.data import dataset_jet_idx, select_jets_indexed
+from darkshower.represent.window import dataset_jet_idx, select_jets_indexed
+from darkshower.train.data import event_fraction
 from darkshower.train.scorefiles import (  # noqa: F401 (re-exported: score's public helpers)
     VAL_SCORES,
     check_score_output,
@@ -70,8 +71,6 @@ def _score_chunk(task) -> tuple[int, pd.DataFrame]:
     ds = open_dataset(path)
     events = ds.read_chunk(i)
     if val_split is not None:  # only the events of a validation split (train auto's calibration)
-        from darkshower.train.data import event_fraction
-
         events = events[event_fraction(ak.to_numpy(events["event_id"]), val_split[1]) < val_split[0]]
     # the run's jet window, as in training: the model sees the jets it was trained on, ranked inside the window
     events, index = select_jets_indexed(events, _WORKER["data"])

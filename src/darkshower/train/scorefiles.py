@@ -272,11 +272,10 @@ def write_combined(tables: list[pd.DataFrame], metas: list[dict], out, combine: 
     if len(levels) > 1:
         log.info("ensemble: members mix jet- and event-level scores; jet-level members enter per event (%s of "
                  "the two leading jets' calibrated scores)", "Fisher's method" if jets == "fisher" else "the minimum")
-    rule = jets
-    table = combine_tables(tables, names, combine, [m.get("n_val_scores") for m in metas], rule)
+    table = combine_tables(tables, names, combine, [m.get("n_val_scores") for m in metas], jets)
     if decorrelated:
         dec = combine_tables([t.drop(columns=["eff_b"]).rename(columns={"eff_b_decor": "eff_b"}) for t in tables], names,
-                             combine, [m.get("n_val_scores") for m in metas], rule)
+                             combine, [m.get("n_val_scores") for m in metas], jets)
         if not dec[KEYS].equals(table[KEYS]):
             raise ConfigError("ensemble: the members' decorrelated scores do not cover the same samples")
         table["score_decor"] = dec["score"].to_numpy()
@@ -293,7 +292,7 @@ def write_combined(tables: list[pd.DataFrame], metas: list[dict], out, combine: 
                 raise ConfigError(f"ensemble: members scored different versions of dataset {d}; rescore them")
     meta = {"method": method, "run": None, "members": [{k: m.get(k) for k in ("name", "input", "method", "run", "model",
                                                                               "level")} for m in metas],
-            "combination": _FORMULA[combine], "combine": combine, "jet_rule": rule if len(levels) > 1 else None,
+            "combination": _FORMULA[combine], "combine": combine, "jet_rule": jets if len(levels) > 1 else None,
             "representation": "ensemble", "level": level,
             "supervised": any(m.get("supervised") for m in metas),
             "n_nonfinite_input": int(table["nonfinite_input"].sum()), "datasets": fingerprints,
