@@ -338,6 +338,15 @@ class _Report(Callback):
         self.pruned = False
         self.reported: set[int] = set()
 
+    def _record(self, epoch: int, value: float) -> None:
+        """Fold one epoch's selection value into the best so far and report that to the trial, once per step
+        (optuna keeps the first report of a step)."""
+        if math.isfinite(value):
+            self.best = min(self.best, value)
+        if math.isfinite(self.best) and epoch not in self.reported:
+            self.trial.report(self.best, epoch)
+            self.reported.add(epoch)
+
     def replay(self, run: Path) -> None:
         """Report the epochs an interrupted run already trained (its metrics.json), before it continues."""
         try:
@@ -345,13 +354,8 @@ class _Report(Callback):
         except (FileNotFoundError, json.JSONDecodeError):
             return
         for row in sorted((r for r in rows if isinstance(r.get("epoch"), int)), key=lambda r: r["epoch"]):
-            v = float(row.get("selection_value", math.nan))
-            epoch = row["epoch"] - 1  # metrics.json counts epochs from 1, the callbacks from 0
-            if math.isfinite(v):
-                self.best = min(self.best, v)
-            if math.isfinite(self.best) and epoch not in self.reported:
-                self.trial.report(self.best, epoch)
-                self.reported.add(epoch)
+            # metrics.json counts epochs from 1, the callbacks from 0
+            self._record(row["epoch"] - 1, float(row.get("selection_value", math.nan)))
 
     def reset(self) -> None:
         """A continued run that had to start again: the best-so-far restarts; the steps already reported stay
@@ -359,12 +363,7 @@ class _Report(Callback):
         self.best = math.inf
 
     def on_epoch_end(self, loop, epoch, row):
-        v = float(row.get("selection_value", math.nan))
-        if math.isfinite(v):
-            self.best = min(self.best, v)
-            if epoch not in self.reported:  # optuna keeps the first report of a step
-                self.trial.report(self.best, epoch)
-                self.reported.add(epoch)
+        self._record(epoch, float(row.get("selection_value", math.nan)))
         if math.isfinite(self.best) and self.trial.should_prune():
             self.pruned = True
             loop.stop(f"trial {self.trial.number} pruned at epoch {epoch + 1} (median rule)")
