@@ -142,3 +142,7 @@ def test_scoring_a_validation_split_scores_exactly_its_events(jet_run, qcd_ds, t
     a = a[event_fraction(a.event_id.to_numpy(), 7) < 0.3].reset_index(drop=True)
     assert 0 < len(b) < len(pd.read_parquet(full))
     pd.testing.assert_frame_equal(a, b.reset_index(drop=True))
+    from darkshower.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="val_split"):
+        score_fn(jet_run, qcd_ds, tmp_path / "bad.parquet", progress=False, val_split=(1.5, 7))

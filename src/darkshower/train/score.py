@@ -188,6 +188,10 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
     _check_count("decor_min_rows", decor_min_rows, 2, "validation rows per decorrelation bin; None: 200")
     if not isinstance(decorrelate, bool):
         raise ConfigError(f"decorrelate={decorrelate!r}: True or False")
+    if val_split is not None and not (isinstance(val_split, (tuple, list)) and len(val_split) == 2
+                                      and 0 < float(val_split[0]) <= 1 and float(val_split[1]).is_integer()):
+        raise ConfigError(f"val_split={val_split!r}: give (fraction in (0, 1], integer seed), as a run's "
+                          "data.val_fraction and seed")
     if decor_variables is not None:
         from darkshower.train.decorrelate import check_variables
 
