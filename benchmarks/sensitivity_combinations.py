@@ -35,16 +35,12 @@ def _member(scores_dir: Path, name: str) -> tuple[pd.DataFrame, int | None]:
 
 
 def _per_event(t: pd.DataFrame, event_score: str = "max2", n_val: int | None = None) -> pd.Series:
-    """Event score of a per-sample table: the event-level score, or of the two leading scored jets their max
-    (``max2``) or Fisher's method over their eff_b (``pair``, darkshower.train.scorefiles.pair_scores)."""
-    from darkshower.train.scorefiles import jet_rank, pair_scores
+    """Event score of a per-sample table, as ``score`` writes it (darkshower.train.scorefiles.event_table): the
+    event-level score, or of the two leading scored jets their max (``max2``) or Fisher's method over their eff_b
+    (``pair``)."""
+    from darkshower.train.scorefiles import event_table
 
-    if (t["jet_idx"] < 0).all():
-        return t.set_index(["dataset", "event_id"])["score"]
-    if event_score == "pair":
-        return pair_scores(t, "eff_b", n_val)
-    j = t[jet_rank(t) < 2]
-    return j.groupby(["dataset", "event_id"])["score"].max()  # NaN-skipping, as evaluate's max of two jets
+    return event_table(t, n_val).set_index(["dataset", "event_id"])[f"score_{event_score}"]
 
 
 def auc_rows(s: pd.Series, bkg: str, signals: dict[str, str], sup: dict[str, float]) -> dict[str, dict]:
