@@ -5,7 +5,8 @@ For every ``--run NAME=RUN_DIR``: the run's own score (``darkshower score``, bes
 sample and of each signal, restricted to the leading jet (jet_idx 0) with pT in the window, and the
 AUC signal vs QCD. For contrastive runs (``clr``/``aclr``/``rs3l``) also every score the model has
 (``norm`` = ‖z‖, ``knn``, ``maha``: Mahalanobis distance to the Gaussian of the training jets, fitted
-by the run), and, with ``--probe``, the linear-probe AUC (labels: a diagnostic, never for selection).
+by the run), and, with ``--probe``, the linear-probe AUC (labels: a diagnostic, never for selection) on z
+(``probe (labels)``) and on the pooled encoder output before the head (``probe pooled (labels)``).
 No labels are used by any score.
 
     .venv/bin/python benchmarks/contrastive_label_free.py --test data/qcd_test --signal svj=data/svj \
@@ -63,8 +64,9 @@ def run_scores(run: Path, dataset: str, ids: np.ndarray, tmp: Path) -> np.ndarra
     return t["score"].to_numpy(np.float64)
 
 
-def contrastive_scores(run: Path, dataset: str, ids: np.ndarray) -> tuple[dict, np.ndarray]:
-    """Every score of a contrastive run ({name: [n]}) and z [n, D] of the selected leading jets."""
+def contrastive_scores(run: Path, dataset: str, ids: np.ndarray) -> tuple[dict, dict]:
+    """Every score of a contrastive run ({name: [n]}) and its embeddings of the selected leading jets
+    ({"z": [n, output], "pooled": [n, d_model]}: the head's output and the encoder output before it)."""
     import torch
 
     from darkshower.data.dataset import open_dataset
@@ -75,7 +77,7 @@ def contrastive_scores(run: Path, dataset: str, ids: np.ndarray) -> tuple[dict, 
     m.eval()
     ds = open_dataset(dataset)
     scores: dict[str, list] = {}
-    zs = []
+    zs: dict[str, list] = {"z": [], "pooled": []}
     with torch.no_grad():
         for i in range(len(ds.chunks)):
             r = build(rep, ds.read_chunk(i))
@@ -84,8 +86,9 @@ def contrastive_scores(run: Path, dataset: str, ids: np.ndarray) -> tuple[dict, 
                 b = {"x": torch.as_tensor(r["x"][sel][a:a + 2048]), "mask": torch.as_tensor(r["mask"][sel][a:a + 2048])}
                 for k, v in m.scores(b).items():
                     scores.setdefault(k, []).append(v.double().numpy())
-                zs.append(m.embed(b).double().numpy())
-    return {k: np.concatenate(v) for k, v in scores.items()}, np.concatenate(zs)
+                for space, v in zs.items():
+                    v.append(m.embed_in(b, space).double().numpy())
+    return {k: np.concatenate(v) for k, v in scores.items()}, {k: np.concatenate(v) for k, v in zs.items()}
 
 
 def auc(bkg: np.ndarray, sig: np.ndarray) -> float:
@@ -149,7 +152,8 @@ def main() -> None:
                     ss, zsig = contrastive_scores(run, path, ids[sname])
                     row["auc"][sname].update({k: auc(sb[k], ss[k]) for k in sb if k in ss})
                     if args.probe:
-                        row["auc"][sname]["probe (labels)"] = probe(zb, zsig)
+                        row["auc"][sname]["probe (labels)"] = probe(zb["z"], zsig["z"])
+                        row["auc"][sname]["probe pooled (labels)"] = probe(zb["pooled"], zsig["pooled"])
             res["runs"][name] = row
             print(json.dumps({name: row}), flush=True)
             atomic_write_json(out, res)

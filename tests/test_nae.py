@@ -242,3 +242,47 @@ def test_paper_config_validates(method):
     cfg = resolve_config(method, REPO / "configs" / "methods" / f"{method}-paper.yaml")
     model = validate(get_method(method).Config, cfg.model, "model")
     assert model.pretrain_epochs < cfg.epochs
+
+
+def test_nae_on_the_pooled_representation_of_a_contrastive_run(qcd_ds, svj_ds, tmp_path):
+    """model.embedding_space: pooled reads the contrastive encoder's output before the projection head
+    (d_model wide), z the head's output (embed's); the probe reads the same spaces; bad names are refused."""
+    from darkshower.represent.build import build
+    from darkshower.train.probe import linear_probe
+
+    clr = train("clr", qcd_ds, tmp_path / "clr", epochs=1, progress=False,
+                config={"batch_size": 32, "threads": 1,
+                        "model": {"d_model": 16, "ff": 32, "layers": 1, "head": [16], "output": 8}})
+    m, rep, _, _ = load_run(clr)
+    r = build(rep, qcd_ds.arrays())
+    b = {"x": torch.as_tensor(r["x"][:20]), "mask": torch.as_tensor(r["mask"][:20])}
+    with torch.no_grad():
+        pooled, z = m._encode_batch(b)
+        assert torch.equal(m.embed_in(b, "pooled"), pooled) and m.embed_in(b, "pooled").shape == (20, 16)
+        assert torch.equal(m.embed_in(b, "z"), m.embed(b)) and torch.equal(m.embed_in(b), z)
+    assert (m.embed_dim_in("pooled"), m.embed_dim_in("z"), m.embed_dim_in()) == (16, 8, 8)
+
+    run = train("nae", qcd_ds, tmp_path / "nae", epochs=2, progress=False,
+                config=_cfg(pretrain_epochs=1, embedding_run=str(clr), embedding_space="pooled"))
+    method, *_ = load_run(run)
+    assert method.space_shape == (16,)
+    with torch.no_grad():
+        h = method.to_space(b)
+        s = method.score(b)
+    # standardized pooled output: the embedding the NAE reads is the encoder's, not z
+    torch.testing.assert_close(h, ((pooled - method.emb_mean) / method.emb_std).float())
+    assert torch.isfinite(s).all()
+
+    p = linear_probe(clr, qcd_ds, svj_ds, space="pooled")
+    assert p["dim"] == 16 and p["space"] == "pooled" and 0 <= p["auc"] <= 1
+    assert linear_probe(clr, qcd_ds, svj_ds)["dim"] == 8
+
+    with pytest.raises(ConfigError, match="no embedding space 'bogus'.*offered: z, pooled"):
+        train("nae", qcd_ds, tmp_path / "b", config=_cfg(embedding_run=str(clr), embedding_space="bogus"),
+              progress=False)
+    with pytest.raises(ConfigError, match="embedding_space.*set model.embedding_run"):
+        train("nae", qcd_ds, tmp_path / "c", config=_cfg(embedding_space="pooled"), progress=False)
+    ae = train("ae-hlf", qcd_ds, tmp_path / "ae", config={"batch_size": 32, "threads": 1}, epochs=1, progress=False)
+    with pytest.raises(ConfigError, match="ae-hlf.*no embedding space 'pooled'"):
+        train("nae", qcd_ds, tmp_path / "d", config=_cfg(embedding_run=str(ae), embedding_space="pooled"),
+              progress=False)

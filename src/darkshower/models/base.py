@@ -22,6 +22,8 @@ registry checks a method's declarations when it is loaded, see :func:`check_meth
   the training loss;
 - ``has_embedding = True`` + ``embed(batch) -> [B, embed_dim]`` and the ``embed_dim`` property:
   frozen features for other methods (``nae`` with ``model.embedding_run``) and linear probes;
+  ``embed_spaces`` names further embeddings, read with ``embed_in(batch, space)`` / ``embed_dim_in(space)``
+  (e.g. the contrastive methods' ``pooled`` encoder output before the projection head);
 - ``extra_column_names(config)`` + ``extra_columns(config, events, ids)``: per-sample columns the
   method needs besides the representation (e.g. ``resim_id``, a teacher's score);
 - ``on_epoch_start(epoch)``; ``energy_based = True`` + ``validation_emd(batches)``;
@@ -92,6 +94,8 @@ class Method(nn.Module):
     fits_offline: ClassVar[bool] = False
     #: exposes ``embed(batch)`` and ``embed_dim`` (frozen features for other methods and probes)
     has_embedding: ClassVar[bool] = False
+    #: names of the embeddings ``embed_in`` offers besides ``embed``'s (None); empty: only ``embed``
+    embed_spaces: ClassVar[tuple[str, ...]] = ()
     #: size of ``embed``'s output: methods with an embedding define it (usually as a property)
     if TYPE_CHECKING:  # typed as a read-only property so that subclasses may define it as one
 
@@ -182,6 +186,25 @@ class Method(nn.Module):
     def embed(self, batch: dict) -> torch.Tensor:
         """Frozen features [B, embed_dim] (only when ``has_embedding``)."""
         raise NotImplementedError(f"{self.name} has no embedding (has_embedding is False)")
+
+    def check_space(self, space: str | None) -> None:
+        """A clear error when ``space`` is not an embedding this method offers (None: ``embed``'s own)."""
+        if not self.has_embedding:
+            raise ConfigError(f"method {self.name!r} has no embedding (has_embedding is False)")
+        if space is not None and space not in self.embed_spaces:
+            offered = ", ".join(self.embed_spaces) or "none besides the default"
+            raise ConfigError(f"method {self.name!r} has no embedding space {space!r} (offered: {offered}); "
+                              "leave it unset for the method's default embedding")
+
+    def embed_in(self, batch: dict, space: str | None = None) -> torch.Tensor:
+        """Frozen features in the named embedding ``space`` (None: ``embed(batch)``)."""
+        self.check_space(space)
+        return self.embed(batch)
+
+    def embed_dim_in(self, space: str | None = None) -> int:
+        """Size of ``embed_in(batch, space)``."""
+        self.check_space(space)
+        return int(self.embed_dim or 0)
 
 
     def export(self) -> tuple[nn.Module, tuple]:

@@ -102,6 +102,9 @@ class RS3LConfig(ContrastiveConfig):
 
 class _Contrastive(Method):
     has_embedding = True
+    #: ``pooled``: the encoder output before the projection head (the space of ``maha_space: pooled``);
+    #: ``z``: the head's output, the same as ``embed`` (the space of the loss)
+    embed_spaces = ("z", "pooled")
     Config = ContrastiveConfig
     default_representation: ClassVar[dict] = CLOUD_REPRESENTATION
 
@@ -161,6 +164,17 @@ class _Contrastive(Method):
         """Representation z [B, D] of a batch (the space of the loss and of both scores)."""
         mask = batch["mask"].bool()
         return self.encode_raw(self.inp.raw(batch["x"], mask), mask)
+
+    def embed_in(self, batch, space: str | None = None) -> torch.Tensor:
+        """z (``space`` None or ``z``) or the pooled encoder output before the head (``pooled``)."""
+        self.check_space(space)
+        if space != "pooled":
+            return self.embed(batch)
+        return self._encode_batch(batch)[0]
+
+    def embed_dim_in(self, space: str | None = None) -> int:
+        self.check_space(space)
+        return int(self.config.d_model if space == "pooled" else self.config.output)
 
     # -- training ----------------------------------------------------------------------------------
     def on_epoch_start(self, epoch: int) -> None:

@@ -70,6 +70,9 @@ class NAEConfig(StrictModel):
     log_features: list[str] = Field(default_factory=lambda: list(HLF_LOG), description="observables: log1p columns")
     clip: float = Field(8.0, gt=0, description="observables: standardized inputs clipped to +-clip")
     embedding_run: str | None = Field(None, description="train on the frozen embedding of this run's method")
+    embedding_space: str | None = Field(
+        None, description="which embedding of embedding_run: null = the method's default (contrastive: z, the "
+                          "head's output); contrastive runs also offer 'pooled' (the encoder output before the head)")
     # -- schedule ----------------------------------------------------------------------------------
     pretrain_epochs: int = Field(3, ge=0, description="plain-AE epochs before the energy-based phase")
     # -- sampler -----------------------------------------------------------------------------------
@@ -112,6 +115,14 @@ class NAEConfig(StrictModel):
             raise ValueError(f"{v} is not a training run (no run.json); give the --out directory of a finished "
                              "`darkshower train` whose method has embed()")
         return str(p)
+
+
+    @model_validator(mode="after")
+    def _space_needs_run(self):
+        if self.embedding_space is not None and self.embedding_run is None:
+            raise ValueError("model.embedding_space names an embedding of model.embedding_run: set "
+                             "model.embedding_run=RUN_DIR as well, or remove model.embedding_space")
+        return self
 
 
 class WNAEConfig(NAEConfig):
@@ -273,7 +284,12 @@ class NormalizedAutoencoder(Method):
         if config.embedding_run is not None:
             self.mode = "embedding"
             self.embedder = self._load_embedder(config.embedding_run)
-            dim = self._embed_dim(self.embedder, config.embedding_run)
+            try:
+                dim = self.embedder.embed_dim_in(config.embedding_space)
+            except ConfigError as e:
+                raise ConfigError(f"model.embedding_space of {config.embedding_run}: {e}") from None
+            if dim <= 0:
+                raise ConfigError(f"model.embedding_run {config.embedding_run}: the embedding has size {dim}")
             self.register_buffer("emb_mean", torch.zeros(dim))
             self.register_buffer("emb_std", torch.ones(dim))
             self.space_shape = (dim,)
@@ -324,13 +340,6 @@ class NormalizedAutoencoder(Method):
             p.requires_grad_(False)
         return method.eval()
 
-    @staticmethod
-    def _embed_dim(embedder, run_dir) -> int:
-        dim = int(embedder.embed_dim)
-        if dim <= 0:
-            raise ConfigError(f"model.embedding_run {run_dir}: the embedding has size {dim}")
-        return dim
-
     def train(self, mode: bool = True):
         super().train(mode)
         if self.embedder is not None:
@@ -343,7 +352,7 @@ class NormalizedAutoencoder(Method):
         if self.mode == "embedding":
             assert self.embedder is not None  # mode "embedding" is set together with the embedder
             with torch.no_grad():
-                h = self.embedder.embed(batch).float()
+                h = self.embedder.embed_in(batch, self.config.embedding_space).float()
             return (h - self.emb_mean) / self.emb_std
         return self.pre(batch["x"])
 

@@ -15,10 +15,12 @@ import numpy as np
 from darkshower.errors import ConfigError, DatasetError
 
 
-def embed_dataset(method, rep, dataset, batch_size: int = 4096, jet_idx: int | None = 0, window=None):
+def embed_dataset(method, rep, dataset, batch_size: int = 4096, jet_idx: int | None = 0, window=None,
+                  space: str | None = None):
     """(z [n, D] numpy, event_id, jet_idx) of every sample of ``dataset`` (only rank ``jet_idx``
     jets unless None; ``window``: the run's data config, whose jet pT/mass window is applied first, as in
-    training, so rank 0 is the leading jet inside it)."""
+    training, so rank 0 is the leading jet inside it; ``space``: a named embedding of the method,
+    ``method.embed_in``, e.g. ``pooled`` of a contrastive run; None: ``embed``)."""
     import torch
 
     from darkshower.data.dataset import open_dataset
@@ -28,6 +30,7 @@ def embed_dataset(method, rep, dataset, batch_size: int = 4096, jet_idx: int | N
 
     if not method.has_embedding:
         raise ConfigError(f"method {method.name!r} has no embed(batch); a linear probe needs a representation")
+    method.check_space(space)
     ds = dataset if hasattr(dataset, "read_chunk") else open_dataset(dataset)
     zs, ev, jx = [], [], []
     with torch.no_grad():
@@ -38,7 +41,7 @@ def embed_dataset(method, rep, dataset, batch_size: int = 4096, jet_idx: int | N
                 keep = np.flatnonzero(store["jet_idx"] == jet_idx)
                 store = {k: v[keep] for k, v in store.items()}
             for b in batches(store, batch_size):
-                zs.append(method.embed(b).double().numpy())
+                zs.append(method.embed_in(b, space).double().numpy())
             ev.append(np.asarray(store["event_id"]))
             jx.append(np.asarray(store.get("jet_idx", np.full(len(store["event_id"]), -1))))
     if not zs:
@@ -67,18 +70,19 @@ def probe_embeddings(z_bkg: np.ndarray, z_sig: np.ndarray, test_bkg: np.ndarray,
 
 
 def linear_probe(run, background, signal, which: str = "best", jet_idx: int | None = 0, test_fraction: float = 0.5,
-                 seed: int = 0, C: float = 1.0) -> dict:
+                 seed: int = 0, C: float = 1.0, space: str | None = None) -> dict:
     """AUC of a logistic regression on the frozen embedding of ``run`` (signal vs background,
-    leading jets by default), trained on one part of the events and tested on the rest."""
+    leading jets by default), trained on one part of the events and tested on the rest (``space``: a
+    named embedding of the method, e.g. ``pooled``; None: ``embed``)."""
     from darkshower.models.runs import load_run
     from darkshower.train.data import event_fraction
 
     if not 0 < test_fraction < 1:
         raise ConfigError(f"test_fraction {test_fraction}: must be in (0, 1)")
     method, rep, cfg, info = load_run(run, which)
-    zb, eb, _ = embed_dataset(method, rep, background, jet_idx=jet_idx, window=cfg.data)
-    zs, es, _ = embed_dataset(method, rep, signal, jet_idx=jet_idx, window=cfg.data)
+    zb, eb, _ = embed_dataset(method, rep, background, jet_idx=jet_idx, window=cfg.data, space=space)
+    zs, es, _ = embed_dataset(method, rep, signal, jet_idx=jet_idx, window=cfg.data, space=space)
     out = probe_embeddings(zb, zs, event_fraction(eb, seed + 1) < test_fraction,
                            event_fraction(es, seed + 2) < test_fraction, C=C)
-    out.update({"method": info["method"], "run": str(run), "uses_labels": True})
+    out.update({"method": info["method"], "run": str(run), "space": space, "uses_labels": True})
     return out
