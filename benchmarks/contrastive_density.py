@@ -29,14 +29,16 @@ import numpy as np  # noqa: E402
 
 
 def features(run: Path, dataset: str, max_jets: int | None = None) -> dict[str, np.ndarray]:
-    """Per jet (jet_idx 0 and 1): event_id, jet_idx, pooled encoder output, z, and the run's scores."""
+    """Per jet (jet_idx 0 and 1 inside the run's jet window, as in training): event_id, jet_idx, pooled
+    encoder output, z, and the run's scores."""
     import torch
 
     from darkshower.data.dataset import open_dataset
     from darkshower.models.runs import load_run
     from darkshower.represent.build import build
+    from darkshower.represent.window import select_jets
 
-    m, rep, _, _ = load_run(run)
+    m, rep, cfg, _ = load_run(run)
     m.eval()
     ds = open_dataset(dataset)
     out: dict[str, list] = {}
@@ -44,7 +46,7 @@ def features(run: Path, dataset: str, max_jets: int | None = None) -> dict[str, 
     t0 = time.perf_counter()
     with torch.no_grad():
         for i in range(len(ds.chunks)):
-            r = build(rep, ds.read_chunk(i))
+            r = build(rep, select_jets(ds.read_chunk(i), cfg.data))
             sel = np.asarray(r["jet_idx"]) < 2
             x, mask = np.asarray(r["x"])[sel], np.asarray(r["mask"])[sel]
             out.setdefault("event_id", []).append(np.asarray(r["event_id"], np.int64)[sel])

@@ -64,9 +64,10 @@ def run_scores(run: Path, dataset: str, ids: np.ndarray, tmp: Path) -> np.ndarra
     return t["score"].to_numpy(np.float64)
 
 
-def contrastive_scores(run: Path, dataset: str, ids: np.ndarray) -> tuple[dict, dict]:
-    """Every score of a contrastive run ({name: [n]}) and its embeddings of the selected leading jets
-    ({"z": [n, output], "pooled": [n, d_model]}: the head's output and the encoder output before it)."""
+def contrastive_scores(run: Path, dataset: str, ids: np.ndarray, embeddings: bool = False) -> tuple[dict, dict]:
+    """Every score of a contrastive run ({name: [n]}) and, with ``embeddings``, its embeddings of the selected
+    leading jets ({"z": [n, output], "pooled": [n, d_model]}: the head's output and the encoder output before it;
+    else {})."""
     import torch
 
     from darkshower.data.dataset import open_dataset
@@ -86,9 +87,13 @@ def contrastive_scores(run: Path, dataset: str, ids: np.ndarray) -> tuple[dict, 
                 b = {"x": torch.as_tensor(r["x"][sel][a:a + 2048]), "mask": torch.as_tensor(r["mask"][sel][a:a + 2048])}
                 for k, v in m.scores(b).items():
                     scores.setdefault(k, []).append(v.double().numpy())
-                for space, v in zs.items():
-                    v.append(m.embed_in(b, space).double().numpy())
-    return {k: np.concatenate(v) for k, v in scores.items()}, {k: np.concatenate(v) for k, v in zs.items()}
+                if embeddings:
+                    mk = b["mask"].bool()
+                    pooled, z = m.encode_both(m.inp.raw(b["x"], mk), mk)
+                    zs["pooled"].append(pooled.double().numpy())
+                    zs["z"].append(z.double().numpy())
+    return ({k: np.concatenate(v) for k, v in scores.items()},
+            {k: np.concatenate(v) for k, v in zs.items()} if embeddings else {})
 
 
 def auc(bkg: np.ndarray, sig: np.ndarray) -> float:
@@ -99,7 +104,8 @@ def auc(bkg: np.ndarray, sig: np.ndarray) -> float:
 
 
 def probe(zb: np.ndarray, zs: np.ndarray, seed: int = 0) -> float:
-    """Logistic regression on z, half the jets for fitting, AUC on the other half (uses labels)."""
+    """Logistic regression on an embedding (z or pooled), half the jets for fitting, AUC on the other half
+    (uses labels)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -119,7 +125,7 @@ def main() -> None:
     ap.add_argument("--signal", action="append", default=[], metavar="NAME=DATASET")
     ap.add_argument("--run", action="append", default=[], metavar="NAME=RUN_DIR")
     ap.add_argument("--pt-window", default="300,500", help="leading-jet pT window (GeV)")
-    ap.add_argument("--probe", action="store_true", help="also the linear-probe AUC of z (uses labels)")
+    ap.add_argument("--probe", action="store_true", help="also the linear-probe AUC of z and of the pooled encoder output (uses labels)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True, help="JSON file (merged with an existing one: runs are added)")
     args = ap.parse_args()
@@ -147,9 +153,9 @@ def main() -> None:
             for sname, path in signals.items():
                 row["auc"][sname] = {"score": auc(bkg, run_scores(run, path, ids[sname], Path(td)))}
             if method in CONTRASTIVE:
-                sb, zb = contrastive_scores(run, args.test, ids["qcd"])
+                sb, zb = contrastive_scores(run, args.test, ids["qcd"], embeddings=args.probe)
                 for sname, path in signals.items():
-                    ss, zsig = contrastive_scores(run, path, ids[sname])
+                    ss, zsig = contrastive_scores(run, path, ids[sname], embeddings=args.probe)
                     row["auc"][sname].update({k: auc(sb[k], ss[k]) for k in sb if k in ss})
                     if args.probe:
                         row["auc"][sname]["probe (labels)"] = probe(zb["z"], zsig["z"])

@@ -273,6 +273,11 @@ def test_nae_on_the_pooled_representation_of_a_contrastive_run(qcd_ds, svj_ds, t
     torch.testing.assert_close(h, ((pooled - method.emb_mean) / method.emb_std).float())
     assert torch.isfinite(s).all()
 
+    from conftest import assert_onnx_matches_torch
+
+    big = {"x": torch.as_tensor(r["x"][:7]), "mask": torch.as_tensor(r["mask"][:7])}
+    assert_onnx_matches_torch(method, big, tmp_path / "nae_pooled.onnx")  # the export reads the pooled output too
+
     p = linear_probe(clr, qcd_ds, svj_ds, space="pooled")
     assert p["dim"] == 16 and p["space"] == "pooled" and 0 <= p["auc"] <= 1
     assert linear_probe(clr, qcd_ds, svj_ds)["dim"] == 8
@@ -286,3 +291,6 @@ def test_nae_on_the_pooled_representation_of_a_contrastive_run(qcd_ds, svj_ds, t
     with pytest.raises(ConfigError, match="ae-hlf.*no embedding space 'pooled'"):
         train("nae", qcd_ds, tmp_path / "d", config=_cfg(embedding_run=str(ae), embedding_space="pooled"),
               progress=False)
+    gmm = train("gmm", qcd_ds, tmp_path / "gmm", config={"threads": 1}, progress=False)
+    with pytest.raises(ConfigError, match="method 'gmm'.*has no embed"):
+        train("nae", qcd_ds, tmp_path / "e", config=_cfg(embedding_run=str(gmm)), progress=False)

@@ -76,6 +76,11 @@ class _BadEmbedding(Method):
         return torch.zeros(len(batch["x"]))
 
 
+class _BadSpaces(HLFAutoencoder):
+    name = "bad-spaces"
+    embed_spaces = ("latent2",)  # named, but no embed_in / embed_dim_in that would compute it
+
+
 def test_registry_checks_declarations():
     with pytest.raises(ConfigError, match="does not implement score"):
         register_method("no-score", _NoScore)
@@ -83,6 +88,8 @@ def test_registry_checks_declarations():
         register_method("bad-offline", _BadOffline)
     with pytest.raises(ConfigError, match="has_embedding = True needs both embed"):
         register_method("bad-embedding", _BadEmbedding)
+    with pytest.raises(ConfigError, match="embed_spaces needs has_embedding = True and both embed_in"):
+        register_method("bad-spaces", _BadSpaces)
     with pytest.raises(ConfigError, match="registered as 'other' but its name attribute is 'ae-hlf'"):
         register_method("other", HLFAutoencoder)
     with pytest.raises(ConfigError, match="already registered"):

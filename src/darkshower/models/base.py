@@ -187,13 +187,14 @@ class Method(nn.Module):
         """Frozen features [B, embed_dim] (only when ``has_embedding``)."""
         raise NotImplementedError(f"{self.name} has no embedding (has_embedding is False)")
 
-    def check_space(self, space: str | None) -> None:
+    @classmethod
+    def check_space(cls, space: str | None) -> None:
         """A clear error when ``space`` is not an embedding this method offers (None: ``embed``'s own)."""
-        if not self.has_embedding:
-            raise ConfigError(f"method {self.name!r} has no embedding (has_embedding is False)")
-        if space is not None and space not in self.embed_spaces:
-            offered = ", ".join(self.embed_spaces) or "none besides the default"
-            raise ConfigError(f"method {self.name!r} has no embedding space {space!r} (offered: {offered}); "
+        if not cls.has_embedding:
+            raise ConfigError(f"method {cls.name!r} has no embedding (has_embedding is False)")
+        if space is not None and space not in cls.embed_spaces:
+            offered = ", ".join(cls.embed_spaces) or "none besides the default"
+            raise ConfigError(f"method {cls.name!r} has no embedding space {space!r} (offered: {offered}); "
                               "leave it unset for the method's default embedding")
 
     def embed_in(self, batch: dict, space: str | None = None) -> torch.Tensor:
@@ -256,6 +257,9 @@ def check_method(cls: Any, name: str | None = None) -> None:
         problems.append("energy_based = True but validation_emd(batches) is not implemented")
     if cls.has_embedding and not (_overrides(cls, "embed") and _overrides(cls, "embed_dim")):
         problems.append("has_embedding = True needs both embed(batch) and the embed_dim property")
+    if cls.embed_spaces and not (cls.has_embedding and _overrides(cls, "embed_in") and _overrides(cls, "embed_dim_in")):
+        problems.append("embed_spaces needs has_embedding = True and both embed_in(batch, space) and "
+                        "embed_dim_in(space)")
     if _overrides(cls, "extra_columns") and not _overrides(cls, "extra_column_names"):
         problems.append("implements extra_columns but not extra_column_names(config)")
     if problems:

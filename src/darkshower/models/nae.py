@@ -32,8 +32,9 @@ drawn with a fixed seed and compared with validation data in the energy's input 
 
 Inputs: the standardized jet observables of ``ae-hlf`` (default), jet images
 (``representation.kind: image``, convolutional AE) or, with ``model.embedding_run: RUN``, the
-frozen embedding ``method.embed(batch)`` of another run (standardized; its representation is
-used, and its weights are stored inside this model so the run is self-contained).
+frozen embedding ``method.embed(batch)`` of another run, or the named one of ``model.embedding_space``
+(``method.embed_in(batch, space)``, e.g. a contrastive run's ``pooled`` encoder output; standardized; its
+representation is used, and its weights are stored inside this model so the run is self-contained).
 """
 
 from __future__ import annotations
@@ -115,7 +116,6 @@ class NAEConfig(StrictModel):
             raise ValueError(f"{v} is not a training run (no run.json); give the --out directory of a finished "
                              "`darkshower train` whose method has embed()")
         return str(p)
-
 
     @model_validator(mode="after")
     def _space_needs_run(self):
@@ -223,9 +223,12 @@ class NormalizedAutoencoder(Method):
                     f"'observables' (default) or 'image', or train on a frozen embedding of another run with "
                     f"--set model.embedding_run=RUN_DIR (e.g. a contrastive run on point clouds)")
             return merged
+        from darkshower.models import get_method
         from darkshower.models.runs import read_run_json
 
         info = read_run_json(Path(config.embedding_run))
+        # refused here, before the training data are built
+        cls._check_embedder(get_method(info["method"]), config.embedding_run, config.embedding_space)
         rep = dict(info["representation"])
         extra = {k: v for k, v in user.items() if rep.get(k) != v}
         if extra:
@@ -283,11 +286,8 @@ class NormalizedAutoencoder(Method):
         kind = spec["kind"]
         if config.embedding_run is not None:
             self.mode = "embedding"
-            self.embedder = self._load_embedder(config.embedding_run)
-            try:
-                dim = self.embedder.embed_dim_in(config.embedding_space)
-            except ConfigError as e:
-                raise ConfigError(f"model.embedding_space of {config.embedding_run}: {e}") from None
+            self.embedder = self._load_embedder(config.embedding_run, config.embedding_space)
+            dim = self.embedder.embed_dim_in(config.embedding_space)
             if dim <= 0:
                 raise ConfigError(f"model.embedding_run {config.embedding_run}: the embedding has size {dim}")
             self.register_buffer("emb_mean", torch.zeros(dim))
@@ -329,13 +329,22 @@ class NormalizedAutoencoder(Method):
         self._epoch: int | None = None
 
     @staticmethod
-    def _load_embedder(run_dir: str) -> Method:
+    def _check_embedder(ecls, run_dir: str, space: str | None) -> None:
+        """The embedding run's method must have an embedding, and ``space`` must be one of it."""
+        if not ecls.has_embedding:
+            raise ConfigError(f"model.embedding_run: method {ecls.name!r} of {run_dir} has no embed(batch); "
+                              "choose a run of a method that exposes an embedding (e.g. ae-hlf, clr)")
+        try:
+            ecls.check_space(space)
+        except ConfigError as e:
+            raise ConfigError(f"model.embedding_space of {run_dir}: {e}") from None
+
+    @classmethod
+    def _load_embedder(cls, run_dir: str, space: str | None = None) -> Method:
         from darkshower.models.runs import load_run
 
-        method, _rep, _cfg, info = load_run(run_dir, "best")
-        if not method.has_embedding:
-            raise ConfigError(f"model.embedding_run: method {info['method']!r} of {run_dir} has no embed(batch); "
-                              "choose a run of a method that exposes an embedding (e.g. ae-hlf, clr)")
+        method, _rep, _cfg, _info = load_run(run_dir, "best")
+        cls._check_embedder(type(method), run_dir, space)
         for p in method.parameters():
             p.requires_grad_(False)
         return method.eval()

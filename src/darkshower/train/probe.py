@@ -2,7 +2,8 @@
 separately from the (label-free) anomaly scores, never a model-selection criterion.
 
 ``linear_probe(run, background, signal)`` embeds both datasets with ``method.embed(batch)`` of a
-trained run (e.g. ``clr``, ``aclr``, ``rs3l``), splits the events of each in two by a hash of the
+trained run (e.g. ``clr``, ``aclr``, ``rs3l``; ``space=``: the named embedding ``method.embed_in(batch, space)``,
+e.g. ``pooled``), splits the events of each in two by a hash of the
 event id (``test_fraction`` held out), fits a logistic regression on the standardized embeddings
 of the training half and returns the ROC AUC on the held-out half: how linearly separable the
 signal is in the learned space.
