@@ -93,6 +93,12 @@ def test_degenerate_and_empty():
     with pytest.raises(EvaluationError, match="negative event weights"):
         M.binary_metrics([1.0], [0.0], [1.0], [-1.0])
     assert n["n_sig"] == 2 and "nonfinite_scores_dropped" in n["flags"] and n["auc"]["value"] == 1.0
+    # the bare AUC / ROC refuse NaN scores: unranked, all-NaN samples used to give AUC 1.0 (signal listed first)
+    with pytest.raises(EvaluationError, match="2 signal and 2 background scores are NaN"):
+        M.auc([np.nan, np.nan], [np.nan, np.nan])
+    with pytest.raises(EvaluationError, match="0 signal and 1 background scores are NaN"):
+        M.roc_curve([1.0], [np.nan, 0.5])
+    assert M.auc([np.inf], [1.0]) == 1.0  # +-inf are ranked, not refused
 
 
 def test_threshold_at_bkg_eff():

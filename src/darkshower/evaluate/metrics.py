@@ -61,6 +61,11 @@ def _prepare(score_sig, score_bkg, weight_sig=None, weight_bkg=None):
     wb = np.ones_like(b) if weight_bkg is None else _as_1d(weight_bkg)
     if ws.shape != s.shape or wb.shape != b.shape:
         raise ValueError("scores and weights must have the same length")
+    n_nan = int(np.isnan(s).sum()), int(np.isnan(b).sum())
+    if any(n_nan):
+        # a NaN has no rank: sorted as it comes, it would put unscored signal above unscored background
+        raise EvaluationError(f"{n_nan[0]} signal and {n_nan[1]} background scores are NaN (unscored samples); "
+                              "drop them first (darkshower evaluate counts them as unscored)")
     scores = np.concatenate([s, b])
     is_sig = np.concatenate([np.ones(len(s), bool), np.zeros(len(b), bool)])
     w = np.concatenate([ws, wb])
