@@ -59,7 +59,8 @@ def main(argv=None) -> int:
         method.gauss_prec.copy_(prec)
         x = torch.as_tensor(f[space]).float()
         with torch.no_grad():
-            return event_max(f, method.maha_distance(x, x, check=False).double().numpy())
+            s = event_max(f, method.maha_distance(x, x, check=False).double().numpy())
+        return s[np.isfinite(s)]
 
     qcd = features(Path(args.run), str(bench / "data" / "qcd_test"))
     out: dict = {"command": "python " + " ".join(sys.argv), "run": str(args.run), "space": space,
