@@ -162,15 +162,12 @@ class _Contrastive(Method):
 
     def embed(self, batch) -> torch.Tensor:
         """Representation z [B, D] of a batch (the space of the loss and of both scores)."""
-        mask = batch["mask"].bool()
-        return self.encode_raw(self.inp.raw(batch["x"], mask), mask)
+        return self._encode_batch(batch)[1]
 
     def embed_in(self, batch, space: str | None = None) -> torch.Tensor:
         """z (``space`` None or ``z``) or the pooled encoder output before the head (``pooled``)."""
         self.check_space(space)
-        if space != "pooled":
-            return self.embed(batch)
-        return self._encode_batch(batch)[0]
+        return self._encode_batch(batch)[0 if space == "pooled" else 1]
 
     def embed_dim_in(self, space: str | None = None) -> int:
         self.check_space(space)
