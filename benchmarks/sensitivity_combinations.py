@@ -101,7 +101,11 @@ def main(argv=None) -> int:
         bkg = str(Path(args.data_dir) / Path(bkg).name)
         signals = {k: str(Path(args.data_dir) / Path(v).name) for k, v in signals.items()}
     scores_dir = Path(args.scores_dir) if args.scores_dir else bench / "scores"
-    members = {m: _member(scores_dir, m) for m in args.members.split(",")}
+    names_listed = args.members.split(",")
+    missing = sorted({n for c in filter(None, args.combos.split(",")) for n in c.split("+")} - set(names_listed))
+    if missing:
+        sys.exit(f"--combos uses {', '.join(missing)}, which --members does not list; add them to --members")
+    members = {m: _member(scores_dir, m) for m in names_listed}
     scores: dict[str, pd.Series] = {m: _per_event(t, args.event_score, n) for m, (t, n) in members.items()}
     for combo in filter(None, args.combos.split(",")):
         names = combo.split("+")
