@@ -71,3 +71,30 @@ def test_event_images_use_particles_when_present():
     np.testing.assert_allclose(b.value.astype(np.float64).sum(), ak.to_numpy(ak.flatten(p.pt))[inwin].sum(), rtol=1e-4)
     assert b.value.sum() > a.value.sum()
     assert b.select([0, 2]).collection == "particles"
+
+
+def test_event_image_collection_resolved_from_the_data(caplog):
+    """``collection: auto`` becomes the collection the training data have and is recorded, with a warning when the
+    images can only hold jet constituents; a run trained on particles refuses data without them."""
+    import logging
+
+    import pytest
+
+    from darkshower.errors import ConfigError
+    from darkshower.represent.build import adapt_to_data
+
+    events = toy_events(10, n_prongs=2, seed=5, n_constituents=(20, 40))
+    with_p, _ = _with_particles(events, seed=2)
+    cfg = {"kind": "event_image", "n_eta": 16, "n_phi": 16}
+    with caplog.at_level(logging.WARNING):
+        jets = adapt_to_data(cfg, events, "qcd_jets_only")
+    assert jets.collection == "jets"
+    assert "qcd_jets_only" in caplog.text and "store_particles" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        parts = adapt_to_data(cfg, with_p, "qcd_with_particles")
+    assert parts.collection == "particles" and not caplog.text
+    assert adapt_to_data(cfg, events[:0]).collection == "auto"  # an empty sample says nothing
+    assert adapt_to_data({**cfg, "collection": "jets"}, with_p).collection == "jets"  # an explicit choice stays
+    with pytest.raises(ConfigError, match="store_particles"):
+        event_images(events, 16, 16, collection=parts.collection)

@@ -148,6 +148,8 @@ def test_suep_trains_and_scores_events(suep_run, qcd_ds, tmp_path):
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     info = json.loads((suep_run / "run.json").read_text())
     assert info["level"] == "event" and info["spec"]["shape"] == [3, 16, 16]
+    # the generated QCD has no `particles` collection: the run records that its images hold the jet constituents
+    assert load_run(suep_run)[1].collection == "jets"
     jets, events = score(suep_run, [qcd_ds], tmp_path / "s.parquet", progress=False)
     df = pd.read_parquet(jets)
     assert (df.jet_idx == -1).all() and df.event_id.is_unique

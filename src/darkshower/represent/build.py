@@ -212,14 +212,30 @@ def adapt_to_data(config, events, source: str | None = None):
     """The representation ``config`` fitted to what a dataset has (``events``: a sample of it, e.g. its first
     chunk): an observables config leaves out the columns the data cannot give and lists them in ``left_out``
     (a warning says so) — at event level the MET columns on events without MET, at either level the
-    charge-based columns (:data:`TYPED_COLUMNS`) on jets whose constituents have no particle types. Other
-    configs come back unchanged."""
+    charge-based columns (:data:`TYPED_COLUMNS`) on jets whose constituents have no particle types. An event
+    image config with ``collection: auto`` gets the collection the data have (``particles``, else ``jets``, with a
+    warning that the images then hold only the jet constituents), so a run scores the collection it trained on.
+    Other configs come back unchanged."""
 
     from darkshower.represent.config import met_column
 
     cfg = parse_representation(config)
-    if not isinstance(cfg, ObservablesConfig) or len(events) == 0:
+    if len(events) == 0:
         return cfg  # an empty sample (e.g. a first chunk the jet selection empties) says nothing about the data
+    if isinstance(cfg, EventImageConfig) and cfg.collection == "auto":
+        from darkshower.represent.common import event_collection
+
+        used = event_collection(events)
+        if used == "jets":
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "%s: no `particles` collection, so the event images hold only the constituents of the stored jets "
+                "(soft, unclustered particles are missing); generate with `store_particles: true` for whole-event "
+                "images. Recorded as representation.collection = jets in the run config", source or "the data")
+        return cfg.model_copy(update={"collection": used})
+    if not isinstance(cfg, ObservablesConfig):
+        return cfg
     cols = list(cfg.columns) if cfg.columns is not None else _default_columns(cfg)
     ev_cols = list(cfg.event_columns or [])
     why = []

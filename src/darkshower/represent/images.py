@@ -208,7 +208,9 @@ def event_images(
         n_events = b.n_events
     else:
         if collection not in ak.fields(events):
-            raise ConfigError(f"event image collection {collection!r} is not a field of the events ({ak.fields(events)})")
+            raise ConfigError(f"event image collection {collection!r} is not a field of the events ({ak.fields(events)}); "
+                              "a run trained on whole-event images (collection particles) needs data generated with "
+                              "`store_particles: true`, or set representation.collection to jets")
         n_events = len(events)
         ev, pt, eta, phi, typ = event_particles(events, collection, use_weights)  # no type field: -1
     check_types(chans, typ, "candidates" if collection != "jets" else "constituents")

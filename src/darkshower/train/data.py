@@ -217,7 +217,8 @@ def resolve_representation(method_cls, user: dict, train_paths: list, data_cfg, 
         raise ConfigError(f"method {method_cls.name!r} needs 'representation.kind' in the config")
     rep = parse_representation(merged)
     method_cls.check_representation(rep)
-    if getattr(rep, "kind", None) == "observables":  # uses what the data have (no MET / no particle types: columns left out, recorded)
+    if getattr(rep, "kind", None) in ("observables", "event_image"):  # uses what the data have, recorded (no MET /
+        # no particle types: columns left out; event images: the particles collection, else the jets' constituents)
         from darkshower.represent.build import adapt_to_data
 
         ds0 = open_dataset(train_paths[0])
