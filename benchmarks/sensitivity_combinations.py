@@ -12,6 +12,7 @@ combination; the signals only enter the AUC.
 
     python benchmarks/sensitivity_combinations.py runs/sensitivity --members gmm-event,flow,gmm \
         --combos gmm-event+flow,gmm+flow,gmm-event+gmm,gmm-event+gmm+flow [--jets min|fisher] [--out JSON]
+    (a member LABEL=NAME reads NAME's scores under another label: ae-image-copy=ae-image counts a run twice)
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bench", help="benchmark directory (scores/, evaluation/metrics.json)")
     ap.add_argument("--members", required=True,
-                    help="comma list of scored method names (BENCH/scores/NAME.parquet, or in --scores-dir)")
+                    help="comma list of scored method names (BENCH/scores/NAME.parquet, or in --scores-dir); "
+                         "LABEL=NAME reads NAME's scores under another label, e.g. ae-image-copy=ae-image to count "
+                         "one run twice in a combination")
     ap.add_argument("--combos", default="", help="comma list of A+B[+C] combinations of members (none: the members alone)")
     ap.add_argument("--rules", default="fisher,mean,min", help=f"combination rules, of {','.join(COMBINATIONS)}")
     ap.add_argument("--jets", default="min", choices=("min", "fisher"),
@@ -101,11 +104,12 @@ def main(argv=None) -> int:
         bkg = str(Path(args.data_dir) / Path(bkg).name)
         signals = {k: str(Path(args.data_dir) / Path(v).name) for k, v in signals.items()}
     scores_dir = Path(args.scores_dir) if args.scores_dir else bench / "scores"
-    names_listed = args.members.split(",")
-    missing = sorted({n for c in filter(None, args.combos.split(",")) for n in c.split("+")} - set(names_listed))
+    sources = dict(m.split("=", 1) if "=" in m else (m, m) for m in args.members.split(","))  # label -> score file
+    missing = sorted({n for c in filter(None, args.combos.split(",")) for n in c.split("+")} - set(sources))
     if missing:
         sys.exit(f"--combos uses {', '.join(missing)}, which --members does not list; add them to --members")
-    members = {m: _member(scores_dir, m) for m in names_listed}
+    loaded = {src: _member(scores_dir, src) for src in dict.fromkeys(sources.values())}
+    members = {label: loaded[src] for label, src in sources.items()}
     scores: dict[str, pd.Series] = {m: _per_event(t, args.event_score, n) for m, (t, n) in members.items()}
     for combo in filter(None, args.combos.split(",")):
         names = combo.split("+")
