@@ -104,7 +104,10 @@ def main(argv=None) -> int:
         bkg = str(Path(args.data_dir) / Path(bkg).name)
         signals = {k: str(Path(args.data_dir) / Path(v).name) for k, v in signals.items()}
     scores_dir = Path(args.scores_dir) if args.scores_dir else bench / "scores"
-    sources = dict(m.split("=", 1) if "=" in m else (m, m) for m in args.members.split(","))  # label -> score file
+    pairs = [m.split("=", 1) if "=" in m else (m, m) for m in args.members.split(",")]
+    sources = dict(pairs)  # label -> score file
+    if len(sources) < len(pairs):
+        sys.exit(f"--members {args.members}: a label appears twice; give each member its own label (LABEL=NAME)")
     missing = sorted({n for c in filter(None, args.combos.split(",")) for n in c.split("+")} - set(sources))
     if missing:
         sys.exit(f"--combos uses {', '.join(missing)}, which --members does not list; add them to --members")
