@@ -131,3 +131,14 @@ def test_efficiency_lists_one_parser():
         search._floats("0.5,x")
     with pytest.raises(ConfigError, match="--eff-s 'a'"):
         evaluate._floats("--eff-s", "a")
+
+
+def test_demo_shows_the_default_next_to_the_baseline():
+    """`make demo` trains the recommended default (auto) and the gmm density baseline it must beat; the CLI's
+    --methods default is the library's DEMO_METHODS, and the demo benchmark config lists exactly those."""
+    from darkshower.pipeline.demo import DEMO_METHODS, demo_config
+
+    assert {"auto", "gmm"} <= set(DEMO_METHODS)
+    args = build_parser().parse_args(["demo"])
+    assert tuple(args.methods.split(",")) == DEMO_METHODS
+    assert [m["method"] for m in demo_config()["methods"]] == list(DEMO_METHODS)

@@ -1,5 +1,6 @@
 """``darkshower demo --out DIR`` — the default end-to-end job (what ``make demo`` runs):
-generate QCD + SVJ + ttbar, train two fast methods and the gmm density baseline on QCD, score, evaluate, search, report."""
+generate QCD + SVJ + ttbar, train the recommended default (auto), the gmm density baseline and two fast autoencoders on QCD,
+score, evaluate, search, report."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ def register(sub) -> None:
     p.add_argument("--events", type=positive_int, default=1500, metavar="N",
                    help="events per test sample (QCD training: twice that; default 1500)")
     p.add_argument("--epochs", type=positive_int, default=20, metavar="N", help="training epochs per method (default 20)")
-    p.add_argument("--methods", default="ae-hlf,nae,gmm", metavar="M,M,..",
-                   help="comma-separated methods (default ae-hlf,nae and the gmm density baseline)")
+    p.add_argument("--methods", default="auto,gmm,ae-hlf,nae", metavar="M,M,..",  # = pipeline.demo.DEMO_METHODS
+                   help="comma-separated methods (default: auto, the recommended default; gmm, the density baseline; "
+                        "ae-hlf and nae)")
     p.add_argument("--seed", type=nonnegative_int, default=1, metavar="S", help="seed of generation and training (default 1)")
     add_jobs(p, 0)
     add_progress(p)
