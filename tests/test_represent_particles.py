@@ -94,7 +94,9 @@ def test_event_image_collection_resolved_from_the_data(caplog):
     with caplog.at_level(logging.WARNING):
         parts = adapt_to_data(cfg, with_p, "qcd_with_particles")
     assert parts.collection == "particles" and not caplog.text
-    assert adapt_to_data(cfg, events[:0]).collection == "auto"  # an empty sample says nothing
+    # an empty sample (a first chunk the jet selection empties) still has the fields that decide it
+    assert adapt_to_data(cfg, events[:0]).collection == "jets"
+    assert adapt_to_data(cfg, with_p[:0]).collection == "particles"
     assert adapt_to_data({**cfg, "collection": "jets"}, with_p).collection == "jets"  # an explicit choice stays
     with pytest.raises(ConfigError, match="store_particles"):
         event_images(events, 16, 16, collection=parts.collection)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from darkshower.errors import DatasetError
@@ -16,6 +18,8 @@ from darkshower.represent.config import (
     ObservablesConfig,
     parse_representation,
 )
+
+log = logging.getLogger(__name__)
 
 
 def build(config, events, source: str | None = None) -> dict:
@@ -119,8 +123,6 @@ def has_met(events) -> bool:
 
 
 def _build_event_level(cfg: ObservablesConfig, events) -> dict:
-    import logging
-
     from darkshower.represent.config import met_column
     from darkshower.represent.observables import event_level_table
 
@@ -135,8 +137,7 @@ def _build_event_level(cfg: ObservablesConfig, events) -> dict:
     df = event_level_table(events, int(cfg.max_jets or 2), cfg.use_weights, cfg.zcut, cfg.sd_beta, cfg.r0,
                            cfg.tau_beta, cfg.ecf_groomed)
     if df.attrs.get("n_without_jets"):
-        logging.getLogger(__name__).info("observables (level event): %d events without any jet left out",
-                                         df.attrs["n_without_jets"])
+        log.info("observables (level event): %d events without any jet left out", df.attrs["n_without_jets"])
     return {"x": df[cols].to_numpy(np.float32), "event_id": df.event_id.to_numpy(), "names": cols}
 
 
@@ -220,22 +221,18 @@ def adapt_to_data(config, events, source: str | None = None):
     from darkshower.represent.config import met_column
 
     cfg = parse_representation(config)
-    if len(events) == 0:
-        return cfg  # an empty sample (e.g. a first chunk the jet selection empties) says nothing about the data
-    if isinstance(cfg, EventImageConfig) and cfg.collection == "auto":
+    if isinstance(cfg, EventImageConfig) and cfg.collection == "auto":  # the fields say it, even of an empty sample
         from darkshower.represent.common import event_collection
 
         used = event_collection(events)
         if used == "jets":
-            import logging
-
-            logging.getLogger(__name__).warning(
+            log.warning(
                 "%s: no `particles` collection, so the event images hold only the constituents of the stored jets "
                 "(soft, unclustered particles are missing); generate with `store_particles: true` for whole-event "
                 "images. Recorded as representation.collection = jets in the run config", source or "the data")
         return cfg.model_copy(update={"collection": used})
-    if not isinstance(cfg, ObservablesConfig):
-        return cfg
+    if not isinstance(cfg, ObservablesConfig) or len(events) == 0:
+        return cfg  # an empty sample (e.g. a first chunk the jet selection empties) says nothing about the values
     cols = list(cfg.columns) if cfg.columns is not None else _default_columns(cfg)
     ev_cols = list(cfg.event_columns or [])
     why = []
@@ -268,9 +265,7 @@ def adapt_to_data(config, events, source: str | None = None):
         raise DatasetError(f"{source or 'the data'}: no column of the observables representation is left once "
                            f"{drop} are left out ({'; '.join(why)}); add other observables to "
                            "representation.columns (e.g. [mass, n_constituents, pt])")
-    import logging
-
-    logging.getLogger(__name__).warning(
+    log.warning(
         "%s: the representation leaves out what the data cannot give (%s); recorded as representation.left_out "
         "in the run config", source or "the data", "; ".join(why))
     return parse_representation(data)
