@@ -105,6 +105,8 @@ def main(argv=None) -> int:
         signals = {k: str(Path(args.data_dir) / Path(v).name) for k, v in signals.items()}
     scores_dir = Path(args.scores_dir) if args.scores_dir else bench / "scores"
     pairs = [m.split("=", 1) if "=" in m else (m, m) for m in args.members.split(",")]
+    if not all(label and src for label, src in pairs):
+        sys.exit(f"--members {args.members}: an empty member name (a doubled comma, or LABEL= without NAME)")
     sources = dict(pairs)  # label -> score file
     if len(sources) < len(pairs):
         sys.exit(f"--members {args.members}: a label appears twice; give each member its own label (LABEL=NAME)")
