@@ -139,3 +139,41 @@ def test_embedding_of_trains_after_its_representation(grid, qcd_ds, svj_ds, tmp_
     s = run_benchmark(cfg, out, jobs=1, progress=False, stages=("generate", "train", "score"), executor=ex)
     assert set(s["scores"]) == {"ae-hlf", "nae-on-ae"}
     assert read_run_config(out / "runs" / "nae-on-ae").model["embedding_run"] == str(out / "runs" / "ae-hlf")
+
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_score_of_scores_another_entry_run_by_another_kind(grid, qcd_ds, svj_ds, tmp_path, capsys):
+    """score_of + score_kind: a second entry scores the first's contrastive run by ‖z‖ (no training), on the
+    sequential path and on an executor; skipped with a message while the source is not trained; bad entries
+    are refused before any work."""
+    from darkshower.execute import Local
+    from darkshower.train.scorefiles import read_score_file
+
+    clr = {"method": "clr", "epochs": 1, "config": {"batch_size": 32, "representation": {"n_constituents": 20},
+           "model": {"d_model": 16, "heads": 2, "layers": 1, "ff": 32, "head": [16], "output": 16, "bank_size": 256}}}
+    norm = {"method": "clr", "name": "clr-norm", "score_of": "clr", "score_kind": "norm"}
+    cfg = _config(qcd_ds, svj_ds, [clr, norm])
+    cfg["supervised_reference"] = False
+    cfg["evaluation"]["executor"] = "local"
+    cfg["search"] = None
+    for bad, msg in [([norm, clr], "must name an earlier clr entry"),
+                     ([clr, {**norm, "score_kind": "bogus"}], "score_kind 'bogus' is not a score of 'clr'"),
+                     ([clr, {**norm, "score_kind": None}], "needs score_kind"),
+                     ([clr, {**norm, "epochs": 2}], "takes no run, config, epochs"),
+                     ([{"method": "gmm"}, {"method": "gmm", "name": "g2", "score_kind": "norm"}], "offered: none")]:
+        with pytest.raises(ConfigError, match=msg):
+            load_benchmark_config({**cfg, "methods": bad})
+    out = tmp_path / "bench"
+    ex = Local() if grid else None
+    s = run_benchmark(cfg, out, jobs=1, progress=False, methods=("clr-norm",), stages=("generate", "train", "score"),
+                      executor=ex)
+    assert "score:clr-norm skipped: the run of 'clr' is not trained" in capsys.readouterr().out
+    assert not s["scores"]
+    s = run_benchmark(cfg, out, jobs=1, progress=False, executor=ex)
+    assert set(s["scores"]) == {"clr", "clr-norm"} and s["runs"]["clr-norm"] == s["runs"]["clr"]
+    assert not (out / "runs" / "clr-norm").exists()
+    (t0, m0), (t1, m1) = (read_score_file(out / "scores" / f"{n}.parquet") for n in ("clr", "clr-norm"))
+    assert m0["score_kind"] == "maha" and m1["score_kind"] == "norm"
+    assert len(t0) == len(t1) and not (t0["score"].to_numpy() == t1["score"].to_numpy()).all()
+    metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
+    assert {r["method"] for r in metrics["results"]} >= {"clr (clr)", "clr (clr-norm)"}

@@ -235,3 +235,57 @@ def test_maha_with_a_singular_covariance_stays_finite(shrink):
         np.testing.assert_allclose(s.numpy(), 3 * 3 / 4, rtol=1e-3)
     far = feats.mean(0) + 10 * (feats - feats.mean(0))  # 10x further from the mean: 100x the distance
     np.testing.assert_allclose(m.maha_distance(far, far).numpy(), 100 * s.numpy(), rtol=1e-3)
+
+
+# -- another score of the same trained run: score --score-kind ----------------------------------------
+def test_score_kind_is_calibrated_on_its_own_reference(qcd_ds, svj_ds, tmp_path):
+    import pandas as pd
+
+    from darkshower.cli.main import main
+    from darkshower.train import score
+    from darkshower.train.scorefiles import read_score_file
+
+    cfg = {**FAST, "model": {**TINY, "score": "maha"}}
+    run = train("clr", qcd_ds, tmp_path / "run", config=cfg, epochs=1, seed=3, progress=False)
+    for kind in ("norm", "knn", "maha"):  # training stores one validation reference per offered kind
+        assert (run / f"val_scores.{kind}.npy").exists() and (run / f"val_scores_last.{kind}.npy").exists()
+    np.testing.assert_array_equal(np.load(run / "val_scores.maha.npy"), np.load(run / "val_scores.npy"))
+    ref = np.load(run / "val_scores.norm.npy")
+    assert len(ref) > 10 and np.all(np.diff(ref) >= 0)
+
+    jets, _ = score(run, [qcd_ds.path, svj_ds.path], tmp_path / "norm.parquet", score_kind="norm", progress=False)
+    t, meta = read_score_file(jets)
+    assert meta["score_kind"] == "norm"
+    m, rep, _, _ = load_run(run)
+    store = build(rep, qcd_ds.arrays())
+    b = {"x": torch.from_numpy(store["x"][:7]), "mask": torch.from_numpy(store["mask"][:7])}
+    with torch.no_grad():
+        z_norm = m.scores(b)["norm"].numpy()
+    q = t[t["dataset"] == str(qcd_ds.path.resolve())].head(7)
+    np.testing.assert_allclose(q["score"].to_numpy(), z_norm, rtol=1e-4)
+    # eff_b of each sample: the fraction of the norm reference above it (not of the maha reference)
+    s = t["score"].to_numpy()
+    want = 1 - np.searchsorted(ref, s, side="right") / len(ref)
+    np.testing.assert_allclose(t["eff_b"].to_numpy(), want, atol=1e-12)
+    two, _ = read_score_file(score(run, [qcd_ds.path, svj_ds.path], tmp_path / "two.parquet", score_kind="norm",
+                                   jobs=2, threads=1, progress=False)[0])  # worker processes load the kind too
+    np.testing.assert_allclose(two["score"].to_numpy(), t["score"].to_numpy(), rtol=1e-5)
+    base, meta0 = read_score_file(score(run, [qcd_ds.path], tmp_path / "maha.parquet", progress=False)[0])
+    assert meta0["score_kind"] == "maha" and not np.allclose(base["score"], t["score"].head(len(base)))
+
+    # a run trained before the per-kind references: computed once from its training data's validation split,
+    # the same events as in training, so the same reference
+    (run / "val_scores.norm.npy").unlink()
+    score(run, [svj_ds.path], tmp_path / "again.parquet", score_kind="norm", progress=False)
+    np.testing.assert_allclose(np.load(run / "val_scores.norm.npy"), ref, rtol=1e-5)
+
+    # error paths: a kind the method lacks; a method with one score; the CLI names the option
+    with pytest.raises(ConfigError, match="no such score.*offered: norm, knn, maha"):
+        score(run, [svj_ds.path], tmp_path / "x.parquet", score_kind="bogus", progress=False)
+    gmm = train("gmm", qcd_ds, tmp_path / "gmm", progress=False)
+    with pytest.raises(ConfigError, match="offered: none besides"):
+        score(gmm, [svj_ds.path], tmp_path / "y.parquet", score_kind="norm", progress=False)
+    assert main(["score", str(run), str(svj_ds.path), "--out", str(tmp_path / "cli.parquet"), "--score-kind", "knn",
+                 "--no-progress"]) == 0
+    assert read_score_file(tmp_path / "cli.parquet")[1]["score_kind"] == "knn"
+    assert pd.read_parquet(tmp_path / "cli.parquet")["eff_b"].between(0, 1).all()

@@ -35,6 +35,11 @@ def register(subparsers) -> None:
                         "event-level runs; implies --decorrelate)")
     p.add_argument("--decorrelate-min-rows", type=positive_int, default=None, metavar="N",
                    help="validation rows per decorrelation bin at least (default 200; implies --decorrelate)")
+    p.add_argument("--score-kind", default=None, metavar="KIND",
+                   help="another score of the same trained model, for methods that offer several (clr / aclr / "
+                        "rs3l: norm = ||z||, knn, maha), instead of the run's model.score; eff_b is calibrated on "
+                        "that kind's own validation reference (computed once from the run's training data for runs "
+                        "trained before it was stored)")
     add_jobs(p, 1, "scoring chunks in parallel")
     add_executor(p)
     g = p.add_argument_group("scoring through an inference server (KServe v2 / Triton; needs the [serve] extra)")
@@ -56,6 +61,9 @@ def run(args) -> int:
     if args.server:
         from darkshower.serve.client import score_remote
 
+        if args.score_kind:
+            raise ConfigError("--score-kind applies to local scoring (a served model computes the score it was "
+                              "exported with); export the run with that model.score, or score without --server")
         if args.decorrelate or args.decorrelate_vars or args.decorrelate_min_rows:
             raise ConfigError("--decorrelate/--decorrelate-vars/--decorrelate-min-rows apply to local scoring (the "
                               "map needs the jets of the dataset); score without --server to decorrelate")
@@ -82,7 +90,7 @@ def run(args) -> int:
                              progress=not args.no_progress, threads=args.threads, executor=ex,
                              decorrelate=bool(args.decorrelate or args.decorrelate_vars or args.decorrelate_min_rows),
                              decor_variables=args.decorrelate_vars,
-                             decor_min_rows=args.decorrelate_min_rows)
+                             decor_min_rows=args.decorrelate_min_rows, score_kind=args.score_kind)
     import pyarrow.parquet as pq
 
     n, has_decor = pq.read_metadata(jets).num_rows, "score_decor" in pq.read_schema(jets).names

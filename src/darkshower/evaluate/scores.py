@@ -203,16 +203,18 @@ def decorrelated(sf: ScoreFile) -> ScoreFile:
 
 
 def read_score_files(paths, supervised_paths=()) -> list[ScoreFile]:
-    """Read several score files and give each a unique ``name`` (method, else method/run, else stem)."""
+    """Read several score files and give each a unique ``name``: the method; with several files of one method,
+    ``method (run directory)``, or ``method (file stem)`` where one run has several files (e.g. two score kinds)."""
     files = [read_scores(p) for p in paths] + [read_scores(p, supervised=True) for p in supervised_paths]
     seen: dict[str, int] = {}
     for f in files:
         seen[f.method] = seen.get(f.method, 0) + 1
+    by_run = [f"{f.method} ({Path(f.run).name})" if f.run else f"{f.method} ({f.path.stem})" for f in files]
     used: set[str] = set()
-    for f in files:
+    for f, run_name in zip(files, by_run, strict=True):
         name = f.method
-        if seen[f.method] > 1:
-            name = f"{f.method} ({Path(f.run).name})" if f.run else f"{f.method} ({f.path.stem})"
+        if seen[f.method] > 1:  # one run scored twice (e.g. by two score kinds): the score files' names
+            name = run_name if by_run.count(run_name) == 1 else f"{f.method} ({f.path.stem})"
         base, i = name, 2
         while name in used:
             name, i = f"{base} #{i}", i + 1

@@ -92,6 +92,12 @@ class Method(nn.Module):
     default_train: ClassVar[dict] = {}
     #: fitted once by ``fit_offline`` instead of the gradient epoch loop (e.g. a BDT)
     fits_offline: ClassVar[bool] = False
+    #: the anomaly scores one trained model offers (``score --score-kind``; e.g. ‖z‖, kNN, maha of a contrastive
+    #: representation); empty: only ``score``'s. Such a method defines ``scores(batch)`` (every offered kind that
+    #: is fitted) and ``use_score(kind)``; training stores a validation reference per kind
+    score_kinds: ClassVar[tuple[str, ...]] = ()
+    #: the kind ``score`` computes now (methods with ``score_kinds`` set it from their config)
+    score_kind: str | None = None
     #: exposes ``embed(batch)`` and ``embed_dim`` (frozen features for other methods and probes)
     has_embedding: ClassVar[bool] = False
     #: names of the embeddings ``embed_in`` offers besides ``embed``'s (None); empty: only ``embed``
@@ -182,6 +188,17 @@ class Method(nn.Module):
     # -- inference ----------------------------------------------------------------------------
     def score(self, batch: dict) -> torch.Tensor:
         raise NotImplementedError
+
+    def scores(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Every offered score kind that is fitted, from one pass (only when ``score_kinds``)."""
+        raise NotImplementedError(f"{self.name} offers one score (score_kinds is empty)")
+
+    def use_score(self, kind: str) -> None:
+        """Make ``score`` compute ``kind`` (one of ``score_kinds``), with a clear error otherwise."""
+        if kind not in self.score_kinds:
+            offered = ", ".join(self.score_kinds) or "none besides its configured score"
+            raise ConfigError(f"method {self.name!r} has no score kind {kind!r} (offered: {offered})")
+        self.score_kind = kind
 
     def embed(self, batch: dict) -> torch.Tensor:
         """Frozen features [B, embed_dim] (only when ``has_embedding``)."""

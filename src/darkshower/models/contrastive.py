@@ -105,6 +105,8 @@ class _Contrastive(Method):
     #: ``pooled``: the encoder output before the projection head (the space of ``maha_space: pooled``);
     #: ``z``: the head's output, the same as ``embed`` (the space of the loss)
     embed_spaces = ("z", "pooled")
+    #: every trained run offers all three (``score --score-kind``; the bank and the Gaussian are fitted at validation)
+    score_kinds = ("norm", "knn", "maha")
     Config = ContrastiveConfig
     default_representation: ClassVar[dict] = CLOUD_REPRESENTATION
 
@@ -305,6 +307,10 @@ class _Contrastive(Method):
         if int(self.bank_n) and bool(self.gauss_prec.any()):
             out["maha"] = self.maha_distance(pooled, z)
         return out
+
+    def use_score(self, kind: str) -> None:
+        super().use_score(kind)
+        self._check_fitted(kind)
 
     def score(self, batch):
         return self._score(batch, self._check_fitted(self.score_kind))

@@ -7,7 +7,8 @@ BENCH/
   data/<sample>/        datasets (generate resumes incomplete ones, skips complete ones); data/minbias: the
                         pileup library when samples overlay pileup (``minbias:``, ``pileup:`` per sample)
   runs/<method>/        training runs (complete runs are skipped, interrupted ones resumed; a method with
-                        ``run:`` scores with that existing run instead)
+                        ``run:`` scores with that existing run instead; one with ``score_of:`` scores an earlier
+                        entry's run by another of its scores, ``score_kind:``, and trains nothing)
   scores/<method>.parquet (+ .events.parquet)
   evaluation/           metrics.json, data/, search/ (darkshower.evaluate), report.html
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from darkshower.config import StrictModel, load_yaml, validate
 from darkshower.data.dataset import atomic_write_json, atomic_write_text
@@ -70,6 +71,12 @@ class MethodSpec(StrictModel):
     embedding_of: str | None = Field(None, description="train on the frozen representation of this benchmark method's "
                                      "run (the name of an earlier entry, e.g. a clr/aclr run; sets model.embedding_run "
                                      "of nae/wnae); trained after it")
+    score_kind: str | None = Field(None, description="score by this kind of the method's scores instead of its "
+                                   "model.score (clr/aclr/rs3l: norm, knn, maha; `score --score-kind`)")
+    score_of: str | None = Field(None, description="train nothing: score the run of this earlier entry (same method) "
+                                 "by score_kind, e.g. {method: rs3l, name: rs3l-norm, score_of: rs3l, score_kind: norm}")
+
+    _source_run: str | None = PrivateAttr(None)  # score_of: the source entry's ``run:`` (set on loading)
 
     @property
     def label(self) -> str:
@@ -98,7 +105,7 @@ def load_benchmark_config(source) -> BenchmarkConfig:
     else:
         data = load_yaml(source) if isinstance(source, (str, Path)) else dict(source)
         cfg = validate(BenchmarkConfig, data, f"benchmark config {source if isinstance(source, (str, Path)) else ''}".strip())
-    from darkshower.models import METHODS, available_methods
+    from darkshower.models import METHODS, available_methods, get_method
 
     unknown = [m.method for m in cfg.methods if m.method not in METHODS and m.method != "auto"]
     if unknown:
@@ -127,6 +134,25 @@ def load_benchmark_config(source) -> BenchmarkConfig:
                 raise ConfigError(f"benchmark config: method {m.label!r}: embedding_of {m.embedding_of!r} is not an "
                                   f"earlier method of the config (earlier: {', '.join(labels[:i]) or 'none'}); list the "
                                   "run that provides the representation before it")
+    for i, m in enumerate(cfg.methods):
+        where = f"benchmark config: method {m.label!r}"
+        if m.score_kind is not None:
+            kinds = () if m.method == "auto" else get_method(m.method).score_kinds
+            if m.score_kind not in kinds:
+                raise ConfigError(f"{where}: score_kind {m.score_kind!r} is not a score of {m.method!r} (offered: "
+                                  f"{', '.join(kinds) or 'none besides its model.score'})")
+        if m.score_of is not None:
+            src = next((x for x in cfg.methods[:i] if x.label == m.score_of), None)
+            if src is None or src.method != m.method:
+                raise ConfigError(f"{where}: score_of {m.score_of!r} must name an earlier {m.method} entry of the "
+                                  f"config (earlier: {', '.join(labels[:i]) or 'none'})")
+            if src.score_of is not None:
+                raise ConfigError(f"{where}: score_of {m.score_of!r} names an entry that trains nothing itself; "
+                                  f"name the entry that trains the run ({src.score_of!r})")
+            if m.score_kind is None or m.run is not None or m.config or m.epochs or m.embedding_of:
+                raise ConfigError(f"{where}: score_of scores another entry's run, so it needs score_kind and takes "
+                                  "no run, config, epochs or embedding_of")
+            m._source_run = src.run
     for m in cfg.methods:
         if m.run is None:
             continue
@@ -195,7 +221,21 @@ def _generate_configs(cfg: BenchmarkConfig, bench: Path) -> list[tuple[str, dict
 
 
 def run_path(bench: Path, m: MethodSpec) -> Path:
+    if m.score_of is not None:  # another entry's run (validated by load_benchmark_config)
+        return Path(m._source_run) if m._source_run else bench / "runs" / m.score_of
     return Path(m.run) if m.run else bench / "runs" / m.label
+
+
+def _borrow_run(status: _Status, m: MethodSpec, bench: Path) -> bool:
+    """For a ``score_of`` entry: mark its training done when the source's is (it trains nothing); whether it is."""
+    key = f"train:{m.label}"
+    if status.done(f"train:{m.score_of}"):
+        if not status.done(key):
+            status.set(key, status="done", seconds=0.0, run=str(run_path(bench, m)))
+        return True
+    print(f"[benchmark] score:{m.label} skipped: the run of {m.score_of!r} is not trained (add it to --methods)",
+          flush=True)
+    return False
 
 
 def _method_config(cfg: BenchmarkConfig, bench: Path, m: MethodSpec) -> dict:
@@ -298,7 +338,8 @@ def _grid_task(task) -> tuple[str, str, float, Exception | None]:
         else:
             from darkshower.train import score
 
-            score(kw["run"], kw["datasets"], kw["out"], progress=False, threads=kw["threads"], executor=Local())
+            score(kw["run"], kw["datasets"], kw["out"], progress=False, threads=kw["threads"], executor=Local(),
+                  score_kind=kw.get("score_kind"))
     except DarkshowerError as exc:
         return key, stage, round(time.perf_counter() - t0, 2), exc
     return key, stage, round(time.perf_counter() - t0, 2), None
@@ -352,7 +393,11 @@ def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, exe
             tasks = []
             for m in cfg.methods:
                 key, run = f"train:{m.label}", bench / "runs" / m.label
-                if (m.embedding_of is not None) != wave:
+                if (m.embedding_of is not None or m.score_of is not None) != wave:
+                    continue
+                if m.score_of is not None:  # trains nothing: scored with its source's run, rescored with it
+                    if _borrow_run(status, m, bench) and f"train:{m.score_of}" in retrained:
+                        retrained.add(key)
                     continue
                 if m.run is not None and not status.done(key):  # an existing run: nothing to train
                     status.set(key, status="done", seconds=0.0, run=m.run)
@@ -379,7 +424,7 @@ def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, exe
         key = f"score:{m.label}"
         if "score" in want and (f"train:{m.label}" in retrained or not sfile.exists() or not status.done(key)):
             tasks.append((key, "score", {"run": str(runs[m.label]), "datasets": datasets, "out": str(sfile),
-                                         "threads": cfg.threads}))
+                                         "threads": cfg.threads, "score_kind": m.score_kind}))
     _map_grid(executor, status, tasks, progress)
     for m in cfg.methods:
         if m.label in runs and status.done(f"score:{m.label}"):
@@ -426,6 +471,7 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
                                                          command=["darkshower", "benchmark"]))
     if executor is None:
         runs, scores = {}, {}
+    retrained_labels: set[str] = set()
     for m in (active.methods if executor is None else []):
         run = run_path(bench, m)
         mcfg = _method_config(cfg, bench, m)
@@ -441,13 +487,19 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
         retrained = False
         if m.run is not None and not status.done(key):  # an existing run: nothing to train
             status.set(key, status="done", seconds=0.0, run=m.run)
-        if "train" in want and not status.done(key) and _representation_missing(status, m):
+        if m.score_of is not None:  # trains nothing: scored with its source's run, rescored when that retrains
+            if not _borrow_run(status, m, bench):
+                continue
+            retrained = m.score_of in retrained_labels
+        elif "train" in want and not status.done(key) and _representation_missing(status, m):
             continue
-        if "train" in want:
+        elif "train" in want:
             ok = _stage(status, key, _train, critical=False)
             if ok is None:
                 continue
             retrained = ok != "skipped"
+            if retrained:
+                retrained_labels.add(m.label)
         if not status.done(key):
             continue
         runs[m.label] = run
@@ -455,8 +507,8 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
         datasets = [sample_path(bench, s) for s in [cfg.background, *cfg.signals]]
         if "score" in want:
             r = _stage(status, f"score:{m.label}",
-                       lambda run=run, sfile=sfile, datasets=datasets: score(run, datasets, sfile, progress=progress,
-                                                                             threads=cfg.threads),
+                       lambda run=run, sfile=sfile, datasets=datasets, kind=m.score_kind: score(
+                           run, datasets, sfile, progress=progress, threads=cfg.threads, score_kind=kind),
                        critical=False, force=retrained or not sfile.exists())
             if r is None:
                 continue

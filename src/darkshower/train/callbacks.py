@@ -167,19 +167,24 @@ class ValidationScores(Callback):
     in ``RUN/val_decor.npz`` / ``RUN/val_decor_last.npz``, the reference of ``score_decor``
     (:mod:`darkshower.train.decorrelate`; left out with a warning when the variables cannot be read)."""
 
-    def rows(self, loop: TrainingLoop) -> tuple[np.ndarray, np.ndarray]:
-        """(score, kept) per validation row: kept = background with finite inputs."""
+    def rows(self, loop: TrainingLoop) -> tuple[dict[str | None, np.ndarray], np.ndarray]:
+        """({kind: score} per validation row, kept = background with finite inputs). Kind None is the
+        configured score; a method with ``score_kinds`` adds every offered kind that is fitted, from one pass."""
         import torch
 
         from darkshower.represent.store import iter_batches, nonfinite_rows
 
         store = loop.data.val
-        parts = []
-        loop.model.eval()
+        model = loop.model
+        parts: dict[str | None, list] = {}
+        model.eval()
         with torch.no_grad():
             for b in iter_batches(store, loop.cfg.eval_batch_size):
-                parts.append(loop.model.score(b).detach().double().cpu().numpy())
-        s = np.concatenate(parts) if parts else np.empty(0)
+                got = dict(model.scores(b)) if model.score_kinds else {}
+                got[None] = got[model.score_kind] if model.score_kind in got else model.score(b)
+                for k, v in got.items():
+                    parts.setdefault(k, []).append(v.detach().double().cpu().numpy())
+        s: dict[str | None, np.ndarray] = {k: np.concatenate(v) for k, v in parts.items()} if parts else {None: np.empty(0)}
         keep = ~nonfinite_rows(store)
         if "label" in store:  # supervised references validate on signal too: keep the background
             keep &= np.asarray(store["label"]) <= 0.5
@@ -212,27 +217,32 @@ class ValidationScores(Callback):
         if not loop.world.is_main:  # rank 0 holds the whole validation store
             return
         from darkshower.models.runs import torch_load
-        from darkshower.train.decorrelate import VAL_DECOR, write_val_decor
-        from darkshower.train.score import VAL_SCORES
 
         run = loop.session.run
         level = loop.session.info.get("level", "jet")
         last = copy.deepcopy(loop.model.state_dict())  # tensors and extra state (e.g. a fitted sklearn model)
         s, keep = self.rows(loop)
-        _atomic_save_npy(run / VAL_SCORES["last"], _sorted_finite(s[keep]))
         variables = self.variables(loop, keep)
-        if variables is not None:
-            write_val_decor(run / VAL_DECOR["last"], s[keep], variables, level)
+        self.write(run, "last", s, keep, variables, level)
         best = run / "model_best.pt"
         if best.exists():
             loop.model.load_state_dict(torch_load(best, "model")["model"])
             try:
                 s, keep = self.rows(loop)
-                _atomic_save_npy(run / VAL_SCORES["best"], _sorted_finite(s[keep]))
-                if variables is not None:
-                    write_val_decor(run / VAL_DECOR["best"], s[keep], variables, level)
+                self.write(run, "best", s, keep, variables, level)
             finally:
                 loop.model.load_state_dict(last)
+
+    @staticmethod
+    def write(run, which: str, s: dict, keep: np.ndarray, variables, level: str) -> None:
+        """The reference files of model ``which``: the configured score's, and one per offered kind."""
+        from darkshower.train.decorrelate import VAL_DECOR, write_val_decor
+        from darkshower.train.scorefiles import VAL_SCORES, val_file
+
+        for kind, v in s.items():
+            _atomic_save_npy(run / val_file(VAL_SCORES[which], kind), _sorted_finite(v[keep]))
+            if variables is not None:
+                write_val_decor(run / val_file(VAL_DECOR[which], kind), v[keep], variables, level)
 
 
 def _sorted_finite(s: np.ndarray) -> np.ndarray:

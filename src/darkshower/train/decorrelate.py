@@ -87,11 +87,14 @@ def write_val_decor(path: Path, scores: np.ndarray, variables: pd.DataFrame, lev
         tmp.unlink(missing_ok=True)
 
 
-def read_val_decor(run, which: str = "best") -> dict | None:
-    """The run's validation rows for the map (``score``, the variables, ``level``), or None when absent."""
+def read_val_decor(run, which: str = "best", kind: str | None = None) -> dict | None:
+    """The run's validation rows for the map (``score``, the variables, ``level``), or None when absent;
+    ``kind``: of that score kind (``score --score-kind``; None: the configured score)."""
     import zipfile
 
-    p = Path(run) / VAL_DECOR[which]
+    from darkshower.train.scorefiles import val_file
+
+    p = Path(run) / val_file(VAL_DECOR[which], kind)
     if not p.exists():
         return None
     try:

@@ -15,8 +15,15 @@ OUT with suffix ``.events.parquet`` (per event):
     score_pair (-ln of Fisher's method over the two leading scored jets' eff_b; the event score for
     event-level runs); with decorrelation also score_decor_lead, score_decor_max2, score_decor_pair (the same
     from score_decor / eff_b_decor)
-Both carry the parquet metadata key ``darkshower`` (JSON: method, run, model, representation, and
+Both carry the parquet metadata key ``darkshower`` (JSON: method, run, model, representation, score_kind, and
 ``datasets``: each scored dataset's content fingerprint, see darkshower.data.fingerprint).
+
+``score_kind`` (``score --score-kind``): a method that offers several scores from one trained model
+(``Method.score_kinds``; the contrastive methods: ``norm`` = ‖z‖, ``knn``, ``maha``) is scored by that kind
+instead of its configured ``model.score``, and ``eff_b`` comes from that kind's own validation reference
+(``RUN/val_scores.KIND.npy``, written at the end of training). A run trained before those files existed gets
+the reference computed once from its training data's validation split (the events with
+``event_fraction(event_id, seed) < data.val_fraction``, the run's jet window applied) and stored in the run.
 """
 
 from __future__ import annotations
@@ -57,8 +64,8 @@ _WORKER: dict = {}
 
 def _score_chunk(task) -> tuple[int, pd.DataFrame]:
     """Score chunk ``i`` of dataset ``path`` (runs in a worker; the model is loaded once per process)."""
-    order, run, which, path, i, batch_size, threads, decor_level, val_split = task
-    key = (str(run), which)
+    order, run, which, path, i, batch_size, threads, decor_level, val_split, kind = task
+    key = (str(run), which, kind)
     if _WORKER.get("key") != key:
         import torch
 
@@ -67,6 +74,8 @@ def _score_chunk(task) -> tuple[int, pd.DataFrame]:
         if threads:
             torch.set_num_threads(threads)
         method, rep, cfg, info = load_run(run, which)
+        if kind is not None:
+            method.use_score(kind)
         _WORKER.update(key=key, method=method, rep=rep, data=cfg.data, stored=info.get("jets_without_constituents"))
     ds = open_dataset(path)
     events = ds.read_chunk(i)
@@ -152,7 +161,7 @@ def _check_count(name: str, value, minimum: int, meaning: str) -> None:
 def score(run, datasets, out, which: str = "best", batch_size: int | None = None, progress: bool = True,
           threads: int | None = None, jobs: int | None = 1, executor=None, decorrelate: bool = False,
           decor_variables=None, decor_min_rows: int | None = None,
-          val_split: tuple[float, int] | None = None) -> tuple[Path, Path]:
+          val_split: tuple[float, int] | None = None, score_kind: str | None = None) -> tuple[Path, Path]:
     """Score every dataset with the run's model; returns (jet table path, event table path).
     ``decorrelate``: add ``eff_b_decor``/``score_decor`` (darkshower.train.decorrelate) from the run's
     ``val_decor.npz``; a run trained before darkshower stored it scores as before, with a warning.
@@ -160,6 +169,8 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
     ``decor_min_rows`` (validation rows per bin, default 200) set the map.
     ``val_split`` ``(fraction, seed)``: score only the events of that validation split (the hash of
     :func:`darkshower.train.data.event_fraction`; `train auto` calibrates on its members' split this way).
+    ``score_kind``: another of the method's scores (``Method.score_kinds``, e.g. ``norm`` for a contrastive run),
+    calibrated on that kind's own validation reference (module docstring).
     ``jobs`` > 1 scores chunks in worker processes (each with ``threads`` torch threads, default 1);
     0 or None: all cores. ``executor`` (darkshower.execute: ``Local()``, ``Processes(n)``, ``Dask(...)``)
     replaces ``jobs``; the scores do not depend on it. While scoring, ``.OUT.lock`` next to OUT keeps a second ``score`` with the same
@@ -172,6 +183,9 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
         from darkshower.models.runs import read_run_json
         rinfo = read_run_json(Path(run))
         if rinfo.get("members"):  # the recommended default: members scored and combined (train/auto.py)
+            if score_kind is not None:
+                raise ConfigError(f"{run}: --score-kind applies to one run, not to a `train auto` run (its members "
+                                  "combine their configured scores); score a member run with it instead")
             return score_members(run, datasets, out, which=which, batch_size=batch_size, progress=progress,
                                  threads=threads, executor=executor, jobs=jobs,
                                  decorrelate=(decorrelate, decor_variables, decor_min_rows))
@@ -192,6 +206,8 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
                                       and 0 < float(val_split[0]) <= 1 and float(val_split[1]).is_integer()):
         raise ConfigError(f"val_split={val_split!r}: give (fraction in (0, 1], integer seed), as a run's "
                           "data.val_fraction and seed")
+    if score_kind is not None:
+        check_score_kind(run, score_kind)
     if decor_variables is not None:
         from darkshower.train.decorrelate import check_variables
 
@@ -206,7 +222,7 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
 
         with using(executor, jobs=jobs if jobs and jobs > 0 else None) as ex:
             return _score(run, datasets, out, which, batch_size, progress, threads, ex,
-                          (decorrelate, decor_variables, decor_min_rows), val_split)
+                          (decorrelate, decor_variables, decor_min_rows), val_split, score_kind)
     finally:
         if lock is not None:
             lock.unlink(missing_ok=True)
@@ -217,30 +233,97 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
                 break
 
 
-def _decor_map(run, which, decorrelate, variables, min_rows):
+def check_score_kind(run, kind: str) -> str | None:
+    """A clear error when the run's method does not offer score ``kind``; returns the run's configured kind."""
+    from darkshower.config import validate
+    from darkshower.models import get_method
+    from darkshower.models.runs import read_run_config, read_run_json
+
+    info = read_run_json(Path(run))
+    cls = get_method(info["method"])
+    if kind not in cls.score_kinds:
+        offered = ", ".join(cls.score_kinds) or "none besides its configured score"
+        raise ConfigError(f"--score-kind {kind}: method {info['method']!r} of run {run} has no such score "
+                          f"(offered: {offered})")
+    return getattr(validate(cls.Config, read_run_config(Path(run)).model, f"{run}/config.yaml: model"), "score", None)
+
+
+def _kind(run, which, kind):
+    """The file-name kind of score ``kind`` (None for the run's configured score, whose files every run has)."""
+    if kind is None or kind == check_score_kind(run, kind):
+        return None
+    return kind
+
+
+def _kind_reference(run, which, kind, batch_size, threads, ex) -> None:
+    """``RUN/val_scores.KIND.npy`` for a run trained before training stored one per kind: score kind ``kind`` on
+    the run's validation events (its validation datasets, or its training data's validation split) and store
+    their sorted finite scores (atomically)."""
+    import tempfile
+
+    from darkshower.models.runs import read_run_config, read_run_json
+    from darkshower.train.callbacks import _atomic_save_npy
+    from darkshower.train.scorefiles import val_file
+
+    run = Path(run)
+    info, cfg = read_run_json(run), read_run_config(run)
+    sets = info.get("val") or info.get("data") or []
+    paths = [d["path"] for d in sets]
+    missing = [p for p in paths if not Path(p).is_dir()]
+    if not paths or missing:
+        raise ConfigError(f"{run}: no {val_file(VAL_SCORES[which], kind)} (the run was trained before training "
+                          f"stored a reference per score kind), and its {'validation' if info.get('val') else 'training'} "
+                          f"data {', '.join(missing) or '(none recorded)'} is not there to compute it from; retrain "
+                          "the run, or score it with its configured score (without --score-kind)")
+    split = None if info.get("val") else (cfg.data.val_fraction, cfg.seed)
+    log.info("%s: computing the validation reference of score kind %r (eff_b) from %s%s", run, kind, ", ".join(paths),
+             "" if split is None else f" (validation split {split[0]:g}, seed {split[1]})")
+    with tempfile.TemporaryDirectory() as tmp:
+        f, _ = _score(run, paths, Path(tmp) / "val.parquet", which, batch_size, False, threads, ex, (False, None, None),
+                      split, kind, calibrate=False)
+        v = pd.read_parquet(f, columns=["score"])["score"].to_numpy(np.float64)
+    _atomic_save_npy(run / val_file(VAL_SCORES[which], kind), np.sort(v[np.isfinite(v)]))
+
+
+def _configured_kind(run) -> str | None:
+    """The configured score kind of a run whose method offers several (None for the others)."""
+    from darkshower.models import get_method
+    from darkshower.models.runs import read_run_json
+
+    cls = get_method(read_run_json(Path(run))["method"])
+    return check_score_kind(run, cls.score_kinds[0]) if cls.score_kinds else None
+
+
+def _decor_map(run, which, decorrelate, variables, min_rows, kind=None):
     """The fitted map (or None) and the note for the score-file metadata."""
     from darkshower.models.decorrelate import MIN_ROWS
     from darkshower.train.decorrelate import VAL_DECOR, fit_map, read_val_decor
+    from darkshower.train.scorefiles import val_file
 
     if not decorrelate:
         return None, None
-    val = read_val_decor(run, which)
+    val = read_val_decor(run, which, kind)
+    name = val_file(VAL_DECOR[which], kind)
     if val is None:
-        log.warning("%s has no %s (trained before darkshower stored the decorrelation reference): no "
-                    "score_decor/eff_b_decor columns; retrain the run to decorrelate its scores", run, VAL_DECOR[which])
+        log.warning("%s has no %s (trained before darkshower stored the decorrelation reference%s): no "
+                    "score_decor/eff_b_decor columns; retrain the run to decorrelate its scores", run, name,
+                    "" if kind is None else " of each score kind")
         return None, None
     try:
         qmap = fit_map(val, variables, min_rows or MIN_ROWS)
     except ValueError as exc:
-        raise ConfigError(f"{Path(run) / VAL_DECOR[which]}: cannot fit the decorrelation map: {exc}; score without "
+        raise ConfigError(f"{Path(run) / name}: cannot fit the decorrelation map: {exc}; score without "
                           "--decorrelate or retrain with more validation data") from None
     return qmap, qmap.describe() | {"level": val["level"]}
 
 
 def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(False, None, None),
-           val_split=None) -> tuple[Path, Path]:
+           val_split=None, score_kind=None, calibrate: bool = True) -> tuple[Path, Path]:
     from darkshower.models.runs import load_run
 
+    kind = _kind(run, which, score_kind)  # None: the configured score
+    if calibrate and kind is not None and read_val_scores(run, which, kind) is None:
+        _kind_reference(run, which, kind, batch_size, threads, ex)
     local = ex.in_process
     if local:  # load once here; the in-process tasks reuse it (a fresh load also drops a stale cache)
         import torch
@@ -248,7 +331,9 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
         if threads:
             torch.set_num_threads(threads)
         method, rep, cfg, info = load_run(run, which)
-        _WORKER.update(key=(str(Path(run)), which), method=method, rep=rep, data=cfg.data,
+        if kind is not None:
+            method.use_score(kind)
+        _WORKER.update(key=(str(Path(run)), which, kind), method=method, rep=rep, data=cfg.data,
                        stored=info.get("jets_without_constituents"))
     else:  # keep torch out of the parent so that workers can be forked (fast start)
         from darkshower.models.runs import read_run_json
@@ -256,7 +341,7 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
         info = read_run_json(Path(run))
     if isinstance(datasets, (str, os.PathLike)) or hasattr(datasets, "read_chunk"):
         datasets = [datasets]
-    qmap, decor_meta = _decor_map(run, which, *decor)
+    qmap, decor_meta = _decor_map(run, which, decor[0], decor[1], decor[2], kind=kind)
     decor_level = None if qmap is None else ("event" if info.get("level", "jet") == "event" else "jet")
     tasks: list[tuple] = []
     fingerprints = {}  # each dataset's content identity: evaluate/search refuse scores of a replaced dataset
@@ -266,7 +351,7 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
         if not ds.chunks:
             raise DatasetError(f"{ds.path}: dataset has no chunks")
         tasks += [(len(tasks) + i, str(Path(run)), which, str(ds.path), i, batch_size,
-                   threads if local else (threads or 1), decor_level, val_split) for i in range(len(ds.chunks))]
+                   threads if local else (threads or 1), decor_level, val_split, kind) for i in range(len(ds.chunks))]
     t0 = time.perf_counter()
     results: dict[int, pd.DataFrame] = {}
 
@@ -281,8 +366,8 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
     if n_bad:
         log.warning("%d of %d samples have NaN/inf model inputs: not scored (score NaN, nonfinite_input=True); "
                     "evaluate drops and counts them", n_bad, n_jets)
-    val = read_val_scores(run, which)
-    if val is None:
+    val = read_val_scores(run, which, kind) if calibrate else None
+    if val is None and calibrate:
         log.warning("%s has no %s (trained before darkshower stored validation scores): eff_b is NaN; retrain the "
                     "run to calibrate its scores", run, VAL_SCORES[which])
     jets["eff_b"] = eff_b(val, jets["score"].to_numpy())
@@ -298,6 +383,7 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
                         n_novar, len(jets), "/".join(qmap.variables))
     meta = {"method": info["method"], "run": str(Path(run).resolve()), "model": which,
             "representation": info["representation"]["kind"], "level": info.get("level", "jet"),
+            "score_kind": score_kind if score_kind is not None else _configured_kind(run),
             "supervised": info.get("supervised", False), "n_nonfinite_input": n_bad, "n_val_scores": None if val is None else len(val),
             "decorrelation": decor_meta, "datasets": fingerprints,
             "val_split": None if val_split is None else {"fraction": val_split[0], "seed": val_split[1]}, "jets_per_s": n_jets / max(time.perf_counter() - t0, 1e-9)}

@@ -27,9 +27,19 @@ log = logging.getLogger(__name__)
 VAL_SCORES = {"best": "val_scores.npy", "last": "val_scores_last.npy"}
 
 
-def read_val_scores(run, which: str = "best") -> np.ndarray | None:
-    """The run's sorted validation-background scores of model ``which``, or None when the run has none."""
-    p = Path(run) / VAL_SCORES[which]
+def val_file(name: str, kind: str | None) -> str:
+    """The file of one score kind (``score --score-kind``): ``val_scores.npy`` -> ``val_scores.norm.npy``;
+    ``kind`` None: ``name`` itself (the run's configured score)."""
+    if kind is None:
+        return name
+    stem, ext = name.rsplit(".", 1)
+    return f"{stem}.{kind}.{ext}"
+
+
+def read_val_scores(run, which: str = "best", kind: str | None = None) -> np.ndarray | None:
+    """The run's sorted validation-background scores of model ``which`` (of score ``kind``; None: the configured
+    one), or None when the run has none."""
+    p = Path(run) / val_file(VAL_SCORES[which], kind)
     if not p.exists():
         return None
     return np.load(p, allow_pickle=False)
