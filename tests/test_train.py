@@ -43,6 +43,18 @@ def test_loss_decreases_and_scores(method, qcd_ds, tmp_path):
     assert (ev.score_max2 >= ev.score_lead - 1e-12).all()
 
 
+def test_epoch_log_names_the_run(qcd_ds, tmp_path, caplog):
+    """Runs trained side by side (train auto's members, a benchmark) say which run an epoch line is from."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="darkshower"):
+        train("ae-hlf", qcd_ds, tmp_path / "event-flow", config=FAST, epochs=1, progress=False)
+        train("ae-hlf", qcd_ds, tmp_path / "ae-hlf", config=FAST, epochs=1, progress=False)
+    lines = [r.getMessage() for r in caplog.records if " epoch 1/1" in r.getMessage()]
+    assert any(m.startswith("ae-hlf (event-flow) epoch 1/1") for m in lines), lines
+    assert any(m.startswith("ae-hlf epoch 1/1") for m in lines), lines  # the run named as its method: once
+
+
 def test_anomalous_toy_scores_higher(qcd_ds, tmp_path):
     """Inputs far outside the training distribution get larger reconstruction errors."""
     run = train("ae-hlf", qcd_ds, tmp_path / "run", config=FAST, epochs=8, progress=False)

@@ -135,7 +135,7 @@ class EpochLog(Callback):
     def on_epoch_end(self, loop, epoch, row):
         if not loop.world.is_main:
             return
-        log.info("%s epoch %d/%d: train %.5g, %s %.5g, %.0f jets/s", loop.session.method, epoch + 1,
+        log.info("%s epoch %d/%d: train %.5g, %s %.5g, %.0f jets/s", loop.session.label, epoch + 1,
                  loop.session.cfg.epochs, row["train_loss"], loop.session.selection, row.get("selection_value", math.nan),
                  row["jets_per_s"])
 

@@ -277,7 +277,7 @@ class TrainingLoop:
         loss_sum, n_seen = 0.0, 0
         logs_sum: dict[str, float] = {}
         it = self.data.train_batches(model, cfg.batch_size, cfg.seed, epoch, self.world)
-        with progress(self.data.n_train, f"{self.session.method} epoch {epoch + 1}/{cfg.epochs}", "jet",
+        with progress(self.data.n_train, f"{self.session.label} epoch {epoch + 1}/{cfg.epochs}", "jet",
                       enabled=self.progress, leave=False) as bar:
             while True:
                 t0 = time.perf_counter()

@@ -61,6 +61,12 @@ class Session:
     checkpoint: dict | None = None  # the checkpoint to continue from (None: fresh start)
 
     @property
+    def label(self) -> str:
+        """The method, with the run directory's name when that differs (``flow (event-flow)``): log lines and
+        progress bars of runs trained side by side (``train auto``'s members, a benchmark) say which run they are."""
+        return self.method if self.run.name == self.method else f"{self.method} ({self.run.name})"
+
+    @property
     def checkpoint_file(self) -> Path:
         return self.run / "checkpoint.pt"
 
