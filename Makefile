@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 # static checks (configs in pyproject.toml: [tool.ruff], [tool.mypy]); run first by `make test`
 check: $(STAMP)
-	$(BIN)/ruff check src
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
 test: check

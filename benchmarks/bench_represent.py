@@ -12,13 +12,11 @@ import os
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
 
 TARGETS = {"point_clouds+standardization": 100_000, "observables": 10_000, "jet_images": 50_000, "lund_graphs": 5_000}
 

@@ -22,8 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 TARGETS = {"ae-hlf": 20_000, "ae-image": 5_000, "codae": 5_000, "suep-ae": 5_000}
 

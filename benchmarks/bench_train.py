@@ -22,14 +22,14 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import time
+import traceback
+from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_METHODS = "ae-hlf,ae-image,nae,wnae"
@@ -65,8 +65,8 @@ def time_steps(run: Path, data: Path, args) -> dict:
     import torch
 
     from darkshower.models.base import StepContext
-    from darkshower.train.data import batches, load_store
     from darkshower.models.runs import load_run
+    from darkshower.train.data import batches, load_store
     from darkshower.train.loop import make_optimizer as _make_optimizer
 
     method, rep, cfg, info = load_run(run, "last")
@@ -153,7 +153,7 @@ def main() -> None:
             row = {"train_wall_s": time.perf_counter() - t0, "jets_per_s_trainer": hist[-1]["jets_per_s"],
                    "data_fraction": hist[-1]["data_fraction"], "n_train": json.loads((run / "run.json").read_text())["n_train"]}
             row.update(time_steps(run, data, args))
-        except Exception as exc:  # noqa: BLE001 - one method's failure is reported, the others still run
+        except Exception as exc:
             row = {"error": f"{type(exc).__name__}: {exc}"}
             traceback.print_exc()
         results[name] = row

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sensitivity_combinations import _per_event, auc_rows  # noqa: E402
+from sensitivity_combinations import _per_event, auc_rows
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -65,10 +65,11 @@ def strip_dataset(src: Path, dst: Path) -> Path:
 
 
 def main(argv=None) -> int:
+    from sensitivity_combinations import _member, _per_event, auc_rows, print_ratios
+
     from darkshower.data.dataset import atomic_write_json
     from darkshower.train import score
     from darkshower.train.auto import train_auto
-    from sensitivity_combinations import _member, _per_event, auc_rows, print_ratios
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bench", help="finished benchmark directory (data/, scores/auto.parquet, evaluation/metrics.json)")

@@ -42,7 +42,7 @@ def test_out_is_a_directory_fails_before_work(run, qcd_ds, tmp_path, capsys, no_
     assert err.startswith("darkshower: error: --out") and "is a directory" in err and "Traceback" not in err
     # the per-event companion as a directory is caught too
     (tmp_path / "s.events.parquet").mkdir()
-    with pytest.raises(ConfigError, match="s.events.parquet is a directory"):
+    with pytest.raises(ConfigError, match=r"s.events.parquet is a directory"):
         score_fn(run, [qcd_ds], tmp_path / "s.parquet", progress=False)
     (tmp_path / "f").write_text("x")
     with pytest.raises(ConfigError, match="is a file, not a directory"):
@@ -75,7 +75,7 @@ def test_cli_negative_batch_size_exits_2_and_writes_nothing(run, qcd_ds, tmp_pat
 
 def test_failed_run_leaves_no_directories_or_lock(run, tmp_path):
     out = tmp_path / "new" / "sub" / "s.parquet"
-    with pytest.raises(Exception, match="not a darkshower dataset|does not exist|no such|not found"):
+    with pytest.raises(Exception, match=r"not a darkshower dataset|does not exist|no such|not found"):
         score_fn(run, [tmp_path / "missing"], out, progress=False)
     assert list(tmp_path.iterdir()) == []
 

@@ -119,7 +119,7 @@ def test_efficiency_lists_one_parser():
     assert efficiencies("1", "--eff-s") == (1.0,)
     with pytest.raises(ConfigError, match=r"--cut-eff '1': efficiencies must lie in \(0, 1\)"):
         efficiencies("1", "--cut-eff", include_one=False)
-    with pytest.raises(ConfigError, match="--eff-b '0.1,x': expected comma-separated numbers"):
+    with pytest.raises(ConfigError, match=r"--eff-b '0.1,x': expected comma-separated numbers"):
         efficiencies("0.1,x", "--eff-b")
     with pytest.raises(ConfigError, match="--eff-s"):
         efficiencies("", "--eff-s")
@@ -127,7 +127,7 @@ def test_efficiency_lists_one_parser():
     assert number_list("2,-1", "--x") == (2.0, -1.0)  # range left to the caller
     from darkshower.cli import evaluate, search
 
-    with pytest.raises(ConfigError, match="--cut-eff '0.5,x': expected comma-separated numbers"):
+    with pytest.raises(ConfigError, match=r"--cut-eff '0.5,x': expected comma-separated numbers"):
         search._floats("0.5,x")
     with pytest.raises(ConfigError, match="--eff-s 'a'"):
         evaluate._floats("--eff-s", "a")

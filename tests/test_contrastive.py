@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from darkshower.cli.main import main
-from darkshower.errors import ConfigError, DarkshowerError, DatasetError, ExportError
-from darkshower.models.contrastive import CLR, in_batch_pairs, nt_xent
+from darkshower.errors import ConfigError, DarkshowerError, DatasetError
+from darkshower.models.contrastive import in_batch_pairs, nt_xent
 from darkshower.models.transformer import CloudInput, EncoderConfig, TransformerEncoder
+from darkshower.represent import augment as A
 from darkshower.represent.build import build
 from darkshower.represent.config import parse_representation
 from darkshower.represent.constituents import feature_names
 from darkshower.represent.toys import toy_events
-from darkshower.represent import augment as A
 from darkshower.train import load_run, score, train
 
 TINY = {"d_model": 16, "heads": 2, "layers": 1, "ff": 32, "head": [16], "output": 16, "bank_size": 256}
@@ -395,7 +395,7 @@ def test_bad_inputs_give_clear_errors(qcd_ds, tmp_path):
     with pytest.raises(ConfigError, match="constituents"):
         train("clr", qcd_ds, tmp_path / "a", config={**FAST, "representation": {"kind": "observables"}}, epochs=1,
               progress=False)
-    with pytest.raises(ConfigError, match="data.signal"):
+    with pytest.raises(ConfigError, match=r"data.signal"):
         train("sup-bdt", qcd_ds, tmp_path / "b", config=FAST, epochs=1, progress=False)
     with pytest.raises(ConfigError, match="kinds"):
         train("aclr", qcd_ds, tmp_path / "c", config={**FAST, "model": {"anomalous": {"kinds": ["nope"]}}}, epochs=1,

@@ -280,7 +280,7 @@ def test_score_kind_is_calibrated_on_its_own_reference(qcd_ds, svj_ds, tmp_path)
     np.testing.assert_allclose(np.load(run / "val_scores.norm.npy"), ref, rtol=1e-5)
 
     # error paths: a kind the method lacks; a method with one score; the CLI names the option
-    with pytest.raises(ConfigError, match="no such score.*offered: norm, knn, maha"):
+    with pytest.raises(ConfigError, match=r"no such score.*offered: norm, knn, maha"):
         score(run, [svj_ds.path], tmp_path / "x.parquet", score_kind="bogus", progress=False)
     gmm = train("gmm", qcd_ds, tmp_path / "gmm", progress=False)
     with pytest.raises(ConfigError, match="offered: none besides"):

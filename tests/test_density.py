@@ -11,12 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import assert_onnx_matches_torch
 from darkshower.config import validate
 from darkshower.errors import ConfigError
 from darkshower.models import get_method
 from darkshower.train import load_run, score, train
-
-from conftest import assert_onnx_matches_torch
 
 FAST = {"threads": 1, "early_stopping": {"patience": None}}
 
@@ -140,7 +139,7 @@ def _fit(m, x, steps=400, lr=3e-3, batch=256, seed=0):
     xt = torch.from_numpy(np.asarray(x, np.float32))
     g = torch.Generator().manual_seed(seed)
     losses = []
-    for step in range(steps):
+    for _ in range(steps):
         idx = torch.randint(0, len(xt), (batch,), generator=g)
         loss, _ = m.loss({"x": xt[idx]}, None)
         opt.zero_grad()

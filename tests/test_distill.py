@@ -94,7 +94,7 @@ def test_missing_or_incompatible_teacher_gives_one_clear_error(qcd_ds, tmp_path,
 
 def test_mlp_student_needs_observables(teacher, qcd_ds, tmp_path):
     cfg = {**FAST, "model": {"teacher_run": str(teacher)}, "representation": {"kind": "constituents"}}
-    with pytest.raises(ConfigError, match="model.student 'mlp' needs representation.kind 'observables'"):
+    with pytest.raises(ConfigError, match=r"model.student 'mlp' needs representation.kind 'observables'"):
         train("distill", qcd_ds, tmp_path / "x", config=cfg, progress=False)
 
 
@@ -108,5 +108,5 @@ def test_target_transforms_are_monotone(kind):
     assert torch.isfinite(y).all() and (y[1:] >= y[:-1]).all()
     assert abs(float(t(torch.from_numpy(s)).mean())) < 0.05
     if kind == "log":
-        with pytest.raises(ConfigError, match="model.target"):
+        with pytest.raises(ConfigError, match=r"model.target"):
             TargetTransform("log").fit(np.r_[s, -1.0])

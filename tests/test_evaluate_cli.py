@@ -105,7 +105,7 @@ def test_report_only_renders(tmp_path, evaldir, capsys):
     with pytest.raises(EvaluationError) as ei:
         report(d)
     msg = str(ei.value)
-    assert "no metrics.json" in msg and f"darkshower evaluate --scores" in msg and f"--out {d}` first" in msg
+    assert "no metrics.json" in msg and "darkshower evaluate --scores" in msg and f"--out {d}` first" in msg
     assert "met.parquet, rnd.parquet" in msg  # the score files found, not their .events companions
     assert sorted(p.name for p in d.iterdir()) == ["met.events.parquet", "met.parquet", "rnd.events.parquet",
                                                    "rnd.parquet"]  # nothing evaluated, nothing written
@@ -118,7 +118,7 @@ def test_report_only_renders(tmp_path, evaldir, capsys):
     with pytest.raises(EvaluationError, match=r"events.parquet: cannot read .*rerun `darkshower evaluate`"):
         report(ev)
     (ev / "metrics.json").write_text('{"format": "darkshower-evaluation", "schema_version": "9.0"}')
-    with pytest.raises(EvaluationError, match="schema_version '9.0'"):
+    with pytest.raises(EvaluationError, match=r"schema_version '9.0'"):
         report(ev)
 
 

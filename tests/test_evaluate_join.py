@@ -71,7 +71,7 @@ def test_join_errors_name_the_files(tmp_path, qcd_ds, svj_ds):
 def test_degenerate_scores_are_marked(tmp_path, qcd_ds, svj_ds):
     p = write_scores(tmp_path / "const.parquet", [qcd_ds, svj_ds], kind="constant", method="const")
     m = evaluate([p], [qcd_ds.path], [svj_ds.path], tmp_path / "ev", supervised=False, n_bootstrap=20)
-    ev = [r for r in m["results"] if r["level"] == "event"][0]
+    ev = next(r for r in m["results"] if r["level"] == "event")
     assert ev["auc"]["value"] == 0.5 and "degenerate_scores" in ev["flags"]
     assert ev["max_sic"]["value"] is None
     assert any("degenerate" in w for w in m["warnings"])
@@ -87,5 +87,5 @@ def test_empty_signal_is_marked(tmp_path, qcd_ds, svj_ds):
     assert "empty_signal" in by_sig["svj_empty"]["flags"] and by_sig["svj_empty"]["auc"]["value"] is None
     assert by_sig["svj"]["auc"]["value"] > 0.8
     assert any("svj_empty" in w and "no events" in w for w in m["warnings"])
-    with pytest.raises(EvaluationError, match="background dataset.*no events"):
+    with pytest.raises(EvaluationError, match=r"background dataset.*no events"):
         evaluate([p], [empty], [svj_ds.path], supervised=False)

@@ -97,7 +97,7 @@ def test_on_result_error_cancels_queued_and_running(tmp_path):
 
 
 def test_dead_worker_is_a_clear_error():
-    with pytest.raises(WorkerError, match="worker process died without an error.*fewer --jobs"):
+    with pytest.raises(WorkerError, match=r"worker process died without an error.*fewer --jobs"):
         ProcessPool(2).run(die, range(4), lambda r: None)
 
 

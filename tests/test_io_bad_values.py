@@ -16,7 +16,6 @@ from darkshower.cli.main import main
 from darkshower.errors import InputFormatError
 from darkshower.io import import_dataset
 from darkshower.io.h5_4vec import H54VecReader
-
 from test_io_errors import make_4vec
 
 

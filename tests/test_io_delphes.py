@@ -44,8 +44,9 @@ def write_delphes(path, n_events=12, seed=1, nan_row=None):
             tr[0][0] = np.nan
         q = rng.choice([-1, 1], len(tr[0]))
         pid = np.where(rng.random(len(q)) < 0.1, 11 * -q, 211 * q)
-        coll["EFlowTrack"]["PT"].append(tr[0]); coll["EFlowTrack"]["Eta"].append(tr[1]); coll["EFlowTrack"]["Phi"].append(tr[2])
-        coll["EFlowTrack"]["Charge"].append(q.astype(np.int32)); coll["EFlowTrack"]["PID"].append(pid.astype(np.int32))
+        for f, v in (("PT", tr[0]), ("Eta", tr[1]), ("Phi", tr[2]), ("Charge", q.astype(np.int32)),
+                     ("PID", pid.astype(np.int32))):
+            coll["EFlowTrack"][f].append(v)
         coll["EFlowTrack"]["D0"].append(rng.normal(0, 0.05, len(q)))
         for c in ("EFlowPhoton", "EFlowNeutralHadron"):
             pt, eta, phi, e = (np.concatenate(x) for x in zip(*parts[c]))
@@ -53,7 +54,8 @@ def write_delphes(path, n_events=12, seed=1, nan_row=None):
                 coll[c][f].append(v)
         for f, i in (("PT", 0), ("Eta", 1), ("Phi", 2), ("Mass", 3)):
             coll["FatJet"][f].append(np.array([j[i] for j in jets]))
-        coll["MissingET"]["MET"].append(np.array([rng.uniform(1, 50)])); coll["MissingET"]["Phi"].append(np.array([0.1]))
+        coll["MissingET"]["MET"].append(np.array([rng.uniform(1, 50)]))
+        coll["MissingET"]["Phi"].append(np.array([0.1]))
         coll["Event"]["Weight"].append(np.array([2.0]))
     data = {c: ak.zip({f: ak.Array(v) for f, v in fs.items()}) for c, fs in coll.items()}
     with uproot.recreate(path) as f:

@@ -12,8 +12,6 @@ import pytest
 from darkshower.cli.main import main
 from darkshower.data import dataset as D
 from darkshower.errors import DatasetError
-from darkshower.io import import_dataset
-
 from test_io_errors import make_4vec
 
 
@@ -75,7 +73,7 @@ def test_modified_chunk_after_first_read_is_caught(imported):
     ds = D.open_dataset(out)
     ds.read_chunk(0)
     _flip_to_valid_parquet(out / "chunk-00000.parquet", 100)
-    with pytest.raises(DatasetError, match="chunk-00000.parquet: chunk is corrupt"):
+    with pytest.raises(DatasetError, match=r"chunk-00000.parquet: chunk is corrupt"):
         ds.read_chunk(0)
 
 

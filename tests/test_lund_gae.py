@@ -146,7 +146,7 @@ def test_export_traces_and_matches(qcd_store):
 def test_bad_config_and_representation(qcd_ds, tmp_path):
     from darkshower.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="representation.kind 'lund'"):
+    with pytest.raises(ConfigError, match=r"representation.kind 'lund'"):
         train("lund-gae", qcd_ds, tmp_path / "r", config={"representation": {"kind": "image"}}, progress=False)
     with pytest.raises(ConfigError, match="feature_weights"):
         LundGraphEBAE(LundGAEConfig(feature_weights=[1, 1]), {"kind": "lund", "n_features": 5})

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from darkshower.errors import ConfigError
-from darkshower.train import TrainingError, load_run, score, train
 from darkshower.models.emd import best_epoch, emd, sample_emd
+from darkshower.train import TrainingError, load_run, score, train
 
 #: small and fast: few MCMC steps, small buffer, no early stopping
 FAST = {"batch_size": 32, "threads": 1, "early_stopping": {"patience": None}, "emd_samples": 64,
@@ -58,7 +58,7 @@ def test_emd_equals_sorted_1d_wasserstein():
 
 def test_sample_emd_fixed_seed_and_best_epoch():
     data = torch.randn(50, 3, generator=torch.Generator().manual_seed(1))
-    draw = lambda n, gen: torch.randn(n, 3, generator=gen) + 0.5  # noqa: E731
+    draw = lambda n, gen: torch.randn(n, 3, generator=gen) + 0.5
     state = torch.get_rng_state()
     d3 = sample_emd(data, draw, seed=3)
     assert d3 == sample_emd(data, draw, seed=3) and d3 != sample_emd(data, draw, seed=4)
@@ -74,7 +74,7 @@ def test_langevin_clamps_and_carries_graph():
     from darkshower.models.nae import langevin
 
     w = torch.nn.Parameter(torch.tensor(2.0))
-    energy = lambda x: w * (x ** 2).sum(1)  # noqa: E731
+    energy = lambda x: w * (x ** 2).sum(1)
     x0 = torch.full((5, 2), 3.0)
     lo, hi = torch.full((2,), -1.0), torch.full((2,), 1.0)
     # an energy that pushes the samples outwards (x <- 1.4 x per step): only the clamp keeps them in the box
@@ -209,11 +209,11 @@ def test_image_representation_and_errors(qcd_ds, tmp_path):
     method, *_ = load_run(run)
     assert method.mode == "image" and method.box_lo.shape == (1, 16, 16)
     assert math.isfinite(_hist(run)[-1]["val_emd"])
-    with pytest.raises(ConfigError, match="constituents.*embedding_run"):
+    with pytest.raises(ConfigError, match=r"constituents.*embedding_run"):
         train("nae", qcd_ds, tmp_path / "c", config={"representation": {"kind": "constituents"}}, progress=False)
     with pytest.raises(ConfigError, match="x_steps >= 1"):
         train("wnae", qcd_ds, tmp_path / "c", config=_cfg(x_steps=0), progress=False)
-    with pytest.raises(ConfigError, match="embedding_run.*not a training run"):
+    with pytest.raises(ConfigError, match=r"embedding_run.*not a training run"):
         train("nae", qcd_ds, tmp_path / "c", config=_cfg(embedding_run=str(tmp_path)), progress=False)
     with pytest.raises(ConfigError, match="val_emd"):
         train("ae-hlf", qcd_ds, tmp_path / "c", config={"selection": "val_emd"}, progress=False)
@@ -234,7 +234,6 @@ def test_export(method, qcd_ds, tmp_path):
 @pytest.mark.parametrize("method", ["nae", "wnae"])
 def test_paper_config_validates(method):
     from conftest import REPO
-
     from darkshower.config import validate
     from darkshower.models import get_method
     from darkshower.train import resolve_config
@@ -282,15 +281,15 @@ def test_nae_on_the_pooled_representation_of_a_contrastive_run(qcd_ds, svj_ds, t
     assert p["dim"] == 16 and p["space"] == "pooled" and 0 <= p["auc"] <= 1
     assert linear_probe(clr, qcd_ds, svj_ds)["dim"] == 8
 
-    with pytest.raises(ConfigError, match="no embedding space 'bogus'.*offered: z, pooled"):
+    with pytest.raises(ConfigError, match=r"no embedding space 'bogus'.*offered: z, pooled"):
         train("nae", qcd_ds, tmp_path / "b", config=_cfg(embedding_run=str(clr), embedding_space="bogus"),
               progress=False)
-    with pytest.raises(ConfigError, match="embedding_space.*set model.embedding_run"):
+    with pytest.raises(ConfigError, match=r"embedding_space.*set model.embedding_run"):
         train("nae", qcd_ds, tmp_path / "c", config=_cfg(embedding_space="pooled"), progress=False)
     ae = train("ae-hlf", qcd_ds, tmp_path / "ae", config={"batch_size": 32, "threads": 1}, epochs=1, progress=False)
-    with pytest.raises(ConfigError, match="ae-hlf.*no embedding space 'pooled'"):
+    with pytest.raises(ConfigError, match=r"ae-hlf.*no embedding space 'pooled'"):
         train("nae", qcd_ds, tmp_path / "d", config=_cfg(embedding_run=str(ae), embedding_space="pooled"),
               progress=False)
     gmm = train("gmm", qcd_ds, tmp_path / "gmm", config={"threads": 1}, progress=False)
-    with pytest.raises(ConfigError, match="method 'gmm'.*has no embed"):
+    with pytest.raises(ConfigError, match=r"method 'gmm'.*has no embed"):
         train("nae", qcd_ds, tmp_path / "e", config=_cfg(embedding_run=str(gmm)), progress=False)

@@ -468,7 +468,7 @@ def test_device_cuda_needs_the_cuda_provider(runs):
         models = load_models([runs[0]], device="cuda")
         assert models[0].ready and models[0].sessions[0].get_providers()[0] == "CUDAExecutionProvider"
         return
-    with pytest.raises(ServeError, match="no CUDAExecutionProvider.*onnxruntime-gpu"):
+    with pytest.raises(ServeError, match=r"no CUDAExecutionProvider.*onnxruntime-gpu"):
         load_models([runs[0]], device="cuda")
     with pytest.raises(ServeError, match="choose cpu or cuda"):
         load_models([runs[0]], device="tpu")

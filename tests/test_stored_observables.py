@@ -177,7 +177,7 @@ def test_train_auto_refuses_the_image_member_without_constituents(tm_qcd, tmp_pa
     from darkshower.errors import ConfigError
     from darkshower.train.auto import train_auto
 
-    with pytest.raises(ConfigError, match="the image member .* have none; leave image out"):
+    with pytest.raises(ConfigError, match=r"the image member .* have none; leave image out"):
         train_auto(tm_qcd.path, tmp_path / "a", members=("density", "flow", "image"), progress=False,
                    echo=lambda s: None)
     assert not (tmp_path / "a").exists()

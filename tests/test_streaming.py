@@ -57,7 +57,8 @@ def test_small_buffer_epoch_visits_every_training_sample_once(qcd_ds, tmp_path):
         def batch_order(self, *a):
             return None
 
-    def epoch(e, world=World()):
+    def epoch(e, world=None):
+        world = World() if world is None else world
         keys = [np.stack([b["event_id"].numpy(), b["jet_idx"].numpy()], 1) for b in data.train_batches(M(), 16, 3, e, world)]
         return np.concatenate(keys)
 
@@ -94,7 +95,7 @@ def test_auto_streams_above_the_threshold(qcd_ds, tmp_path):
 
 
 def test_streaming_refusals(qcd_ds, svj_ds, tmp_path):
-    with pytest.raises(ConfigError, match="data.cache is false"):
+    with pytest.raises(ConfigError, match=r"data.cache is false"):
         train("ae-hlf", qcd_ds, tmp_path / "a", config={**FAST, "data": {"streaming": "on", "cache": False}},
               epochs=1, progress=False)
     with pytest.raises(ConfigError, match="fitted offline"):

@@ -76,7 +76,7 @@ def test_suep_padding_cropping_and_phi_periodicity():
     m2.load_state_dict(m.state_dict())
     with torch.no_grad():
         assert not torch.allclose(m2.score({"x": x}), m2.score({"x": torch.roll(x, 4, dims=-1)}), rtol=1e-4)
-    with pytest.raises(ConfigError, match="representation.n_phi"):
+    with pytest.raises(ConfigError, match=r"representation.n_phi"):
         SUEPAutoencoder(SUEPConfig(channels=[4, 8]), {"shape": [3, 16, 18]})
 
 
@@ -213,9 +213,9 @@ def test_cli_train_and_score(qcd_ds, svj_ds, tmp_path, capsys):
 
 
 def test_errors(qcd_ds, tmp_path):
-    with pytest.raises(ConfigError, match="needs representation.kind 'event_image'"):
+    with pytest.raises(ConfigError, match=r"needs representation.kind 'event_image'"):
         train("suep-ae", qcd_ds, tmp_path / "a", config={"representation": {"kind": "image"}}, progress=False)
-    with pytest.raises(ConfigError, match="codae needs representation.kind 'image'"):
+    with pytest.raises(ConfigError, match=r"codae needs representation.kind 'image'"):
         train("codae", qcd_ds, tmp_path / "b", config={"representation": {"kind": "observables"}}, progress=False)
     with pytest.raises(ConfigError, match="los"):
         train("suep-ae", qcd_ds, tmp_path / "c", config={"model": {"los": "mse"}}, progress=False)

@@ -10,12 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import shared_file
 from darkshower.cli.main import main
 from darkshower.errors import ConfigError, DarkshowerError
 from darkshower.train import RunError, TrainingError, load_run, score, train
 from darkshower.train.data import event_fraction
-
-from conftest import shared_file
 
 FAST = {"batch_size": 32, "threads": 1, "early_stopping": {"patience": None}}
 
@@ -112,7 +111,7 @@ def test_errors(qcd_ds, tmp_path):
         train("ae-hlf", qcd_ds, tmp_path / "a", config={"model": {"latnt": 3}}, progress=False)
     with pytest.raises(ConfigError, match="unknown method"):
         train("no-such", qcd_ds, tmp_path / "a", progress=False)
-    with pytest.raises(ConfigError, match="needs representation.kind 'image'"):
+    with pytest.raises(ConfigError, match=r"needs representation.kind 'image'"):
         train("ae-image", qcd_ds, tmp_path / "a", config={"representation": {"kind": "observables"}}, progress=False)
     with pytest.raises(RunError, match="nothing to resume"):
         train("ae-hlf", qcd_ds, tmp_path / "b", resume=True, progress=False)
@@ -127,7 +126,7 @@ def test_errors(qcd_ds, tmp_path):
     info = json.loads((run / "run.json").read_text())
     info["format_version"] = "9.0"
     (run / "run.json").write_text(json.dumps(info))
-    with pytest.raises(RunError, match="format version 9.0"):
+    with pytest.raises(RunError, match=r"format version 9.0"):
         score(run, [qcd_ds], tmp_path / "s.parquet", progress=False)
     with pytest.raises(RunError, match="not a training run"):
         load_run(tmp_path)
@@ -138,7 +137,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(qcd_ds, tmp_path, monkeyp
     from darkshower.models.ae import HLFAutoencoder
 
     monkeypatch.setattr(HLFAutoencoder, "loss", lambda self, b, ctx: (torch.tensor(float("nan"), requires_grad=True), {}))
-    with pytest.raises(TrainingError, match="loss became nan.*last good checkpoint"):
+    with pytest.raises(TrainingError, match=r"loss became nan.*last good checkpoint"):
         train("ae-hlf", qcd_ds, run, epochs=3, resume=True, progress=False)
     monkeypatch.undo()
     method, *_ = load_run(run)  # still loadable
@@ -152,7 +151,7 @@ def test_dataset_without_inputs(tmp_path):
     from darkshower.io import import_dataset
 
     ds = import_dataset("treemaker", [src], tmp_path / "tm")
-    with pytest.raises(DarkshowerError, match="no constituents.*cannot be built"):
+    with pytest.raises(DarkshowerError, match=r"no constituents.*cannot be built"):
         train("ae-image", ds, tmp_path / "r", config=FAST, epochs=1, progress=False)
 
 

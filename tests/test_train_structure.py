@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from darkshower.errors import ConfigError, RunError
-from darkshower.models import METHODS, get_method, register_method
-from darkshower.models import _EXTERNAL, _LOADED  # noqa: PLC2701 - test isolation
+from darkshower.models import _EXTERNAL, _LOADED, METHODS, get_method, register_method
 from darkshower.models.ae import HLFAutoencoder, HLFConfig
 from darkshower.models.base import Method, check_method
 from darkshower.train import load_run, train
@@ -210,10 +209,9 @@ def test_resume_rejects_changes_it_would_ignore(qcd_ds, tmp_path):
 def test_failed_setup_leaves_no_run_directory(tmp_path):
     """A representation that cannot be built (here: a dataset without constituents for images) fails
     before the run exists: no half run directory is left at --out, and the error names the dataset."""
+    from conftest import shared_file
     from darkshower.errors import DatasetError
     from darkshower.io import import_dataset
-
-    from conftest import shared_file
 
     ds = import_dataset("treemaker", [shared_file("cms_pfnano", "treemaker_svj_search.root")], tmp_path / "tm")
     with pytest.raises(DatasetError, match=str(tmp_path / "tm")):
