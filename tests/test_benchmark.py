@@ -146,7 +146,10 @@ def test_score_of_scores_another_entry_run_by_another_kind(grid, qcd_ds, svj_ds,
     """score_of + score_kind: a second entry scores the first's contrastive run by ‖z‖ (no training), on the
     sequential path and on an executor; skipped with a message while the source is not trained; bad entries
     are refused before any work."""
+    import numpy as np
+
     from darkshower.execute import Local
+    from darkshower.train import score, train
     from darkshower.train.scorefiles import read_score_file
 
     clr = {"method": "clr", "epochs": 1, "config": {"batch_size": 32, "representation": {"n_constituents": 20},
@@ -169,11 +172,24 @@ def test_score_of_scores_another_entry_run_by_another_kind(grid, qcd_ds, svj_ds,
                       executor=ex)
     assert "score:clr-norm skipped: the run of 'clr' is not trained" in capsys.readouterr().out
     assert not s["scores"]
-    s = run_benchmark(cfg, out, jobs=1, progress=False, executor=ex)
+    run_benchmark(cfg, out, jobs=1, progress=False, methods=("clr",), stages=("generate", "train"), executor=ex)
+    s = run_benchmark(cfg, out, jobs=1, progress=False, stages=("score", "evaluate"), executor=ex)  # no train stage
     assert set(s["scores"]) == {"clr", "clr-norm"} and s["runs"]["clr-norm"] == s["runs"]["clr"]
     assert not (out / "runs" / "clr-norm").exists()
     (t0, m0), (t1, m1) = (read_score_file(out / "scores" / f"{n}.parquet") for n in ("clr", "clr-norm"))
     assert m0["score_kind"] == "maha" and m1["score_kind"] == "norm"
-    assert len(t0) == len(t1) and not (t0["score"].to_numpy() == t1["score"].to_numpy()).all()
+    direct, _ = read_score_file(score(out / "runs" / "clr", [str(out / "data" / "qcd_test"), str(svj_ds.path)],
+                                      tmp_path / "direct.parquet", score_kind="norm", progress=False)[0])
+    np.testing.assert_allclose(t1["score"].to_numpy(), direct["score"].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(t1["eff_b"].to_numpy(), direct["eff_b"].to_numpy())
+    assert not np.allclose(t0["score"].to_numpy(), t1["score"].to_numpy())
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert {r["method"] for r in metrics["results"]} >= {"clr (clr)", "clr (clr-norm)"}
+    # the source trained on by a later call (--methods clr, train only): the next scoring call rescores both
+    before = (out / "scores" / "clr-norm.parquet").stat().st_mtime_ns
+    train("clr", qcd_ds, out / "runs" / "clr", epochs=2, resume=True, progress=False)
+    run_benchmark(cfg, out, jobs=1, progress=False, stages=("score",), executor=ex)
+    assert (out / "scores" / "clr-norm.parquet").stat().st_mtime_ns != before
+    mtime = (out / "scores" / "clr-norm.parquet").stat().st_mtime_ns
+    run_benchmark(cfg, out, jobs=1, progress=False, stages=("score",), executor=ex)  # nothing changed: kept
+    assert (out / "scores" / "clr-norm.parquet").stat().st_mtime_ns == mtime

@@ -279,6 +279,12 @@ def test_score_kind_is_calibrated_on_its_own_reference(qcd_ds, svj_ds, tmp_path)
     score(run, [svj_ds.path], tmp_path / "again.parquet", score_kind="norm", progress=False)
     np.testing.assert_allclose(np.load(run / "val_scores.norm.npy"), ref, rtol=1e-5)
 
+    # the last model's reference too
+    last = np.load(run / "val_scores_last.norm.npy")
+    (run / "val_scores_last.norm.npy").unlink()
+    score(run, [svj_ds.path], tmp_path / "last.parquet", which="last", score_kind="norm", progress=False)
+    np.testing.assert_allclose(np.load(run / "val_scores_last.norm.npy"), last, rtol=1e-5)
+
     # error paths: a kind the method lacks; a method with one score; the CLI names the option
     with pytest.raises(ConfigError, match=r"no such score.*offered: norm, knn, maha"):
         score(run, [svj_ds.path], tmp_path / "x.parquet", score_kind="bogus", progress=False)
@@ -289,3 +295,32 @@ def test_score_kind_is_calibrated_on_its_own_reference(qcd_ds, svj_ds, tmp_path)
                  "--no-progress"]) == 0
     assert read_score_file(tmp_path / "cli.parquet")[1]["score_kind"] == "knn"
     assert pd.read_parquet(tmp_path / "cli.parquet")["eff_b"].between(0, 1).all()
+
+
+def test_score_kind_reference_follows_max_val_and_needs_the_training_data(qcd_ds, svj_ds, tmp_path):
+    """The recomputed reference keeps the trainer's first data.max_val validation rows; with the training data gone
+    or changed it cannot be computed, and the error says what to do."""
+    import shutil
+
+    from darkshower.train import score
+
+    data = tmp_path / "qcd"
+    shutil.copytree(qcd_ds.path, data)
+    cfg = {**FAST, "model": TINY, "data": {"max_val": 25}}
+    run = train("clr", data, tmp_path / "run", config=cfg, epochs=1, seed=3, progress=False)
+    ref = np.load(run / "val_scores.knn.npy")
+    assert 0 < len(ref) <= 25
+    (run / "val_scores.knn.npy").unlink()
+    score(run, [svj_ds.path], tmp_path / "a.parquet", score_kind="knn", progress=False)
+    np.testing.assert_allclose(np.load(run / "val_scores.knn.npy"), ref, rtol=1e-5)
+    (run / "val_scores.knn.npy").unlink()
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["chunks"][0]["sha256"] = "0" * 64  # as if the data were regenerated at the same path
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="changed since the run was trained"):
+        score(run, [svj_ds.path], tmp_path / "b.parquet", score_kind="knn", progress=False)
+    shutil.rmtree(data)
+    with pytest.raises(ConfigError, match=r"is not there to compute it from; retrain the run, or score it with its "
+                                          r"configured score"):
+        score(run, [svj_ds.path], tmp_path / "c.parquet", score_kind="knn", progress=False)
+    assert not (run / "val_scores.knn.npy").exists()

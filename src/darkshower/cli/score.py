@@ -63,7 +63,7 @@ def run(args) -> int:
 
         if args.score_kind:
             raise ConfigError("--score-kind applies to local scoring (a served model computes the score it was "
-                              "exported with); export the run with that model.score, or score without --server")
+                              "exported with, the run's model.score); score without --server")
         if args.decorrelate or args.decorrelate_vars or args.decorrelate_min_rows:
             raise ConfigError("--decorrelate/--decorrelate-vars/--decorrelate-min-rows apply to local scoring (the "
                               "map needs the jets of the dataset); score without --server to decorrelate")
@@ -96,6 +96,7 @@ def run(args) -> int:
     n, has_decor = pq.read_metadata(jets).num_rows, "score_decor" in pq.read_schema(jets).names
     print(f"wrote {n} scores to {jets} (per event: {events})" + (" with score_decor" if has_decor else ""))
     if args.decorrelate and not has_decor:
-        print(f"note: {args.run} has no val_decor.npz (trained before darkshower stored it): no decorrelated "
+        ref = "val_decor.npz" if args.score_kind is None else f"val_decor.{args.score_kind}.npz (or val_decor.npz)"
+        print(f"note: {args.run} has no {ref} (trained before darkshower stored it): no decorrelated "
               "scores; retrain the run to get them")
     return 0

@@ -185,7 +185,7 @@ def decorrelated(sf: ScoreFile) -> ScoreFile:
     if not has_decorrelated(sf):
         raise EvaluationError(
             f"{sf.path} (method {sf.name!r}) has no decorrelated scores (columns score_decor_lead/score_decor_max2): "
-            f"rescore with `darkshower score {sf.run or 'RUN'} DATASET... --decorrelate --out S.parquet`; a run trained "
+            f"rescore with `darkshower score {sf.run or 'RUN'} DATASET...{_kind_opt(sf)} --decorrelate --out S.parquet`; a run trained "
             "before darkshower stored RUN/val_decor.npz must be retrained first"
         )
     ev = sf.events.copy()
@@ -200,6 +200,12 @@ def decorrelated(sf: ScoreFile) -> ScoreFile:
     meta = dict(sf.meta, decorrelated=True)
     return ScoreFile(path=sf.path, method=sf.method, events=ev, jets=jets, run=sf.run, supervised=sf.supervised,
                      meta=meta, name=sf.name + DECOR_SUFFIX)
+
+
+def _kind_opt(sf: ScoreFile) -> str:
+    """`` --score-kind KIND`` for a score file written with one (rescore hints keep the file's score)."""
+    kind = (sf.meta or {}).get("score_kind")
+    return f" --score-kind {kind}" if kind else ""
 
 
 def read_score_files(paths, supervised_paths=()) -> list[ScoreFile]:
@@ -268,7 +274,7 @@ def match_dataset(sf: ScoreFile, table: pd.DataFrame, dataset_path: str) -> pd.D
         have = ", ".join(sorted({_norm(d) for d in table["dataset"].unique()})) or "none"
         raise EvaluationError(
             f"{sf.path} (method {sf.name!r}) has no scores for dataset {target} (it has scores for: {have}); "
-            f"score it with `darkshower score {sf.run or 'RUN'} {target} --out ...`"
+            f"score it with `darkshower score {sf.run or 'RUN'} {target}{_kind_opt(sf)} --out ...`"
         )
     return table[table["dataset"].isin(hits)]
 
@@ -294,7 +300,7 @@ def check_identity(sf: ScoreFile, dataset_path: str, fingerprint: str | None) ->
             f"{sf.path} (method {sf.name!r}): dataset {target} is not the one that was scored (its content "
             f"fingerprint is {fingerprint[:19]}…, the score file recorded {str(was)[:19]}…): it was regenerated or "
             f"replaced at the same path, and its events would be matched to old scores. Rescore it: "
-            f"`darkshower score {sf.run or 'RUN'} {target} ... --out NEW.parquet`"
+            f"`darkshower score {sf.run or 'RUN'} {target} ...{_kind_opt(sf)} --out NEW.parquet`"
         )
     return True
 

@@ -252,10 +252,11 @@ class _Contrastive(Method):
         n = int(self.bank_n)
         if kind == "knn" and n == 0:
             raise ConfigError(f"{self.name}: the kNN bank is empty (the model was never validated after "
-                              "training); use model.score: norm or retrain")
+                              "training); use the norm score (model.score: norm, or score --score-kind norm) or retrain")
         if kind == "maha" and (n == 0 or not bool(self.gauss_prec.any())):
             raise ConfigError(f"{self.name}: the maha Gaussian is not fitted (the model was never validated after "
-                              "training, or the run predates the maha score); use model.score: norm or retrain")
+                              "training, or the run predates the maha score); use the norm score (model.score: norm, or score "
+                              "--score-kind norm) or retrain")
         return n
 
     def maha_distance(self, pooled, z, check: bool = True):

@@ -227,15 +227,43 @@ def run_path(bench: Path, m: MethodSpec) -> Path:
 
 
 def _borrow_run(status: _Status, m: MethodSpec, bench: Path) -> bool:
-    """For a ``score_of`` entry: mark its training done when the source's is (it trains nothing); whether it is."""
-    key = f"train:{m.label}"
-    if status.done(f"train:{m.score_of}"):
+    """For a ``score_of`` entry (it trains nothing): whether its source's run is there to score. Its training key
+    mirrors the source's (done when the source is done or is an existing ``run:``; dropped when the source failed
+    or was reset), with a message when it is not."""
+    key, src = f"train:{m.label}", f"train:{m.score_of}"
+    if m._source_run or status.done(src):
         if not status.done(key):
             status.set(key, status="done", seconds=0.0, run=str(run_path(bench, m)))
         return True
-    print(f"[benchmark] score:{m.label} skipped: the run of {m.score_of!r} is not trained (add it to --methods)",
-          flush=True)
+    if key in status.data:  # borrowed from a source that is no longer done
+        del status.data[key]
+        atomic_write_json(status.path, status.data)
+    why = "failed" if status.data.get(src, {}).get("status") == "failed" else "is not trained (add it to --methods)"
+    print(f"[benchmark] score:{m.label} skipped: the run of {m.score_of!r} {why}", flush=True)
     return False
+
+
+def _run_state(run: Path) -> str | None:
+    """What identifies the trained state of a run (run.json: finished, epochs, best epoch); None without one."""
+    try:
+        info = json.loads((run / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return f"{info.get('finished')}|{info.get('epochs_done')}|{info.get('best_epoch')}"
+
+
+def _stale(status: _Status, key: str, run: Path) -> bool:
+    """Whether the scores of ``key`` were made with another state of ``run`` than it has now (retrained by an
+    earlier call, e.g. ``--stages train`` or a ``score_of`` entry's source under another ``--methods``). Scores
+    recorded before darkshower kept the state count as current."""
+    rec = status.data.get(key, {})
+    return "run_state" in rec and rec["run_state"] != _run_state(run)
+
+
+def _record_state(status: _Status, key: str, run: Path) -> None:
+    if status.done(key):
+        status.data[key]["run_state"] = _run_state(run)
+        atomic_write_json(status.path, status.data)
 
 
 def _method_config(cfg: BenchmarkConfig, bench: Path, m: MethodSpec) -> dict:
@@ -387,20 +415,17 @@ def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, exe
         if failed:  # every later stage needs the data
             raise failed[0]
     retrained = set()
+    for m in cfg.methods:  # entries with an existing run: nothing to train, whichever stages run
+        if m.run is not None and not status.done(f"train:{m.label}"):
+            status.set(f"train:{m.label}", status="done", seconds=0.0, run=m.run)
     if "train" in want:
         # two waves: runs on a frozen representation (embedding_of) train after the runs that provide it
         for wave in (False, True):
             tasks = []
             for m in cfg.methods:
                 key, run = f"train:{m.label}", bench / "runs" / m.label
-                if (m.embedding_of is not None or m.score_of is not None) != wave:
+                if (m.embedding_of is not None) != wave or m.score_of is not None:
                     continue
-                if m.score_of is not None:  # trains nothing: scored with its source's run, rescored with it
-                    if _borrow_run(status, m, bench) and f"train:{m.score_of}" in retrained:
-                        retrained.add(key)
-                    continue
-                if m.run is not None and not status.done(key):  # an existing run: nothing to train
-                    status.set(key, status="done", seconds=0.0, run=m.run)
                 if status.done(key):
                     continue
                 if _representation_missing(status, m):
@@ -413,6 +438,9 @@ def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, exe
                                              "out": str(run), "config": None if resume else mcfg, "epochs": m.epochs,
                                              "resume": resume}))
             retrained |= {k for k, exc in _map_grid(executor, status, tasks, progress).items() if exc is None}
+    for m in cfg.methods:  # score_of entries train nothing: scored with their source's run, rescored with it
+        if m.score_of is not None and _borrow_run(status, m, bench) and f"train:{m.score_of}" in retrained:
+            retrained.add(f"train:{m.label}")
     runs, scores = {}, {}
     tasks = []
     datasets = [str(sample_path(bench, s)) for s in [cfg.background, *cfg.signals]]
@@ -422,10 +450,12 @@ def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, exe
         runs[m.label] = run_path(bench, m)
         sfile = bench / "scores" / f"{m.label}.parquet"
         key = f"score:{m.label}"
-        if "score" in want and (f"train:{m.label}" in retrained or not sfile.exists() or not status.done(key)):
+        if "score" in want and (f"train:{m.label}" in retrained or not sfile.exists() or not status.done(key)
+                                or _stale(status, key, runs[m.label])):
             tasks.append((key, "score", {"run": str(runs[m.label]), "datasets": datasets, "out": str(sfile),
                                          "threads": cfg.threads, "score_kind": m.score_kind}))
-    _map_grid(executor, status, tasks, progress)
+    for key in _map_grid(executor, status, tasks, progress):
+        _record_state(status, key, runs[key.split(":", 1)[1]])
     for m in cfg.methods:
         if m.label in runs and status.done(f"score:{m.label}"):
             scores[m.label] = bench / "scores" / f"{m.label}.parquet"
@@ -509,9 +539,11 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
             r = _stage(status, f"score:{m.label}",
                        lambda run=run, sfile=sfile, datasets=datasets, kind=m.score_kind: score(
                            run, datasets, sfile, progress=progress, threads=cfg.threads, score_kind=kind),
-                       critical=False, force=retrained or not sfile.exists())
+                       critical=False, force=retrained or not sfile.exists() or _stale(status, f"score:{m.label}", run))
             if r is None:
                 continue
+            if r != "skipped":
+                _record_state(status, f"score:{m.label}", run)
         if status.done(f"score:{m.label}"):
             scores[m.label] = sfile
     for m in cfg.methods:  # methods left out by ``methods``: their earlier scores still count

@@ -243,22 +243,23 @@ def check_score_kind(run, kind: str) -> str | None:
     cls = get_method(info["method"])
     if kind not in cls.score_kinds:
         offered = ", ".join(cls.score_kinds) or "none besides its configured score"
-        raise ConfigError(f"--score-kind {kind}: method {info['method']!r} of run {run} has no such score "
+        raise ConfigError(f"score kind {kind!r}: method {info['method']!r} of run {run} has no such score "
                           f"(offered: {offered})")
     return getattr(validate(cls.Config, read_run_config(Path(run)).model, f"{run}/config.yaml: model"), "score", None)
 
 
-def _kind(run, which, kind):
+def _kind(run, kind):
     """The file-name kind of score ``kind`` (None for the run's configured score, whose files every run has)."""
     if kind is None or kind == check_score_kind(run, kind):
         return None
     return kind
 
 
-def _kind_reference(run, which, kind, batch_size, threads, ex) -> None:
-    """``RUN/val_scores.KIND.npy`` for a run trained before training stored one per kind: score kind ``kind`` on
-    the run's validation events (its validation datasets, or its training data's validation split) and store
-    their sorted finite scores (atomically)."""
+def _kind_reference(run, which, kind, batch_size, threads, ex) -> np.ndarray:
+    """The sorted finite validation-background scores of kind ``kind`` for a run trained before training stored
+    ``RUN/val_scores.KIND.npy``: score that kind on the run's validation events as the trainer chose them (its
+    validation datasets, or its training data's validation split; the first ``data.max_val`` rows), and store them
+    in the run (atomically) when the run is complete and writable."""
     import tempfile
 
     from darkshower.models.runs import read_run_config, read_run_json
@@ -267,22 +268,40 @@ def _kind_reference(run, which, kind, batch_size, threads, ex) -> None:
 
     run = Path(run)
     info, cfg = read_run_json(run), read_run_config(run)
+    name = val_file(VAL_SCORES[which], kind)
     sets = info.get("val") or info.get("data") or []
+    what = "validation" if info.get("val") else "training"
+    missing = [d["path"] for d in sets if not Path(d["path"]).is_dir()]
+    if not sets or missing:
+        raise ConfigError(f"{run}: no {name} (the run was trained before training stored a reference per score "
+                          f"kind), and its {what} data {', '.join(missing) or '(none recorded)'} is not there to compute "
+                          "it from; retrain the run, or score it with its configured score (without a score kind)")
+    for d in sets:  # the same data as in training, or the reference would silently be another sample's
+        got = [c.get("sha256") for c in open_dataset(d["path"]).chunks]
+        if d.get("chunks_sha256") is not None and got != d["chunks_sha256"]:
+            raise ConfigError(f"{run}: no {name}, and the {what} data at {d['path']} changed since the run was trained "
+                              "(chunk checksums differ from run.json); retrain the run, or score it with its configured "
+                              "score (without a score kind)")
     paths = [d["path"] for d in sets]
-    missing = [p for p in paths if not Path(p).is_dir()]
-    if not paths or missing:
-        raise ConfigError(f"{run}: no {val_file(VAL_SCORES[which], kind)} (the run was trained before training "
-                          f"stored a reference per score kind), and its {'validation' if info.get('val') else 'training'} "
-                          f"data {', '.join(missing) or '(none recorded)'} is not there to compute it from; retrain "
-                          "the run, or score it with its configured score (without --score-kind)")
     split = None if info.get("val") else (cfg.data.val_fraction, cfg.seed)
     log.info("%s: computing the validation reference of score kind %r (eff_b) from %s%s", run, kind, ", ".join(paths),
              "" if split is None else f" (validation split {split[0]:g}, seed {split[1]})")
     with tempfile.TemporaryDirectory() as tmp:
         f, _ = _score(run, paths, Path(tmp) / "val.parquet", which, batch_size, False, threads, ex, (False, None, None),
                       split, kind, calibrate=False)
-        v = pd.read_parquet(f, columns=["score"])["score"].to_numpy(np.float64)
-    _atomic_save_npy(run / val_file(VAL_SCORES[which], kind), np.sort(v[np.isfinite(v)]))
+        v = pd.read_parquet(f, columns=["score"])["score"].to_numpy(np.float64)  # dataset and chunk order
+    if cfg.data.max_val:  # the trainer keeps the first max_val validation rows
+        v = v[:cfg.data.max_val]
+    v = np.sort(v[np.isfinite(v)])
+    if info.get("status") != "complete":
+        log.warning("%s is not complete (status %r): the %s reference is used for these scores but not stored",
+                    run, info.get("status"), kind)
+        return v
+    try:
+        _atomic_save_npy(run / name, v)
+    except OSError as exc:
+        log.warning("%s: cannot store %s (%s); it is used for these scores and computed again next time", run, name, exc)
+    return v
 
 
 def _configured_kind(run) -> str | None:
@@ -321,9 +340,10 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
            val_split=None, score_kind=None, calibrate: bool = True) -> tuple[Path, Path]:
     from darkshower.models.runs import load_run
 
-    kind = _kind(run, which, score_kind)  # None: the configured score
+    kind = _kind(run, score_kind)  # None: the configured score
+    reference = None
     if calibrate and kind is not None and read_val_scores(run, which, kind) is None:
-        _kind_reference(run, which, kind, batch_size, threads, ex)
+        reference = _kind_reference(run, which, kind, batch_size, threads, ex)
     local = ex.in_process
     if local:  # load once here; the in-process tasks reuse it (a fresh load also drops a stale cache)
         import torch
@@ -366,7 +386,7 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
     if n_bad:
         log.warning("%d of %d samples have NaN/inf model inputs: not scored (score NaN, nonfinite_input=True); "
                     "evaluate drops and counts them", n_bad, n_jets)
-    val = read_val_scores(run, which, kind) if calibrate else None
+    val = (reference if reference is not None else read_val_scores(run, which, kind)) if calibrate else None
     if val is None and calibrate:
         log.warning("%s has no %s (trained before darkshower stored validation scores): eff_b is NaN; retrain the "
                     "run to calibrate its scores", run, VAL_SCORES[which])
