@@ -141,7 +141,7 @@ def test_embedding_of_trains_after_its_representation(grid, qcd_ds, svj_ds, tmp_
     assert read_run_config(out / "runs" / "nae-on-ae").model["embedding_run"] == str(out / "runs" / "ae-hlf")
 
 
-@pytest.mark.parametrize("grid", [False, True])
+@pytest.mark.parametrize("grid", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_score_of_scores_another_entry_run_by_another_kind(grid, qcd_ds, svj_ds, tmp_path, capsys):
     """score_of + score_kind: a second entry scores the first's contrastive run by ‖z‖ (no training), on the
     sequential path and on an executor; skipped with a message while the source is not trained; bad entries
