@@ -238,7 +238,7 @@ def test_maha_with_a_singular_covariance_stays_finite(shrink):
 
 
 # -- another score of the same trained run: score --score-kind ----------------------------------------
-def test_score_kind_is_calibrated_on_its_own_reference(qcd_ds, svj_ds, tmp_path):
+def test_score_kind_is_calibrated_on_its_own_reference(qcd_ds, svj_ds, tmp_path, capsys):
     import pandas as pd
 
     from darkshower.cli.main import main
@@ -294,6 +294,9 @@ def test_score_kind_is_calibrated_on_its_own_reference(qcd_ds, svj_ds, tmp_path)
     assert main(["score", str(run), str(svj_ds.path), "--out", str(tmp_path / "cli.parquet"), "--score-kind", "knn",
                  "--no-progress"]) == 0
     assert read_score_file(tmp_path / "cli.parquet")[1]["score_kind"] == "knn"
+    capsys.readouterr()
+    assert main(["info", str(run)]) == 0
+    assert "scores    norm, knn, maha: darkshower score" in capsys.readouterr().out
     assert pd.read_parquet(tmp_path / "cli.parquet")["eff_b"].between(0, 1).all()
 
 

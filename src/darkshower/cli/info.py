@@ -124,4 +124,14 @@ def format_run(run: Path, info: dict, hist: list, best: dict) -> str:
     if method == "pu-student" and not (run / "student.npz").is_file():
         lines.append("note      no student.npz (the run did not finish); resume it with darkshower distill ... --resume")
     lines.append(f"use       {use.format(run=run)}")
+    kinds = _score_kinds(method)
+    if kinds:  # one trained model, several scores (score --score-kind)
+        lines.append(f"scores    {', '.join(kinds)}: darkshower score {run} DS... --score-kind KIND --out S.parquet "
+                     "(default: the run's model.score)")
     return "\n".join(lines)
+
+
+def _score_kinds(method: str) -> tuple[str, ...]:
+    from darkshower.models import METHODS, get_method
+
+    return get_method(method).score_kinds if method in METHODS else ()
