@@ -96,7 +96,7 @@ class Method(nn.Module):
     #: representation); empty: only ``score``'s. Such a method defines ``scores(batch)`` (every offered kind that
     #: is fitted) and ``use_score(kind)``; training stores a validation reference per kind
     score_kinds: ClassVar[tuple[str, ...]] = ()
-    #: the kind ``score`` computes now (methods with ``score_kinds`` set it from their config)
+    #: the kind ``score`` computes now, set from the method's config (``model.score``) by methods that have one
     score_kind: str | None = None
     #: exposes ``embed(batch)`` and ``embed_dim`` (frozen features for other methods and probes)
     has_embedding: ClassVar[bool] = False
