@@ -296,7 +296,7 @@ def test_score_kind_is_calibrated_on_its_own_reference(qcd_ds, svj_ds, tmp_path,
     assert read_score_file(tmp_path / "cli.parquet")[1]["score_kind"] == "knn"
     capsys.readouterr()
     assert main(["info", str(run)]) == 0
-    assert "scores    norm, knn, maha: darkshower score" in capsys.readouterr().out
+    assert "scores    norm, knn, maha (configured: maha): darkshower score" in capsys.readouterr().out
     assert pd.read_parquet(tmp_path / "cli.parquet")["eff_b"].between(0, 1).all()
 
 

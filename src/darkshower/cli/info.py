@@ -126,12 +126,15 @@ def format_run(run: Path, info: dict, hist: list, best: dict) -> str:
     lines.append(f"use       {use.format(run=run)}")
     kinds = _score_kinds(method)
     if kinds:  # one trained model, several scores (score --score-kind)
-        lines.append(f"scores    {', '.join(kinds)}: darkshower score {run} DS... --score-kind KIND --out S.parquet "
-                     "(default: the run's model.score)")
+        from darkshower.train.score import check_score_kind
+
+        lines.append(f"scores    {', '.join(kinds)} (configured: {check_score_kind(run, kinds[0])}): darkshower score "
+                     f"{run} DS... --score-kind KIND --out S.parquet")
     return "\n".join(lines)
 
 
 def _score_kinds(method: str) -> tuple[str, ...]:
+    """The score kinds of a method that offers several (``Method.score_kinds``; imports the method's module)."""
     from darkshower.models import METHODS, get_method
 
     return get_method(method).score_kinds if method in METHODS else ()

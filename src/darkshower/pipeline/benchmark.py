@@ -226,7 +226,7 @@ def run_path(bench: Path, m: MethodSpec) -> Path:
     return Path(m.run) if m.run else bench / "runs" / m.label
 
 
-def _borrow_run(status: _Status, m: MethodSpec, bench: Path) -> bool:
+def _borrow_run(status: _Status, m: MethodSpec, bench: Path, say: bool = True) -> bool:
     """For a ``score_of`` entry (it trains nothing): whether its source's run is there to score. Its training key
     mirrors the source's (done when the source is done or is an existing ``run:``; dropped when the source failed
     or was reset), with a message when it is not."""
@@ -238,18 +238,24 @@ def _borrow_run(status: _Status, m: MethodSpec, bench: Path) -> bool:
     if key in status.data:  # borrowed from a source that is no longer done
         del status.data[key]
         atomic_write_json(status.path, status.data)
-    why = "failed" if status.data.get(src, {}).get("status") == "failed" else "is not trained (add it to --methods)"
-    print(f"[benchmark] score:{m.label} skipped: the run of {m.score_of!r} {why}", flush=True)
+    if say:
+        why = ("failed" if status.data.get(src, {}).get("status") == "failed" else
+               "is not trained yet (run the train stage with it among --methods)")
+        print(f"[benchmark] score:{m.label} skipped: the run of {m.score_of!r} {why}", flush=True)
     return False
 
 
 def _run_state(run: Path) -> str | None:
-    """What identifies the trained state of a run (run.json: finished, epochs, best epoch); None without one."""
+    """What identifies the trained state of a run (run.json: status, finished, epochs, best epoch; a `train auto`
+    run: its members' states and its calibration); None without one."""
     try:
         info = json.loads((run / "run.json").read_text())
     except (OSError, ValueError):
         return None
-    return f"{info.get('finished')}|{info.get('epochs_done')}|{info.get('best_epoch')}"
+    if info.get("members"):
+        parts = [str(_run_state(run / m["dir"])) for m in info["members"] if isinstance(m, dict) and "dir" in m]
+        return f"{info.get('status')}|{info.get('n_val_scores')}|" + ";".join(parts)
+    return f"{info.get('status')}|{info.get('finished')}|{info.get('epochs_done')}|{info.get('best_epoch')}"
 
 
 def _stale(status: _Status, key: str, run: Path) -> bool:
@@ -258,12 +264,6 @@ def _stale(status: _Status, key: str, run: Path) -> bool:
     recorded before darkshower kept the state count as current."""
     rec = status.data.get(key, {})
     return "run_state" in rec and rec["run_state"] != _run_state(run)
-
-
-def _record_state(status: _Status, key: str, run: Path) -> None:
-    if status.done(key):
-        status.data[key]["run_state"] = _run_state(run)
-        atomic_write_json(status.path, status.data)
 
 
 def _method_config(cfg: BenchmarkConfig, bench: Path, m: MethodSpec) -> dict:
@@ -303,7 +303,7 @@ class _Status:
         return self.data.get(key, {}).get("status") == "done"
 
 
-def _stage(status: _Status, key: str, fn, *, critical: bool = True, force: bool = False):
+def _stage(status: _Status, key: str, fn, *, critical: bool = True, force: bool = False, extra: dict | None = None):
     if status.done(key) and not force:
         log.info("[benchmark] %s: done before, skipped", key)
         return "skipped"
@@ -317,7 +317,7 @@ def _stage(status: _Status, key: str, fn, *, critical: bool = True, force: bool 
             raise
         print(f"[benchmark] {key} FAILED: {exc}", flush=True)
         return None
-    status.set(key, status="done", seconds=round(time.perf_counter() - t0, 2))
+    status.set(key, status="done", seconds=round(time.perf_counter() - t0, 2), **(extra or {}))
     return out
 
 
@@ -373,8 +373,10 @@ def _grid_task(task) -> tuple[str, str, float, Exception | None]:
     return key, stage, round(time.perf_counter() - t0, 2), None
 
 
-def _map_grid(executor, status: _Status, tasks: list, progress: bool) -> dict[str, Exception | None]:
-    """Run independent grid jobs on ``executor``; the status of each is recorded here as it completes."""
+def _map_grid(executor, status: _Status, tasks: list, progress: bool,
+              extra: dict[str, dict] | None = None) -> dict[str, Exception | None]:
+    """Run independent grid jobs on ``executor``; the status of each is recorded here as it completes (with
+    ``extra[key]``'s fields when done, e.g. the run state a score was made with)."""
     out: dict[str, Exception | None] = {}
     if not tasks:
         return out
@@ -385,7 +387,7 @@ def _map_grid(executor, status: _Status, tasks: list, progress: bool) -> dict[st
         key, _, seconds, exc = res
         out[key] = exc
         if exc is None:
-            status.set(key, status="done", seconds=seconds)
+            status.set(key, status="done", seconds=seconds, **(extra or {}).get(key, {}))
         else:
             status.set(key, status="failed", seconds=seconds, message=str(exc))
             print(f"[benchmark] {key} FAILED: {exc}", flush=True)
@@ -439,7 +441,7 @@ def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, exe
                                              "resume": resume}))
             retrained |= {k for k, exc in _map_grid(executor, status, tasks, progress).items() if exc is None}
     for m in cfg.methods:  # score_of entries train nothing: scored with their source's run, rescored with it
-        if m.score_of is not None and _borrow_run(status, m, bench) and f"train:{m.score_of}" in retrained:
+        if m.score_of is not None and _borrow_run(status, m, bench, "score" in want) and f"train:{m.score_of}" in retrained:
             retrained.add(f"train:{m.label}")
     runs, scores = {}, {}
     tasks = []
@@ -454,8 +456,8 @@ def _run_grid(cfg: BenchmarkConfig, bench: Path, status: _Status, want: set, exe
                                 or _stale(status, key, runs[m.label])):
             tasks.append((key, "score", {"run": str(runs[m.label]), "datasets": datasets, "out": str(sfile),
                                          "threads": cfg.threads, "score_kind": m.score_kind}))
-    for key in _map_grid(executor, status, tasks, progress):
-        _record_state(status, key, runs[key.split(":", 1)[1]])
+    # the state each score is made with, taken before scoring and recorded with its status
+    _map_grid(executor, status, tasks, progress, extra={t[0]: {"run_state": _run_state(Path(t[2]["run"]))} for t in tasks})
     for m in cfg.methods:
         if m.label in runs and status.done(f"score:{m.label}"):
             scores[m.label] = bench / "scores" / f"{m.label}.parquet"
@@ -518,7 +520,7 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
         if m.run is not None and not status.done(key):  # an existing run: nothing to train
             status.set(key, status="done", seconds=0.0, run=m.run)
         if m.score_of is not None:  # trains nothing: scored with its source's run, rescored when that retrains
-            if not _borrow_run(status, m, bench):
+            if not _borrow_run(status, m, bench, "score" in want):
                 continue
             retrained = m.score_of in retrained_labels
         elif "train" in want and not status.done(key) and _representation_missing(status, m):
@@ -539,11 +541,10 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
             r = _stage(status, f"score:{m.label}",
                        lambda run=run, sfile=sfile, datasets=datasets, kind=m.score_kind: score(
                            run, datasets, sfile, progress=progress, threads=cfg.threads, score_kind=kind),
-                       critical=False, force=retrained or not sfile.exists() or _stale(status, f"score:{m.label}", run))
+                       critical=False, force=retrained or not sfile.exists() or _stale(status, f"score:{m.label}", run),
+                       extra={"run_state": _run_state(run)})
             if r is None:
                 continue
-            if r != "skipped":
-                _record_state(status, f"score:{m.label}", run)
         if status.done(f"score:{m.label}"):
             scores[m.label] = sfile
     for m in cfg.methods:  # methods left out by ``methods``: their earlier scores still count
