@@ -124,17 +124,19 @@ def format_run(run: Path, info: dict, hist: list, best: dict) -> str:
     if method == "pu-student" and not (run / "student.npz").is_file():
         lines.append("note      no student.npz (the run did not finish); resume it with darkshower distill ... --resume")
     lines.append(f"use       {use.format(run=run)}")
-    kinds = _score_kinds(method)
+    kinds, configured = _score_kinds(run, method)
     if kinds:  # one trained model, several scores (score --score-kind)
-        from darkshower.train.score import check_score_kind
-
-        lines.append(f"scores    {', '.join(kinds)} (configured: {check_score_kind(run, kinds[0])}): darkshower score "
+        lines.append(f"scores    {', '.join(kinds)} (configured: {configured}): darkshower score "
                      f"{run} DS... --score-kind KIND --out S.parquet")
     return "\n".join(lines)
 
 
-def _score_kinds(method: str) -> tuple[str, ...]:
-    """The score kinds of a method that offers several (``Method.score_kinds``; imports the method's module)."""
-    from darkshower.models import METHODS, get_method
+def _score_kinds(run: Path, method: str) -> tuple[tuple[str, ...], str | None]:
+    """(offered score kinds, configured kind) of a run of a registered method (imports its module)."""
+    from darkshower.models import METHODS
 
-    return get_method(method).score_kinds if method in METHODS else ()
+    if method not in METHODS:
+        return (), None
+    from darkshower.train.score import score_kinds_of
+
+    return score_kinds_of(run)

@@ -233,26 +233,28 @@ def score(run, datasets, out, which: str = "best", batch_size: int | None = None
                 break
 
 
-def check_score_kind(run, kind: str) -> str | None:
-    """A clear error when the run's method does not offer score ``kind``; returns the run's configured kind."""
+def score_kinds_of(run) -> tuple[tuple[str, ...], str | None]:
+    """(the score kinds the run's method offers, the run's configured kind); ``((), None)`` for a method with one."""
     from darkshower.config import validate
     from darkshower.models import get_method
     from darkshower.models.runs import read_run_config, read_run_json
 
-    info = read_run_json(Path(run))
-    cls = get_method(info["method"])
-    if kind not in cls.score_kinds:
-        offered = ", ".join(cls.score_kinds) or "none besides its configured score"
-        raise ConfigError(f"score kind {kind!r}: method {info['method']!r} of run {run} has no such score "
-                          f"(offered: {offered})")
-    return getattr(validate(cls.Config, read_run_config(Path(run)).model, f"{run}/config.yaml: model"), "score", None)
+    cls = get_method(read_run_json(Path(run))["method"])
+    if not cls.score_kinds:
+        return (), None
+    model = validate(cls.Config, read_run_config(Path(run)).model, f"{run}/config.yaml: model")
+    return tuple(cls.score_kinds), getattr(model, "score", None)
 
 
-def _kind(run, kind):
-    """The file-name kind of score ``kind`` (None for the run's configured score, whose files every run has)."""
-    if kind is None or kind == check_score_kind(run, kind):
-        return None
-    return kind
+def check_score_kind(run, kind: str) -> str | None:
+    """A clear error when the run's method does not offer score ``kind``; returns the run's configured kind."""
+    offered, configured = score_kinds_of(run)
+    if kind not in offered:
+        from darkshower.models.runs import read_run_json
+
+        raise ConfigError(f"score kind {kind!r}: method {read_run_json(Path(run))['method']!r} of run {run} has no "
+                          f"such score (offered: {', '.join(offered) or 'none besides its configured score'})")
+    return configured
 
 
 def _kind_reference(run, which, kind, batch_size, threads, ex) -> np.ndarray:
@@ -304,15 +306,6 @@ def _kind_reference(run, which, kind, batch_size, threads, ex) -> np.ndarray:
     return v
 
 
-def _configured_kind(run) -> str | None:
-    """The configured score kind of a run whose method offers several (None for the others)."""
-    from darkshower.models import get_method
-    from darkshower.models.runs import read_run_json
-
-    cls = get_method(read_run_json(Path(run))["method"])
-    return check_score_kind(run, cls.score_kinds[0]) if cls.score_kinds else None
-
-
 def _decor_map(run, which, decorrelate, variables, min_rows, kind=None):
     """The fitted map (or None) and the note for the score-file metadata."""
     from darkshower.models.decorrelate import MIN_ROWS
@@ -340,7 +333,8 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
            val_split=None, score_kind=None, calibrate: bool = True) -> tuple[Path, Path]:
     from darkshower.models.runs import load_run
 
-    kind = _kind(run, score_kind)  # None: the configured score
+    configured = score_kinds_of(run)[1]
+    kind = None if score_kind in (None, configured) else score_kind  # None: the configured score's files
     reference = None
     if calibrate and kind is not None and read_val_scores(run, which, kind) is None:
         reference = _kind_reference(run, which, kind, batch_size, threads, ex)
@@ -403,7 +397,7 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
                         n_novar, len(jets), "/".join(qmap.variables))
     meta = {"method": info["method"], "run": str(Path(run).resolve()), "model": which,
             "representation": info["representation"]["kind"], "level": info.get("level", "jet"),
-            "score_kind": score_kind if score_kind is not None else _configured_kind(run),
+            "score_kind": score_kind or configured,
             "supervised": info.get("supervised", False), "n_nonfinite_input": n_bad, "n_val_scores": None if val is None else len(val),
             "decorrelation": decor_meta, "datasets": fingerprints,
             "val_split": None if val_split is None else {"fraction": val_split[0], "seed": val_split[1]}, "jets_per_s": n_jets / max(time.perf_counter() - t0, 1e-9)}
