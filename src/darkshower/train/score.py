@@ -257,7 +257,7 @@ def check_score_kind(run, kind: str) -> str | None:
     return configured
 
 
-def _kind_reference(run, which, kind, batch_size, threads, ex) -> np.ndarray:
+def _kind_reference(run, which, kind, batch_size, threads, ex, progress: bool = False) -> np.ndarray:
     """The sorted finite validation-background scores of kind ``kind`` for a run trained before training stored
     ``RUN/val_scores.KIND.npy``: score that kind on the run's validation events as the trainer chose them (its
     validation datasets, or its training data's validation split; the first ``data.max_val`` rows), and store them
@@ -289,12 +289,14 @@ def _kind_reference(run, which, kind, batch_size, threads, ex) -> np.ndarray:
     log.info("%s: computing the validation reference of score kind %r (eff_b) from %s%s", run, kind, ", ".join(paths),
              "" if split is None else f" (validation split {split[0]:g}, seed {split[1]})")
     with tempfile.TemporaryDirectory() as tmp:
-        f, _ = _score(run, paths, Path(tmp) / "val.parquet", which, batch_size, False, threads, ex, (False, None, None),
-                      split, kind, calibrate=False)
+        f, _ = _score(run, paths, Path(tmp) / "val.parquet", which, batch_size, progress, threads, ex,
+                      (False, None, None), split, kind, calibrate=False)
         v = pd.read_parquet(f, columns=["score"])["score"].to_numpy(np.float64)  # dataset and chunk order
     if cfg.data.max_val:  # the trainer keeps the first max_val validation rows
         v = v[:cfg.data.max_val]
     v = np.sort(v[np.isfinite(v)])
+    if not len(v):
+        log.warning("%s: no finite %s score on its validation events: eff_b is NaN", run, kind)
     if info.get("status") != "complete":
         log.warning("%s is not complete (status %r): the %s reference is used for these scores but not stored",
                     run, info.get("status"), kind)
@@ -337,7 +339,7 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
     kind = None if score_kind in (None, configured) else score_kind  # None: the configured score's files
     reference = None
     if calibrate and kind is not None and read_val_scores(run, which, kind) is None:
-        reference = _kind_reference(run, which, kind, batch_size, threads, ex)
+        reference = _kind_reference(run, which, kind, batch_size, threads, ex, progress)
     local = ex.in_process
     if local:  # load once here; the in-process tasks reuse it (a fresh load also drops a stale cache)
         import torch
