@@ -235,9 +235,7 @@ def _borrow_run(status: _Status, m: MethodSpec, bench: Path, say: bool = True) -
         if not status.done(key):
             status.set(key, status="done", seconds=0.0, run=str(run_path(bench, m)))
         return True
-    if key in status.data:  # borrowed from a source that is no longer done
-        del status.data[key]
-        atomic_write_json(status.path, status.data)
+    status.drop(key)  # borrowed from a source that is no longer done
     if say:
         why = ("failed" if status.data.get(src, {}).get("status") == "failed" else
                "is not trained yet (run the train stage with it among --methods)")
@@ -298,6 +296,10 @@ class _Status:
     def set(self, key: str, **kw) -> None:
         self.data[key] = kw
         atomic_write_json(self.path, self.data)
+
+    def drop(self, key: str) -> None:
+        if self.data.pop(key, None) is not None:
+            atomic_write_json(self.path, self.data)
 
     def done(self, key: str) -> bool:
         return self.data.get(key, {}).get("status") == "done"
