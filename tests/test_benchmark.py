@@ -193,3 +193,35 @@ def test_score_of_scores_another_entry_run_by_another_kind(grid, qcd_ds, svj_ds,
     mtime = (out / "scores" / "clr-norm.parquet").stat().st_mtime_ns
     run_benchmark(cfg, out, jobs=1, progress=False, stages=("score",), executor=ex)  # nothing changed: kept
     assert (out / "scores" / "clr-norm.parquet").stat().st_mtime_ns == mtime
+
+
+def test_failed_retrain_leaves_old_scores_out(qcd_ds, svj_ds, tmp_path, monkeypatch):
+    """A run whose retraining failed is out of the evaluation, although its earlier score file is still on disk
+    (that file is no longer the run's), and the warning that says so is true."""
+    import darkshower.pipeline.benchmark as bm
+
+    cfg = _config(qcd_ds, svj_ds, [{"method": "gmm"}, {"method": "gmm", "name": "gmm-b",
+                                                       "config": {"model": {"components": [2]}}}])
+    cfg["supervised_reference"] = False
+    cfg["evaluation"]["executor"] = "local"
+    cfg["search"] = None
+    out = tmp_path / "bench"
+    run_benchmark(cfg, out, jobs=1, progress=False)
+    metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
+    assert {r["method"] for r in metrics["results"]} >= {"gmm (gmm)", "gmm (gmm-b)"}
+    status = json.loads((out / "status.json").read_text())
+    del status["train:gmm-b"]  # as if its training were to be redone
+    (out / "status.json").write_text(json.dumps(status))
+
+    def broken(*a, **k):
+        from darkshower.errors import TrainingError
+
+        raise TrainingError("loss became nan")
+
+    monkeypatch.setattr(bm, "_train_method", broken)
+    s = run_benchmark(cfg, out, jobs=1, progress=False, methods=("gmm-b",))
+    assert (out / "scores" / "gmm-b.parquet").exists() and "train:gmm-b" in s["failed"]
+    assert set(s["scores"]) == {"gmm"}
+    metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
+    assert {r["method"] for r in metrics["results"]} == {"gmm"}
+    assert any("gmm-b" in w and "FAILED" in w for w in metrics["warnings"])

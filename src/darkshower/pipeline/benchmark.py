@@ -549,9 +549,11 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
                 continue
         if status.done(f"score:{m.label}"):
             scores[m.label] = sfile
-    for m in cfg.methods:  # methods left out by ``methods``: their earlier scores still count
+    for m in cfg.methods:  # methods left out by ``methods``: their earlier scores still count, unless the run's
+        # training has failed since (a retrain that failed leaves the old score file, which no longer is that run's)
         sfile = bench / "scores" / f"{m.label}.parquet"
-        if m.label not in scores and status.done(f"score:{m.label}") and sfile.exists():
+        if (m.label not in scores and status.done(f"train:{m.label}") and status.done(f"score:{m.label}")
+                and sfile.exists()):
             runs.setdefault(m.label, run_path(bench, m))
             scores[m.label] = sfile
     failed = {k: v.get("message") for k, v in status.data.items() if v.get("status") == "failed"}
