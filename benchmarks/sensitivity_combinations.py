@@ -113,6 +113,11 @@ def main(argv=None) -> int:
     missing = sorted({n for c in filter(None, args.combos.split(",")) for n in c.split("+")} - set(sources))
     if missing:
         sys.exit(f"--combos uses {', '.join(missing)}, which --members does not list; add them to --members")
+    absent = [f"{scores_dir / src}.parquet" for src in dict.fromkeys(sources.values())
+              if not (scores_dir / f"{src}.parquet").is_file()]
+    if absent:
+        sys.exit(f"--members: no score file {', '.join(absent)}; score the run first (darkshower benchmark ... "
+                 "--stages score, or darkshower score RUN DS... --out FILE) or give --scores-dir")
     loaded = {src: _member(scores_dir, src) for src in dict.fromkeys(sources.values())}
     members = {label: loaded[src] for label, src in sources.items()}
     scores: dict[str, pd.Series] = {m: _per_event(t, args.event_score, n) for m, (t, n) in members.items()}
