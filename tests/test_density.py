@@ -199,7 +199,7 @@ def test_missing_zuko_is_one_clear_error(monkeypatch, qcd_ds, tmp_path):
     assert not (tmp_path / "f").exists()
 
 
-def test_flow_trains_with_the_shared_trainer_and_exports(qcd_ds, svj_ds, tmp_path):
+def test_flow_trains_with_the_shared_trainer_and_exports(qcd_ds, svj_ds, tmp_path, capsys):
     cfg = {**FAST, "batch_size": 32, "optimizer": {"lr": 3e-3},
            "model": {"condition": ["pt"], "transforms": 2, "hidden": [32, 32]}}
     run = train("flow", qcd_ds, tmp_path / "flow", config=cfg, epochs=5, progress=False)
@@ -215,6 +215,28 @@ def test_flow_trains_with_the_shared_trainer_and_exports(qcd_ds, svj_ds, tmp_pat
 
     xs = torch.from_numpy(build(rep, svj_ds.arrays())["x"][:9]).float()
     assert_onnx_matches_torch(m, {"x": xs}, tmp_path / "flow.onnx")
+
+    # the other score of the same run (score --score-kind nll): -log p(x | pt), calibrated on its own reference
+    from darkshower.cli.main import main
+    from darkshower.train.scorefiles import read_score_file
+
+    for kind in ("nll", "base"):
+        assert (run / f"val_scores.{kind}.npy").exists() and (run / f"val_scores_last.{kind}.npy").exists()
+    np.testing.assert_array_equal(np.load(run / "val_scores.base.npy"), np.load(run / "val_scores.npy"))
+    assert read_score_file(jets)[1]["score_kind"] == "base"
+    nll_file, _ = score(run, [svj_ds], tmp_path / "nll.parquet", score_kind="nll", progress=False)
+    t, meta = read_score_file(nll_file)
+    assert meta["score_kind"] == "nll"
+    with torch.no_grad():
+        want = m.nll({"x": xs}).numpy()
+    np.testing.assert_allclose(t["score"].to_numpy()[:9], want, rtol=1e-4, atol=1e-5)
+    ref = np.load(run / "val_scores.nll.npy")
+    np.testing.assert_allclose(t["eff_b"].to_numpy(), 1 - np.searchsorted(ref, t["score"].to_numpy(), side="right")
+                               / len(ref), atol=1e-12)
+    assert not np.allclose(t["score"].to_numpy()[:9], df[df.dataset == str(svj_ds.path.resolve())].score.to_numpy()[:9])
+    capsys.readouterr()
+    assert main(["info", str(run)]) == 0
+    assert "scores    nll, base (configured: base)" in capsys.readouterr().out
 
 
 def _two_slot_events(n, seed=0, p_second=0.6):

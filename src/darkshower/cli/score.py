@@ -37,7 +37,8 @@ def register(subparsers) -> None:
                    help="validation rows per decorrelation bin at least (default 200; implies --decorrelate)")
     p.add_argument("--score-kind", default=None, metavar="KIND",
                    help="another score of the same trained model, for methods that offer several (clr / aclr / "
-                        "rs3l: norm = ||z||, knn, maha), instead of the run's model.score; eff_b is calibrated on "
+                        "rs3l: norm = ||z||, knn, maha; flow: nll, base), instead of the run's model.score; eff_b is "
+                        "calibrated on "
                         "that kind's own validation reference (computed once from the run's training data for runs "
                         "trained before it was stored)")
     add_jobs(p, 1, "scoring chunks in parallel")

@@ -193,6 +193,13 @@ class Method(nn.Module):
         """Every offered score kind that is fitted, from one pass (only when ``score_kinds``)."""
         raise NotImplementedError(f"{self.name} offers one score (score_kinds is empty)")
 
+    @classmethod
+    def configured_score_kind(cls, model_config) -> str | None:
+        """The kind ``score`` computes for a run of this method configured with ``model_config`` (one of
+        ``score_kinds``; None for a method with one score). Methods whose ``model.score`` has a value that
+        resolves from other keys (the flow's ``auto``) override this."""
+        return getattr(model_config, "score", None) if cls.score_kinds else None
+
     def use_score(self, kind: str) -> None:
         """Make ``score`` compute ``kind`` (one of ``score_kinds``), with a clear error otherwise."""
         if kind not in self.score_kinds:

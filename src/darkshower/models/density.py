@@ -325,6 +325,13 @@ class NormalizingFlow(Method):
     saved_defaults: ClassVar[dict] = {"missing_jets": "pad", "missing_pair": False}
 
     kinds = ("observables",)
+    #: ``score --score-kind``: -log p(x | c), or 0.5 |u|^2 in the base space (decorrelated from c by construction)
+    score_kinds = ("nll", "base")
+
+    @classmethod
+    def configured_score_kind(cls, model_config) -> str:
+        return (model_config.score if model_config.score != "auto"
+                else ("base" if model_config.condition else "nll"))
 
     @classmethod
     def tune_space(cls) -> dict[str, dict]:
@@ -385,7 +392,7 @@ class NormalizingFlow(Method):
             self.flow = zuko.flows.NSF(len(self.feat_idx), context=len(self.cond_idx), bins=config.bins, **kw)
         else:
             self.flow = zuko.flows.MAF(len(self.feat_idx), context=len(self.cond_idx), **kw)
-        self.score_kind = config.score if config.score != "auto" else ("base" if self.cond_idx else "nll")
+        self.score_kind = self.configured_score_kind(config)
         if self.score_kind == "base" and (self.present_of >= 0).any():
             log.warning("flow: the base score does not marginalize a missing jet (its columns sit at the base "
                         "space's centre: events without that jet score about 0.5 lower per missing column); "
@@ -455,6 +462,17 @@ class NormalizingFlow(Method):
 
     def val_metrics(self, batch):
         return {"loss": self.nll(batch).mean()}
+
+    def use_score(self, kind: str) -> None:
+        super().use_score(kind)
+        if kind == "base" and (self.present_of >= 0).any():
+            log.warning("flow: the base score does not marginalize a missing jet (its columns sit at the base "
+                        "space's centre: events without that jet score about 0.5 lower per missing column); "
+                        "the nll score does")
+
+    def scores(self, batch) -> dict[str, torch.Tensor]:
+        """Both scores: {'nll': -log p(x | c), 'base': 0.5 |u|^2}."""
+        return {"nll": self.nll(batch), "base": self.base_score(batch)}
 
     def score(self, batch):
         return self.base_score(batch) if self.score_kind == "base" else self.nll(batch)

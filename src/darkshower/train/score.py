@@ -19,8 +19,9 @@ Both carry the parquet metadata key ``darkshower`` (JSON: method, run, model, re
 ``datasets``: each scored dataset's content fingerprint, see darkshower.data.fingerprint).
 
 ``score_kind`` (``score --score-kind``): a method that offers several scores from one trained model
-(``Method.score_kinds``; the contrastive methods: ``norm`` = ‖z‖, ``knn``, ``maha``) is scored by that kind
-instead of its configured ``model.score``, and ``eff_b`` comes from that kind's own validation reference
+(``Method.score_kinds``; the contrastive methods: ``norm`` = ‖z‖, ``knn``, ``maha``; the flow: ``nll``, ``base``)
+is scored by that kind instead of its configured ``model.score``, and ``eff_b`` comes from that kind's own
+validation reference
 (``RUN/val_scores.KIND.npy``, written at the end of training). A run trained before those files existed gets
 the reference computed once from its training data's validation split (the events with
 ``event_fraction(event_id, seed) < data.val_fraction``, the run's jet window applied) and stored in the run.
@@ -243,7 +244,7 @@ def score_kinds_of(run) -> tuple[tuple[str, ...], str | None]:
     if not cls.score_kinds:
         return (), None
     model = validate(cls.Config, read_run_config(Path(run)).model, f"{run}/config.yaml: model")
-    return tuple(cls.score_kinds), getattr(model, "score", None)
+    return tuple(cls.score_kinds), cls.configured_score_kind(model)
 
 
 def check_score_kind(run, kind: str) -> str | None:
