@@ -195,33 +195,57 @@ def test_score_of_scores_another_entry_run_by_another_kind(grid, qcd_ds, svj_ds,
     assert (out / "scores" / "clr-norm.parquet").stat().st_mtime_ns == mtime
 
 
-def test_failed_retrain_leaves_old_scores_out(qcd_ds, svj_ds, tmp_path, monkeypatch):
-    """A run whose retraining failed is out of the evaluation, although its earlier score file is still on disk
-    (that file is no longer the run's), and the warning that says so is true."""
-    import darkshower.pipeline.benchmark as bm
+@pytest.mark.parametrize("grid", [False, True])
+def test_scores_no_longer_of_their_run_are_left_out(grid, qcd_ds, svj_ds, tmp_path, monkeypatch):
+    """Entries left out by --methods keep their earlier scores only while those are of the run as it is: after a
+    failed retrain of the run (or of a score_of entry's source), or a retrain of it by another call, the old score
+    files are out of the evaluation, with a warning that says so (sequential path and executor)."""
+    import shutil
 
-    cfg = _config(qcd_ds, svj_ds, [{"method": "gmm"}, {"method": "gmm", "name": "gmm-b",
-                                                       "config": {"model": {"components": [2]}}}])
+    import darkshower.pipeline.benchmark as bm
+    from darkshower.errors import TrainingError
+    from darkshower.execute import Local
+
+    flow = {"method": "flow", "epochs": 1, "config": {"batch_size": 64, "model": {"condition": ["pt"], "transforms": 1,
+                                                                                  "hidden": [8]}}}
+    cfg = _config(qcd_ds, svj_ds, [{"method": "gmm"}, flow,
+                                   {"method": "flow", "name": "flow-nll", "score_of": "flow", "score_kind": "nll"}])
     cfg["supervised_reference"] = False
     cfg["evaluation"]["executor"] = "local"
     cfg["search"] = None
     out = tmp_path / "bench"
-    run_benchmark(cfg, out, jobs=1, progress=False)
+    ex = Local() if grid else None
+    s = run_benchmark(cfg, out, jobs=1, progress=False, executor=ex)
+    assert set(s["scores"]) == {"gmm", "flow", "flow-nll"}
+
+    def redo(label):  # as if its training were to be done again (its run removed, its status entry dropped)
+        status = json.loads((out / "status.json").read_text())
+        del status[f"train:{label}"]
+        (out / "status.json").write_text(json.dumps(status))
+        shutil.rmtree(out / "runs" / label)
+
+    # retrained by a call without the score stage: its scores and those of the score_of entry are stale
+    redo("flow")
+    run_benchmark(cfg, out, jobs=1, progress=False, methods=("flow",), stages=("train",), executor=ex)
+    s = run_benchmark(cfg, out, jobs=1, progress=False, methods=("gmm",), stages=("evaluate",), executor=ex)
+    assert set(s["scores"]) == {"gmm"} and set(s["left_out"]) == {"flow", "flow-nll"}
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
-    assert {r["method"] for r in metrics["results"]} >= {"gmm (gmm)", "gmm (gmm-b)"}
-    status = json.loads((out / "status.json").read_text())
-    del status["train:gmm-b"]  # as if its training were to be redone
-    (out / "status.json").write_text(json.dumps(status))
+    assert {r["method"] for r in metrics["results"]} == {"gmm"}
+    assert any("score:flow-nll" in w and "retrained after it was scored" in w for w in metrics["warnings"])
+    s = run_benchmark(cfg, out, jobs=1, progress=False, methods=("flow", "flow-nll"), stages=("score", "evaluate"),
+                      executor=ex)  # rescored: back in
+    assert set(s["scores"]) == {"gmm", "flow", "flow-nll"} and not s["left_out"]
+
+    # a retrain that fails: the run's and the score_of entry's old files are out
+    redo("flow")
 
     def broken(*a, **k):
-        from darkshower.errors import TrainingError
-
         raise TrainingError("loss became nan")
 
-    monkeypatch.setattr(bm, "_train_method", broken)
-    s = run_benchmark(cfg, out, jobs=1, progress=False, methods=("gmm-b",))
-    assert (out / "scores" / "gmm-b.parquet").exists() and "train:gmm-b" in s["failed"]
+    monkeypatch.setattr(bm, "_train_method", broken)  # Local() runs the grid's tasks in this process
+    s = run_benchmark(cfg, out, jobs=1, progress=False, methods=("flow",), executor=ex)
+    assert (out / "scores" / "flow.parquet").exists() and "train:flow" in s["failed"]
     assert set(s["scores"]) == {"gmm"}
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert {r["method"] for r in metrics["results"]} == {"gmm"}
-    assert any("gmm-b" in w and "FAILED" in w for w in metrics["warnings"])
+    assert any("train:flow" in w and "FAILED" in w for w in metrics["warnings"])

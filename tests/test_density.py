@@ -233,6 +233,17 @@ def test_flow_trains_with_the_shared_trainer_and_exports(qcd_ds, svj_ds, tmp_pat
     ref = np.load(run / "val_scores.nll.npy")
     np.testing.assert_allclose(t["eff_b"].to_numpy(), 1 - np.searchsorted(ref, t["score"].to_numpy(), side="right")
                                / len(ref), atol=1e-12)
+    # each reference holds its own kind: the nll reference is the nll of the validation jets (recomputed below
+    # for a run trained before the per-kind files, which must give the same), the base one is 0.5 |u|^2 >= 0
+    base_ref = np.load(run / "val_scores.base.npy")
+    assert len(ref) == len(base_ref) and (base_ref >= 0).all() and not np.allclose(ref, base_ref)
+    for f in ("val_scores.nll.npy", "val_scores.base.npy"):
+        (run / f).unlink()
+    score(run, [svj_ds], tmp_path / "nll2.parquet", score_kind="nll", progress=False)
+    np.testing.assert_allclose(np.load(run / "val_scores.nll.npy"), ref, rtol=1e-5, atol=1e-6)
+    # the configured kind (base, by model.score auto with a condition) keeps using val_scores.npy: nothing recomputed
+    score(run, [svj_ds], tmp_path / "base2.parquet", score_kind="base", progress=False)
+    assert not (run / "val_scores.base.npy").exists()
     assert not np.allclose(t["score"].to_numpy()[:9], df[df.dataset == str(svj_ds.path.resolve())].score.to_numpy()[:9])
     capsys.readouterr()
     assert main(["info", str(run)]) == 0
@@ -313,6 +324,29 @@ def test_flow_with_missing_jets_exports_to_onnx(tmp_path):
     xs = torch.from_numpy(x[:16]).float()
     assert (xs[:, 3] == 0).any() and (xs[:, 3] == 1).any()
     assert_onnx_matches_torch(m, {"x": xs}, tmp_path / "flow_missing.onnx")
+
+
+def test_base_score_warning_with_missing_jets_only_when_base_is_used(caplog):
+    """The base score does not marginalize a missing jet: said once when base is used (configured or chosen),
+    not when the run is scored by nll (score --score-kind nll), and never without jet slots that can be missing."""
+    names = ["j0_a", "j1_a", "j1_b", "j1_present", "e"]
+    x = torch.from_numpy(_two_slot_events(64, seed=4)).float()
+    says = "does not marginalize a missing jet"
+    m = _flow(names, score="base", transform="maf", transforms=1, hidden=[8], dequantize=["present"])
+    assert says not in caplog.text  # loading a run says nothing yet
+    with torch.no_grad():
+        m.use_score("nll")
+        m.score({"x": x})
+        assert says not in caplog.text
+        m.use_score("base")
+        m.score({"x": x})
+        m.score({"x": x})
+    assert caplog.text.count(says) == 1
+    caplog.clear()
+    plain = _flow(["a", "b"], score="base", transform="maf", transforms=1, hidden=[8])
+    with torch.no_grad():
+        plain.score({"x": x[:, :2]})
+    assert says not in caplog.text
 
 
 def test_flow_missing_pair_marginalizes_mjj_of_one_jet_events():

@@ -137,6 +137,16 @@ def _score_kinds(run: Path, method: str) -> tuple[tuple[str, ...], str | None]:
 
     if method not in METHODS:
         return (), None
+    from darkshower.errors import DarkshowerError
     from darkshower.train.score import score_kinds_of
 
-    return score_kinds_of(run)
+    try:
+        return score_kinds_of(run)
+    except DarkshowerError as exc:  # e.g. an optional package missing, an unreadable config: info still shows the rest
+        from darkshower.models import get_method
+
+        try:
+            kinds = tuple(get_method(method).score_kinds)
+        except Exception:
+            return (), None
+        return kinds, f"unknown: {exc}"

@@ -393,12 +393,18 @@ class NormalizingFlow(Method):
         else:
             self.flow = zuko.flows.MAF(len(self.feat_idx), context=len(self.cond_idx), **kw)
         self.score_kind = self.configured_score_kind(config)
-        if self.score_kind == "base" and (self.present_of >= 0).any():
+        self._base_warned = False
+
+    def _warn_base(self) -> None:
+        """Once per model, when the base score is used on columns of jet slots that can be missing."""
+        if self.score_kind == "base" and not self._base_warned and (self.present_of >= 0).any():
+            self._base_warned = True
             log.warning("flow: the base score does not marginalize a missing jet (its columns sit at the base "
                         "space's centre: events without that jet score about 0.5 lower per missing column); "
-                        "use model.score: nll at event level with missing jets")
+                        "the nll score does (model.score: nll, or score --score-kind nll)")
 
     def prepare(self, store) -> None:
+        self._warn_base()  # training with the base score configured
         x = np.array(store["x"], np.float64)
         missing = self._missing_np(x)
         x[:, self.is_deq.numpy()] += 0.5
@@ -463,19 +469,15 @@ class NormalizingFlow(Method):
     def val_metrics(self, batch):
         return {"loss": self.nll(batch).mean()}
 
-    def use_score(self, kind: str) -> None:
-        super().use_score(kind)
-        if kind == "base" and (self.present_of >= 0).any():
-            log.warning("flow: the base score does not marginalize a missing jet (its columns sit at the base "
-                        "space's centre: events without that jet score about 0.5 lower per missing column); "
-                        "the nll score does")
-
     def scores(self, batch) -> dict[str, torch.Tensor]:
         """Both scores: {'nll': -log p(x | c), 'base': 0.5 |u|^2}."""
         return {"nll": self.nll(batch), "base": self.base_score(batch)}
 
     def score(self, batch):
-        return self.base_score(batch) if self.score_kind == "base" else self.nll(batch)
+        if self.score_kind == "base":
+            self._warn_base()
+            return self.base_score(batch)
+        return self.nll(batch)
 
     def export(self):
         return _ScoreX(self), (torch.ones(4, int(self.spec["n_features"])),)

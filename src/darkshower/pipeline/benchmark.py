@@ -549,18 +549,30 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
                 continue
         if status.done(f"score:{m.label}"):
             scores[m.label] = sfile
-    for m in cfg.methods:  # methods left out by ``methods``: their earlier scores still count, unless the run's
-        # training has failed since (a retrain that failed leaves the old score file, which no longer is that run's)
-        sfile = bench / "scores" / f"{m.label}.parquet"
-        if (m.label not in scores and status.done(f"train:{m.label}") and status.done(f"score:{m.label}")
-                and sfile.exists()):
-            runs.setdefault(m.label, run_path(bench, m))
-            scores[m.label] = sfile
     failed = {k: v.get("message") for k, v in status.data.items() if v.get("status") == "failed"}
+    left_out = {}
+    for m in cfg.methods:  # methods left out by ``methods``: their earlier scores still count while they are
+        # still those of the run as it is (not after a failed or another retrain of it, or of a score_of source)
+        sfile = bench / "scores" / f"{m.label}.parquet"
+        if m.label in scores or not status.done(f"score:{m.label}") or not sfile.exists():
+            continue
+        run, src = run_path(bench, m), f"train:{m.score_of or m.label}"
+        if not (status.done(f"train:{m.label}") and (m._source_run or status.done(src))):
+            if src not in failed:
+                left_out[m.label] = f"the training of its run ({src}) is not done"
+        elif _stale(status, f"score:{m.label}", run):
+            left_out[m.label] = (f"its run {run} was retrained after it was scored; rescore it with --methods "
+                                 f"{m.label} --stages score")
+        else:
+            runs.setdefault(m.label, run)
+            scores[m.label] = sfile
+    for label, why in left_out.items():
+        print(f"[benchmark] score:{label} left out of the evaluation: {why}", flush=True)
     summary: dict[str, Any] = {"name": cfg.name, "runs": {k: str(v) for k, v in runs.items()},
-               "scores": {k: str(v) for k, v in scores.items()}, "failed": failed}
+               "scores": {k: str(v) for k, v in scores.items()}, "failed": failed, "left_out": left_out}
     if "evaluate" in want and scores:
-        summary["evaluation"] = _stage(status, "evaluate", lambda: _evaluate(cfg, bench, scores, failed), force=True)
+        summary["evaluation"] = _stage(status, "evaluate", lambda: _evaluate(cfg, bench, scores, failed, left_out),
+                                       force=True)
     if "report" in want and cfg.report and scores:
         summary["report"] = _stage(status, "report", lambda: _report(bench), force=True)
     summary["seconds"] = round(time.perf_counter() - t_all, 1)
@@ -568,8 +580,9 @@ def run_benchmark(config, out, jobs: int | None = None, progress: bool = True, s
     return summary
 
 
-def _evaluate(cfg: BenchmarkConfig, bench: Path, scores: dict, failed: dict):
-    """evaluate (+ search) into BENCH/evaluation; failed stages become warnings in metrics.json."""
+def _evaluate(cfg: BenchmarkConfig, bench: Path, scores: dict, failed: dict, left_out: dict | None = None):
+    """evaluate (+ search) into BENCH/evaluation; failed stages and score files left out (no longer of their run)
+    become warnings in metrics.json."""
     from darkshower.evaluate import evaluate, search
     from darkshower.evaluate import io as eio
 
@@ -592,9 +605,10 @@ def _evaluate(cfg: BenchmarkConfig, bench: Path, scores: dict, failed: dict):
             raise ConfigError(f"benchmark config: search.signal {name!r} is not one of the signal samples "
                               f"{[s.name for s in cfg.signals]}")
         search(unsup, background, [sample_path(bench, match[0])], out, **opts)
-    if failed:
+    if failed or left_out:
         metrics.setdefault("warnings", [])
         metrics["warnings"] += [f"{k} FAILED — not in the tables: {v}" for k, v in failed.items()]
+        metrics["warnings"] += [f"score:{k} — not in the tables: {v}" for k, v in (left_out or {}).items()]
         eio.atomic_write_json(out / eio.METRICS, metrics)
     return str(out / eio.METRICS)
 
