@@ -195,7 +195,7 @@ def test_score_of_scores_another_entry_run_by_another_kind(grid, qcd_ds, svj_ds,
     assert (out / "scores" / "clr-norm.parquet").stat().st_mtime_ns == mtime
 
 
-@pytest.mark.parametrize("grid", [False, True])
+@pytest.mark.parametrize("grid", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_scores_no_longer_of_their_run_are_left_out(grid, qcd_ds, svj_ds, tmp_path, monkeypatch):
     """Entries left out by --methods keep their earlier scores only while those are of the run as it is: after a
     failed retrain of the run (or of a score_of entry's source), or a retrain of it by another call, the old score
