@@ -275,9 +275,25 @@ def test_score_kind_is_calibrated_on_its_own_reference(qcd_ds, svj_ds, tmp_path,
 
     # a run trained before the per-kind references: computed once from its training data's validation split,
     # the same events as in training, so the same reference
+    decor = dict(np.load(run / "val_decor.norm.npz"))
     (run / "val_scores.norm.npy").unlink()
+    (run / "val_decor.norm.npz").unlink()
     score(run, [svj_ds.path], tmp_path / "again.parquet", score_kind="norm", progress=False)
     np.testing.assert_allclose(np.load(run / "val_scores.norm.npy"), ref, rtol=1e-5)
+    # with it the decorrelation reference of that kind (score --decorrelate --score-kind), row for row as training
+    # wrote it; also when only that file is missing
+    for again in range(2):
+        got = dict(np.load(run / "val_decor.norm.npz"))
+        assert set(got) == set(decor) and str(got["level"]) == str(decor["level"])
+        np.testing.assert_allclose(got["score"], decor["score"], rtol=1e-5)
+        for v in ("pt", "mass", "mt", "mjj"):
+            np.testing.assert_array_equal(got[v], decor[v])
+        if again:
+            break
+        (run / "val_decor.norm.npz").unlink()
+        dec, _ = score(run, [svj_ds.path], tmp_path / "decor.parquet", score_kind="norm", decorrelate=True,
+                       progress=False)
+        assert "eff_b_decor" in pd.read_parquet(dec).columns
 
     # the last model's reference too
     last = np.load(run / "val_scores_last.norm.npy")

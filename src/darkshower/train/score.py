@@ -292,10 +292,12 @@ def _kind_reference(run, which, kind, batch_size, threads, ex, progress: bool = 
     with tempfile.TemporaryDirectory() as tmp:
         f, _ = _score(run, paths, Path(tmp) / "val.parquet", which, batch_size, progress, threads, ex,
                       (False, None, None), split, kind, calibrate=False)
-        v = pd.read_parquet(f, columns=["score"])["score"].to_numpy(np.float64)  # dataset and chunk order
+        t = pd.read_parquet(f)  # dataset and chunk order
     if cfg.data.max_val:  # the trainer keeps the first max_val validation rows
-        v = v[:cfg.data.max_val]
-    v = np.sort(v[np.isfinite(v)])
+        t = t.iloc[:cfg.data.max_val]
+    keep = ~t["nonfinite_input"].astype(bool).to_numpy() if "nonfinite_input" in t.columns else np.ones(len(t), bool)
+    rows = t["score"].to_numpy(np.float64)[keep]  # the validation rows as training keeps them
+    v = np.sort(rows[np.isfinite(rows)])
     if not len(v):
         log.warning("%s: no finite %s score on its validation events: eff_b is NaN", run, kind)
     if info.get("status") != "complete":
@@ -304,9 +306,42 @@ def _kind_reference(run, which, kind, batch_size, threads, ex, progress: bool = 
         return v
     try:
         _atomic_save_npy(run / name, v)
+        _kind_val_decor(run, which, kind, info, cfg, paths, t[keep], rows)
     except OSError as exc:
-        log.warning("%s: cannot store %s (%s); it is used for these scores and computed again next time", run, name, exc)
+        log.warning("%s: cannot store the %s reference (%s); it is used for these scores and computed again next "
+                    "time", run, kind, exc)
     return v
+
+
+def _no_val_decor(run, which, kind) -> bool:
+    from darkshower.train.decorrelate import VAL_DECOR
+    from darkshower.train.scorefiles import val_file
+
+    return not (Path(run) / val_file(VAL_DECOR[which], kind)).exists()
+
+
+def _kind_val_decor(run: Path, which, kind, info, cfg, paths, t: pd.DataFrame, scores: np.ndarray) -> None:
+    """``val_decor.KIND.npz`` of an older run from its recomputed validation rows (``t``: their keys, in dataset
+    order; ``scores``: their scores), as training writes it; left out with a warning when the rows cannot be
+    matched to the datasets' jets (as in training)."""
+    from darkshower.train.decorrelate import VAL_DECOR, dataset_table, match_rows, write_val_decor
+    from darkshower.train.scorefiles import val_file
+
+    level = info.get("level", "jet")
+    jidx = t["jet_idx"].to_numpy(np.int64) if "jet_idx" in t.columns else np.full(len(t), -1)
+    per_event = level == "event" or bool((jidx < 0).all())
+    try:
+        tables = [dataset_table(p, cfg.data, "event" if per_event else "jet") for p in paths]
+        variables = match_rows(t["event_id"].to_numpy(), np.full(len(t), -1) if per_event else jidx, tables)
+    except Exception as exc:  # optional, as in training: never fail the scoring for it
+        log.warning("%s: no %s decorrelation reference of score kind %r: %s: %s", run, level, kind,
+                    type(exc).__name__, exc)
+        return
+    if variables is None:
+        log.warning("%s: the validation rows do not match the jets of %s: no decorrelation reference of score kind "
+                    "%r (score --decorrelate gives no decorrelated columns with it)", run, ", ".join(map(str, paths)), kind)
+        return
+    write_val_decor(run / val_file(VAL_DECOR[which], kind), scores, variables, level)
 
 
 def _decor_map(run, which, decorrelate, variables, min_rows, kind=None):
@@ -339,7 +374,8 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
     configured = score_kinds_of(run)[1]
     kind = None if score_kind in (None, configured) else score_kind  # None: the configured score's files
     reference = None
-    if calibrate and kind is not None and read_val_scores(run, which, kind) is None:
+    if kind is not None and ((calibrate and read_val_scores(run, which, kind) is None)
+                             or (decor[0] and _no_val_decor(run, which, kind))):
         reference = _kind_reference(run, which, kind, batch_size, threads, ex, progress)
     local = ex.in_process
     if local:  # load once here; the in-process tasks reuse it (a fresh load also drops a stale cache)
