@@ -392,3 +392,40 @@ def test_flow_runs_saved_before_missing_jets_keep_the_padding(tmp_path):
     # a noise run saved before model.missing_pair kept m_jj of one-jet events as it was
     assert read_run_config(tmp_path).model["missing_pair"] is False
     assert validate(cls.Config, {}, "model").missing_pair is True
+
+
+def test_score_kind_decorrelation_reference_of_an_older_run_with_a_jet_window(qcd_ds, svj_ds, tmp_path, caplog):
+    """A run trained before the per-kind references, with a jet pT window that drops leading jets: the kind's
+    decorrelation reference is recomputed row for row as training wrote it (score files number jets as the
+    dataset does, training inside the window); when only that file is missing and the training data is gone,
+    scoring goes on without decorrelated columns and says why (the stored eff_b reference is kept)."""
+    import shutil
+
+    import awkward as ak
+
+    pts = ak.to_numpy(ak.flatten(qcd_ds.arrays()["jets"]["pt"]))
+    cut = float(np.quantile(pts, 0.6))  # leading jets above it are outside the window
+    data = tmp_path / "qcd"
+    shutil.copytree(qcd_ds.path, data)
+    cfg = {**FAST, "batch_size": 32, "data": {"jet_pt_max": cut},
+           "model": {"condition": ["pt"], "transforms": 1, "hidden": [16]}}
+    run = train("flow", data, tmp_path / "flow", config=cfg, epochs=2, progress=False)
+    trained = dict(np.load(run / "val_decor.nll.npz"))
+    ref = np.load(run / "val_scores.nll.npy")
+    for f in ("val_scores.nll.npy", "val_decor.nll.npz"):
+        (run / f).unlink()
+    score(run, [svj_ds], tmp_path / "a.parquet", score_kind="nll", progress=False)
+    got = dict(np.load(run / "val_decor.nll.npz"))
+    np.testing.assert_allclose(got["score"], trained["score"], rtol=1e-5, atol=1e-6)
+    for v in ("pt", "mass", "mt", "mjj"):
+        np.testing.assert_array_equal(got[v], trained[v])
+    assert (got["pt"] < cut).all()
+    np.testing.assert_allclose(np.load(run / "val_scores.nll.npy"), ref, rtol=1e-5, atol=1e-6)
+
+    (run / "val_decor.nll.npz").unlink()
+    stored = np.load(run / "val_scores.nll.npy")
+    shutil.rmtree(data)
+    out, _ = score(run, [svj_ds], tmp_path / "b.parquet", score_kind="nll", decorrelate=True, progress=False)
+    assert "not there to compute it from" in caplog.text and "no decorrelated columns" in caplog.text
+    assert "eff_b_decor" not in pd.read_parquet(out).columns and pd.read_parquet(out)["eff_b"].notna().any()
+    np.testing.assert_array_equal(np.load(run / "val_scores.nll.npy"), stored)

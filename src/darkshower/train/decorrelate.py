@@ -38,14 +38,21 @@ def read_columns(ds, i: int):
     return ds.read_chunk(i, columns=[c for c in _COLUMNS if c.split(".")[0] in names])
 
 
-def dataset_table(path, data_cfg, level: str) -> pd.DataFrame:
+def dataset_table(path, data_cfg, level: str, dataset_numbering: bool = False) -> pd.DataFrame:
     """The variables of every (selected) jet, or every event for ``level="event"``, of one dataset, in
-    dataset order, indexed by (event_id, jet_idx). ``data_cfg``: the run's jet window (as in training)."""
+    dataset order, indexed by (event_id, jet_idx). ``data_cfg``: the run's jet window (as in training), whose jets
+    are ranked inside the window as training's rows are; ``dataset_numbering``: numbered as the dataset does
+    instead, as score files are."""
     from darkshower.data.dataset import open_dataset
-    from darkshower.train.data import select_jets
+    from darkshower.represent.window import dataset_jet_idx, select_jets_indexed
+
+    def part(i: int) -> pd.DataFrame:
+        events, index = select_jets_indexed(read_columns(ds, i), data_cfg)
+        df = pd.DataFrame(decor_table(events, level))
+        return dataset_jet_idx(df, events, index) if dataset_numbering and level != "event" else df
 
     ds = open_dataset(path)
-    parts = [pd.DataFrame(decor_table(select_jets(read_columns(ds, i), data_cfg), level)) for i in range(len(ds.chunks))]
+    parts = [part(i) for i in range(len(ds.chunks))]
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["event_id", "jet_idx", *VARIABLES])
     return df.set_index(["event_id", "jet_idx"])
 

@@ -258,11 +258,15 @@ def check_score_kind(run, kind: str) -> str | None:
     return configured
 
 
-def _kind_reference(run, which, kind, batch_size, threads, ex, progress: bool = False) -> np.ndarray:
+def _kind_reference(run, which, kind, batch_size, threads, ex, progress: bool = False,
+                    scores_needed: bool = True) -> np.ndarray | None:
     """The sorted finite validation-background scores of kind ``kind`` for a run trained before training stored
     ``RUN/val_scores.KIND.npy``: score that kind on the run's validation events as the trainer chose them (its
     validation datasets, or its training data's validation split; the first ``data.max_val`` rows), and store them
-    in the run (atomically) when the run is complete and writable."""
+    in the run (atomically) when the run is complete and writable, with the kind's decorrelation reference
+    ``val_decor.KIND.npz``. ``scores_needed=False``: only that decorrelation reference is missing (``--decorrelate``);
+    the stored scores stay, nothing is returned, and data that is gone or changed is a warning, not an error
+    (the scores then have no decorrelated columns, as before)."""
     import tempfile
 
     from darkshower.models.runs import read_run_config, read_run_json
@@ -275,19 +279,27 @@ def _kind_reference(run, which, kind, batch_size, threads, ex, progress: bool = 
     sets = info.get("val") or info.get("data") or []
     what = "validation" if info.get("val") else "training"
     missing = [d["path"] for d in sets if not Path(d["path"]).is_dir()]
+    problem = None
     if not sets or missing:
+        problem = (f"its {what} data {', '.join(missing) or '(none recorded)'} is not there to compute it from; "
+                   "retrain the run")
+    else:
+        for d in sets:  # the same data as in training, or the reference would silently be another sample's
+            got = [c.get("sha256") for c in open_dataset(d["path"]).chunks]
+            if d.get("chunks_sha256") is not None and got != d["chunks_sha256"]:
+                problem = (f"the {what} data at {d['path']} changed since the run was trained (chunk checksums differ "
+                           "from run.json); retrain the run")
+    if problem and scores_needed:
         raise ConfigError(f"{run}: no {name} (the run was trained before training stored a reference per score "
-                          f"kind), and its {what} data {', '.join(missing) or '(none recorded)'} is not there to compute "
-                          "it from; retrain the run, or score it with its configured score (without a score kind)")
-    for d in sets:  # the same data as in training, or the reference would silently be another sample's
-        got = [c.get("sha256") for c in open_dataset(d["path"]).chunks]
-        if d.get("chunks_sha256") is not None and got != d["chunks_sha256"]:
-            raise ConfigError(f"{run}: no {name}, and the {what} data at {d['path']} changed since the run was trained "
-                              "(chunk checksums differ from run.json); retrain the run, or score it with its configured "
-                              "score (without a score kind)")
+                          f"kind), and {problem}, or score it with its configured score (without a score kind)")
+    if problem:
+        log.warning("%s: no decorrelation reference of score kind %r (the run was trained before training stored "
+                    "one per kind), and %s: no decorrelated columns", run, kind, problem)
+        return None
     paths = [d["path"] for d in sets]
     split = None if info.get("val") else (cfg.data.val_fraction, cfg.seed)
-    log.info("%s: computing the validation reference of score kind %r (eff_b) from %s%s", run, kind, ", ".join(paths),
+    log.info("%s: computing the validation reference of score kind %r (%s) from %s%s", run, kind,
+             "eff_b" if scores_needed else "decorrelation", ", ".join(paths),
              "" if split is None else f" (validation split {split[0]:g}, seed {split[1]})")
     with tempfile.TemporaryDirectory() as tmp:
         f, _ = _score(run, paths, Path(tmp) / "val.parquet", which, batch_size, progress, threads, ex,
@@ -298,19 +310,20 @@ def _kind_reference(run, which, kind, batch_size, threads, ex, progress: bool = 
     keep = ~t["nonfinite_input"].astype(bool).to_numpy() if "nonfinite_input" in t.columns else np.ones(len(t), bool)
     rows = t["score"].to_numpy(np.float64)[keep]  # the validation rows as training keeps them
     v = np.sort(rows[np.isfinite(rows)])
-    if not len(v):
+    if scores_needed and not len(v):
         log.warning("%s: no finite %s score on its validation events: eff_b is NaN", run, kind)
     if info.get("status") != "complete":
         log.warning("%s is not complete (status %r): the %s reference is used for these scores but not stored",
                     run, info.get("status"), kind)
-        return v
+        return v if scores_needed else None
     try:
-        _atomic_save_npy(run / name, v)
+        if scores_needed:
+            _atomic_save_npy(run / name, v)
         _kind_val_decor(run, which, kind, info, cfg, paths, t[keep], rows)
     except OSError as exc:
         log.warning("%s: cannot store the %s reference (%s); it is used for these scores and computed again next "
                     "time", run, kind, exc)
-    return v
+    return v if scores_needed else None
 
 
 def _no_val_decor(run, which, kind) -> bool:
@@ -318,6 +331,13 @@ def _no_val_decor(run, which, kind) -> bool:
     from darkshower.train.scorefiles import val_file
 
     return not (Path(run) / val_file(VAL_DECOR[which], kind)).exists()
+
+
+def _storable(run) -> bool:
+    """Whether references computed for a run can be stored in it (complete, writable)."""
+    from darkshower.models.runs import read_run_json
+
+    return read_run_json(Path(run)).get("status") == "complete" and os.access(run, os.W_OK)
 
 
 def _kind_val_decor(run: Path, which, kind, info, cfg, paths, t: pd.DataFrame, scores: np.ndarray) -> None:
@@ -331,7 +351,7 @@ def _kind_val_decor(run: Path, which, kind, info, cfg, paths, t: pd.DataFrame, s
     jidx = t["jet_idx"].to_numpy(np.int64) if "jet_idx" in t.columns else np.full(len(t), -1)
     per_event = level == "event" or bool((jidx < 0).all())
     try:
-        tables = [dataset_table(p, cfg.data, "event" if per_event else "jet") for p in paths]
+        tables = [dataset_table(p, cfg.data, "event" if per_event else "jet", dataset_numbering=True) for p in paths]
         variables = match_rows(t["event_id"].to_numpy(), np.full(len(t), -1) if per_event else jidx, tables)
     except Exception as exc:  # optional, as in training: never fail the scoring for it
         log.warning("%s: no %s decorrelation reference of score kind %r: %s: %s", run, level, kind,
@@ -374,9 +394,12 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
     configured = score_kinds_of(run)[1]
     kind = None if score_kind in (None, configured) else score_kind  # None: the configured score's files
     reference = None
-    if kind is not None and ((calibrate and read_val_scores(run, which, kind) is None)
-                             or (decor[0] and _no_val_decor(run, which, kind))):
-        reference = _kind_reference(run, which, kind, batch_size, threads, ex, progress)
+    if kind is not None:
+        scores_needed = calibrate and read_val_scores(run, which, kind) is None
+        # the decorrelation reference alone only where it can be stored (else it would be computed on every call
+        # and not be used: the map is fitted from the file)
+        if scores_needed or (decor[0] and _no_val_decor(run, which, kind) and _storable(run)):
+            reference = _kind_reference(run, which, kind, batch_size, threads, ex, progress, scores_needed)
     local = ex.in_process
     if local:  # load once here; the in-process tasks reuse it (a fresh load also drops a stale cache)
         import torch
