@@ -74,6 +74,7 @@ def test_every_numeric_option_is_validated():
     (["demo", "--events", "-5"], "--events"),
     (["benchmark", "c.yaml", "--jobs", "-1"], "--jobs"),
     (["generate", "qcd", "--out", "d", "--events", "-10"], "--events"),
+    (["generate", "qcd", "--out", "d", "--events", "0"], "--events"),
     (["evaluate", "--scores", "s", "--background", "b", "--signal", "s", "--out", "o", "--min-bkg", "inf"],
      "--min-bkg"),
     (["search", "--scores", "s", "--background", "b", "--signal", "s", "--out", "o", "--lumi", "-1"], "--lumi"),
@@ -142,3 +143,8 @@ def test_demo_shows_the_default_next_to_the_baseline():
     args = build_parser().parse_args(["demo"])
     assert tuple(args.methods.split(",")) == DEMO_METHODS
     assert [m["method"] for m in demo_config()["methods"]] == list(DEMO_METHODS)
+
+
+def test_info_on_a_missing_path_names_runs_and_datasets(capsys, tmp_path):
+    assert main(["info", str(tmp_path / "nope")]) == 2
+    assert "no such run or dataset directory" in capsys.readouterr().err

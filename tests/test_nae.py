@@ -293,3 +293,10 @@ def test_nae_on_the_pooled_representation_of_a_contrastive_run(qcd_ds, svj_ds, t
     gmm = train("gmm", qcd_ds, tmp_path / "gmm", config={"threads": 1}, progress=False)
     with pytest.raises(ConfigError, match=r"method 'gmm'.*has no embed"):
         train("nae", qcd_ds, tmp_path / "e", config=_cfg(embedding_run=str(gmm)), progress=False)
+
+
+def test_a_run_that_ends_within_pretraining_says_so(qcd_ds, tmp_path, caplog):
+    """Epochs <= model.pretrain_epochs: val_emd is nan throughout, no epoch is selected; training says so."""
+    run = train("nae", qcd_ds, tmp_path / "nae", config=_cfg(), epochs=1, progress=False)
+    assert json.loads((run / "run.json").read_text())["best_epoch"] is None
+    assert "none was selected" in caplog.text and "--resume --epochs N" in caplog.text

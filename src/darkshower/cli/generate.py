@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from darkshower.cli.options import add_executor, executor_of, nonnegative_float, positive_float
+from darkshower.cli.options import add_executor, executor_of, nonnegative_float, positive_float, positive_int
 from darkshower.config import load_yaml, parse_assignment, set_nested
 
 
@@ -28,7 +28,7 @@ def register(sub) -> None:
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
     )
     p.add_argument("process", help=f"process to generate: {', '.join(sorted(PROCESSES))}")
-    p.add_argument("--events", type=int, help="number of events passing the jet selection")
+    p.add_argument("--events", type=positive_int, help="number of events passing the jet selection")
     p.add_argument("--seed", type=int, help="run seed (chunk seeds derive from it); default 1")
     p.add_argument("--out", required=True, help="output dataset directory (rerun to resume)")
     p.add_argument("--jobs", type=int, default=0, help="worker processes (default: all cores)")

@@ -27,6 +27,11 @@ def run(args) -> int:
 
     if (Path(args.path) / "run.json").is_file() and not (Path(args.path) / "manifest.json").exists():
         return run_info(args)
+    if not Path(args.path).exists():
+        from darkshower.errors import DatasetError
+
+        raise DatasetError(f"{args.path}: no such run or dataset directory (info reads a dataset, with its "
+                           "manifest.json, or a run, with its run.json)")
 
     summary = summarize(args.path, verify=args.verify)
     if args.json:

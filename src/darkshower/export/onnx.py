@@ -101,6 +101,8 @@ def export_onnx(run, out, which: str = "best", opset: int = 18, rtol: float = 1e
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     exporter, dynamic = None, True
     attempts = []
+    # torch's exporter logs that torchvision's ops are not registered when torchvision is absent (not needed here)
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         batch = torch.export.Dim("batch", min=1)

@@ -227,6 +227,11 @@ def _train(method, data, out, val, config, epochs, seed, resume, progress, comma
     info["status"] = "complete"
     info["epochs_done"] = len(history)
     info["best_epoch"] = next((r["epoch"] for r in reversed(history) if r.get("best")), None)
+    if info["best_epoch"] is None and history and world.is_main:
+        log.warning("%s: no epoch had a finite %s, so none was selected (e.g. an energy-based method that ended "
+                    "within its model.pretrain_epochs, where val_emd is nan): model_best.pt is the first epoch's "
+                    "model; train on with darkshower train ... --out %s --resume --epochs N", session.run,
+                    info.get("selection") or "selection value", session.run)
     info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     if world.distributed:
         info["world_size"] = world.size
