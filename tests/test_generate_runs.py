@@ -153,7 +153,6 @@ def run_cli(capsys, *args):
         (["generate", "svj", "--events", "5", "--set", "r_inv=1.5"], "r_inv"),
         (["generate", "svj", "--events", "5", "--set", "m_med=-5"], "m_med"),
         (["generate", "svj", "--events", "5", "--set", "r_invisible=0.3"], "unknown key"),
-        (["generate", "qcd", "--events", "0"], "events"),
         (["generate", "qcd", "--events", "5", "--set", "jets.radius=7"], "jets.radius"),
         (["generate", "qcd", "--events", "5", "--pythia", "NoSuch:setting = 3"], "Pythia rejected the setting 'NoSuch:setting = 3'"),
         (["generate", "qcd", "--events", "5", "--set", "novalue"], "KEY=VALUE"),
