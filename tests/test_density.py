@@ -394,6 +394,7 @@ def test_flow_runs_saved_before_missing_jets_keep_the_padding(tmp_path):
     assert validate(cls.Config, {}, "model").missing_pair is True
 
 
+@pytest.mark.slow
 def test_score_kind_decorrelation_reference_of_an_older_run_with_a_jet_window(qcd_ds, svj_ds, tmp_path, caplog):
     """A run trained before the per-kind references, with a jet pT window that drops leading jets: the kind's
     decorrelation reference is recomputed row for row as training wrote it (score files number jets as the
