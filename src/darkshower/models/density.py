@@ -447,20 +447,28 @@ class NormalizingFlow(Method):
     def _dist(self, c: torch.Tensor | None):
         return self.flow(c) if c is not None else self.flow()
 
+    def _forward(self, x: torch.Tensor, noise: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(u, -log p(x | c)) from one pass through the flow: u the base-space image of the sample, and the
+        negative log-density as :meth:`nll` defines it."""
+        f, c, n_miss = self._inputs_missing(x, noise)
+        dist = self._dist(c)
+        u, ladj = dist.transform.call_and_ladj(f)  # log p(x) = log p_base(u) + log |det du/dx| (zuko's log_prob)
+        if dist.reinterpreted:
+            ladj = ladj.flatten(-dist.reinterpreted).sum(-1)
+        out = -(dist.base.log_prob(u) + ladj)
+        if n_miss is not None and not noise:
+            out = out + _LOG_NORMAL_MODE * n_miss.to(out.dtype)
+        return u, out
+
     def nll(self, batch, noise: bool = False) -> torch.Tensor:
         """-log p(x | c) per sample, in the standardized feature space. With missing jets (event level,
         ``missing_jets: noise``) the density of the columns that exist: the flow learned the missing columns as
         N(0, 1) noise, so -log p(x, 0) + log N(0; 0, 1) per missing column marginalizes them (when scoring)."""
-        f, c, n_miss = self._inputs_missing(batch["x"], noise)
-        out = -self._dist(c).log_prob(f)
-        if n_miss is not None and not noise:
-            out = out + _LOG_NORMAL_MODE * n_miss.to(out.dtype)
-        return out
+        return self._forward(batch["x"], noise)[1]
 
     def base_score(self, batch) -> torch.Tensor:
         """0.5 |u|^2 with u the base-space image of the sample (chi-square with d dof for background)."""
-        f, c = self._inputs(batch["x"], False)
-        u = self._dist(c).transform(f)
+        u = self._forward(batch["x"], False)[0]
         return 0.5 * (u * u).sum(-1)
 
     def loss(self, batch, ctx):
@@ -470,8 +478,9 @@ class NormalizingFlow(Method):
         return {"loss": self.nll(batch).mean()}
 
     def scores(self, batch) -> dict[str, torch.Tensor]:
-        """Both scores: {'nll': -log p(x | c), 'base': 0.5 |u|^2}."""
-        return {"nll": self.nll(batch), "base": self.base_score(batch)}
+        """Both scores from one pass: {'nll': -log p(x | c), 'base': 0.5 |u|^2}."""
+        u, nll = self._forward(batch["x"], False)
+        return {"nll": nll, "base": 0.5 * (u * u).sum(-1)}
 
     def score(self, batch):
         if self.score_kind == "base":
