@@ -192,17 +192,14 @@ class ValidationScores(Callback):
 
     def variables(self, loop: TrainingLoop, keep: np.ndarray):
         """The decorrelation variables of the kept validation rows (a DataFrame), or None with a warning."""
-        from darkshower.train.decorrelate import dataset_table, match_rows
+        from darkshower.train.decorrelate import validation_variables
 
         session, store = loop.session, loop.data.val
         level = session.info.get("level", "jet")
+        paths = list(session.val_paths or session.data_paths)
         try:
-            paths = list(session.val_paths or session.data_paths)
-            per_event = level == "event" or "jet_idx" not in store or bool((np.asarray(store["jet_idx"]) < 0).all())
-            tables = [dataset_table(p, session.cfg.data, "event" if per_event else "jet") for p in paths]
-            ev = np.asarray(store["event_id"])[keep]
-            jidx = np.full(len(ev), -1) if per_event else np.asarray(store["jet_idx"])[keep]
-            out = match_rows(ev, jidx, tables)
+            out = validation_variables(paths, session.cfg.data, level, np.asarray(store["event_id"])[keep],
+                                       np.asarray(store["jet_idx"])[keep] if "jet_idx" in store else None)
         except Exception as exc:  # the decorrelation reference is optional: never fail a finished training
             log.warning("%s: no %s-level decorrelation reference (val_decor.npz): %s: %s", session.run, level,
                         type(exc).__name__, exc)

@@ -57,6 +57,20 @@ def dataset_table(path, data_cfg, level: str, dataset_numbering: bool = False) -
     return df.set_index(["event_id", "jet_idx"])
 
 
+def validation_variables(paths, data_cfg, level: str, event_id, jet_idx=None,
+                         dataset_numbering: bool = False) -> pd.DataFrame | None:
+    """The decorrelation variables of a run's validation rows ``(event_id, jet_idx)``, read from the datasets
+    ``paths`` they came from (in that order): per event for an event-level run or rows without jets (``jet_idx``
+    None or all -1), else per jet, numbered inside the run's jet window as training's rows are or, with
+    ``dataset_numbering``, as the dataset numbers them (score files). None when a row cannot be matched
+    (:func:`match_rows`)."""
+    jidx = None if jet_idx is None else np.asarray(jet_idx, np.int64)
+    per_event = level == "event" or jidx is None or bool((jidx < 0).all())
+    tables = [dataset_table(p, data_cfg, "event" if per_event else "jet", dataset_numbering) for p in paths]
+    ev = np.asarray(event_id)
+    return match_rows(ev, np.full(len(ev), -1) if per_event or jidx is None else jidx, tables)
+
+
 def match_rows(event_id: np.ndarray, jet_idx: np.ndarray, tables: list[pd.DataFrame]) -> pd.DataFrame | None:
     """The rows of ``tables`` (one per dataset, in the order the rows were read) of each (event_id, jet_idx).
 

@@ -344,15 +344,14 @@ def _kind_val_decor(run: Path, which, kind, info, cfg, paths, t: pd.DataFrame, s
     """``val_decor.KIND.npz`` of an older run from its recomputed validation rows (``t``: their keys, in dataset
     order; ``scores``: their scores), as training writes it; left out with a warning when the rows cannot be
     matched to the datasets' jets (as in training)."""
-    from darkshower.train.decorrelate import VAL_DECOR, dataset_table, match_rows, write_val_decor
+    from darkshower.train.decorrelate import VAL_DECOR, validation_variables, write_val_decor
     from darkshower.train.scorefiles import val_file
 
     level = info.get("level", "jet")
-    jidx = t["jet_idx"].to_numpy(np.int64) if "jet_idx" in t.columns else np.full(len(t), -1)
-    per_event = level == "event" or bool((jidx < 0).all())
     try:
-        tables = [dataset_table(p, cfg.data, "event" if per_event else "jet", dataset_numbering=True) for p in paths]
-        variables = match_rows(t["event_id"].to_numpy(), np.full(len(t), -1) if per_event else jidx, tables)
+        variables = validation_variables(paths, cfg.data, level, t["event_id"].to_numpy(),
+                                         t["jet_idx"].to_numpy() if "jet_idx" in t.columns else None,
+                                         dataset_numbering=True)
     except Exception as exc:  # optional, as in training: never fail the scoring for it
         log.warning("%s: no %s decorrelation reference of score kind %r: %s: %s", run, level, kind,
                     type(exc).__name__, exc)
