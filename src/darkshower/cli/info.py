@@ -138,20 +138,13 @@ def format_run(run: Path, info: dict, hist: list, best: dict) -> str:
 
 def _score_kinds(run: Path, method: str) -> tuple[tuple[str, ...], str | None]:
     """(offered score kinds, configured kind) of a run of a registered method (imports its module)."""
-    from darkshower.models import METHODS
+    from darkshower.errors import DarkshowerError
+    from darkshower.models import METHODS, get_method
+    from darkshower.train.score import score_kinds_of
 
     if method not in METHODS:
         return (), None
-    from darkshower.errors import DarkshowerError
-    from darkshower.train.score import score_kinds_of
-
     try:
         return score_kinds_of(run)
     except DarkshowerError as exc:  # e.g. an optional package missing, an unreadable config: info still shows the rest
-        from darkshower.models import get_method
-
-        try:
-            kinds = tuple(get_method(method).score_kinds)
-        except Exception:
-            return (), None
-        return kinds, f"unknown: {exc}"
+        return tuple(get_method(method).score_kinds), f"unknown: {exc}"

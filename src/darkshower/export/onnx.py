@@ -101,8 +101,11 @@ def export_onnx(run, out, which: str = "best", opset: int = 18, rtol: float = 1e
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     exporter, dynamic = None, True
     attempts = []
-    # torch's exporter logs that torchvision's ops are not registered when torchvision is absent (not needed here)
-    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    # torch's exporter logs that torchvision's ops are not registered when torchvision is absent (not needed
+    # here); quiet for this export only
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         batch = torch.export.Dim("batch", min=1)
@@ -121,6 +124,7 @@ def export_onnx(run, out, which: str = "best", opset: int = 18, rtol: float = 1e
             except Exception as exc:  # exporter limitations differ; try the next way
                 attempts.append(f"{kind}{'' if dyn else ' (static shapes)'}: {type(exc).__name__}: "
                                 f"{str(exc).splitlines()[0][:160]}")
+    registration.setLevel(level)
     if exporter is None:
         _remove_external(tmp)
         raise ExportError(f"could not export {method_name} to ONNX: " + " | ".join(attempts))
