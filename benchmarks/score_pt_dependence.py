@@ -18,19 +18,14 @@ import pandas as pd
 
 
 def jet_pt(dataset: Path) -> pd.DataFrame:
-    """(event_id, jet_idx, pt) of every jet of a darkshower dataset."""
-    import awkward as ak
+    """(event_id, jet_idx, pt) of every jet of a darkshower dataset, numbered as the dataset (and score files)
+    number them (darkshower.train.decorrelate.dataset_table, no jet window)."""
+    from darkshower.models.runconfig import DataConfig
+    from darkshower.train.decorrelate import dataset_table
 
-    parts = []
-    for f in sorted(Path(dataset).glob("chunk-*.parquet")):
-        a = ak.from_parquet(f, columns=["event_id", "jets.pt"])
-        n = ak.num(a.jets).to_numpy()
-        parts.append(pd.DataFrame({"event_id": np.repeat(a.event_id.to_numpy(), n),
-                                   "jet_idx": ak.flatten(ak.local_index(a.jets)).to_numpy(),
-                                   "pt": ak.flatten(a.jets.pt).to_numpy()}))
-    if not parts:
-        sys.exit(f"--background {dataset}: no chunk-*.parquet files (not a darkshower dataset)")
-    return pd.concat(parts, ignore_index=True)
+    if not (Path(dataset) / "manifest.json").is_file():
+        sys.exit(f"--background {dataset}: not a darkshower dataset (no manifest.json)")
+    return dataset_table(dataset, DataConfig(), "jet", dataset_numbering=True)["pt"].reset_index()
 
 
 def main(argv=None) -> int:
@@ -53,6 +48,8 @@ def main(argv=None) -> int:
             sys.exit(f"{f}: needs a per-jet score file with eff_b (darkshower score of a calibrated jet-level run)")
         t = t[t["dataset"].map(lambda p: Path(p).resolve() == bkg)].merge(pts, on=["event_id", "jet_idx"])
         t = t[np.isfinite(t["score"])]
+        if len(t) < 4:
+            sys.exit(f"{f}: {len(t)} finite scores of jets of {bkg}; score the background dataset with it first")
         quartile = pd.qcut(t["pt"], 4, labels=False)
         passing = t.groupby(quartile)["eff_b"].apply(lambda e: float((e < args.cut).mean()))
         rows[Path(f).stem] = {"score_kind": meta.get("score_kind"), "n_jets": len(t),
