@@ -326,13 +326,6 @@ def _kind_reference(run, which, kind, batch_size, threads, ex, progress: bool = 
     return v if scores_needed else None
 
 
-def _no_val_decor(run, which, kind) -> bool:
-    from darkshower.train.decorrelate import VAL_DECOR
-    from darkshower.train.scorefiles import val_file
-
-    return not (Path(run) / val_file(VAL_DECOR[which], kind)).exists()
-
-
 def _storable(run) -> bool:
     """Whether references computed for a run can be stored in it (complete, writable)."""
     from darkshower.models.runs import read_run_json
@@ -394,10 +387,12 @@ def _score(run, datasets, out, which, batch_size, progress, threads, ex, decor=(
     kind = None if score_kind in (None, configured) else score_kind  # None: the configured score's files
     reference = None
     if kind is not None:
+        from darkshower.train.decorrelate import read_val_decor
+
         scores_needed = calibrate and read_val_scores(run, which, kind) is None
         # the decorrelation reference alone only where it can be stored (else it would be computed on every call
         # and not be used: the map is fitted from the file)
-        if scores_needed or (decor[0] and _no_val_decor(run, which, kind) and _storable(run)):
+        if scores_needed or (decor[0] and read_val_decor(run, which, kind) is None and _storable(run)):
             reference = _kind_reference(run, which, kind, batch_size, threads, ex, progress, scores_needed)
     local = ex.in_process
     if local:  # load once here; the in-process tasks reuse it (a fresh load also drops a stale cache)
